@@ -1,0 +1,351 @@
+//! Layered reads and writes over a read-only base.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// State writes: `Some(value)` sets a key, `None` removes it. Ordered, so applying them is
+/// deterministic.
+pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A failure of the storage underneath. Never a transaction's fault: the node stops the block.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("storage fault: {0}")]
+pub struct ReadError(pub String);
+
+/// Read access to a state.
+pub trait StateRead: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
+
+    /// Up to `limit` entries whose key starts with `prefix`, in key order (reversed if
+    /// `descending`), strictly after `start_after` in that order when it is given.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        descending: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError>;
+}
+
+/// An empty state, for tests and the genesis of an in-memory chain.
+pub struct EmptyState;
+
+impl StateRead for EmptyState {
+    fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(None)
+    }
+    fn scan(&self, _: &[u8], _: Option<&[u8]>, _: usize, _: bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The key range `[prefix, next(prefix))` restricted to keys after `start_after` in scan
+/// order; `None` when that range is empty (a `BTreeMap` range with crossed bounds panics).
+pub(crate) fn scan_bounds(
+    prefix: &[u8],
+    start_after: Option<&[u8]>,
+    descending: bool,
+) -> Option<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+    let successor = prefix_successor(prefix);
+    let mut lower = Bound::Included(prefix.to_vec());
+    let mut upper = match &successor {
+        Some(p) => Bound::Excluded(p.clone()),
+        None => Bound::Unbounded,
+    };
+    match (start_after, descending) {
+        (None, _) => {}
+        (Some(a), false) => {
+            if a >= prefix {
+                if successor.as_deref().is_some_and(|s| a >= s) {
+                    return None;
+                }
+                lower = Bound::Excluded(a.to_vec());
+            }
+        }
+        (Some(a), true) => {
+            if a <= prefix {
+                return None;
+            }
+            if successor.as_deref().is_none_or(|s| a < s) {
+                upper = Bound::Excluded(a.to_vec());
+            }
+        }
+    }
+    Some((lower, upper))
+}
+
+/// The smallest key greater than every key starting with `prefix`, if any.
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last < 0xff {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// A base state with a stack of write layers on top.
+///
+/// Execution pushes a layer per transaction and per contract call; a layer is either merged
+/// into the one below ([`StateStack::commit_layer`]) or dropped ([`StateStack::discard_layer`]).
+/// The stack owns everything it refers to, so it can move into a wasmtime `Store` for the
+/// duration of a call.
+pub struct StateStack {
+    base: Arc<dyn StateRead>,
+    layers: Vec<Changes>,
+}
+
+impl StateStack {
+    /// A stack with one (bottom) layer over `base`.
+    pub fn new(base: Arc<dyn StateRead>) -> StateStack {
+        StateStack {
+            base,
+            layers: vec![Changes::new()],
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn push_layer(&mut self) {
+        self.layers.push(Changes::new());
+    }
+
+    /// Merges the top layer into the one below it.
+    pub fn commit_layer(&mut self) {
+        if self.layers.len() < 2 {
+            return;
+        }
+        let top = self.layers.pop().unwrap_or_default();
+        if let Some(below) = self.layers.last_mut() {
+            below.extend(top);
+        }
+    }
+
+    /// Drops the top layer's writes.
+    pub fn discard_layer(&mut self) {
+        if self.layers.len() > 1 {
+            self.layers.pop();
+        } else if let Some(only) = self.layers.last_mut() {
+            only.clear();
+        }
+    }
+
+    pub fn set(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.top().insert(key, Some(value));
+    }
+
+    pub fn remove(&mut self, key: Vec<u8>) {
+        self.top().insert(key, None);
+    }
+
+    fn top(&mut self) -> &mut Changes {
+        if self.layers.is_empty() {
+            self.layers.push(Changes::new());
+        }
+        let last = self.layers.len() - 1;
+        &mut self.layers[last]
+    }
+
+    /// All writes of all layers, flattened. The stack is left with one empty layer.
+    pub fn take_changes(&mut self) -> Changes {
+        while self.layers.len() > 1 {
+            self.commit_layer();
+        }
+        std::mem::take(self.top())
+    }
+
+    /// The writes so far, without consuming them.
+    pub fn pending_changes(&self) -> Changes {
+        let mut all = Changes::new();
+        for l in &self.layers {
+            all.extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        all
+    }
+}
+
+impl StateRead for StateStack {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        for layer in self.layers.iter().rev() {
+            if let Some(v) = layer.get(key) {
+                return Ok(v.clone());
+            }
+        }
+        self.base.get(key)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        descending: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Merge the layers' writes in the range (upper layers win), then merge with the base,
+        // fetching from the base in pages until `limit` live entries are found.
+        let Some(range) = scan_bounds(prefix, start_after, descending) else {
+            return Ok(Vec::new());
+        };
+        let mut overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for layer in &self.layers {
+            for (k, v) in layer.range(range.clone()) {
+                overlay.insert(k.clone(), v.clone());
+            }
+        }
+        let mut out = Vec::new();
+        let mut cursor: Option<Vec<u8>> = start_after.map(|s| s.to_vec());
+        let mut base_page: std::collections::VecDeque<(Vec<u8>, Vec<u8>)> = Default::default();
+        let mut base_done = false;
+        let mut over_iter: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> = if descending {
+            Box::new(overlay.iter().rev())
+        } else {
+            Box::new(overlay.iter())
+        };
+        let mut next_over = over_iter.next();
+        while out.len() < limit {
+            if base_page.is_empty() && !base_done {
+                let page = self
+                    .base
+                    .scan(prefix, cursor.as_deref(), limit.max(16), descending)?;
+                base_done = page.len() < limit.max(16);
+                if let Some((k, _)) = page.last() {
+                    cursor = Some(k.clone());
+                }
+                base_page.extend(page);
+            }
+            let take_over = match (next_over, base_page.front()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((ok, _)), Some((bk, _))) => {
+                    if descending {
+                        ok >= bk
+                    } else {
+                        ok <= bk
+                    }
+                }
+            };
+            if take_over {
+                if let Some((ok, ov)) = next_over {
+                    if base_page.front().is_some_and(|(bk, _)| bk == ok) {
+                        base_page.pop_front();
+                    }
+                    if let Some(v) = ov {
+                        out.push((ok.clone(), v.clone()));
+                    }
+                }
+                next_over = over_iter.next();
+            } else if let Some(entry) = base_page.pop_front() {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A plain ordered map as a state, for tests and in-memory bases.
+impl StateRead for BTreeMap<Vec<u8>, Vec<u8>> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(BTreeMap::get(self, key).cloned())
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        descending: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+        let Some(bounds) = scan_bounds(prefix, start_after, descending) else {
+            return Ok(Vec::new());
+        };
+        let range = self.range(bounds);
+        let it: Box<dyn Iterator<Item = (&Vec<u8>, &Vec<u8>)>> = if descending {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        Ok(it.take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn model_scan(
+        m: &BTreeMap<Vec<u8>, Vec<u8>>,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        desc: bool,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut all: Vec<_> = m
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| match after {
+                None => true,
+                Some(a) => if desc { k.as_slice() < a } else { k.as_slice() > a },
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if desc {
+            all.reverse();
+        }
+        all.truncate(limit);
+        all
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(0u8..4, 0..4)
+    }
+
+    proptest! {
+        /// Reads and scans through layers equal those of the flattened map, for any writes,
+        /// commits and discards.
+        #[test]
+        fn stack_matches_a_flat_model(
+            base in proptest::collection::btree_map(key(), key(), 0..20),
+            ops in proptest::collection::vec((0u8..5, key(), key()), 0..40),
+            prefix in proptest::collection::vec(0u8..4, 0..2),
+            after in proptest::option::of(key()),
+            limit in 0usize..10,
+            desc in any::<bool>(),
+        ) {
+            let mut stack = StateStack::new(Arc::new(base.clone()));
+            // Model: a stack of full maps.
+            let mut models = vec![base.clone()];
+            for (op, k, v) in ops {
+                match op {
+                    0 | 1 => { stack.set(k.clone(), v.clone()); models.last_mut().unwrap().insert(k, v); }
+                    2 => { stack.remove(k.clone()); models.last_mut().unwrap().remove(&k); }
+                    3 => { stack.push_layer(); let top = models.last().unwrap().clone(); models.push(top); }
+                    _ => {
+                        if models.len() > 1 {
+                            if v.first().copied().unwrap_or(0) % 2 == 0 {
+                                stack.commit_layer(); let top = models.pop().unwrap(); *models.last_mut().unwrap() = top;
+                            } else {
+                                stack.discard_layer(); models.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            let model = models.last().unwrap();
+            for k in model.keys() {
+                prop_assert_eq!(stack.get(k).unwrap(), Some(model[k].clone()));
+            }
+            let got = stack.scan(&prefix, after.as_deref(), limit, desc).unwrap();
+            prop_assert_eq!(got, model_scan(model, &prefix, after.as_deref(), limit, desc));
+        }
+    }
+}
