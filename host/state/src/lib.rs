@@ -14,4 +14,5 @@ pub mod store;
 
 pub use overlay::{Changes, StateRead, StateStack};
 pub use proof::StateProof;
-pub use store::{PreparedRoot, Store, StoreError};
+pub use overlay::{EmptyState, ReadError};
+pub use store::{PreparedRoot, Snapshot, Store, StoreError};
