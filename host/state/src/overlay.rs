@@ -98,6 +98,13 @@ pub struct StateStack {
     layers: Vec<Changes>,
 }
 
+/// An empty stack over an empty state; a placeholder while the real one is lent out.
+impl Default for StateStack {
+    fn default() -> Self {
+        StateStack::new(Arc::new(EmptyState))
+    }
+}
+
 impl StateStack {
     /// A stack with one (bottom) layer over `base`.
     pub fn new(base: Arc<dyn StateRead>) -> StateStack {

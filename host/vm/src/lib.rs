@@ -1,1 +1,371 @@
+//! The contract sandbox.
+//!
+//! Contracts are WebAssembly components of the world in `sdk/wit/contract.wit`, run by
+//! wasmtime with settings chosen so that every validator computes the same result and the
+//! same gas (see [`config`]). The door is narrow:
+//!
+//! - [`Vm::validate_code`] checks an upload (a component, not nested, importing nothing but
+//!   the contract world, exporting all of it) and compiles it once;
+//! - [`Vm::call`] runs one entry point of a deployed contract on a [`StateStack`], with all of
+//!   its writes in a layer that is kept only if the call succeeds.
+//!
+//! A call's failure (out of gas, a trap, a contract error, garbage output) is a [`CallError`]
+//! that ends up in a receipt. A failure of the node itself (a storage fault, a compiled
+//! artifact that will not load) is a [`HostFault`]: never a transaction result.
 
+pub mod code;
+pub mod config;
+mod host;
+pub mod ledger;
+
+pub use code::CodeError;
+pub use config::{GasSchedule, Limits, VmConfig};
+pub use host::HostState;
+
+use gridledger_state::StateStack;
+use gridledger_types::{Address, ErrorCode, Event, Hash32};
+use host::{EnvRecord, HostTrap, InfoRecord};
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+
+/// Entry points of the contract world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Instantiate,
+    Execute,
+    Query,
+    Migrate,
+    Sudo,
+}
+
+impl Entry {
+    pub fn export_name(self) -> &'static str {
+        match self {
+            Entry::Instantiate => "instantiate",
+            Entry::Execute => "execute",
+            Entry::Query => "query",
+            Entry::Migrate => "migrate",
+            Entry::Sudo => "sudo",
+        }
+    }
+}
+
+/// The block a call runs in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockEnv {
+    pub height: u64,
+    pub time_ms: u64,
+    pub chain_id: String,
+}
+
+/// One call of a contract entry point.
+#[derive(Clone, Debug)]
+pub struct CallRequest<'a> {
+    pub contract: Address,
+    pub entry: Entry,
+    /// The sender or calling contract; `None` for queries and sudo.
+    pub caller: Option<Address>,
+    /// Tokens the caller already moved to the contract for this call.
+    pub funds: u64,
+    pub msg: &'a [u8],
+    pub gas_limit: u64,
+}
+
+/// Why a call failed; recorded in the receipt.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("out of gas")]
+    OutOfGas,
+    #[error("contract trapped: {0}")]
+    Trap(String),
+    #[error("{0}")]
+    Contract(String),
+    #[error("contract returned an invalid result: {0}")]
+    InvalidResult(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl CallError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CallError::OutOfGas => ErrorCode::OutOfGas,
+            CallError::Trap(_) => ErrorCode::Trap,
+            CallError::Contract(_) => ErrorCode::ContractError,
+            CallError::InvalidResult(_) => ErrorCode::InvalidResult,
+            CallError::NotFound(_) => ErrorCode::NotFound,
+        }
+    }
+}
+
+/// A fault of the node, not of the transaction: the block cannot be executed here.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("host fault: {0}")]
+pub struct HostFault(pub String);
+
+impl From<gridledger_state::ReadError> for HostFault {
+    fn from(e: gridledger_state::ReadError) -> Self {
+        HostFault(e.to_string())
+    }
+}
+
+/// What a call did.
+#[derive(Clone, Debug)]
+pub struct CallOutcome {
+    /// The contract's answer (JSON bytes, possibly empty), or why it failed.
+    pub result: Result<Vec<u8>, CallError>,
+    pub gas_used: u64,
+    /// Events of this call and the calls it made; empty if it failed.
+    pub events: Vec<Event>,
+}
+
+/// What code declares about itself, read at store time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeInfo {
+    pub name: String,
+    pub version: u32,
+}
+
+/// The VM: an engine, the host functions, and compiled contracts. Cheap to clone.
+#[derive(Clone)]
+pub struct Vm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: code::CodeCache,
+    config: VmConfig,
+    config_hash: Hash32,
+}
+
+/// Instance slots in the pool: enough for a full call depth on several threads at once.
+const POOL_SLOTS: u32 = 64;
+/// Gas for running `info` at store time (not charged to anyone; it only bounds the call).
+const INFO_GAS: u64 = 5_000_000;
+
+impl Vm {
+    /// A VM with `config`; compiled contracts are cached in `cache_dir` when given.
+    pub fn new(config: VmConfig, cache_dir: Option<PathBuf>) -> wasmtime::Result<Vm> {
+        let engine = config.engine(POOL_SLOTS)?;
+        let mut linker = Linker::new(&engine);
+        host::add_to_linker(&mut linker)?;
+        let cache = code::CodeCache::new(&engine, cache_dir, 256);
+        let config_hash = config.hash();
+        Ok(Vm {
+            inner: Arc::new(Inner { engine, linker, cache, config, config_hash }),
+        })
+    }
+
+    pub fn config(&self) -> &VmConfig {
+        &self.inner.config
+    }
+
+    /// See [`VmConfig::hash`].
+    pub fn config_hash(&self) -> Hash32 {
+        self.inner.config_hash
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Checks uploaded code and compiles it (once per code hash). Returns what it declares.
+    pub fn validate_code(&self, wasm: &[u8]) -> Result<CodeInfo, CodeError> {
+        let inner = &self.inner;
+        code::check_binary(wasm, inner.config.limits.max_code_bytes)?;
+        let component = Component::new(&inner.engine, wasm).map_err(|e| CodeError::Compile(format!("{e:#}")))?;
+        code::check_imports(&inner.engine, &component)?;
+        let pre = inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| CodeError::WrongWorld(format!("{e:#}")))?;
+        let mut store = self.new_store(
+            BlockEnv { height: 0, time_ms: 0, chain_id: String::new() },
+            StateStack::default(),
+            Address([0; 32]),
+            true,
+            0,
+        );
+        let fail = |e: wasmtime::Error| CodeError::WrongWorld(format!("{e:#}"));
+        store.set_fuel(INFO_GAS).map_err(fail)?;
+        let instance = pre.instantiate(&mut store).map_err(fail)?;
+        for entry in [Entry::Instantiate, Entry::Execute, Entry::Query, Entry::Migrate, Entry::Sudo] {
+            instance
+                .get_typed_func::<(EnvRecord, Vec<u8>), (Result<Vec<u8>, String>,)>(&mut store, entry.export_name())
+                .map_err(|e| CodeError::WrongWorld(format!("export `{}`: {e:#}", entry.export_name())))?;
+        }
+        let info = instance
+            .get_typed_func::<(), (InfoRecord,)>(&mut store, "info")
+            .map_err(|e| CodeError::WrongWorld(format!("export `info`: {e:#}")))?;
+        let (info,) = info.call(&mut store, ()).map_err(fail)?;
+        let hash = code_hash(wasm);
+        if inner.cache.get(&hash).is_none() {
+            inner.cache.save_artifact(&hash, &component);
+            let _ = inner.cache.insert(&inner.linker, hash, &component);
+        }
+        Ok(CodeInfo { name: info.name, version: info.version })
+    }
+
+    /// Runs a call. Its writes stay on `state` only if it succeeds.
+    pub fn call(&self, block: &BlockEnv, state: &mut StateStack, req: CallRequest<'_>) -> Result<CallOutcome, HostFault> {
+        let read_only = req.entry == Entry::Query;
+        self.call_at_depth(block, state, req, 0, read_only)
+    }
+
+    pub(crate) fn call_at_depth(
+        &self,
+        block: &BlockEnv,
+        state: &mut StateStack,
+        req: CallRequest<'_>,
+        depth: u32,
+        read_only: bool,
+    ) -> Result<CallOutcome, HostFault> {
+        let failed = |e: CallError, gas_used: u64| CallOutcome { result: Err(e), gas_used, events: Vec::new() };
+        let Some(info) = ledger::contract(state, &req.contract)? else {
+            return Ok(failed(CallError::NotFound(format!("no contract at {}", req.contract.to_hex())), 0));
+        };
+        let instantiate_gas = self.inner.config.gas.instantiate;
+        if req.gas_limit < instantiate_gas {
+            return Ok(failed(CallError::OutOfGas, req.gas_limit));
+        }
+        let pre = self.prepared(state, &info.code_hash)?;
+
+        state.push_layer();
+        let lent = std::mem::take(state);
+        let mut store = self.new_store(block.clone(), lent, req.contract, read_only, depth);
+        store
+            .set_fuel(req.gas_limit - instantiate_gas)
+            .map_err(|e| HostFault(format!("{e:#}")))?;
+        let env = host::env_record(block, &req.contract, req.caller.as_ref(), req.funds);
+        let result = pre.instantiate(&mut store).and_then(|instance| {
+            let func = instance.get_typed_func::<(EnvRecord, Vec<u8>), (Result<Vec<u8>, String>,)>(
+                &mut store,
+                req.entry.export_name(),
+            )?;
+            func.call(&mut store, (env, req.msg.to_vec())).map(|(r,)| r)
+        });
+        let remaining = store.get_fuel().unwrap_or(0);
+        let gas_used = req.gas_limit - remaining;
+        let data = store.into_data();
+        *state = data.state;
+        if let Some(f) = data.fault {
+            state.discard_layer();
+            return Err(HostFault(f));
+        }
+        let result = match result {
+            Ok(Ok(bytes)) => self.check_result(bytes),
+            Ok(Err(msg)) => Err(CallError::Contract(msg)),
+            Err(e) => Err(classify(e)),
+        };
+        match result {
+            Ok(bytes) => {
+                state.commit_layer();
+                Ok(CallOutcome { result: Ok(bytes), gas_used, events: data.events })
+            }
+            Err(e) => {
+                state.discard_layer();
+                Ok(failed(e, gas_used))
+            }
+        }
+    }
+
+    /// Answers must be JSON (or empty) and bounded: anything else is garbage.
+    fn check_result(&self, bytes: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        let max = self.inner.config.limits.max_result_bytes;
+        if bytes.len() > max {
+            return Err(CallError::InvalidResult(format!("{} bytes exceeds the limit of {max}", bytes.len())));
+        }
+        if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+            return Err(CallError::InvalidResult("answer is not JSON".into()));
+        }
+        Ok(bytes)
+    }
+
+    fn new_store(&self, block: BlockEnv, state: StateStack, contract: Address, read_only: bool, depth: u32) -> Store<HostState> {
+        let limits = &self.inner.config.limits;
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.max_memory_bytes)
+            .table_elements(limits.max_table_elements)
+            .instances(16)
+            .memories(4)
+            .tables(8)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            &self.inner.engine,
+            HostState {
+                vm: self.clone(),
+                block,
+                state,
+                contract,
+                read_only,
+                depth,
+                events: Vec::new(),
+                limits: store_limits,
+                fault: None,
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        store
+    }
+
+    /// The pre-linked component for `hash`: from memory, the disk cache, or compiled now.
+    fn prepared(&self, state: &StateStack, hash: &Hash32) -> Result<Arc<wasmtime::component::InstancePre<HostState>>, HostFault> {
+        let inner = &self.inner;
+        if let Some(pre) = inner.cache.get(hash) {
+            return Ok(pre);
+        }
+        let component = match inner.cache.load_artifact(&inner.engine, hash) {
+            Some(c) => c,
+            None => {
+                let code = ledger::code(state, hash)?
+                    .ok_or_else(|| HostFault(format!("code {} of a deployed contract is missing", hash.to_hex())))?;
+                let c = Component::new(&inner.engine, &code.wasm)
+                    .map_err(|e| HostFault(format!("stored code {} does not compile: {e:#}", hash.to_hex())))?;
+                inner.cache.save_artifact(hash, &c);
+                c
+            }
+        };
+        inner
+            .cache
+            .insert(&inner.linker, *hash, &component)
+            .map_err(|e| HostFault(format!("linking code {}: {e:#}", hash.to_hex())))
+    }
+}
+
+/// The code hash of component bytes.
+pub fn code_hash(wasm: &[u8]) -> Hash32 {
+    Hash32::tagged(gridledger_types::hash::domain::CODE, &[wasm])
+}
+
+/// Maps a wasmtime error from a guest call to the receipt's error.
+fn classify(e: wasmtime::Error) -> CallError {
+    if let Some(t) = e.downcast_ref::<HostTrap>() {
+        return match t {
+            HostTrap::OutOfGas => CallError::OutOfGas,
+            other => CallError::Trap(other.to_string()),
+        };
+    }
+    if let Some(t) = e.downcast_ref::<Trap>() {
+        return match t {
+            Trap::OutOfFuel => CallError::OutOfGas,
+            Trap::StackOverflow => CallError::Trap("stack overflow (recursion too deep)".into()),
+            Trap::UnreachableCodeReached => CallError::Trap("unreachable executed (the contract panicked)".into()),
+            Trap::MemoryOutOfBounds => CallError::Trap("memory access out of bounds".into()),
+            Trap::AllocationTooLarge => CallError::Trap("memory limit exceeded".into()),
+            other => CallError::Trap(other.to_string()),
+        };
+    }
+    let text = format!("{e:#}");
+    if text.contains("forcing a memory growth failure") || text.contains("memory minimum size") {
+        return CallError::Trap("memory limit exceeded".into());
+    }
+    if text.contains("invalid utf-8") || text.contains("out of bounds") || text.contains("realloc") {
+        return CallError::InvalidResult(text);
+    }
+    CallError::Trap(text)
+}

@@ -1,0 +1,175 @@
+//! The engine settings every validator must share, and the hash that pins them in genesis.
+
+use gridledger_types::Hash32;
+use serde::{Deserialize, Serialize};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OperatorCost, PoolingAllocationConfig};
+
+/// The wasmtime release the fuel table and code generation were pinned against.
+pub const WASMTIME_VERSION: &str = "48";
+
+/// Gas charged outside of wasm instructions. One gas is one unit of wasmtime fuel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct GasSchedule {
+    /// Every transaction: covers signature check and bookkeeping.
+    pub tx_base: u64,
+    /// Per byte of the encoded transaction.
+    pub tx_per_byte: u64,
+    /// Per byte of code stored (compilation and storage).
+    pub store_code_per_byte: u64,
+    /// Creating a wasm instance for a call (each call, including nested ones).
+    pub instantiate: u64,
+    /// Any host function call.
+    pub host_call: u64,
+    pub storage_read_per_byte: u64,
+    pub storage_write_base: u64,
+    pub storage_write_per_byte: u64,
+    pub scan_per_entry: u64,
+    pub event_per_byte: u64,
+    pub transfer: u64,
+}
+
+impl Default for GasSchedule {
+    fn default() -> Self {
+        GasSchedule {
+            tx_base: 10_000,
+            tx_per_byte: 10,
+            store_code_per_byte: 20,
+            instantiate: 20_000,
+            host_call: 100,
+            storage_read_per_byte: 2,
+            storage_write_base: 500,
+            storage_write_per_byte: 20,
+            scan_per_entry: 50,
+            event_per_byte: 5,
+            transfer: 1_000,
+        }
+    }
+}
+
+/// Limits on what one contract instance may use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct Limits {
+    /// Linear memory per instance.
+    pub max_memory_bytes: usize,
+    /// Native stack for wasm frames; deep recursion traps instead of crashing the node.
+    pub max_stack_bytes: usize,
+    pub max_table_elements: usize,
+    /// Contract-to-contract call depth.
+    pub max_call_depth: u32,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_result_bytes: usize,
+    pub max_code_bytes: usize,
+    /// Gas available to a query (queries are not part of a transaction).
+    pub query_gas: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory_bytes: 16 << 20,
+            max_stack_bytes: 512 << 10,
+            max_table_elements: 10_000,
+            max_call_depth: 8,
+            max_key_bytes: 1024,
+            max_value_bytes: 256 << 10,
+            max_result_bytes: 1 << 20,
+            max_code_bytes: 2 << 20,
+            query_gas: 50_000_000,
+        }
+    }
+}
+
+/// Everything that decides a contract call's result and gas.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmConfig {
+    pub gas: GasSchedule,
+    pub limits: Limits,
+}
+
+/// The fuel cost of each wasm operator, written out here (not taken from wasmtime's default)
+/// so that a wasmtime upgrade cannot silently change gas.
+pub fn operator_costs() -> OperatorCost {
+    let mut c = OperatorCost::new();
+    // Calls and division cost more than simple arithmetic; memory.grow is charged per page.
+    c.Call = 5;
+    c.CallIndirect = 10;
+    c.I32DivS = 4;
+    c.I32DivU = 4;
+    c.I32RemS = 4;
+    c.I32RemU = 4;
+    c.I64DivS = 4;
+    c.I64DivU = 4;
+    c.I64RemS = 4;
+    c.I64RemU = 4;
+    c.MemoryGrow = 100;
+    c.variable.memory_grow_per_page = 200;
+    c
+}
+
+/// Every engine flag that affects results, as text; hashed into [`VmConfig::hash`].
+const ENGINE_FLAGS: &str = "cranelift;nan_canonicalization=1;consume_fuel=1;threads=0;\
+shared_everything_threads=0;relaxed_simd=0;memory64=0;multi_memory=0;gc=0;\
+exceptions=0;stack_switching=0;component_model_async=0;\
+wide_arithmetic=0;custom_page_sizes=0;memory_init_cow=0;pooling=1";
+
+impl VmConfig {
+    /// A hash of the wasmtime version, engine flags, operator costs, gas schedule and limits.
+    /// Genesis records it; a node whose build or configuration gives another hash refuses to
+    /// start, because it could compute different results or gas.
+    pub fn hash(&self) -> Hash32 {
+        let costs = serde_json::to_vec(&operator_costs()).unwrap_or_default();
+        let gas = serde_json::to_vec(&self.gas).unwrap_or_default();
+        let limits = serde_json::to_vec(&self.limits).unwrap_or_default();
+        Hash32::tagged(
+            b"gridledger/vm-config/v1",
+            &[WASMTIME_VERSION.as_bytes(), ENGINE_FLAGS.as_bytes(), &costs, &gas, &limits],
+        )
+    }
+
+    /// Builds the engine. Pooling keeps instance creation to a few microseconds.
+    pub fn engine(&self, pool_slots: u32) -> wasmtime::Result<Engine> {
+        let mut c = Config::new();
+        // Threads, GC, exceptions and component-model async are not compiled into this
+        // wasmtime build at all (see the workspace's feature list), so they cannot be on; the
+        // rest are switched off explicitly.
+        c.consume_fuel(true)
+            .operator_cost(operator_costs())
+            .cranelift_nan_canonicalization(true)
+            .wasm_relaxed_simd(false)
+            .wasm_memory64(false)
+            .wasm_multi_memory(false)
+            .wasm_gc(false)
+            .wasm_stack_switching(false)
+            .wasm_wide_arithmetic(false)
+            .wasm_custom_page_sizes(false)
+            .memory_init_cow(false)
+            .max_wasm_stack(self.limits.max_stack_bytes);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(pool_slots)
+            .total_core_instances(pool_slots * 4)
+            .total_memories(pool_slots)
+            .total_tables(pool_slots * 2)
+            .max_memory_size(self.limits.max_memory_bytes)
+            .table_elements(self.limits.max_table_elements);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        Engine::new(&c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_changes_with_any_setting() {
+        let base = VmConfig::default();
+        let mut more_gas = base.clone();
+        more_gas.gas.instantiate += 1;
+        let mut more_mem = base.clone();
+        more_mem.limits.max_memory_bytes *= 2;
+        assert_eq!(base.hash(), VmConfig::default().hash());
+        assert_ne!(base.hash(), more_gas.hash());
+        assert_ne!(base.hash(), more_mem.hash());
+    }
+}
