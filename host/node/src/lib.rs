@@ -1,1 +1,402 @@
+//! A gridledger node: genesis, admission, block production and the committed chain.
+//!
+//! [`Node`] ties the pieces together: transactions are checked and queued
+//! ([`Node::submit`]), executed into blocks ([`Node::produce_block`]) that are committed to the
+//! store in one write each, and served back with proofs. Consensus among several validators
+//! comes later; today one validator produces every block.
 
+pub mod exec;
+pub mod genesis;
+pub mod mempool;
+
+pub use exec::{ChainParams, Executor, Rejected};
+pub use genesis::{Genesis, GenesisError};
+
+use gridledger_state::{Changes, Snapshot, StateStack, Store, StoreError};
+use gridledger_types::schema::{self, Account, Roles};
+use gridledger_types::{Address, Block, Hash32, Header, Receipt, SignedTx, codec, merkle};
+use gridledger_vm::{BlockEnv, CallError, CallRequest, Entry, HostFault, Vm, VmConfig, code_hash, ledger};
+use mempool::Mempool;
+use parking_lot::{Mutex, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Most transactions per block.
+pub const MAX_BLOCK_TXS: usize = 2_000;
+const MEMPOOL_CAPACITY: usize = 20_000;
+/// Gas for each genesis contract's instantiation.
+const GENESIS_GAS: u64 = 1_000_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Host(#[from] HostFault),
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<gridledger_state::ReadError> for NodeError {
+    fn from(e: gridledger_state::ReadError) -> Self {
+        NodeError::Host(e.into())
+    }
+}
+
+/// A query's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// Where a transaction is.
+#[derive(Debug)]
+pub enum TxStatus {
+    Pending,
+    Included { block: Block, receipts: Vec<Receipt>, index: u32 },
+    Unknown,
+}
+
+/// Sent to subscribers after each committed block.
+#[derive(Clone, Debug)]
+pub struct CommittedBlock {
+    pub header: Header,
+    pub receipts: Vec<Receipt>,
+    pub tx_hashes: Vec<Hash32>,
+}
+
+pub struct Node {
+    store: Store,
+    exec: Executor,
+    genesis: Genesis,
+    genesis_hash: Hash32,
+    proposer: Address,
+    head: RwLock<Header>,
+    mempool: Mutex<Mempool>,
+    /// Serialises block production (the mempool lock is not held while executing).
+    producing: Mutex<()>,
+    blocks: tokio::sync::broadcast::Sender<Arc<CommittedBlock>>,
+}
+
+impl Node {
+    /// Opens the node's data directory, creating the chain from `genesis` if it is empty.
+    /// Contract files named in genesis are read from `contracts_dir`.
+    pub fn open(data_dir: &Path, genesis: Genesis, contracts_dir: &Path) -> Result<Arc<Node>, NodeError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| NodeError::Config(format!("{}: {e}", data_dir.display())))?;
+        let store = Store::open(&data_dir.join("chain.redb"))?;
+        Self::with_store(store, Some(data_dir.join("compiled")), genesis, contracts_dir)
+    }
+
+    /// A node on an in-memory store (tests, benchmarks).
+    pub fn in_memory(genesis: Genesis, contracts_dir: &Path) -> Result<Arc<Node>, NodeError> {
+        Self::with_store(Store::in_memory()?, None, genesis, contracts_dir)
+    }
+
+    fn with_store(store: Store, cache_dir: Option<PathBuf>, genesis: Genesis, contracts_dir: &Path) -> Result<Arc<Node>, NodeError> {
+        let vm = Vm::new(VmConfig::default(), cache_dir).map_err(|e| NodeError::Config(format!("engine: {e:#}")))?;
+        let ours = vm.config_hash().to_hex();
+        if genesis.vm_config_hash != ours {
+            return Err(NodeError::Config(format!(
+                "genesis pins VM settings {} but this node runs {ours}; nodes with different VM settings could disagree, so this one will not start",
+                genesis.vm_config_hash
+            )));
+        }
+        let addresses = genesis.addresses();
+        let fee_collector = genesis
+            .accounts
+            .iter()
+            .find(|a| a.roles.iter().any(|r| r == "grid_company"))
+            .and_then(|a| addresses.get(&a.name).copied())
+            .ok_or_else(|| NodeError::Config("genesis needs an account with the grid_company role (it collects fees)".into()))?;
+        let proposer = genesis
+            .accounts
+            .iter()
+            .find(|a| a.roles.iter().any(|r| r == "validator"))
+            .and_then(|a| addresses.get(&a.name).copied())
+            .unwrap_or(fee_collector);
+        let exec = Executor {
+            vm,
+            params: ChainParams { chain_id: genesis.chain_id.clone(), gas_price_per_kgas: genesis.gas_price_per_kgas, fee_collector },
+        };
+        let genesis_hash = genesis.hash();
+        let snap = store.snapshot()?;
+        let head = match snap.head_block()? {
+            Some(b) => {
+                let stored = snap_genesis_hash(&snap)?;
+                if stored != Some(genesis_hash) {
+                    return Err(NodeError::Config("this data directory holds a chain from another genesis".into()));
+                }
+                b.header
+            }
+            None => build_genesis(&store, &exec, &genesis, contracts_dir, genesis_hash, proposer)?,
+        };
+        let (blocks, _) = tokio::sync::broadcast::channel(64);
+        Ok(Arc::new(Node {
+            store,
+            exec,
+            genesis,
+            genesis_hash,
+            proposer,
+            head: RwLock::new(head),
+            mempool: Mutex::new(Mempool::new(MEMPOOL_CAPACITY)),
+            producing: Mutex::new(()),
+            blocks,
+        }))
+    }
+
+    pub fn chain_id(&self) -> &str {
+        &self.genesis.chain_id
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    pub fn genesis_hash(&self) -> Hash32 {
+        self.genesis_hash
+    }
+
+    pub fn vm(&self) -> &Vm {
+        &self.exec.vm
+    }
+
+    pub fn params(&self) -> &ChainParams {
+        &self.exec.params
+    }
+
+    pub fn head(&self) -> Header {
+        self.head.read().clone()
+    }
+
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.lock().len()
+    }
+
+    pub fn snapshot(&self) -> Result<Snapshot, NodeError> {
+        Ok(self.store.snapshot()?)
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<CommittedBlock>> {
+        self.blocks.subscribe()
+    }
+
+    /// Checks a transaction and queues it. Returns its hash.
+    pub fn submit(&self, bytes: &[u8]) -> Result<Hash32, Rejected> {
+        let tx = SignedTx::decode(bytes).map_err(|e| Rejected::Malformed(e.to_string()))?;
+        self.exec.check_stateless(&tx, bytes.len())?;
+        let hash = tx.hash();
+        let snap = self.store.snapshot().map_err(|e| Rejected::Malformed(format!("node busy: {e}")))?;
+        let mut pool = self.mempool.lock();
+        if pool.contains(&hash) {
+            return Err(Rejected::Duplicate);
+        }
+        if pool.is_full() {
+            return Err(Rejected::MempoolFull);
+        }
+        let state_nonce = ledger::account(&snap, &tx.body.sender).map(|a| a.nonce).unwrap_or(0);
+        let expected = state_nonce + pool.pending_of(&tx.body.sender);
+        // Fee affordability is checked against committed state; pending spends are caught at
+        // execution, where an unaffordable transaction is dropped.
+        self.exec.check_stateful(&snap, &tx, expected)?;
+        pool.insert(tx, bytes.len());
+        Ok(hash)
+    }
+
+    /// Executes pending transactions into the next block and commits it.
+    pub fn produce_block(&self, now_ms: u64) -> Result<Arc<CommittedBlock>, NodeError> {
+        let _guard = self.producing.lock();
+        let parent = self.head();
+        let height = parent.height + 1;
+        let time_ms = now_ms.max(parent.time_ms + 1);
+        let block_env = BlockEnv { height, time_ms, chain_id: self.genesis.chain_id.clone() };
+        let candidates = self.mempool.lock().select(MAX_BLOCK_TXS);
+        let snap = Arc::new(self.store.snapshot()?);
+        let mut state = StateStack::new(snap);
+        let mut txs = Vec::new();
+        let mut receipts = Vec::new();
+        let mut refused: Vec<Address> = Vec::new();
+        for (tx, len) in candidates {
+            if refused.contains(&tx.body.sender) {
+                continue;
+            }
+            match self.exec.apply(&block_env, &mut state, &tx, len)? {
+                Ok(r) => {
+                    receipts.push(r);
+                    txs.push(tx);
+                }
+                Err(reason) => {
+                    tracing::debug!("dropping {}: {reason}", tx.hash().to_hex());
+                    refused.push(tx.body.sender);
+                }
+            }
+        }
+        state.set(schema::meta_key(schema::META_HEIGHT), codec::encode(&height));
+        let changes = state.take_changes();
+        let header = self.commit(parent.hash(), height, time_ms, txs.clone(), &receipts, &changes)?;
+
+        // Forget what was included or can no longer apply.
+        {
+            let snap = self.store.snapshot()?;
+            let mut pool = self.mempool.lock();
+            let mut senders: Vec<Address> = txs.iter().map(|t| t.body.sender).collect();
+            senders.extend(refused.iter().copied());
+            senders.sort();
+            senders.dedup();
+            for s in senders {
+                let next = ledger::account(&snap, &s)?.nonce;
+                pool.prune_sender(&s, next, refused.contains(&s));
+            }
+        }
+        let committed = Arc::new(CommittedBlock { header, receipts, tx_hashes: txs.iter().map(|t| t.hash()).collect() });
+        let _ = self.blocks.send(committed.clone());
+        Ok(committed)
+    }
+
+    fn commit(&self, parent_hash: Hash32, height: u64, time_ms: u64, txs: Vec<SignedTx>, receipts: &[Receipt], changes: &Changes) -> Result<Header, NodeError> {
+        let header = commit_block(&self.store, &self.genesis.chain_id, parent_hash, height, time_ms, self.proposer, txs, receipts, changes)?;
+        *self.head.write() = header.clone();
+        Ok(header)
+    }
+
+    /// Runs a contract query against the latest committed state.
+    pub fn query(&self, contract: &Address, msg: &[u8]) -> Result<Vec<u8>, QueryError> {
+        let head = self.head();
+        let snap = Arc::new(self.store.snapshot().map_err(NodeError::from)?);
+        let mut state = StateStack::new(snap);
+        let env = BlockEnv { height: head.height, time_ms: head.time_ms, chain_id: head.chain_id };
+        let gas_limit = self.exec.vm.config().limits.query_gas;
+        let out = self
+            .exec
+            .vm
+            .call(&env, &mut state, CallRequest { contract: *contract, entry: Entry::Query, caller: None, funds: 0, msg, gas_limit })
+            .map_err(NodeError::from)?;
+        Ok(out.result?)
+    }
+
+    pub fn account(&self, who: &Address) -> Result<(Account, Roles), NodeError> {
+        let snap = self.store.snapshot()?;
+        Ok((ledger::account(&snap, who)?, ledger::roles(&snap, who)?))
+    }
+
+    pub fn tx_status(&self, hash: &Hash32) -> Result<TxStatus, NodeError> {
+        let snap = self.store.snapshot()?;
+        if let Some((height, index)) = snap.tx_location(hash)? {
+            let block = snap.block(height)?.ok_or(StoreError::UnknownHeight(height))?;
+            let receipts = snap.receipts(height)?.ok_or(StoreError::UnknownHeight(height))?;
+            return Ok(TxStatus::Included { block, receipts, index });
+        }
+        if self.mempool.lock().contains(hash) {
+            return Ok(TxStatus::Pending);
+        }
+        Ok(TxStatus::Unknown)
+    }
+
+    /// Address of a contract deployed at genesis, by label.
+    pub fn contract_by_label(&self, label: &str) -> Result<Option<Address>, NodeError> {
+        let snap = self.store.snapshot()?;
+        match gridledger_state::StateRead::get(&snap, &label_key(label))? {
+            Some(b) => Ok(Address::from_slice(&b)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn label_key(label: &str) -> Vec<u8> {
+    schema::meta_key(&format!("label/{label}"))
+}
+
+const META_GENESIS: &str = "genesis_hash";
+
+fn snap_genesis_hash(snap: &Snapshot) -> Result<Option<Hash32>, NodeError> {
+    Ok(gridledger_state::StateRead::get(snap, &schema::meta_key(META_GENESIS))?
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok().map(Hash32)))
+}
+
+/// Roots the block's lists, computes the state root and writes it all in one transaction.
+#[allow(clippy::too_many_arguments)]
+fn commit_block(
+    store: &Store,
+    chain_id: &str,
+    parent_hash: Hash32,
+    height: u64,
+    time_ms: u64,
+    proposer: Address,
+    txs: Vec<SignedTx>,
+    receipts: &[Receipt],
+    changes: &Changes,
+) -> Result<Header, NodeError> {
+    let tx_bytes: Vec<Vec<u8>> = txs.iter().map(|t| t.encode()).collect();
+    let receipt_bytes: Vec<Vec<u8>> = receipts.iter().map(|r| r.encode()).collect();
+    let prepared = store.prepare_root(changes, height)?;
+    let header = Header {
+        chain_id: chain_id.to_string(),
+        height,
+        parent_hash,
+        time_ms,
+        proposer,
+        tx_root: merkle::list_root(&tx_bytes),
+        tx_count: txs.len() as u32,
+        state_root: prepared.root,
+        receipts_root: merkle::list_root(&receipt_bytes),
+        receipt_count: receipts.len() as u32,
+    };
+    let block = Block { header: header.clone(), txs };
+    store.commit_block(&block, receipts, changes, prepared)?;
+    Ok(header)
+}
+
+/// Writes the genesis state (accounts, roles, code, contracts) as block 0.
+fn build_genesis(store: &Store, exec: &Executor, genesis: &Genesis, contracts_dir: &Path, genesis_hash: Hash32, proposer: Address) -> Result<Header, NodeError> {
+    let addresses = genesis.addresses();
+    let mut state = StateStack::new(Arc::new(store.snapshot()?));
+    let mut supply: u64 = 0;
+    for a in &genesis.accounts {
+        let addr = addresses[&a.name];
+        ledger::set_account(&mut state, &addr, &Account { balance: a.balance, nonce: 0 });
+        supply = supply.checked_add(a.balance).ok_or_else(|| NodeError::Config("genesis balances overflow".into()))?;
+        let mut roles = Roles::default();
+        for r in &a.roles {
+            roles.0 |= Roles::bit(r).unwrap_or(0);
+        }
+        if roles.0 != 0 {
+            state.set(schema::roles_key(&addr), codec::encode(&roles));
+        }
+    }
+    state.set(schema::meta_key(schema::META_SUPPLY), codec::encode(&supply));
+    state.set(schema::meta_key(META_GENESIS), genesis_hash.0.to_vec());
+    state.set(schema::meta_key(schema::META_HEIGHT), codec::encode(&0u64));
+    let env = BlockEnv { height: 0, time_ms: genesis.genesis_time_ms, chain_id: genesis.chain_id.clone() };
+    let mut receipts = Vec::new();
+    for (i, c) in genesis.contracts.iter().enumerate() {
+        let path = contracts_dir.join(&c.wasm);
+        let wasm = std::fs::read(&path).map_err(|e| {
+            NodeError::Config(format!("genesis contract {}: {}: {e} (build the contracts: cargo run -p gridledger-build)", c.label, path.display()))
+        })?;
+        let info = exec.vm.validate_code(&wasm).map_err(|e| NodeError::Config(format!("genesis contract {}: {e}", c.label)))?;
+        let hash = code_hash(&wasm);
+        state.set(schema::code_key(&hash), codec::encode(&schema::CodeEntry { name: info.name, version: info.version, wasm }));
+        let creator = addresses[&c.creator];
+        let admin = match &c.admin {
+            Some(n) => Some(*addresses.get(n).ok_or_else(|| NodeError::Config(format!("genesis contract {}: unknown admin {n}", c.label)))?),
+            None => None,
+        };
+        // Genesis contracts take nonces from the top of the range, far from any transaction's.
+        let contract = Address::contract(&creator, u64::MAX - i as u64);
+        let done = exec.instantiate(&env, &mut state, creator, contract, hash, c.msg.as_bytes(), 0, &c.label, admin, GENESIS_GAS);
+        let done = match done {
+            Ok(d) => d,
+            Err(exec::Fail::Host(h)) => return Err(h.into()),
+            Err(exec::Fail::Op(e)) => return Err(NodeError::Config(format!("genesis contract {} failed to instantiate: {}", c.label, e.1))),
+        };
+        state.set(label_key(&c.label), contract.0.to_vec());
+        receipts.push(Receipt { tx_hash: Hash32::ZERO, gas_used: done.gas, fee: 0, error: None, events: done.events, result: contract.0.to_vec() });
+    }
+    let changes = state.take_changes();
+    let header = commit_block(store, &genesis.chain_id, Hash32::ZERO, 0, genesis.genesis_time_ms, proposer, Vec::new(), &receipts, &changes)?;
+    Ok(header)
+}

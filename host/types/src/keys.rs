@@ -21,6 +21,10 @@ impl Address {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    pub fn from_slice(b: &[u8]) -> Option<Address> {
+        <[u8; 32]>::try_from(b).ok().map(Address)
+    }
 }
 
 impl fmt::Display for Address {
