@@ -1,1 +1,322 @@
-fn main() {}
+//! `gridledger`: the node and its command line.
+
+mod bench;
+mod client;
+mod devnet;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use client::Client;
+use gridledger_api::proofs::{StateProofBundle, TxProof};
+use gridledger_types::{Address, Hash32, Keypair, Payload, hash::parse_hex32};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "gridledger", version, about = "A peer-to-peer electricity market on a permissioned chain")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct NodeArg {
+    /// The node's API.
+    #[arg(long, env = "GRIDLEDGER_NODE", default_value = "http://127.0.0.1:8480")]
+    node: String,
+}
+
+#[derive(Args, Clone)]
+struct Signer {
+    /// File holding the sender's secret key (hex), as written by `keygen` or the devnet.
+    #[arg(long, env = "GRIDLEDGER_KEY")]
+    key: PathBuf,
+    /// Gas limit; by default enough for the operation's size plus 20M of execution.
+    #[arg(long)]
+    gas: Option<u64>,
+    #[command(flatten)]
+    node: NodeArg,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a single-validator development chain with its HTTP API.
+    Devnet(devnet::DevnetArgs),
+    /// Make a new key; prints the address.
+    Keygen {
+        /// Where to write the secret key (hex). Printed if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print the address of a key file.
+    Address { key: PathBuf },
+    /// Send tokens.
+    Transfer {
+        #[command(flatten)]
+        signer: Signer,
+        #[arg(long)]
+        to: Address,
+        #[arg(long)]
+        amount: u64,
+    },
+    /// Create tokens (grid company only).
+    Mint {
+        #[command(flatten)]
+        signer: Signer,
+        #[arg(long)]
+        to: Address,
+        #[arg(long)]
+        amount: u64,
+    },
+    /// Destroy tokens from the sender's balance (grid company only).
+    Burn {
+        #[command(flatten)]
+        signer: Signer,
+        #[arg(long)]
+        amount: u64,
+        #[arg(long, default_value = "")]
+        payout_ref: String,
+    },
+    /// Upload, instantiate, execute, query and migrate contracts.
+    #[command(subcommand)]
+    Contract(ContractCmd),
+    /// Show an account's balance, nonce and roles.
+    Account {
+        address: Address,
+        #[command(flatten)]
+        node: NodeArg,
+    },
+    /// Show a transaction with its receipt; `--proof-out` saves its proof bundle.
+    Tx {
+        hash: String,
+        #[arg(long)]
+        proof_out: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArg,
+    },
+    /// Show a block (height, hash or `latest`).
+    Block {
+        id: String,
+        #[command(flatten)]
+        node: NodeArg,
+    },
+    /// Fetch a proof of an account's state into a file (for `verify`).
+    ProveAccount {
+        address: Address,
+        #[arg(long)]
+        height: Option<u64>,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        node: NodeArg,
+    },
+    /// Verify a proof bundle offline (from `tx --proof-out` or `prove-account`).
+    Verify {
+        file: PathBuf,
+        /// A header hash you trust (e.g. from another node); the bundle's header must match.
+        #[arg(long)]
+        header_hash: Option<String>,
+    },
+    /// Print the hash of this build's VM settings (genesis pins it).
+    VmHash,
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum ContractCmd {
+    /// Store a component; prints its code hash.
+    Upload {
+        #[command(flatten)]
+        signer: Signer,
+        wasm: PathBuf,
+    },
+    /// Create an instance of stored code.
+    Instantiate {
+        #[command(flatten)]
+        signer: Signer,
+        #[arg(long)]
+        code_hash: String,
+        /// Instantiate message (JSON).
+        #[arg(long, default_value = "{}")]
+        msg: String,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Who may migrate it; immutable if absent.
+        #[arg(long)]
+        admin: Option<Address>,
+        #[arg(long, default_value_t = 0)]
+        funds: u64,
+    },
+    /// Execute a contract.
+    Execute {
+        #[command(flatten)]
+        signer: Signer,
+        contract: Address,
+        /// Execute message (JSON).
+        msg: String,
+        #[arg(long, default_value_t = 0)]
+        funds: u64,
+    },
+    /// Ask a contract a question (no transaction).
+    Query {
+        contract: Address,
+        msg: String,
+        #[command(flatten)]
+        node: NodeArg,
+    },
+    /// Move a contract to new code (its admin only).
+    Migrate {
+        #[command(flatten)]
+        signer: Signer,
+        contract: Address,
+        #[arg(long)]
+        code_hash: String,
+        #[arg(long, default_value = "{}")]
+        msg: String,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn read_key(path: &PathBuf) -> Result<Keypair> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
+    let secret = parse_hex32(text.trim()).map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))?;
+    Ok(Keypair::from_secret(secret))
+}
+
+fn parse_hash(s: &str) -> Result<Hash32> {
+    parse_hex32(s).map(Hash32).map_err(|e| anyhow::anyhow!("bad hash {s:?}: {e}"))
+}
+
+fn json_arg(s: &str) -> Result<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_str(s).with_context(|| format!("message is not JSON: {s}"))?;
+    Ok(serde_json::to_vec(&v)?)
+}
+
+fn send(signer: &Signer, payload: Payload) -> Result<()> {
+    let key = read_key(&signer.key)?;
+    let client = Client::new(&signer.node.node);
+    let receipt = client.sign_submit_wait(&key, payload, signer.gas)?;
+    println!("{}", serde_json::to_string_pretty(&receipt)?);
+    if receipt["receipt"]["success"] != serde_json::Value::Bool(true) {
+        bail!("transaction failed: {}", receipt["receipt"]["error"]["message"]);
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Devnet(args) => devnet::run(args),
+        Command::Keygen { out } => {
+            let k = Keypair::generate();
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, hex::encode(k.secret()))?;
+                    println!("{}", k.address());
+                }
+                None => println!("address {}\nsecret  {}", k.address(), hex::encode(k.secret())),
+            }
+            Ok(())
+        }
+        Command::Address { key } => {
+            println!("{}", read_key(&key)?.address());
+            Ok(())
+        }
+        Command::Transfer { signer, to, amount } => send(&signer, Payload::Transfer { to, amount }),
+        Command::Mint { signer, to, amount } => send(&signer, Payload::Mint { to, amount }),
+        Command::Burn { signer, amount, payout_ref } => send(&signer, Payload::Burn { amount, payout_ref }),
+        Command::Contract(c) => match c {
+            ContractCmd::Upload { signer, wasm } => {
+                let wasm = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+                send(&signer, Payload::StoreCode { wasm })
+            }
+            ContractCmd::Instantiate { signer, code_hash, msg, label, admin, funds } => send(
+                &signer,
+                Payload::Instantiate { code_hash: parse_hash(&code_hash)?, msg: json_arg(&msg)?, funds, label, admin },
+            ),
+            ContractCmd::Execute { signer, contract, msg, funds } => {
+                send(&signer, Payload::Execute { contract, msg: json_arg(&msg)?, funds })
+            }
+            ContractCmd::Migrate { signer, contract, code_hash, msg } => {
+                send(&signer, Payload::Migrate { contract, code_hash: parse_hash(&code_hash)?, msg: json_arg(&msg)? })
+            }
+            ContractCmd::Query { contract, msg, node } => {
+                let answer = Client::new(&node.node).post_json(&format!("/v1/contracts/{contract}/query"), json_arg(&msg)?)?;
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                Ok(())
+            }
+        },
+        Command::Account { address, node } => {
+            println!("{}", serde_json::to_string_pretty(&Client::new(&node.node).get(&format!("/v1/accounts/{address}"))?)?);
+            Ok(())
+        }
+        Command::Tx { hash, proof_out, node } => {
+            let v = Client::new(&node.node).get(&format!("/v1/txs/{hash}"))?;
+            if let Some(path) = proof_out {
+                std::fs::write(&path, serde_json::to_string_pretty(&v["proof"])?)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Command::Block { id, node } => {
+            println!("{}", serde_json::to_string_pretty(&Client::new(&node.node).get(&format!("/v1/blocks/{id}"))?)?);
+            Ok(())
+        }
+        Command::ProveAccount { address, height, out, node } => {
+            let path = match height {
+                Some(h) => format!("/v1/accounts/{address}/proof?height={h}"),
+                None => format!("/v1/accounts/{address}/proof"),
+            };
+            let v = Client::new(&node.node).get(&path)?;
+            std::fs::write(&out, serde_json::to_string_pretty(&v)?)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Verify { file, header_hash } => verify(&file, header_hash.as_deref()),
+        Command::VmHash => {
+            println!("{}", gridledger_vm::VmConfig::default().hash().to_hex());
+            Ok(())
+        }
+        Command::Bench(b) => bench::run(b),
+    }
+}
+
+/// Verifies a proof bundle file offline.
+fn verify(file: &PathBuf, header_hash: Option<&str>) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("proof file is not JSON")?;
+    let trusted = header_hash.map(parse_hash).transpose()?;
+    if v.get("tx_proof").is_some() {
+        let p: TxProof = serde_json::from_value(v).context("not a transaction proof bundle")?;
+        p.verify(trusted.as_ref()).map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
+        println!(
+            "valid: transaction {} is #{} of block {} ({}), receipt {}",
+            p.receipt.tx_hash.to_hex(),
+            p.tx_proof.index,
+            p.header.height,
+            p.header.hash().to_hex(),
+            if p.receipt.is_success() { "success" } else { "failed" }
+        );
+    } else {
+        let p: StateProofBundle = serde_json::from_value(v).context("not a state proof bundle")?;
+        p.verify(trusted.as_ref()).map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
+        match &p.proof.value {
+            Some(val) => println!("valid: key {} = {} at height {}", hex::encode(&p.proof.key), hex::encode(val), p.header.height),
+            None => println!("valid: key {} is absent at height {}", hex::encode(&p.proof.key), p.header.height),
+        }
+    }
+    if trusted.is_none() {
+        println!("note: checked against the bundle's own header; pass --header-hash to anchor it to a header you trust");
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! `gridledger devnet`: one validator, blocks on a timer, the API on loopback.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use gridledger_node::{Genesis, Node};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Args)]
+pub struct DevnetArgs {
+    /// Where the chain, compiled contracts and dev keys live. Resumed if it holds a chain.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// API port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8480)]
+    port: u16,
+    #[arg(long, default_value = "genesis/devnet.toml")]
+    genesis: PathBuf,
+    /// Where the genesis contracts' components are (built by `cargo run -p gridledger-build`).
+    #[arg(long, default_value = "target/contracts")]
+    contracts_dir: PathBuf,
+    /// Override the genesis block interval.
+    #[arg(long)]
+    block_ms: Option<u64>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn run(args: DevnetArgs) -> Result<()> {
+    let genesis = Genesis::load(&args.genesis)?;
+    let interval = Duration::from_millis(args.block_ms.unwrap_or(genesis.block_interval_ms).max(10));
+    let keys: Vec<_> = genesis.dev_keys();
+    let node = Node::open(&args.data_dir, genesis, &args.contracts_dir)?;
+    let key_dir = args.data_dir.join("keys");
+    std::fs::create_dir_all(&key_dir)?;
+    for (name, key) in &keys {
+        std::fs::write(key_dir.join(format!("{name}.key")), hex::encode(key.secret()))?;
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+        let addr = listener.local_addr()?;
+        let head = node.head();
+        println!("gridledger devnet: chain {} at height {}, data in {}", node.chain_id(), head.height, args.data_dir.display());
+        for (name, key) in &keys {
+            println!("  account {name:<16} {}  key {}", key.address(), key_dir.join(format!("{name}.key")).display());
+        }
+        println!("API: http://{addr}");
+        std::io::stdout().flush()?;
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let producer = tokio::spawn(produce(node.clone(), interval, stop_rx));
+        axum::serve(listener, gridledger_api::router(node.clone()))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        let _ = stop_tx.send(true);
+        producer.await??;
+        println!("stopped at height {}", node.head().height);
+        Ok(())
+    })
+}
+
+/// Produces a block every `interval` until told to stop. A node fault stops the node.
+async fn produce(node: Arc<Node>, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return Ok(()),
+        }
+        let n = node.clone();
+        let result = tokio::task::spawn_blocking(move || n.produce_block(now_ms())).await?;
+        if let Err(e) = result {
+            eprintln!("block production stopped: {e}");
+            return Err(e.into());
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
