@@ -28,6 +28,12 @@ pub enum QueryMsg {
     Owner {},
 }
 
+#[derive(Serialize, Deserialize, Default)]
+pub struct MigrateMsg {
+    /// Start over from this count.
+    pub set_count: Option<u64>,
+}
+
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 pub struct CountAnswer {
     pub count: u64,
@@ -46,7 +52,7 @@ impl Contract for Counter {
     type InstantiateMsg = InstantiateMsg;
     type ExecuteMsg = ExecuteMsg;
     type QueryMsg = QueryMsg;
-    type MigrateMsg = NoMsg;
+    type MigrateMsg = MigrateMsg;
     type SudoMsg = NoMsg;
 
     fn instantiate(ctx: &mut Ctx, msg: InstantiateMsg) -> Result<Response> {
@@ -97,6 +103,14 @@ impl Contract for Counter {
             }
             QueryMsg::Owner {} => Response::json(&OWNER.load()?),
         }
+    }
+
+    fn migrate(ctx: &mut Ctx, msg: MigrateMsg) -> Result<Response> {
+        if let Some(n) = msg.set_count {
+            COUNT.save(&n)?;
+        }
+        ctx.emit(Event::new("migrated").attr("version", Self::VERSION));
+        Ok(Response::new())
     }
 }
 

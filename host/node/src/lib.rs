@@ -8,6 +8,7 @@
 pub mod exec;
 pub mod genesis;
 pub mod mempool;
+pub mod testing;
 
 pub use exec::{ChainParams, Executor, Rejected};
 pub use genesis::{Genesis, GenesisError};

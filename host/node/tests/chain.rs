@@ -1,0 +1,269 @@
+//! The chain's rules, end to end through admission, execution and storage (in memory).
+//! Each bad input gets a clear error and changes nothing (except the fee where one is due).
+
+use gridledger_node::testing::{TEST_CHAIN_ID, TX_GAS, TestChain, test_genesis};
+use gridledger_node::{Node, Rejected};
+use gridledger_types::{Address, ErrorCode, Keypair, Payload, Signature, TxBody};
+use std::path::Path;
+
+fn component(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contracts").join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run `cargo run -p gridledger-build` first", path.display()))
+}
+
+#[test]
+fn transfer_moves_tokens_and_pays_the_fee() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000);
+    let bob = Keypair::from_seed_phrase("bob");
+    let gc = chain.grid_company.address();
+    let gc_before = chain.balance(&gc);
+    let r = chain.send(&alice, Payload::Transfer { to: bob.address(), amount: 400 });
+    assert!(r.is_success(), "{:?}", r.error);
+    assert!(r.fee > 0);
+    assert_eq!(chain.balance(&bob.address()), 400);
+    assert_eq!(chain.balance(&alice.address()), 1_000_000 - 400 - r.fee);
+    assert_eq!(chain.balance(&gc), gc_before + r.fee);
+    assert_eq!(chain.nonce(&alice.address()), 1);
+    assert_eq!(r.events[0].kind, "transfer");
+}
+
+/// A rejected transaction never reaches a block: the sender's balance and nonce stay put and
+/// nothing waits in the mempool.
+fn assert_rejected(chain: &mut TestChain, sender: &Keypair, bytes: &[u8], want: fn(&Rejected) -> bool) {
+    let before = (chain.balance(&sender.address()), chain.nonce(&sender.address()));
+    let err = chain.node.submit(bytes).expect_err("must be rejected");
+    assert!(want(&err), "unexpected rejection: {err}");
+    assert!(!err.to_string().is_empty());
+    chain.next_block();
+    assert_eq!((chain.balance(&sender.address()), chain.nonce(&sender.address())), before);
+    assert_eq!(chain.node.mempool_len(), 0);
+}
+
+#[test]
+fn malformed_and_truncated_bytes_are_rejected() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000);
+    let tx = chain.sign(&alice, Payload::Transfer { to: Address([1; 32]), amount: 1 }, TX_GAS).encode();
+    assert_rejected(&mut chain, &alice, b"", |e| matches!(e, Rejected::Malformed(_)));
+    assert_rejected(&mut chain, &alice, &tx[..tx.len() - 3], |e| matches!(e, Rejected::Malformed(_)));
+    let mut trailing = tx.clone();
+    trailing.push(7);
+    assert_rejected(&mut chain, &alice, &trailing, |e| matches!(e, Rejected::Malformed(_)));
+    assert_rejected(&mut chain, &alice, &[0xff; 300], |e| matches!(e, Rejected::Malformed(_)));
+}
+
+#[test]
+fn wrong_signature_and_wrong_chain_are_rejected() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000);
+    let mut tx = chain.sign(&alice, Payload::Transfer { to: Address([1; 32]), amount: 1 }, TX_GAS);
+    tx.signature = Signature([7; 64]);
+    assert_rejected(&mut chain, &alice, &tx.encode(), |e| matches!(e, Rejected::BadSignature(_)));
+    // Signed by someone else while claiming to be alice.
+    let mallory = Keypair::from_seed_phrase("mallory");
+    let forged = TxBody { chain_id: TEST_CHAIN_ID.into(), sender: alice.address(), nonce: 1, gas_limit: TX_GAS, payload: Payload::Transfer { to: mallory.address(), amount: 5 } }.sign(&mallory);
+    assert_rejected(&mut chain, &alice, &forged.encode(), |e| matches!(e, Rejected::BadSignature(_)));
+    let other_chain = TxBody { chain_id: "another-chain".into(), sender: alice.address(), nonce: 1, gas_limit: TX_GAS, payload: Payload::Transfer { to: mallory.address(), amount: 5 } }.sign(&alice);
+    assert_rejected(&mut chain, &alice, &other_chain.encode(), |e| matches!(e, Rejected::WrongChain { .. }));
+}
+
+#[test]
+fn replayed_and_skipped_nonces_are_rejected() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000);
+    let tx = chain.sign(&alice, Payload::Transfer { to: Address([1; 32]), amount: 1 }, TX_GAS);
+    chain.submit_bytes(&tx.encode()).unwrap();
+    assert_rejected(&mut chain, &alice, &tx.encode(), |e| matches!(e, Rejected::NonceReplayed { got: 0, want: 1 }));
+    let skip = TxBody { chain_id: TEST_CHAIN_ID.into(), sender: alice.address(), nonce: 5, gas_limit: TX_GAS, payload: Payload::Transfer { to: Address([1; 32]), amount: 1 } }.sign(&alice);
+    assert_rejected(&mut chain, &alice, &skip.encode(), |e| matches!(e, Rejected::NonceGap { got: 5, want: 1 }));
+    // Several pending transactions of one sender are taken in nonce order in one block.
+    for n in 1..4 {
+        let t = TxBody { chain_id: TEST_CHAIN_ID.into(), sender: alice.address(), nonce: n, gas_limit: TX_GAS, payload: Payload::Transfer { to: Address([1; 32]), amount: 1 } }.sign(&alice);
+        chain.node.submit(&t.encode()).unwrap();
+    }
+    chain.next_block();
+    assert_eq!(chain.nonce(&alice.address()), 4);
+}
+
+#[test]
+fn gas_limit_below_the_intrinsic_cost_is_rejected() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000);
+    let tx = chain.sign(&alice, Payload::Transfer { to: Address([1; 32]), amount: 1 }, 100);
+    assert_rejected(&mut chain, &alice, &tx.encode(), |e| matches!(e, Rejected::GasTooLow { got: 100, .. }));
+}
+
+#[test]
+fn balance_too_low_for_the_fee_is_rejected_and_for_the_amount_fails() {
+    let mut chain = TestChain::new();
+    let poor = chain.account("poor", 1_000);
+    let tx = chain.sign(&poor, Payload::Transfer { to: Address([1; 32]), amount: 1 }, TX_GAS);
+    assert_rejected(&mut chain, &poor, &tx.encode(), |e| matches!(e, Rejected::CannotPayFee { balance: 1_000, .. }));
+    let alice = chain.account("alice", 1_000_000);
+    let r = chain.send(&alice, Payload::Transfer { to: Address([1; 32]), amount: 5_000_000 });
+    let err = r.error.clone().expect("must fail");
+    assert_eq!(err.code, ErrorCode::InsufficientFunds);
+    assert!(err.message.contains("insufficient funds"), "{}", err.message);
+    assert_eq!(chain.balance(&Address([1; 32])), 0);
+    assert_eq!(chain.balance(&alice.address()), 1_000_000 - r.fee, "only the fee is charged");
+    assert_eq!(chain.nonce(&alice.address()), 1, "the nonce is used");
+}
+
+#[test]
+fn non_component_and_wasi_uploads_are_refused() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 100_000_000);
+    let core = wat::parse_str("(module)").unwrap();
+    let r = chain.store_code(&alice, &core).unwrap_err();
+    let e = r.error.unwrap();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+    assert!(e.message.contains("not a component") || e.message.contains("core wasm module"), "{}", e.message);
+    let wasi = wat::parse_str(r#"(component (import "wasi:filesystem/types@0.2.0" (instance)))"#).unwrap();
+    let e = chain.store_code(&alice, &wasi).unwrap_err().error.unwrap();
+    assert!(e.message.contains("wasi:filesystem/types@0.2.0"), "{}", e.message);
+    let e = chain.store_code(&alice, b"\0asm garbage").unwrap_err().error.unwrap();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+}
+
+#[test]
+fn misbehaving_contracts_fail_with_clear_receipts_and_change_nothing_but_the_fee() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000_000);
+    let code = chain.store_code(&alice, &component("misbehave")).unwrap();
+    let c = chain.instantiate(&alice, code, "null").unwrap();
+    let cases: &[(&str, ErrorCode, &str)] = &[
+        (r#"{"put_then_loop":{"key":"a"}}"#, ErrorCode::OutOfGas, "out of gas"),
+        (r#"{"recurse":{}}"#, ErrorCode::Trap, "stack overflow"),
+        (r#"{"grow":{"mib":64}}"#, ErrorCode::Trap, "memory"),
+        (r#"{"panic":{}}"#, ErrorCode::Trap, "unreachable"),
+        (r#"{"garbage":{}}"#, ErrorCode::InvalidResult, "not JSON"),
+        (r#"{"put_then_fail":{"key":"a"}}"#, ErrorCode::ContractError, "on purpose"),
+        ("[1,2", ErrorCode::ContractError, "invalid message"),
+    ];
+    for (msg, code, text) in cases {
+        let root_keys = chain.query(c, r#"{"get":{"key":"a"}}"#).unwrap();
+        let before = chain.balance(&alice.address());
+        let r = chain.execute(&alice, c, msg, 0);
+        let e = r.error.clone().unwrap_or_else(|| panic!("{msg} must fail"));
+        assert_eq!(e.code, *code, "{msg}: {}", e.message);
+        assert!(e.message.contains(text), "{msg}: {}", e.message);
+        assert!(r.events.is_empty());
+        assert_eq!(chain.balance(&alice.address()), before - r.fee, "{msg}: only the fee");
+        assert_eq!(chain.query(c, r#"{"get":{"key":"a"}}"#).unwrap(), root_keys, "{msg}: no writes");
+        if *code == ErrorCode::OutOfGas {
+            assert_eq!(r.gas_used, TX_GAS, "out of gas burns the whole limit");
+        }
+    }
+    // And the chain goes on.
+    let ok = chain.execute(&alice, c, r#"{"put":{"key":"a","value":"v"}}"#, 0);
+    assert!(ok.is_success());
+    assert_eq!(chain.query(c, r#"{"get":{"key":"a"}}"#).unwrap(), "v");
+}
+
+#[test]
+fn unknown_contract_fails_with_not_found() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 100_000_000);
+    let r = chain.execute(&alice, Address([0x55; 32]), "{}", 0);
+    assert_eq!(r.error.unwrap().code, ErrorCode::NotFound);
+    assert!(matches!(chain.query(Address([0x55; 32]), "{}"), Err(gridledger_vm::CallError::NotFound(_))));
+}
+
+#[test]
+fn funds_sent_to_a_failing_call_come_back() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 100_000_000);
+    let code = chain.store_code(&alice, &component("misbehave")).unwrap();
+    let c = chain.instantiate(&alice, code, "null").unwrap();
+    let before = chain.balance(&alice.address());
+    let r = chain.execute(&alice, c, r#"{"panic":{}}"#, 5_000);
+    assert!(!r.is_success());
+    assert_eq!(chain.balance(&c), 0);
+    assert_eq!(chain.balance(&alice.address()), before - r.fee);
+    let r = chain.execute(&alice, c, r#"{"put":{"key":"k","value":"v"}}"#, 5_000);
+    assert!(r.is_success());
+    assert_eq!(chain.balance(&c), 5_000);
+}
+
+#[test]
+fn contracts_call_each_other_and_migrate_only_by_their_admin() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000_000);
+    let bob = chain.account("bob", 1_000_000_000);
+    let counter = chain.store_code(&alice, &component("counter")).unwrap();
+    let a = chain.instantiate(&alice, counter, r#"{"start":0}"#).unwrap();
+    let b = chain.instantiate(&alice, counter, r#"{"start":10}"#).unwrap();
+    let r = chain.execute(&bob, a, &format!(r#"{{"forward":{{"to":"{b}","by":5}}}}"#), 0);
+    assert!(r.is_success(), "{:?}", r.error);
+    assert_eq!(chain.query(b, r#"{"count":{}}"#).unwrap()["count"], 15);
+    assert_eq!(r.events.len(), 1);
+    assert_eq!(r.events[0].contract, Some(b));
+
+    let migrate = |msg: &str| Payload::Migrate { contract: a, code_hash: counter, msg: msg.as_bytes().to_vec() };
+    let denied = chain.send(&bob, migrate(r#"{"set_count":99}"#));
+    assert_eq!(denied.error.unwrap().code, ErrorCode::Unauthorized);
+    let ok = chain.send(&alice, migrate(r#"{"set_count":99}"#));
+    assert!(ok.is_success(), "{:?}", ok.error);
+    assert_eq!(chain.query(a, r#"{"count":{}}"#).unwrap()["count"], 99);
+    // Migrating to code that refuses migration fails and leaves the contract on its code.
+    let other = chain.store_code(&alice, &component("misbehave")).unwrap();
+    let r = chain.send(&alice, Payload::Migrate { contract: a, code_hash: other, msg: b"null".to_vec() });
+    assert_eq!(r.error.unwrap().code, ErrorCode::ContractError);
+    assert_eq!(chain.query(a, r#"{"count":{}}"#).unwrap()["count"], 99);
+    // Without an admin a contract is immutable.
+    let fixed = chain.instantiate_with(&alice, counter, r#"{"start":0}"#, None, 0).unwrap();
+    let r = chain.send(&alice, Payload::Migrate { contract: fixed, code_hash: counter, msg: b"{}".to_vec() });
+    assert_eq!(r.error.unwrap().code, ErrorCode::Unauthorized);
+}
+
+#[test]
+fn only_the_grid_company_mints_and_burns() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 100_000_000);
+    let denied = chain.send(&alice, Payload::Mint { to: alice.address(), amount: 1 });
+    assert_eq!(denied.error.clone().unwrap().code, ErrorCode::Unauthorized);
+    let gc = chain.grid_company.clone();
+    let r = chain.send(&gc, Payload::Mint { to: alice.address(), amount: 500 });
+    assert!(r.is_success());
+    assert_eq!(chain.balance(&alice.address()), 100_000_000 - denied.fee + 500);
+    let r = chain.send(&gc, Payload::Burn { amount: u64::MAX, payout_ref: "x".into() });
+    assert_eq!(r.error.unwrap().code, ErrorCode::InsufficientFunds);
+    let r = chain.send(&gc, Payload::Burn { amount: 1_000, payout_ref: "bank-transfer-42".into() });
+    assert!(r.is_success());
+    assert_eq!(r.events[0].attributes[1], ("payout_ref".to_string(), "bank-transfer-42".to_string()));
+}
+
+#[test]
+fn restart_resumes_with_the_same_state_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contracts");
+    let genesis = test_genesis(Vec::new());
+    let gc = Keypair::from_seed_phrase("test grid company");
+    let (root, height) = {
+        let node = Node::open(dir.path(), genesis.clone(), &contracts).unwrap();
+        for i in 0..3u64 {
+            let tx = TxBody { chain_id: TEST_CHAIN_ID.into(), sender: gc.address(), nonce: i, gas_limit: TX_GAS, payload: Payload::Transfer { to: Address([2; 32]), amount: 10 } }.sign(&gc);
+            node.submit(&tx.encode()).unwrap();
+            node.produce_block(1_767_225_700_000 + i).unwrap();
+        }
+        let head = node.head();
+        (head.state_root, head.height)
+    };
+    let node = Node::open(dir.path(), genesis.clone(), &contracts).unwrap();
+    assert_eq!(node.head().height, height);
+    assert_eq!(node.head().state_root, root);
+    assert_eq!(node.account(&Address([2; 32])).unwrap().0.balance, 30);
+    let next = node.produce_block(1_767_225_800_000).unwrap();
+    assert_eq!(next.header.height, height + 1);
+    drop(node);
+
+    // Another genesis, or other VM settings, refuse this directory.
+    let mut other = genesis.clone();
+    other.chain_id = "other".into();
+    assert!(Node::open(dir.path(), other, &contracts).is_err());
+    let mut pinned = genesis;
+    pinned.vm_config_hash = "00".repeat(32);
+    let err = Node::open(dir.path(), pinned, &contracts).err().expect("must refuse");
+    assert!(err.to_string().contains("VM settings"), "{err}");
+}
