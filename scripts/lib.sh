@@ -1,0 +1,21 @@
+# Shared by scripts/devnet and scripts/test: install what a machine with only the Rust
+# toolchain is missing, then build the contracts.
+
+ensure_wasm_target() {
+    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+        echo "==> installing the wasm32-unknown-unknown target (contracts compile to it)"
+        rustup target add wasm32-unknown-unknown
+    fi
+}
+
+ensure_cargo_component() {
+    if ! cargo component --version >/dev/null 2>&1; then
+        echo "==> installing cargo-component (a test deploys a contract built with it)"
+        cargo install cargo-component --locked --version 0.21.1
+    fi
+}
+
+build_contracts() {
+    echo "==> building contracts into target/contracts"
+    cargo run -q -p gridledger-build
+}
