@@ -26,10 +26,22 @@ struct Suite {
 }
 
 const SUITES: &[Suite] = &[
-    Suite { file: "tx_encoding.json", compute: tx_encoding },
-    Suite { file: "block_hash.json", compute: block_hash },
-    Suite { file: "merkle.json", compute: merkle },
-    Suite { file: "vm_errors.json", compute: vm_errors },
+    Suite {
+        file: "tx_encoding.json",
+        compute: tx_encoding,
+    },
+    Suite {
+        file: "block_hash.json",
+        compute: block_hash,
+    },
+    Suite {
+        file: "merkle.json",
+        compute: merkle,
+    },
+    Suite {
+        file: "vm_errors.json",
+        compute: vm_errors,
+    },
 ];
 
 /// Writes every suite into `dir`.
@@ -48,22 +60,38 @@ pub fn check(dir: &Path) -> Result<usize> {
     let mut count = 0;
     for s in SUITES {
         let path = dir.join(s.file);
-        let stored: Value = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?)?;
+        let stored: Value = serde_json::from_str(
+            &std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?,
+        )?;
         let ours = (s.compute)(dir).with_context(|| s.file)?;
         let (a, b) = (stored["vectors"].as_array(), ours["vectors"].as_array());
-        let (Some(a), Some(b)) = (a, b) else { bail!("{}: no vectors", s.file) };
+        let (Some(a), Some(b)) = (a, b) else {
+            bail!("{}: no vectors", s.file)
+        };
         if a.len() != b.len() {
-            failures.push(format!("{}: {} vectors stored, {} computed", s.file, a.len(), b.len()));
+            failures.push(format!(
+                "{}: {} vectors stored, {} computed",
+                s.file,
+                a.len(),
+                b.len()
+            ));
         }
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             count += 1;
             if x != y {
-                failures.push(format!("{} #{i} ({}):\n  stored:   {x}\n  computed: {y}", s.file, x["description"]));
+                failures.push(format!(
+                    "{} #{i} ({}):\n  stored:   {x}\n  computed: {y}",
+                    s.file, x["description"]
+                ));
             }
         }
     }
     if !failures.is_empty() {
-        bail!("{} conformance failure(s):\n{}", failures.len(), failures.join("\n"));
+        bail!(
+            "{} conformance failure(s):\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
     Ok(count)
 }
@@ -71,22 +99,71 @@ pub fn check(dir: &Path) -> Result<usize> {
 fn tx_encoding(_: &Path) -> Result<Value> {
     let alice = Keypair::from_seed_phrase("conformance alice");
     let bodies = vec![
-        ("transfer", Payload::Transfer { to: Address([0x11; 32]), amount: 1_000 }),
-        ("store code", Payload::StoreCode { wasm: vec![0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0] }),
+        (
+            "transfer",
+            Payload::Transfer {
+                to: Address([0x11; 32]),
+                amount: 1_000,
+            },
+        ),
+        (
+            "store code",
+            Payload::StoreCode {
+                wasm: vec![0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0],
+            },
+        ),
         (
             "instantiate with admin and funds",
-            Payload::Instantiate { code_hash: Hash32([0x22; 32]), msg: br#"{"start":1}"#.to_vec(), funds: 5, label: "counter".into(), admin: Some(Address([0x33; 32])) },
+            Payload::Instantiate {
+                code_hash: Hash32([0x22; 32]),
+                msg: br#"{"start":1}"#.to_vec(),
+                funds: 5,
+                label: "counter".into(),
+                admin: Some(Address([0x33; 32])),
+            },
         ),
-        ("execute", Payload::Execute { contract: Address([0x44; 32]), msg: br#"{"increment":{"by":2}}"#.to_vec(), funds: 0 }),
-        ("migrate", Payload::Migrate { contract: Address([0x44; 32]), code_hash: Hash32([0x55; 32]), msg: b"{}".to_vec() }),
-        ("mint", Payload::Mint { to: Address([0x66; 32]), amount: u64::MAX }),
-        ("burn", Payload::Burn { amount: 7, payout_ref: "bank-ref-ü".into() }),
+        (
+            "execute",
+            Payload::Execute {
+                contract: Address([0x44; 32]),
+                msg: br#"{"increment":{"by":2}}"#.to_vec(),
+                funds: 0,
+            },
+        ),
+        (
+            "migrate",
+            Payload::Migrate {
+                contract: Address([0x44; 32]),
+                code_hash: Hash32([0x55; 32]),
+                msg: b"{}".to_vec(),
+            },
+        ),
+        (
+            "mint",
+            Payload::Mint {
+                to: Address([0x66; 32]),
+                amount: u64::MAX,
+            },
+        ),
+        (
+            "burn",
+            Payload::Burn {
+                amount: 7,
+                payout_ref: "bank-ref-ü".into(),
+            },
+        ),
     ];
     let vectors: Vec<Value> = bodies
         .into_iter()
         .enumerate()
         .map(|(i, (description, payload))| {
-            let body = TxBody { chain_id: "conformance".into(), sender: alice.address(), nonce: i as u64, gas_limit: 100_000 + i as u64, payload };
+            let body = TxBody {
+                chain_id: "conformance".into(),
+                sender: alice.address(),
+                nonce: i as u64,
+                gas_limit: 100_000 + i as u64,
+                payload,
+            };
             let tx = body.clone().sign(&alice);
             json!({
                 "description": description,
@@ -107,8 +184,36 @@ fn tx_encoding(_: &Path) -> Result<Value> {
 
 fn block_hash(_: &Path) -> Result<Value> {
     let headers = vec![
-        ("genesis-like", Header { chain_id: "conformance".into(), height: 0, parent_hash: Hash32::ZERO, time_ms: 1_767_225_600_000, proposer: Address([1; 32]), tx_root: list_root::<Vec<u8>>(&[]), tx_count: 0, state_root: Hash32([2; 32]), receipts_root: list_root::<Vec<u8>>(&[]), receipt_count: 0 }),
-        ("with transactions", Header { chain_id: "conformance".into(), height: 42, parent_hash: Hash32([3; 32]), time_ms: 1_767_225_601_234, proposer: Address([4; 32]), tx_root: Hash32([5; 32]), tx_count: 3, state_root: Hash32([6; 32]), receipts_root: Hash32([7; 32]), receipt_count: 3 }),
+        (
+            "genesis-like",
+            Header {
+                chain_id: "conformance".into(),
+                height: 0,
+                parent_hash: Hash32::ZERO,
+                time_ms: 1_767_225_600_000,
+                proposer: Address([1; 32]),
+                tx_root: list_root::<Vec<u8>>(&[]),
+                tx_count: 0,
+                state_root: Hash32([2; 32]),
+                receipts_root: list_root::<Vec<u8>>(&[]),
+                receipt_count: 0,
+            },
+        ),
+        (
+            "with transactions",
+            Header {
+                chain_id: "conformance".into(),
+                height: 42,
+                parent_hash: Hash32([3; 32]),
+                time_ms: 1_767_225_601_234,
+                proposer: Address([4; 32]),
+                tx_root: Hash32([5; 32]),
+                tx_count: 3,
+                state_root: Hash32([6; 32]),
+                receipts_root: Hash32([7; 32]),
+                receipt_count: 3,
+            },
+        ),
     ];
     let vectors: Vec<Value> = headers
         .into_iter()
@@ -124,7 +229,9 @@ fn merkle(_: &Path) -> Result<Value> {
     let mut vectors = Vec::new();
     for n in [0usize, 1, 2, 3, 5, 8] {
         let items: Vec<Vec<u8>> = (0..n).map(|i| format!("item-{i}").into_bytes()).collect();
-        let proofs: Vec<Value> = (0..n as u32).map(|i| serde_json::to_value(ListProof::build(&items, i)).unwrap_or(Value::Null)).collect();
+        let proofs: Vec<Value> = (0..n as u32)
+            .map(|i| serde_json::to_value(ListProof::build(&items, i)).unwrap_or(Value::Null))
+            .collect();
         vectors.push(json!({
             "description": format!("{n} items"),
             "items": items.iter().map(hex::encode).collect::<Vec<_>>(),
@@ -143,8 +250,12 @@ fn vm_errors(dir: &Path) -> Result<Value> {
     let wasm = std::fs::read(dir.join("misbehave.wasm")).context("fixture misbehave.wasm")?;
     let mut chain = TestChain::new();
     let user = chain.account("conformance", 1_000_000_000);
-    let code = chain.store_code(&user, &wasm).map_err(|r| anyhow::anyhow!("store: {:?}", r.error))?;
-    let contract = chain.instantiate(&user, code, "null").map_err(|r| anyhow::anyhow!("instantiate: {:?}", r.error))?;
+    let code = chain
+        .store_code(&user, &wasm)
+        .map_err(|r| anyhow::anyhow!("store: {:?}", r.error))?;
+    let contract = chain
+        .instantiate(&user, code, "null")
+        .map_err(|r| anyhow::anyhow!("instantiate: {:?}", r.error))?;
     let cases = [
         ("writes then succeeds", r#"{"put":{"key":"a","value":"b"}}"#),
         ("infinite loop", r#"{"put_then_loop":{"key":"a"}}"#),
@@ -152,7 +263,10 @@ fn vm_errors(dir: &Path) -> Result<Value> {
         ("memory past the limit", r#"{"grow":{"mib":64}}"#),
         ("panic", r#"{"panic":{}}"#),
         ("non-JSON answer", r#"{"garbage":{}}"#),
-        ("contract error after a write", r#"{"put_then_fail":{"key":"a"}}"#),
+        (
+            "contract error after a write",
+            r#"{"put_then_fail":{"key":"a"}}"#,
+        ),
         ("malformed message", "[1,2"),
     ];
     let mut vectors = Vec::new();

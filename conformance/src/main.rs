@@ -13,8 +13,11 @@ fn main() {
         }
     };
     let result = match cmd {
-        "check" => gridledger_conformance::check(&dir).map(|n| println!("conformance: {n} vectors match")),
-        "generate" => gridledger_conformance::generate(&dir).map(|_| println!("conformance: vectors written to {}", dir.display())),
+        "check" => {
+            gridledger_conformance::check(&dir).map(|n| println!("conformance: {n} vectors match"))
+        }
+        "generate" => gridledger_conformance::generate(&dir)
+            .map(|_| println!("conformance: vectors written to {}", dir.display())),
         _ => Err(anyhow::anyhow!("unknown command {cmd}")),
     };
     if let Err(e) = result {

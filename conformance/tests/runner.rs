@@ -13,9 +13,12 @@ fn stored_vectors_match_and_a_changed_one_is_reported() {
         std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
     }
     let path = dir.path().join("tx_encoding.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     v["vectors"][2]["tx_hash"] = serde_json::json!("00".repeat(32));
     std::fs::write(&path, v.to_string()).unwrap();
-    let err = gridledger_conformance::check(dir.path()).unwrap_err().to_string();
+    let err = gridledger_conformance::check(dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("tx_encoding.json #2"), "{err}");
 }

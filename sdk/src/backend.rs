@@ -17,13 +17,21 @@ mod imp {
     pub fn storage_remove(key: &[u8]) {
         host::storage_remove(key)
     }
-    pub fn storage_scan(prefix: &[u8], start_after: Option<&[u8]>, limit: u32, descending: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub fn storage_scan(
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+        descending: bool,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         host::storage_scan(prefix, start_after, limit, descending)
     }
     pub fn emit(kind: &str, attributes: &[(String, String)]) {
         let attrs: Vec<Attribute> = attributes
             .iter()
-            .map(|(k, v)| Attribute { key: k.clone(), value: v.clone() })
+            .map(|(k, v)| Attribute {
+                key: k.clone(),
+                value: v.clone(),
+            })
             .collect();
         host::emit(kind, &attrs)
     }

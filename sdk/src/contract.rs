@@ -67,7 +67,9 @@ impl Response {
 
     /// Answers with `value` encoded as JSON.
     pub fn json<T: Serialize>(value: &T) -> Result<Response> {
-        Ok(Response { data: serde_json::to_vec(value)? })
+        Ok(Response {
+            data: serde_json::to_vec(value)?,
+        })
     }
 }
 
@@ -83,7 +85,9 @@ impl Ctx {
 
     /// The transaction sender or calling contract.
     pub fn caller(&self) -> Result<Address> {
-        self.env.caller.ok_or_else(|| Error::new("this entry point needs a caller"))
+        self.env
+            .caller
+            .ok_or_else(|| Error::new("this entry point needs a caller"))
     }
 
     /// This contract's address.
@@ -105,13 +109,23 @@ impl Ctx {
     }
 
     /// Asks another contract a question.
-    pub fn query_contract<Q: Serialize, R: DeserializeOwned>(&self, contract: &Address, msg: &Q) -> Result<R> {
-        let bytes = backend::query_contract(&contract.0, &serde_json::to_vec(msg)?).map_err(Error::new)?;
+    pub fn query_contract<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        contract: &Address,
+        msg: &Q,
+    ) -> Result<R> {
+        let bytes =
+            backend::query_contract(&contract.0, &serde_json::to_vec(msg)?).map_err(Error::new)?;
         Ok(serde_json::from_slice(&bytes)?)
     }
 
     /// Executes another contract as this one, sending `funds` along. Returns its raw answer.
-    pub fn call_contract<M: Serialize>(&mut self, contract: &Address, msg: &M, funds: u64) -> Result<Vec<u8>> {
+    pub fn call_contract<M: Serialize>(
+        &mut self,
+        contract: &Address,
+        msg: &M,
+        funds: u64,
+    ) -> Result<Vec<u8>> {
         backend::call_contract(&contract.0, &serde_json::to_vec(msg)?, funds).map_err(Error::new)
     }
 }
@@ -126,7 +140,11 @@ fn parse<T: DeserializeOwned>(msg: &[u8]) -> Result<T> {
 
 /// Decodes a message, runs the matching handler and encodes its answer. Used by
 /// [`crate::export_contract!`] and the native test harness.
-pub fn dispatch<C: Contract>(entry: Entry, env: Env, msg: &[u8]) -> std::result::Result<Vec<u8>, String> {
+pub fn dispatch<C: Contract>(
+    entry: Entry,
+    env: Env,
+    msg: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
     let mut ctx = Ctx { env };
     let out = match entry {
         Entry::Instantiate => parse(msg).and_then(|m| C::instantiate(&mut ctx, m)),

@@ -118,7 +118,11 @@ impl FromStr for Fixed {
 
     /// Parses `-12.5`, `0.000000001`, `7`. More than 9 decimals is an error, not a rounding.
     fn from_str(s: &str) -> Result<Fixed> {
-        let bad = || Error::new(format!("not a decimal number with at most 9 decimals: {s:?}"));
+        let bad = || {
+            Error::new(format!(
+                "not a decimal number with at most 9 decimals: {s:?}"
+            ))
+        };
         let (neg, body) = match s.strip_prefix('-') {
             Some(rest) => (true, rest),
             None => (false, s),
@@ -134,7 +138,8 @@ impl FromStr for Fixed {
         let frac_val: i128 = if frac.is_empty() {
             0
         } else {
-            frac.parse::<i128>().map_err(|_| bad())? * 10i128.pow(Self::DECIMALS - frac.len() as u32)
+            frac.parse::<i128>().map_err(|_| bad())?
+                * 10i128.pow(Self::DECIMALS - frac.len() as u32)
         };
         let raw = int
             .checked_mul(Self::SCALE)
@@ -181,7 +186,15 @@ mod tests {
 
     #[test]
     fn parse_and_print_round_trip() {
-        for s in ["0", "1", "-1", "0.5", "12.345", "-0.000000001", "123456789.987654321"] {
+        for s in [
+            "0",
+            "1",
+            "-1",
+            "0.5",
+            "12.345",
+            "-0.000000001",
+            "123456789.987654321",
+        ] {
             let f: Fixed = s.parse().unwrap();
             assert_eq!(f.to_string(), s);
         }
@@ -198,19 +211,30 @@ mod tests {
         let neg = Fixed::from_int(-1).checked_div(Fixed::from_int(3)).unwrap();
         assert_eq!(neg.raw(), -333_333_333);
         assert_eq!(
-            "1.5".parse::<Fixed>().unwrap().checked_mul("2.5".parse().unwrap()).unwrap(),
+            "1.5"
+                .parse::<Fixed>()
+                .unwrap()
+                .checked_mul("2.5".parse().unwrap())
+                .unwrap(),
             "3.75".parse().unwrap()
         );
         assert!(Fixed::ONE.checked_div(Fixed::ZERO).is_err());
         assert!(Fixed::from_raw(i128::MAX).checked_add(Fixed::ONE).is_err());
-        assert!(Fixed::from_raw(i128::MAX).checked_mul(Fixed::from_int(2)).is_err());
+        assert!(
+            Fixed::from_raw(i128::MAX)
+                .checked_mul(Fixed::from_int(2))
+                .is_err()
+        );
     }
 
     #[test]
     fn json_is_a_decimal_string() {
         let f: Fixed = "0.25".parse().unwrap();
         assert_eq!(serde_json::to_string(&f).unwrap(), "\"0.25\"");
-        assert_eq!(serde_json::from_str::<Fixed>("3").unwrap(), Fixed::from_int(3));
+        assert_eq!(
+            serde_json::from_str::<Fixed>("3").unwrap(),
+            Fixed::from_int(3)
+        );
         let stored = postcard::to_allocvec(&f).unwrap();
         assert_eq!(postcard::from_bytes::<Fixed>(&stored).unwrap(), f);
     }

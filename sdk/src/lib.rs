@@ -40,6 +40,7 @@ mod types;
 pub mod testing;
 
 #[doc(hidden)]
+#[allow(clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "contract",

@@ -18,7 +18,10 @@ pub struct Item<T> {
 
 impl<T: Serialize + DeserializeOwned> Item<T> {
     pub const fn new(key: &'static str) -> Item<T> {
-        Item { key, _t: PhantomData }
+        Item {
+            key,
+            _t: PhantomData,
+        }
     }
 
     pub fn may_load(&self) -> Result<Option<T>> {
@@ -170,7 +173,11 @@ impl<A: Key, B: Key, C: Key> Key for (A, B, C) {
         self.2.encode_key(out);
     }
     fn decode_key(input: &mut &[u8]) -> Option<Self> {
-        Some((A::decode_key(input)?, B::decode_key(input)?, C::decode_key(input)?))
+        Some((
+            A::decode_key(input)?,
+            B::decode_key(input)?,
+            C::decode_key(input)?,
+        ))
     }
 }
 
@@ -192,7 +199,10 @@ const PAGE: u32 = 64;
 
 impl<K: Key, V: Serialize + DeserializeOwned> Map<K, V> {
     pub const fn new(namespace: &'static str) -> Map<K, V> {
-        Map { namespace, _t: PhantomData }
+        Map {
+            namespace,
+            _t: PhantomData,
+        }
     }
 
     /// The namespace prefix: its bytes, escaped and terminated like a key component, so no
@@ -310,7 +320,11 @@ impl<K: Key, V: DeserializeOwned> Iterator for MapIter<K, V> {
             Some(key) if rest.is_empty() => key,
             _ => return Some(Err(Error::new("stored key does not decode"))),
         };
-        Some(postcard::from_bytes(&v).map(|v| (key, v)).map_err(Error::from))
+        Some(
+            postcard::from_bytes(&v)
+                .map(|v| (key, v))
+                .map_err(Error::from),
+        )
     }
 }
 

@@ -13,9 +13,9 @@
 //! cannot write; funds sent with a call are moved before it runs. It does not meter gas: use
 //! the node's VM tests for that.
 
+use crate::Contract;
 use crate::contract::{Entry, dispatch};
 use crate::types::{Address, Env, Event};
-use crate::Contract;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
@@ -115,11 +115,22 @@ impl MockChain {
 
     /// Raw storage of a contract, for assertions about layout.
     pub fn storage(&self, contract: Address) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        WORLD.with(|w| w.borrow().storage.get(&contract).cloned().unwrap_or_default())
+        WORLD.with(|w| {
+            w.borrow()
+                .storage
+                .get(&contract)
+                .cloned()
+                .unwrap_or_default()
+        })
     }
 
     /// Creates an instance of `C`.
-    pub fn instantiate<C: Contract>(&mut self, sender: Address, msg: &impl Serialize, funds: u64) -> Result<Address, String> {
+    pub fn instantiate<C: Contract>(
+        &mut self,
+        sender: Address,
+        msg: &impl Serialize,
+        funds: u64,
+    ) -> Result<Address, String> {
         let contract = WORLD.with(|w| {
             let mut w = w.borrow_mut();
             w.created += 1;
@@ -141,13 +152,24 @@ impl MockChain {
     }
 
     /// Executes a contract as `sender`, sending `funds`. Returns the raw answer.
-    pub fn execute(&mut self, contract: Address, sender: Address, msg: &impl Serialize, funds: u64) -> Result<Vec<u8>, String> {
+    pub fn execute(
+        &mut self,
+        contract: Address,
+        sender: Address,
+        msg: &impl Serialize,
+        funds: u64,
+    ) -> Result<Vec<u8>, String> {
         let msg = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
         self.top_level(contract, Entry::Execute, Some(sender), &msg, funds)
     }
 
     /// Executes raw message bytes (to test malformed input).
-    pub fn execute_raw(&mut self, contract: Address, sender: Address, msg: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn execute_raw(
+        &mut self,
+        contract: Address,
+        sender: Address,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, String> {
         self.top_level(contract, Entry::Execute, Some(sender), msg, 0)
     }
 
@@ -158,8 +180,16 @@ impl MockChain {
     }
 
     /// Moves an instance to the code of `C` and runs its migrate entry point.
-    pub fn migrate<C: Contract>(&mut self, contract: Address, msg: &impl Serialize) -> Result<Vec<u8>, String> {
-        let old = WORLD.with(|w| w.borrow_mut().handlers.insert(contract, dispatch::<C> as Handler));
+    pub fn migrate<C: Contract>(
+        &mut self,
+        contract: Address,
+        msg: &impl Serialize,
+    ) -> Result<Vec<u8>, String> {
+        let old = WORLD.with(|w| {
+            w.borrow_mut()
+                .handlers
+                .insert(contract, dispatch::<C> as Handler)
+        });
         let msg = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
         let out = self.top_level(contract, Entry::Migrate, None, &msg, 0);
         if out.is_err() {
@@ -172,22 +202,41 @@ impl MockChain {
     }
 
     /// Asks a contract a question and decodes the JSON answer.
-    pub fn query<R: DeserializeOwned>(&self, contract: Address, msg: &impl Serialize) -> Result<R, String> {
+    pub fn query<R: DeserializeOwned>(
+        &self,
+        contract: Address,
+        msg: &impl Serialize,
+    ) -> Result<R, String> {
         let msg = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
         let out = invoke(contract, Entry::Query, None, &msg, 0, true)?;
         serde_json::from_slice(&out).map_err(|e| format!("answer does not decode: {e}"))
     }
 
-    fn top_level(&mut self, contract: Address, entry: Entry, caller: Option<Address>, msg: &[u8], funds: u64) -> Result<Vec<u8>, String> {
+    fn top_level(
+        &mut self,
+        contract: Address,
+        entry: Entry,
+        caller: Option<Address>,
+        msg: &[u8],
+        funds: u64,
+    ) -> Result<Vec<u8>, String> {
         WORLD.with(|w| w.borrow_mut().events.clear());
         invoke(contract, entry, caller, msg, funds, false)
     }
 }
 
 /// Runs one call with all-or-nothing semantics.
-fn invoke(contract: Address, entry: Entry, caller: Option<Address>, msg: &[u8], funds: u64, read_only: bool) -> Result<Vec<u8>, String> {
+fn invoke(
+    contract: Address,
+    entry: Entry,
+    caller: Option<Address>,
+    msg: &[u8],
+    funds: u64,
+    read_only: bool,
+) -> Result<Vec<u8>, String> {
     let before = WORLD.with(|w| w.borrow().clone());
-    let handler = WORLD.with(|w| w.borrow().handlers.get(&contract).copied())
+    let handler = WORLD
+        .with(|w| w.borrow().handlers.get(&contract).copied())
         .ok_or_else(|| format!("no contract at {contract}"))?;
     if funds > 0 {
         let from = caller.ok_or("funds need a sender")?;
@@ -204,7 +253,13 @@ fn invoke(contract: Address, entry: Entry, caller: Option<Address>, msg: &[u8], 
             funds,
         }
     });
-    STACK.with(|s| s.borrow_mut().push(Frame { contract, read_only, env: env.clone() }));
+    STACK.with(|s| {
+        s.borrow_mut().push(Frame {
+            contract,
+            read_only,
+            env: env.clone(),
+        })
+    });
     let out = handler(entry, env, msg);
     STACK.with(|s| s.borrow_mut().pop());
     if out.is_err() {
@@ -218,7 +273,9 @@ fn move_tokens(from: Address, to: Address, amount: u64) -> Result<(), String> {
         let mut w = w.borrow_mut();
         let have = w.balances.get(&from).copied().unwrap_or(0);
         if have < amount {
-            return Err(format!("insufficient funds: {from} has {have}, needs {amount}"));
+            return Err(format!(
+                "insufficient funds: {from} has {have}, needs {amount}"
+            ));
         }
         w.balances.insert(from, have - amount);
         *w.balances.entry(to).or_insert(0) += amount;
@@ -256,7 +313,13 @@ pub mod backend {
 
     pub fn storage_set(key: &[u8], value: &[u8]) {
         let c = writable();
-        WORLD.with(|w| w.borrow_mut().storage.entry(c).or_default().insert(key.to_vec(), value.to_vec()));
+        WORLD.with(|w| {
+            w.borrow_mut()
+                .storage
+                .entry(c)
+                .or_default()
+                .insert(key.to_vec(), value.to_vec())
+        });
     }
 
     pub fn storage_remove(key: &[u8]) {
@@ -264,20 +327,37 @@ pub mod backend {
         WORLD.with(|w| w.borrow_mut().storage.entry(c).or_default().remove(key));
     }
 
-    pub fn storage_scan(prefix: &[u8], start_after: Option<&[u8]>, limit: u32, descending: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub fn storage_scan(
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+        descending: bool,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let (c, _) = current();
         WORLD.with(|w| {
             let w = w.borrow();
-            let Some(s) = w.storage.get(&c) else { return Vec::new() };
-            let matching = s.iter().filter(|(k, _)| k.starts_with(prefix)).filter(|(k, _)| match start_after {
-                None => true,
-                Some(a) if descending => k.as_slice() < a,
-                Some(a) => k.as_slice() > a,
-            });
+            let Some(s) = w.storage.get(&c) else {
+                return Vec::new();
+            };
+            let matching = s
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .filter(|(k, _)| match start_after {
+                    None => true,
+                    Some(a) if descending => k.as_slice() < a,
+                    Some(a) => k.as_slice() > a,
+                });
             let v: Vec<_> = if descending {
-                matching.rev().take(limit as usize).map(|(k, v)| (k.clone(), v.clone())).collect()
+                matching
+                    .rev()
+                    .take(limit as usize)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
             } else {
-                matching.take(limit as usize).map(|(k, v)| (k.clone(), v.clone())).collect()
+                matching
+                    .take(limit as usize)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
             };
             v
         })
@@ -288,13 +368,22 @@ pub mod backend {
         WORLD.with(|w| {
             w.borrow_mut().events.push((
                 c,
-                Event { kind: kind.to_string(), attributes: attributes.to_vec() },
+                Event {
+                    kind: kind.to_string(),
+                    attributes: attributes.to_vec(),
+                },
             ))
         });
     }
 
     pub fn balance(account: &[u8; 32]) -> u64 {
-        WORLD.with(|w| w.borrow().balances.get(&Address(*account)).copied().unwrap_or(0))
+        WORLD.with(|w| {
+            w.borrow()
+                .balances
+                .get(&Address(*account))
+                .copied()
+                .unwrap_or(0)
+        })
     }
 
     pub fn transfer(to: &[u8; 32], amount: u64) -> Result<(), String> {
@@ -308,7 +397,14 @@ pub mod backend {
 
     pub fn call_contract(contract: &[u8; 32], msg: &[u8], funds: u64) -> Result<Vec<u8>, String> {
         let c = writable();
-        invoke(Address(*contract), Entry::Execute, Some(c), msg, funds, false)
+        invoke(
+            Address(*contract),
+            Entry::Execute,
+            Some(c),
+            msg,
+            funds,
+            false,
+        )
     }
 
     /// The environment of the innermost call (for the SDK's own use).

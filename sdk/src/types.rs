@@ -19,7 +19,10 @@ impl Address {
     pub fn parse(s: &str) -> Result<Address> {
         let s = s.strip_prefix("0x").unwrap_or(s);
         if s.len() != 64 {
-            return Err(Error::new(format!("address must be 64 hex digits, got {}", s.len())));
+            return Err(Error::new(format!(
+                "address must be 64 hex digits, got {}",
+                s.len()
+            )));
         }
         let mut out = [0u8; 32];
         for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
@@ -126,7 +129,10 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: impl Into<String>) -> Event {
-        Event { kind: kind.into(), attributes: Vec::new() }
+        Event {
+            kind: kind.into(),
+            attributes: Vec::new(),
+        }
     }
 
     pub fn attr(mut self, key: impl Into<String>, value: impl ToString) -> Event {

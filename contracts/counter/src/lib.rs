@@ -24,7 +24,10 @@ pub enum ExecuteMsg {
 pub enum QueryMsg {
     Count {},
     /// Tallies per caller, highest address first when `descending`.
-    Tallies { descending: bool, limit: u32 },
+    Tallies {
+        descending: bool,
+        limit: u32,
+    },
     Owner {},
 }
 
@@ -94,7 +97,11 @@ impl Contract for Counter {
                 version: Self::VERSION,
             }),
             QueryMsg::Tallies { descending, limit } => {
-                let order = if descending { Order::Descending } else { Order::Ascending };
+                let order = if descending {
+                    Order::Descending
+                } else {
+                    Order::Ascending
+                };
                 let tallies = TALLIES
                     .iter(order)
                     .take(limit as usize)
@@ -125,18 +132,45 @@ mod tests {
     fn counts_tallies_and_emits() {
         let mut chain = MockChain::new();
         let (alice, bob) = (MockChain::addr("alice"), MockChain::addr("bob"));
-        let c = chain.instantiate::<Counter>(alice, &InstantiateMsg { start: 5 }, 0).unwrap();
-        chain.execute(c, alice, &ExecuteMsg::Increment { by: 2 }, 0).unwrap();
-        assert_eq!(chain.events()[0].1, Event::new("increment").attr("by", 2).attr("count", 7));
-        chain.execute(c, bob, &ExecuteMsg::Increment { by: 3 }, 0).unwrap();
-        chain.execute(c, alice, &ExecuteMsg::Increment { by: 1 }, 0).unwrap();
+        let c = chain
+            .instantiate::<Counter>(alice, &InstantiateMsg { start: 5 }, 0)
+            .unwrap();
+        chain
+            .execute(c, alice, &ExecuteMsg::Increment { by: 2 }, 0)
+            .unwrap();
+        assert_eq!(
+            chain.events()[0].1,
+            Event::new("increment").attr("by", 2).attr("count", 7)
+        );
+        chain
+            .execute(c, bob, &ExecuteMsg::Increment { by: 3 }, 0)
+            .unwrap();
+        chain
+            .execute(c, alice, &ExecuteMsg::Increment { by: 1 }, 0)
+            .unwrap();
         let answer: CountAnswer = chain.query(c, &QueryMsg::Count {}).unwrap();
         assert_eq!(answer.count, 11);
-        let asc: Vec<(Address, u64)> = chain.query(c, &QueryMsg::Tallies { descending: false, limit: 10 }).unwrap();
+        let asc: Vec<(Address, u64)> = chain
+            .query(
+                c,
+                &QueryMsg::Tallies {
+                    descending: false,
+                    limit: 10,
+                },
+            )
+            .unwrap();
         let mut expected = vec![(alice, 3), (bob, 3)];
         expected.sort();
         assert_eq!(asc, expected);
-        let desc: Vec<(Address, u64)> = chain.query(c, &QueryMsg::Tallies { descending: true, limit: 1 }).unwrap();
+        let desc: Vec<(Address, u64)> = chain
+            .query(
+                c,
+                &QueryMsg::Tallies {
+                    descending: true,
+                    limit: 1,
+                },
+            )
+            .unwrap();
         assert_eq!(desc, vec![expected[1]]);
     }
 
@@ -144,14 +178,18 @@ mod tests {
     fn only_owner_resets_and_failure_changes_nothing() {
         let mut chain = MockChain::new();
         let (alice, bob) = (MockChain::addr("alice"), MockChain::addr("bob"));
-        let c = chain.instantiate::<Counter>(alice, &InstantiateMsg { start: 5 }, 0).unwrap();
+        let c = chain
+            .instantiate::<Counter>(alice, &InstantiateMsg { start: 5 }, 0)
+            .unwrap();
         let before = chain.storage(c);
         let err = chain.execute(c, bob, &ExecuteMsg::Reset {}, 0).unwrap_err();
         assert!(err.contains("only the owner"), "{err}");
         assert_eq!(chain.storage(c), before);
         let err = chain.execute_raw(c, alice, b"{not json").unwrap_err();
         assert!(err.contains("invalid message"), "{err}");
-        let err = chain.execute(c, alice, &ExecuteMsg::Increment { by: u64::MAX }, 0).unwrap_err();
+        let err = chain
+            .execute(c, alice, &ExecuteMsg::Increment { by: u64::MAX }, 0)
+            .unwrap_err();
         assert!(err.contains("overflows"));
         assert_eq!(chain.storage(c), before);
     }
@@ -160,14 +198,38 @@ mod tests {
     fn forward_calls_another_contract_and_rolls_back_together() {
         let mut chain = MockChain::new();
         let alice = MockChain::addr("alice");
-        let a = chain.instantiate::<Counter>(alice, &InstantiateMsg { start: 0 }, 0).unwrap();
-        let b = chain.instantiate::<Counter>(alice, &InstantiateMsg { start: u64::MAX - 1 }, 0).unwrap();
-        chain.execute(a, alice, &ExecuteMsg::Forward { to: b, by: 1 }, 0).unwrap();
+        let a = chain
+            .instantiate::<Counter>(alice, &InstantiateMsg { start: 0 }, 0)
+            .unwrap();
+        let b = chain
+            .instantiate::<Counter>(
+                alice,
+                &InstantiateMsg {
+                    start: u64::MAX - 1,
+                },
+                0,
+            )
+            .unwrap();
+        chain
+            .execute(a, alice, &ExecuteMsg::Forward { to: b, by: 1 }, 0)
+            .unwrap();
         // b's tally is for a, the calling contract, not alice.
-        let t: Vec<(Address, u64)> = chain.query(b, &QueryMsg::Tallies { descending: false, limit: 5 }).unwrap();
+        let t: Vec<(Address, u64)> = chain
+            .query(
+                b,
+                &QueryMsg::Tallies {
+                    descending: false,
+                    limit: 5,
+                },
+            )
+            .unwrap();
         assert_eq!(t, vec![(a, 1)]);
         let before = chain.storage(b);
-        assert!(chain.execute(a, alice, &ExecuteMsg::Forward { to: b, by: 5 }, 0).is_err());
+        assert!(
+            chain
+                .execute(a, alice, &ExecuteMsg::Forward { to: b, by: 5 }, 0)
+                .is_err()
+        );
         assert_eq!(chain.storage(b), before);
     }
 }

@@ -29,7 +29,9 @@ pub enum ExecuteMsg {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueryMsg {
-    Get { key: String },
+    Get {
+        key: String,
+    },
     /// A query that tries to write.
     Write {},
 }
@@ -38,6 +40,8 @@ const KV: Map<String, String> = Map::new("kv");
 
 pub struct Misbehave;
 
+// Recursing forever is the point: the VM must stop it with a trap.
+#[allow(unconditional_recursion)]
 #[inline(never)]
 fn recurse(n: u64, sink: &mut [u64; 16]) -> u64 {
     sink[(n % 16) as usize] = n;
@@ -85,7 +89,9 @@ impl Contract for Misbehave {
                 Response::json(&std::hint::black_box(v).len())
             }
             ExecuteMsg::Panic {} => panic!("panicking on purpose"),
-            ExecuteMsg::Garbage {} => Ok(Response { data: vec![0xff, 0x00, 0x13] }),
+            ExecuteMsg::Garbage {} => Ok(Response {
+                data: vec![0xff, 0x00, 0x13],
+            }),
             ExecuteMsg::Send { to, amount } => {
                 ctx.transfer(&to, amount)?;
                 Ok(Response::new())

@@ -27,7 +27,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -41,14 +45,22 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.message, "code": self.code}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": self.message, "code": self.code})),
+        )
+            .into_response()
     }
 }
 
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         tracing::error!("node error serving a request: {e}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "node_error", e.to_string())
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "node_error",
+            e.to_string(),
+        )
     }
 }
 
@@ -77,11 +89,14 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 fn parse_address(s: &str) -> ApiResult<Address> {
-    s.parse::<Address>().map_err(|e| ApiError::bad("bad_address", format!("bad address {s:?}: {e}")))
+    s.parse::<Address>()
+        .map_err(|e| ApiError::bad("bad_address", format!("bad address {s:?}: {e}")))
 }
 
 fn parse_hash(s: &str) -> ApiResult<Hash32> {
-    parse_hex32(s).map(Hash32).map_err(|e| ApiError::bad("bad_hash", format!("bad hash {s:?}: {e}")))
+    parse_hex32(s)
+        .map(Hash32)
+        .map_err(|e| ApiError::bad("bad_hash", format!("bad hash {s:?}: {e}")))
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
@@ -106,21 +121,33 @@ struct SubmitBody {
 }
 
 /// Accepts `{"tx": "<hex>"}` or raw bytes (`application/octet-stream`).
-async fn submit_tx(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn submit_tx(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let is_json = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let bytes = if is_json {
-        let b: SubmitBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad("malformed", format!("body: {e}")))?;
-        hex::decode(b.tx.trim_start_matches("0x")).map_err(|e| ApiError::bad("malformed", format!("tx is not hex: {e}")))?
+        let b: SubmitBody = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad("malformed", format!("body: {e}")))?;
+        hex::decode(b.tx.trim_start_matches("0x"))
+            .map_err(|e| ApiError::bad("malformed", format!("tx is not hex: {e}")))?
     } else {
         body.to_vec()
     };
     let n = node.clone();
     let result = tokio::task::spawn_blocking(move || n.submit(&bytes))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "node_error", e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "node_error",
+                e.to_string(),
+            )
+        })?;
     match result {
         Ok(hash) => Ok((StatusCode::ACCEPTED, Json(json!({"hash": hash.to_hex()})))),
         Err(r) => Err(ApiError::bad(r.code(), r.to_string())),
@@ -141,20 +168,33 @@ async fn get_tx(State(node): State<Arc<Node>>, Path(hash): Path<String>) -> ApiR
     let hash = parse_hash(&hash)?;
     match node.tx_status(&hash)? {
         TxStatus::Pending => Ok(Json(json!({"hash": hash.to_hex(), "status": "pending"}))),
-        TxStatus::Unknown => Err(ApiError::not_found(format!("no transaction {}", hash.to_hex()))),
-        TxStatus::Included { block, receipts, index } => {
+        TxStatus::Unknown => Err(ApiError::not_found(format!(
+            "no transaction {}",
+            hash.to_hex()
+        ))),
+        TxStatus::Included {
+            block,
+            receipts,
+            index,
+        } => {
             let tx_bytes: Vec<Vec<u8>> = block.txs.iter().map(|t| t.encode()).collect();
             let receipt_bytes: Vec<Vec<u8>> = receipts.iter().map(|r| r.encode()).collect();
             let i = index as usize;
             let (Some(tx), Some(receipt)) = (block.txs.get(i), receipts.get(i)) else {
-                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "node_error", "index out of range"));
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "node_error",
+                    "index out of range",
+                ));
             };
             let proof = TxProof {
                 header: block.header.clone(),
                 tx: tx_bytes[i].clone(),
                 receipt: receipt.clone(),
-                tx_proof: ListProof::build(&tx_bytes, index).ok_or_else(|| ApiError::bad("node_error", "proof"))?,
-                receipt_proof: ListProof::build(&receipt_bytes, index).ok_or_else(|| ApiError::bad("node_error", "proof"))?,
+                tx_proof: ListProof::build(&tx_bytes, index)
+                    .ok_or_else(|| ApiError::bad("node_error", "proof"))?,
+                receipt_proof: ListProof::build(&receipt_bytes, index)
+                    .ok_or_else(|| ApiError::bad("node_error", "proof"))?,
             };
             Ok(Json(json!({
                 "hash": hash.to_hex(),
@@ -192,7 +232,10 @@ fn payload_kind(t: &SignedTx) -> &'static str {
 }
 
 /// `id` is a height, a block hash, or `latest`.
-async fn get_block(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_block(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let snap = node.snapshot()?;
     let height = if id == "latest" {
         node.head().height
@@ -200,45 +243,87 @@ async fn get_block(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Api
         h
     } else {
         let hash = parse_hash(&id)?;
-        snap.height_of_block(&hash)?.ok_or_else(|| ApiError::not_found(format!("no block {id}")))?
+        snap.height_of_block(&hash)?
+            .ok_or_else(|| ApiError::not_found(format!("no block {id}")))?
     };
-    let block = snap.block(height)?.ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let block = snap
+        .block(height)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
     let receipts = snap.receipts(height)?.unwrap_or_default();
     Ok(Json(block_json(&block, &receipts)))
 }
 
-async fn get_account(State(node): State<Arc<Node>>, Path(address): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_account(
+    State(node): State<Arc<Node>>,
+    Path(address): Path<String>,
+) -> ApiResult<Json<Value>> {
     let who = parse_address(&address)?;
     let (acct, roles) = node.account(&who)?;
-    Ok(Json(json!({"address": who, "balance": acct.balance, "nonce": acct.nonce, "roles": roles.names()})))
+    Ok(Json(
+        json!({"address": who, "balance": acct.balance, "nonce": acct.nonce, "roles": roles.names()}),
+    ))
 }
 
-async fn get_contract(State(node): State<Arc<Node>>, Path(address): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_contract(
+    State(node): State<Arc<Node>>,
+    Path(address): Path<String>,
+) -> ApiResult<Json<Value>> {
     let who = parse_address(&address)?;
     let snap = node.snapshot()?;
     let info = gridledger_vm::ledger::contract(&snap, &who)
         .map_err(|e| ApiError::from(NodeError::from(e)))?
         .ok_or_else(|| ApiError::not_found(format!("no contract at {address}")))?;
-    let balance = gridledger_vm::ledger::account(&snap, &who).map(|a| a.balance).unwrap_or(0);
-    Ok(Json(json!({"address": who, "info": info, "balance": balance})))
+    let balance = gridledger_vm::ledger::account(&snap, &who)
+        .map(|a| a.balance)
+        .unwrap_or(0);
+    Ok(Json(
+        json!({"address": who, "info": info, "balance": balance}),
+    ))
 }
 
-async fn get_label(State(node): State<Arc<Node>>, Path(label): Path<String>) -> ApiResult<Json<Value>> {
-    let addr = node.contract_by_label(&label)?.ok_or_else(|| ApiError::not_found(format!("no contract labelled {label}")))?;
+async fn get_label(
+    State(node): State<Arc<Node>>,
+    Path(label): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let addr = node
+        .contract_by_label(&label)?
+        .ok_or_else(|| ApiError::not_found(format!("no contract labelled {label}")))?;
     Ok(Json(json!({"label": label, "address": addr})))
 }
 
 /// The body is the query message (JSON); the answer is the contract's JSON answer.
-async fn query_contract(State(node): State<Arc<Node>>, Path(address): Path<String>, body: Bytes) -> ApiResult<Response> {
+async fn query_contract(
+    State(node): State<Arc<Node>>,
+    Path(address): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let who = parse_address(&address)?;
     let n = node.clone();
     let out = tokio::task::spawn_blocking(move || n.query(&who, &body))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "node_error", e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "node_error",
+                e.to_string(),
+            )
+        })?;
     match out {
-        Ok(bytes) => Ok(([("content-type", "application/json")], if bytes.is_empty() { b"null".to_vec() } else { bytes }).into_response()),
+        Ok(bytes) => Ok((
+            [("content-type", "application/json")],
+            if bytes.is_empty() {
+                b"null".to_vec()
+            } else {
+                bytes
+            },
+        )
+            .into_response()),
         Err(QueryError::Call(e)) => {
-            let status = if matches!(e, gridledger_vm::CallError::NotFound(_)) { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+            let status = if matches!(e, gridledger_vm::CallError::NotFound(_)) {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::BAD_REQUEST
+            };
             let code = match e.code() {
                 gridledger_types::ErrorCode::OutOfGas => "out_of_gas",
                 gridledger_types::ErrorCode::Trap => "trap",
@@ -260,19 +345,31 @@ struct ProofParams {
 fn prove(node: &Node, key: &[u8], height: Option<u64>) -> ApiResult<StateProofBundle> {
     let snap = node.snapshot()?;
     let height = height.unwrap_or(node.head().height);
-    let header = snap.block(height)?.ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?.header;
+    let header = snap
+        .block(height)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?
+        .header;
     let proof = snap.prove(key, height)?;
     Ok(StateProofBundle { header, proof })
 }
 
 /// Proof of a raw state key (hex) at a height (default: latest).
-async fn state_proof(State(node): State<Arc<Node>>, Path(key): Path<String>, Query(p): Query<ProofParams>) -> ApiResult<Json<StateProofBundle>> {
-    let key = hex::decode(&key).map_err(|e| ApiError::bad("bad_key", format!("key is not hex: {e}")))?;
+async fn state_proof(
+    State(node): State<Arc<Node>>,
+    Path(key): Path<String>,
+    Query(p): Query<ProofParams>,
+) -> ApiResult<Json<StateProofBundle>> {
+    let key =
+        hex::decode(&key).map_err(|e| ApiError::bad("bad_key", format!("key is not hex: {e}")))?;
     Ok(Json(prove(&node, &key, p.height)?))
 }
 
 /// Proof of an account's balance and nonce.
-async fn account_proof(State(node): State<Arc<Node>>, Path(address): Path<String>, Query(p): Query<ProofParams>) -> ApiResult<Json<StateProofBundle>> {
+async fn account_proof(
+    State(node): State<Arc<Node>>,
+    Path(address): Path<String>,
+    Query(p): Query<ProofParams>,
+) -> ApiResult<Json<StateProofBundle>> {
     let who = parse_address(&address)?;
     Ok(Json(prove(&node, &schema::account_key(&who), p.height)?))
 }

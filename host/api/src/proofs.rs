@@ -51,7 +51,11 @@ impl TxProof {
             return Err("transaction and receipt proofs are for different positions".into());
         }
         self.receipt_proof
-            .verify(&self.header.receipts_root, self.header.receipt_count, &self.receipt.encode())
+            .verify(
+                &self.header.receipts_root,
+                self.header.receipt_count,
+                &self.receipt.encode(),
+            )
             .map_err(|e| format!("receipt: {e}"))
     }
 }
@@ -60,7 +64,10 @@ impl StateProofBundle {
     pub fn verify(&self, trusted: Option<&Hash32>) -> Result<(), String> {
         check_header(&self.header, trusted)?;
         if self.proof.height != self.header.height {
-            return Err(format!("proof is for height {}, header is {}", self.proof.height, self.header.height));
+            return Err(format!(
+                "proof is for height {}, header is {}",
+                self.proof.height, self.header.height
+            ));
         }
         self.proof.verify(&self.header.state_root)
     }

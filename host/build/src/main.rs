@@ -32,8 +32,13 @@ fn main() -> Result<()> {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args(["build", "--profile", "contract", "--target", "wasm32-unknown-unknown"]);
+    cmd.current_dir(&root).args([
+        "build",
+        "--profile",
+        "contract",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]);
     for n in &names {
         cmd.args(["-p", n]);
     }

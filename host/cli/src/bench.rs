@@ -8,8 +8,8 @@ use gridledger_types::{Address, codec};
 use gridledger_vm::{BlockEnv, CallRequest, Entry, Vm, VmConfig, code_hash};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, Linker};
 use wasmtime::Store;
+use wasmtime::component::{Component, Linker};
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
@@ -28,7 +28,11 @@ pub enum BenchCmd {
 
 pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
-        BenchCmd::Vm { json, seconds, contracts_dir } => bench_vm(json, seconds, &contracts_dir),
+        BenchCmd::Vm {
+            json,
+            seconds,
+            contracts_dir,
+        } => bench_vm(json, seconds, &contracts_dir),
     }
 }
 
@@ -62,45 +66,98 @@ fn bench_vm(json: bool, seconds: f64, contracts_dir: &std::path::Path) -> Result
     let engine = vm.engine().clone();
     let noop = Component::new(&engine, NOOP_COMPONENT).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let linker: Linker<()> = Linker::new(&engine);
-    let pre = linker.instantiate_pre(&noop).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let pre = linker
+        .instantiate_pre(&noop)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let bare = rate(seconds, || {
         let mut store = Store::new(&engine, ());
-        store.set_fuel(1_000_000).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let instance = pre.instantiate(&mut store).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let f = instance.get_typed_func::<(), ()>(&mut store, "run").map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        f.call(&mut store, ()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        store
+            .set_fuel(1_000_000)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let f = instance
+            .get_typed_func::<(), ()>(&mut store, "run")
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        f.call(&mut store, ())
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         Ok(())
     })?;
 
     // (b) realistic: the counter's `increment`, which decodes JSON, reads and writes storage
     // and emits an event, through the full VM path (gas, limits, overlay).
     let path = contracts_dir.join("counter.wasm");
-    let wasm = std::fs::read(&path).with_context(|| format!("{} (build contracts: cargo run -p gridledger-build)", path.display()))?;
-    let info = vm.validate_code(&wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wasm = std::fs::read(&path).with_context(|| {
+        format!(
+            "{} (build contracts: cargo run -p gridledger-build)",
+            path.display()
+        )
+    })?;
+    let info = vm
+        .validate_code(&wasm)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let hash = code_hash(&wasm);
     let mut state = StateStack::default();
     let contract = Address([0xc0; 32]);
     let caller = Address([0xa1; 32]);
-    state.set(schema::code_key(&hash), codec::encode(&CodeEntry { name: info.name.clone(), version: info.version, wasm }));
+    state.set(
+        schema::code_key(&hash),
+        codec::encode(&CodeEntry {
+            name: info.name.clone(),
+            version: info.version,
+            wasm,
+        }),
+    );
     state.set(
         schema::contract_key(&contract),
-        codec::encode(&ContractInfo { code_hash: hash, creator: caller, admin: None, label: "bench".into(), name: info.name, version: info.version }),
+        codec::encode(&ContractInfo {
+            code_hash: hash,
+            creator: caller,
+            admin: None,
+            label: "bench".into(),
+            name: info.name,
+            version: info.version,
+        }),
     );
-    let block = BlockEnv { height: 1, time_ms: 1, chain_id: "bench".into() };
+    let block = BlockEnv {
+        height: 1,
+        time_ms: 1,
+        chain_id: "bench".into(),
+    };
     let call = |state: &mut StateStack, entry, msg: &[u8]| -> Result<u64> {
         let out = vm
-            .call(&block, state, CallRequest { contract, entry, caller: Some(caller), funds: 0, msg, gas_limit: 10_000_000 })
+            .call(
+                &block,
+                state,
+                CallRequest {
+                    contract,
+                    entry,
+                    caller: Some(caller),
+                    funds: 0,
+                    msg,
+                    gas_limit: 10_000_000,
+                },
+            )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         out.result.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(out.gas_used)
     };
     call(&mut state, Entry::Instantiate, br#"{"start":0}"#)?;
     let gas_per_call = call(&mut state, Entry::Execute, br#"{"increment":{"by":1}}"#)?;
-    let contract_rate = rate(seconds, || call(&mut state, Entry::Execute, br#"{"increment":{"by":1}}"#).map(|_| ()))?;
+    let contract_rate = rate(seconds, || {
+        call(&mut state, Entry::Execute, br#"{"increment":{"by":1}}"#).map(|_| ())
+    })?;
 
     let ratio = contract_rate / bare;
-    println!("bare component instantiate+call: {bare:>10.0} calls/s ({:.2} µs/call)", 1e6 / bare);
-    println!("counter increment (json, 3 storage ops, event): {contract_rate:>10.0} calls/s ({:.2} µs/call, {gas_per_call} gas)", 1e6 / contract_rate);
+    println!(
+        "bare component instantiate+call: {bare:>10.0} calls/s ({:.2} µs/call)",
+        1e6 / bare
+    );
+    println!(
+        "counter increment (json, 3 storage ops, event): {contract_rate:>10.0} calls/s ({:.2} µs/call, {gas_per_call} gas)",
+        1e6 / contract_rate
+    );
     println!("ratio contract/bare: {ratio:.3}");
     if json {
         println!(

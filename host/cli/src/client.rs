@@ -15,20 +15,31 @@ const INCLUSION_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Client {
     pub fn new(base: &str) -> Client {
-        Client { base: base.trim_end_matches('/').to_string(), http: reqwest::blocking::Client::new() }
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::blocking::Client::new(),
+        }
     }
 
     fn check(resp: reqwest::blocking::Response) -> Result<Value> {
         let status = resp.status();
         let body: Value = resp.json().context("the node's answer is not JSON")?;
         if !status.is_success() {
-            bail!("{} ({status}): {}", body["code"].as_str().unwrap_or("error"), body["error"].as_str().unwrap_or(""));
+            bail!(
+                "{} ({status}): {}",
+                body["code"].as_str().unwrap_or("error"),
+                body["error"].as_str().unwrap_or("")
+            );
         }
         Ok(body)
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().with_context(|| format!("reaching {}", self.base))?;
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .with_context(|| format!("reaching {}", self.base))?;
         Self::check(resp)
     }
 
@@ -44,15 +55,33 @@ impl Client {
     }
 
     /// Signs `payload` with the sender's next nonce, submits it and waits for its receipt.
-    pub fn sign_submit_wait(&self, key: &Keypair, payload: Payload, gas: Option<u64>) -> Result<Value> {
+    pub fn sign_submit_wait(
+        &self,
+        key: &Keypair,
+        payload: Payload,
+        gas: Option<u64>,
+    ) -> Result<Value> {
         let status = self.get("/v1/status")?;
-        let chain_id = status["chain_id"].as_str().context("status has no chain_id")?.to_string();
+        let chain_id = status["chain_id"]
+            .as_str()
+            .context("status has no chain_id")?
+            .to_string();
         let account = self.get(&format!("/v1/accounts/{}", key.address()))?;
         let nonce = account["nonce"].as_u64().context("account has no nonce")?;
         let gas_limit = gas.unwrap_or_else(|| default_gas(&payload));
-        let tx = TxBody { chain_id, sender: key.address(), nonce, gas_limit, payload }.sign(key);
+        let tx = TxBody {
+            chain_id,
+            sender: key.address(),
+            nonce,
+            gas_limit,
+            payload,
+        }
+        .sign(key);
         let body = serde_json::to_vec(&serde_json::json!({"tx": hex::encode(tx.encode())}))?;
-        let hash = self.post_json("/v1/txs", body)?["hash"].as_str().context("no hash in answer")?.to_string();
+        let hash = self.post_json("/v1/txs", body)?["hash"]
+            .as_str()
+            .context("no hash in answer")?
+            .to_string();
         let deadline = Instant::now() + INCLUSION_TIMEOUT;
         loop {
             let v = self.get(&format!("/v1/txs/{hash}"))?;

@@ -27,30 +27,49 @@ pub struct DevnetArgs {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn run(args: DevnetArgs) -> Result<()> {
     let genesis = Genesis::load(&args.genesis)?;
-    let interval = Duration::from_millis(args.block_ms.unwrap_or(genesis.block_interval_ms).max(10));
+    let interval =
+        Duration::from_millis(args.block_ms.unwrap_or(genesis.block_interval_ms).max(10));
     let keys: Vec<_> = genesis.dev_keys();
     let node = Node::open(&args.data_dir, genesis, &args.contracts_dir)?;
     let key_dir = args.data_dir.join("keys");
     std::fs::create_dir_all(&key_dir)?;
     for (name, key) in &keys {
-        std::fs::write(key_dir.join(format!("{name}.key")), hex::encode(key.secret()))?;
+        std::fs::write(
+            key_dir.join(format!("{name}.key")),
+            hex::encode(key.secret()),
+        )?;
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
             .await
             .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
         let addr = listener.local_addr()?;
         let head = node.head();
-        println!("gridledger devnet: chain {} at height {}, data in {}", node.chain_id(), head.height, args.data_dir.display());
+        println!(
+            "gridledger devnet: chain {} at height {}, data in {}",
+            node.chain_id(),
+            head.height,
+            args.data_dir.display()
+        );
         for (name, key) in &keys {
-            println!("  account {name:<16} {}  key {}", key.address(), key_dir.join(format!("{name}.key")).display());
+            println!(
+                "  account {name:<16} {}  key {}",
+                key.address(),
+                key_dir.join(format!("{name}.key")).display()
+            );
         }
         println!("API: http://{addr}");
         std::io::stdout().flush()?;
@@ -68,7 +87,11 @@ pub fn run(args: DevnetArgs) -> Result<()> {
 }
 
 /// Produces a block every `interval` until told to stop. A node fault stops the node.
-async fn produce(node: Arc<Node>, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+async fn produce(
+    node: Arc<Node>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -89,13 +112,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

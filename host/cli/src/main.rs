@@ -12,7 +12,11 @@ use gridledger_types::{Address, Hash32, Keypair, Payload, hash::parse_hex32};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "gridledger", version, about = "A peer-to-peer electricity market on a permissioned chain")]
+#[command(
+    name = "gridledger",
+    version,
+    about = "A peer-to-peer electricity market on a permissioned chain"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -179,7 +183,9 @@ enum ContractCmd {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()) {
@@ -189,17 +195,22 @@ fn main() {
 }
 
 fn read_key(path: &PathBuf) -> Result<Keypair> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
-    let secret = parse_hex32(text.trim()).map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
+    let secret = parse_hex32(text.trim())
+        .map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))?;
     Ok(Keypair::from_secret(secret))
 }
 
 fn parse_hash(s: &str) -> Result<Hash32> {
-    parse_hex32(s).map(Hash32).map_err(|e| anyhow::anyhow!("bad hash {s:?}: {e}"))
+    parse_hex32(s)
+        .map(Hash32)
+        .map_err(|e| anyhow::anyhow!("bad hash {s:?}: {e}"))
 }
 
 fn json_arg(s: &str) -> Result<Vec<u8>> {
-    let v: serde_json::Value = serde_json::from_str(s).with_context(|| format!("message is not JSON: {s}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(s).with_context(|| format!("message is not JSON: {s}"))?;
     Ok(serde_json::to_vec(&v)?)
 }
 
@@ -209,7 +220,10 @@ fn send(signer: &Signer, payload: Payload) -> Result<()> {
     let receipt = client.sign_submit_wait(&key, payload, signer.gas)?;
     println!("{}", serde_json::to_string_pretty(&receipt)?);
     if receipt["receipt"]["success"] != serde_json::Value::Bool(true) {
-        bail!("transaction failed: {}", receipt["receipt"]["error"]["message"]);
+        bail!(
+            "transaction failed: {}",
+            receipt["receipt"]["error"]["message"]
+        );
     }
     Ok(())
 }
@@ -224,7 +238,11 @@ fn run(cli: Cli) -> Result<()> {
                     std::fs::write(&path, hex::encode(k.secret()))?;
                     println!("{}", k.address());
                 }
-                None => println!("address {}\nsecret  {}", k.address(), hex::encode(k.secret())),
+                None => println!(
+                    "address {}\nsecret  {}",
+                    k.address(),
+                    hex::encode(k.secret())
+                ),
             }
             Ok(())
         }
@@ -234,33 +252,85 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Transfer { signer, to, amount } => send(&signer, Payload::Transfer { to, amount }),
         Command::Mint { signer, to, amount } => send(&signer, Payload::Mint { to, amount }),
-        Command::Burn { signer, amount, payout_ref } => send(&signer, Payload::Burn { amount, payout_ref }),
+        Command::Burn {
+            signer,
+            amount,
+            payout_ref,
+        } => send(&signer, Payload::Burn { amount, payout_ref }),
         Command::Contract(c) => match c {
             ContractCmd::Upload { signer, wasm } => {
-                let wasm = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+                let wasm =
+                    std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
                 send(&signer, Payload::StoreCode { wasm })
             }
-            ContractCmd::Instantiate { signer, code_hash, msg, label, admin, funds } => send(
+            ContractCmd::Instantiate {
+                signer,
+                code_hash,
+                msg,
+                label,
+                admin,
+                funds,
+            } => send(
                 &signer,
-                Payload::Instantiate { code_hash: parse_hash(&code_hash)?, msg: json_arg(&msg)?, funds, label, admin },
+                Payload::Instantiate {
+                    code_hash: parse_hash(&code_hash)?,
+                    msg: json_arg(&msg)?,
+                    funds,
+                    label,
+                    admin,
+                },
             ),
-            ContractCmd::Execute { signer, contract, msg, funds } => {
-                send(&signer, Payload::Execute { contract, msg: json_arg(&msg)?, funds })
-            }
-            ContractCmd::Migrate { signer, contract, code_hash, msg } => {
-                send(&signer, Payload::Migrate { contract, code_hash: parse_hash(&code_hash)?, msg: json_arg(&msg)? })
-            }
-            ContractCmd::Query { contract, msg, node } => {
-                let answer = Client::new(&node.node).post_json(&format!("/v1/contracts/{contract}/query"), json_arg(&msg)?)?;
+            ContractCmd::Execute {
+                signer,
+                contract,
+                msg,
+                funds,
+            } => send(
+                &signer,
+                Payload::Execute {
+                    contract,
+                    msg: json_arg(&msg)?,
+                    funds,
+                },
+            ),
+            ContractCmd::Migrate {
+                signer,
+                contract,
+                code_hash,
+                msg,
+            } => send(
+                &signer,
+                Payload::Migrate {
+                    contract,
+                    code_hash: parse_hash(&code_hash)?,
+                    msg: json_arg(&msg)?,
+                },
+            ),
+            ContractCmd::Query {
+                contract,
+                msg,
+                node,
+            } => {
+                let answer = Client::new(&node.node)
+                    .post_json(&format!("/v1/contracts/{contract}/query"), json_arg(&msg)?)?;
                 println!("{}", serde_json::to_string_pretty(&answer)?);
                 Ok(())
             }
         },
         Command::Account { address, node } => {
-            println!("{}", serde_json::to_string_pretty(&Client::new(&node.node).get(&format!("/v1/accounts/{address}"))?)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &Client::new(&node.node).get(&format!("/v1/accounts/{address}"))?
+                )?
+            );
             Ok(())
         }
-        Command::Tx { hash, proof_out, node } => {
+        Command::Tx {
+            hash,
+            proof_out,
+            node,
+        } => {
             let v = Client::new(&node.node).get(&format!("/v1/txs/{hash}"))?;
             if let Some(path) = proof_out {
                 std::fs::write(&path, serde_json::to_string_pretty(&v["proof"])?)?;
@@ -269,10 +339,20 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Block { id, node } => {
-            println!("{}", serde_json::to_string_pretty(&Client::new(&node.node).get(&format!("/v1/blocks/{id}"))?)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &Client::new(&node.node).get(&format!("/v1/blocks/{id}"))?
+                )?
+            );
             Ok(())
         }
-        Command::ProveAccount { address, height, out, node } => {
+        Command::ProveAccount {
+            address,
+            height,
+            out,
+            node,
+        } => {
             let path = match height {
                 Some(h) => format!("/v1/accounts/{address}/proof?height={h}"),
                 None => format!("/v1/accounts/{address}/proof"),
@@ -293,30 +373,48 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Verifies a proof bundle file offline.
 fn verify(file: &PathBuf, header_hash: Option<&str>) -> Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).context("proof file is not JSON")?;
     let trusted = header_hash.map(parse_hash).transpose()?;
     if v.get("tx_proof").is_some() {
         let p: TxProof = serde_json::from_value(v).context("not a transaction proof bundle")?;
-        p.verify(trusted.as_ref()).map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
+        p.verify(trusted.as_ref())
+            .map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
         println!(
             "valid: transaction {} is #{} of block {} ({}), receipt {}",
             p.receipt.tx_hash.to_hex(),
             p.tx_proof.index,
             p.header.height,
             p.header.hash().to_hex(),
-            if p.receipt.is_success() { "success" } else { "failed" }
+            if p.receipt.is_success() {
+                "success"
+            } else {
+                "failed"
+            }
         );
     } else {
         let p: StateProofBundle = serde_json::from_value(v).context("not a state proof bundle")?;
-        p.verify(trusted.as_ref()).map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
+        p.verify(trusted.as_ref())
+            .map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
         match &p.proof.value {
-            Some(val) => println!("valid: key {} = {} at height {}", hex::encode(&p.proof.key), hex::encode(val), p.header.height),
-            None => println!("valid: key {} is absent at height {}", hex::encode(&p.proof.key), p.header.height),
+            Some(val) => println!(
+                "valid: key {} = {} at height {}",
+                hex::encode(&p.proof.key),
+                hex::encode(val),
+                p.header.height
+            ),
+            None => println!(
+                "valid: key {} is absent at height {}",
+                hex::encode(&p.proof.key),
+                p.header.height
+            ),
         }
     }
     if trusted.is_none() {
-        println!("note: checked against the bundle's own header; pass --header-hash to anchor it to a header you trust");
+        println!(
+            "note: checked against the bundle's own header; pass --header-hash to anchor it to a header you trust"
+        );
     }
     Ok(())
 }

@@ -40,20 +40,32 @@ impl Devnet {
             }
         });
         let url = loop {
-            let line = rx.recv_timeout(Duration::from_secs(120)).expect("devnet printed its URL");
+            let line = rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("devnet printed its URL");
             if let Some(i) = line.find("http://127.0.0.1:") {
                 break line[i..].trim().to_string();
             }
         };
-        Devnet { child, url, lines: rx }
+        Devnet {
+            child,
+            url,
+            lines: rx,
+        }
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns what it printed last.
     fn stop(mut self) -> String {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "devnet must exit cleanly on SIGTERM, got {exit}");
+        assert!(
+            exit.success(),
+            "devnet must exit cleanly on SIGTERM, got {exit}"
+        );
         self.lines.try_iter().collect::<Vec<_>>().join("\n")
     }
 }
@@ -65,8 +77,16 @@ impl Drop for Devnet {
 }
 
 fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).env("GRIDLEDGER_NODE", url).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(BIN)
+        .args(args)
+        .env("GRIDLEDGER_NODE", url)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn get(url: &str) -> serde_json::Value {
@@ -82,42 +102,91 @@ fn devnet_serves_executes_proves_and_restarts() {
     assert_eq!(status["chain_id"], "gridledger-devnet");
     assert!(status["height"].is_u64());
 
-    let counter = get(&format!("{}/v1/labels/counter", net.url))["address"].as_str().unwrap().to_string();
+    let counter = get(&format!("{}/v1/labels/counter", net.url))["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let key = data.join("keys/household-1.key");
     let key = key.to_str().unwrap();
-    let (ok, out, err) = cli(&net.url, &["contract", "execute", "--key", key, &counter, r#"{"increment":{"by":4}}"#]);
+    let (ok, out, err) = cli(
+        &net.url,
+        &[
+            "contract",
+            "execute",
+            "--key",
+            key,
+            &counter,
+            r#"{"increment":{"by":4}}"#,
+        ],
+    );
     assert!(ok, "execute failed: {err}");
     let receipt: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(receipt["receipt"]["result_json"], 4);
-    let (ok, out, _) = cli(&net.url, &["contract", "query", &counter, r#"{"count":{}}"#]);
+    let (ok, out, _) = cli(
+        &net.url,
+        &["contract", "query", &counter, r#"{"count":{}}"#],
+    );
     assert!(ok);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["count"], 4);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["count"],
+        4
+    );
 
     // A proof of the transaction verifies offline, anchored to the block's hash; a tampered
     // one does not.
     let hash = receipt["hash"].as_str().unwrap();
     let proof_file = dir.path().join("proof.json");
-    let (ok, out, _) = cli(&net.url, &["tx", hash, "--proof-out", proof_file.to_str().unwrap()]);
+    let (ok, out, _) = cli(
+        &net.url,
+        &["tx", hash, "--proof-out", proof_file.to_str().unwrap()],
+    );
     assert!(ok);
     let tx: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let block_hash = get(&format!("{}/v1/blocks/{}", net.url, tx["height"]))["hash"].as_str().unwrap().to_string();
-    let (ok, out, err) = cli(&net.url, &["verify", proof_file.to_str().unwrap(), "--header-hash", &block_hash]);
+    let block_hash = get(&format!("{}/v1/blocks/{}", net.url, tx["height"]))["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, out, err) = cli(
+        &net.url,
+        &[
+            "verify",
+            proof_file.to_str().unwrap(),
+            "--header-hash",
+            &block_hash,
+        ],
+    );
     assert!(ok, "{err}");
     assert!(out.starts_with("valid"));
-    let mut bundle: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&proof_file).unwrap()).unwrap();
+    let mut bundle: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&proof_file).unwrap()).unwrap();
     bundle["receipt"]["gas_used"] = serde_json::json!(1);
     std::fs::write(&proof_file, bundle.to_string()).unwrap();
     let (ok, _, err) = cli(&net.url, &["verify", proof_file.to_str().unwrap()]);
-    assert!(!ok && err.contains("INVALID"), "a tampered receipt must not verify: {err}");
+    assert!(
+        !ok && err.contains("INVALID"),
+        "a tampered receipt must not verify: {err}"
+    );
 
     // State proof of the account, present; of an unused address, absent.
     let addr = cli(&net.url, &["address", key]).1.trim().to_string();
     let sp = dir.path().join("state.json");
-    assert!(cli(&net.url, &["prove-account", &addr, "--out", sp.to_str().unwrap()]).0);
+    assert!(
+        cli(
+            &net.url,
+            &["prove-account", &addr, "--out", sp.to_str().unwrap()]
+        )
+        .0
+    );
     let (ok, out, _) = cli(&net.url, &["verify", sp.to_str().unwrap()]);
     assert!(ok && out.contains(" = "), "{out}");
     let nobody = "ab".repeat(32);
-    assert!(cli(&net.url, &["prove-account", &nobody, "--out", sp.to_str().unwrap()]).0);
+    assert!(
+        cli(
+            &net.url,
+            &["prove-account", &nobody, "--out", sp.to_str().unwrap()]
+        )
+        .0
+    );
     let (ok, out, _) = cli(&net.url, &["verify", sp.to_str().unwrap()]);
     assert!(ok && out.contains("absent"), "{out}");
 
@@ -129,10 +198,18 @@ fn devnet_serves_executes_proves_and_restarts() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 400);
-    assert_eq!(resp.json::<serde_json::Value>().unwrap()["code"], "malformed");
-    let (ok, _, err) = cli(&net.url, &["contract", "execute", "--key", key, &"00".repeat(32), "{}"]);
+    assert_eq!(
+        resp.json::<serde_json::Value>().unwrap()["code"],
+        "malformed"
+    );
+    let (ok, _, err) = cli(
+        &net.url,
+        &["contract", "execute", "--key", key, &"00".repeat(32), "{}"],
+    );
     assert!(!ok && err.contains("no contract"), "{err}");
-    let height = get(&format!("{}/v1/status", net.url))["height"].as_u64().unwrap();
+    let height = get(&format!("{}/v1/status", net.url))["height"]
+        .as_u64()
+        .unwrap();
 
     let tail = net.stop();
     assert!(tail.contains("stopped at height"), "{tail}");
@@ -141,8 +218,14 @@ fn devnet_serves_executes_proves_and_restarts() {
     let net = Devnet::start(&data);
     let status = get(&format!("{}/v1/status", net.url));
     assert!(status["height"].as_u64().unwrap() >= height);
-    let (ok, out, _) = cli(&net.url, &["contract", "query", &counter, r#"{"count":{}}"#]);
+    let (ok, out, _) = cli(
+        &net.url,
+        &["contract", "query", &counter, r#"{"count":{}}"#],
+    );
     assert!(ok);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["count"], 4);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["count"],
+        4
+    );
     net.stop();
 }

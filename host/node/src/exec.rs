@@ -7,7 +7,9 @@
 
 use gridledger_state::{StateRead, StateStack};
 use gridledger_types::schema::{self, CodeEntry, ContractInfo, Roles};
-use gridledger_types::{Address, ErrorCode, Event, Hash32, Payload, Receipt, ReceiptError, SignedTx, codec};
+use gridledger_types::{
+    Address, ErrorCode, Event, Hash32, Payload, Receipt, ReceiptError, SignedTx, codec,
+};
 use gridledger_vm::{BlockEnv, CallRequest, Entry, HostFault, Vm, code_hash, ledger};
 
 /// Why a transaction was turned away before execution.
@@ -103,8 +105,12 @@ impl From<ledger::TransferError> for Fail {
     fn from(e: ledger::TransferError) -> Self {
         match e {
             ledger::TransferError::Read(r) => Fail::Host(r.into()),
-            ledger::TransferError::Insufficient { .. } => Fail::Op(OpError(ErrorCode::InsufficientFunds, e.to_string(), 0)),
-            ledger::TransferError::Overflow(_) => Fail::Op(OpError(ErrorCode::InvalidInput, e.to_string(), 0)),
+            ledger::TransferError::Insufficient { .. } => {
+                Fail::Op(OpError(ErrorCode::InsufficientFunds, e.to_string(), 0))
+            }
+            ledger::TransferError::Overflow(_) => {
+                Fail::Op(OpError(ErrorCode::InvalidInput, e.to_string(), 0))
+            }
         }
     }
 }
@@ -134,26 +140,45 @@ impl Executor {
     /// The stateless checks: signature, chain id, gas floor.
     pub fn check_stateless(&self, tx: &SignedTx, encoded_len: usize) -> Result<(), Rejected> {
         if tx.body.chain_id != self.params.chain_id {
-            return Err(Rejected::WrongChain { got: tx.body.chain_id.clone(), want: self.params.chain_id.clone() });
+            return Err(Rejected::WrongChain {
+                got: tx.body.chain_id.clone(),
+                want: self.params.chain_id.clone(),
+            });
         }
         tx.verify_signature().map_err(Rejected::BadSignature)?;
         let need = self.intrinsic_gas(tx, encoded_len);
         if tx.body.gas_limit < need {
-            return Err(Rejected::GasTooLow { got: tx.body.gas_limit, need });
+            return Err(Rejected::GasTooLow {
+                got: tx.body.gas_limit,
+                need,
+            });
         }
         Ok(())
     }
 
     /// Checks against state: the nonce is the next one and the sender can pay the maximum fee.
-    pub fn check_stateful(&self, state: &dyn StateRead, tx: &SignedTx, expected_nonce: u64) -> Result<(), Rejected> {
+    pub fn check_stateful(
+        &self,
+        state: &dyn StateRead,
+        tx: &SignedTx,
+        expected_nonce: u64,
+    ) -> Result<(), Rejected> {
         let body = &tx.body;
         if body.nonce < expected_nonce {
-            return Err(Rejected::NonceReplayed { got: body.nonce, want: expected_nonce });
+            return Err(Rejected::NonceReplayed {
+                got: body.nonce,
+                want: expected_nonce,
+            });
         }
         if body.nonce > expected_nonce {
-            return Err(Rejected::NonceGap { got: body.nonce, want: expected_nonce });
+            return Err(Rejected::NonceGap {
+                got: body.nonce,
+                want: expected_nonce,
+            });
         }
-        let balance = ledger::account(state, &body.sender).map(|a| a.balance).unwrap_or(0);
+        let balance = ledger::account(state, &body.sender)
+            .map(|a| a.balance)
+            .unwrap_or(0);
         let fee = self.params.fee(body.gas_limit);
         if balance < fee {
             return Err(Rejected::CannotPayFee { balance, fee });
@@ -163,10 +188,19 @@ impl Executor {
 
     /// Applies one admitted transaction. `Ok(Err(_))`: it turned out to be inadmissible here
     /// (e.g. nonce moved on) and must be left out of the block.
-    pub fn apply(&self, block: &BlockEnv, state: &mut StateStack, tx: &SignedTx, encoded_len: usize) -> Result<Result<Receipt, Rejected>, HostFault> {
+    pub fn apply(
+        &self,
+        block: &BlockEnv,
+        state: &mut StateStack,
+        tx: &SignedTx,
+        encoded_len: usize,
+    ) -> Result<Result<Receipt, Rejected>, HostFault> {
         let body = &tx.body;
         let mut sender = ledger::account(state, &body.sender)?;
-        if let Err(r) = self.check_stateless(tx, encoded_len).and_then(|_| self.check_stateful(state, tx, sender.nonce)) {
+        if let Err(r) = self
+            .check_stateless(tx, encoded_len)
+            .and_then(|_| self.check_stateful(state, tx, sender.nonce))
+        {
             return Ok(Err(r));
         }
         // Escrow the maximum fee and use the nonce; these stand whatever the operation does.
@@ -182,12 +216,22 @@ impl Executor {
         let (gas_used, result, events, error) = match outcome {
             Ok(done) => {
                 state.commit_layer();
-                (intrinsic + done.gas.min(budget), done.result, done.events, None)
+                (
+                    intrinsic + done.gas.min(budget),
+                    done.result,
+                    done.events,
+                    None,
+                )
             }
             Err(Fail::Op(OpError(code, message, burnt))) => {
                 state.discard_layer();
                 // A failed call still pays for the gas it burnt.
-                (intrinsic + burnt.min(budget), Vec::new(), Vec::new(), Some(ReceiptError { code, message }))
+                (
+                    intrinsic + burnt.min(budget),
+                    Vec::new(),
+                    Vec::new(),
+                    Some(ReceiptError { code, message }),
+                )
             }
             Err(Fail::Host(h)) => {
                 state.discard_layer();
@@ -203,19 +247,50 @@ impl Executor {
             collector.balance = collector.balance.saturating_add(fee);
             ledger::set_account(state, &self.params.fee_collector, &collector);
         }
-        Ok(Ok(Receipt { tx_hash: tx.hash(), gas_used, fee, error, events, result }))
+        Ok(Ok(Receipt {
+            tx_hash: tx.hash(),
+            gas_used,
+            fee,
+            error,
+            events,
+            result,
+        }))
     }
 
-    fn operate(&self, block: &BlockEnv, state: &mut StateStack, tx: &SignedTx, budget: u64) -> Result<Done, Fail> {
+    fn operate(
+        &self,
+        block: &BlockEnv,
+        state: &mut StateStack,
+        tx: &SignedTx,
+        budget: u64,
+    ) -> Result<Done, Fail> {
         let sender = tx.body.sender;
-        let none = |result: Vec<u8>| Done { gas: 0, result, events: Vec::new() };
+        let none = |result: Vec<u8>| Done {
+            gas: 0,
+            result,
+            events: Vec::new(),
+        };
         match &tx.body.payload {
             Payload::Transfer { to, amount } => {
                 if *amount == 0 {
-                    return Err(op(ErrorCode::InvalidInput, "transfer amount must be positive"));
+                    return Err(op(
+                        ErrorCode::InvalidInput,
+                        "transfer amount must be positive",
+                    ));
                 }
                 ledger::move_tokens(state, &sender, to, *amount)?;
-                Ok(Done { gas: 0, result: Vec::new(), events: vec![chain_event("transfer", &[("from", sender.to_hex()), ("to", to.to_hex()), ("amount", amount.to_string())])] })
+                Ok(Done {
+                    gas: 0,
+                    result: Vec::new(),
+                    events: vec![chain_event(
+                        "transfer",
+                        &[
+                            ("from", sender.to_hex()),
+                            ("to", to.to_hex()),
+                            ("amount", amount.to_string()),
+                        ],
+                    )],
+                })
             }
             Payload::StoreCode { wasm } => {
                 let info = self
@@ -225,69 +300,157 @@ impl Executor {
                 let hash = code_hash(wasm);
                 let key = schema::code_key(&hash);
                 if state.get(&key)?.is_none() {
-                    state.set(key, codec::encode(&CodeEntry { name: info.name.clone(), version: info.version, wasm: wasm.clone() }));
+                    state.set(
+                        key,
+                        codec::encode(&CodeEntry {
+                            name: info.name.clone(),
+                            version: info.version,
+                            wasm: wasm.clone(),
+                        }),
+                    );
                 }
                 let result = serde_json::json!({"code_hash": hash.to_hex(), "name": info.name, "version": info.version});
                 Ok(none(result.to_string().into_bytes()))
             }
-            Payload::Instantiate { code_hash, msg, funds, label, admin } => {
+            Payload::Instantiate {
+                code_hash,
+                msg,
+                funds,
+                label,
+                admin,
+            } => {
                 let contract = Address::contract(&sender, tx.body.nonce);
-                let done = self.instantiate(block, state, sender, contract, *code_hash, msg, *funds, label, *admin, budget)?;
+                let done = self.instantiate(
+                    block, state, sender, contract, *code_hash, msg, *funds, label, *admin, budget,
+                )?;
                 let result = serde_json::json!({"contract": contract.to_hex(), "data": json_or_null(&done.result)});
-                Ok(Done { result: result.to_string().into_bytes(), ..done })
+                Ok(Done {
+                    result: result.to_string().into_bytes(),
+                    ..done
+                })
             }
-            Payload::Execute { contract, msg, funds } => {
+            Payload::Execute {
+                contract,
+                msg,
+                funds,
+            } => {
                 if ledger::contract(state, contract)?.is_none() {
-                    return Err(op(ErrorCode::NotFound, format!("no contract at {}", contract.to_hex())));
+                    return Err(op(
+                        ErrorCode::NotFound,
+                        format!("no contract at {}", contract.to_hex()),
+                    ));
                 }
                 if *funds > 0 {
                     ledger::move_tokens(state, &sender, contract, *funds)?;
                 }
-                self.call(block, state, *contract, Entry::Execute, Some(sender), *funds, msg, budget)
+                self.call(
+                    block,
+                    state,
+                    *contract,
+                    Entry::Execute,
+                    Some(sender),
+                    *funds,
+                    msg,
+                    budget,
+                )
             }
-            Payload::Migrate { contract, code_hash, msg } => {
+            Payload::Migrate {
+                contract,
+                code_hash,
+                msg,
+            } => {
                 let Some(mut info) = ledger::contract(state, contract)? else {
-                    return Err(op(ErrorCode::NotFound, format!("no contract at {}", contract.to_hex())));
+                    return Err(op(
+                        ErrorCode::NotFound,
+                        format!("no contract at {}", contract.to_hex()),
+                    ));
                 };
                 if info.admin != Some(sender) {
-                    return Err(op(ErrorCode::Unauthorized, "only the contract's admin may migrate it"));
+                    return Err(op(
+                        ErrorCode::Unauthorized,
+                        "only the contract's admin may migrate it",
+                    ));
                 }
                 let Some(code) = ledger::code(state, code_hash)? else {
-                    return Err(op(ErrorCode::NotFound, format!("no code {}", code_hash.to_hex())));
+                    return Err(op(
+                        ErrorCode::NotFound,
+                        format!("no code {}", code_hash.to_hex()),
+                    ));
                 };
                 info.code_hash = *code_hash;
                 info.name = code.name;
                 info.version = code.version;
                 state.set(schema::contract_key(contract), codec::encode(&info));
-                self.call(block, state, *contract, Entry::Migrate, Some(sender), 0, msg, budget)
+                self.call(
+                    block,
+                    state,
+                    *contract,
+                    Entry::Migrate,
+                    Some(sender),
+                    0,
+                    msg,
+                    budget,
+                )
             }
             Payload::Mint { to, amount } => {
                 self.require_role(state, &sender, Roles::GRID_COMPANY, "mint")?;
                 let mut acct = ledger::account(state, to)?;
-                acct.balance = acct.balance.checked_add(*amount).ok_or_else(|| op(ErrorCode::InvalidInput, "balance would overflow"))?;
+                acct.balance = acct
+                    .balance
+                    .checked_add(*amount)
+                    .ok_or_else(|| op(ErrorCode::InvalidInput, "balance would overflow"))?;
                 ledger::set_account(state, to, &acct);
                 adjust_supply(state, *amount as i128)?;
-                Ok(Done { gas: 0, result: Vec::new(), events: vec![chain_event("mint", &[("to", to.to_hex()), ("amount", amount.to_string())])] })
+                Ok(Done {
+                    gas: 0,
+                    result: Vec::new(),
+                    events: vec![chain_event(
+                        "mint",
+                        &[("to", to.to_hex()), ("amount", amount.to_string())],
+                    )],
+                })
             }
             Payload::Burn { amount, payout_ref } => {
                 self.require_role(state, &sender, Roles::GRID_COMPANY, "burn")?;
                 let mut acct = ledger::account(state, &sender)?;
                 if acct.balance < *amount {
-                    return Err(op(ErrorCode::InsufficientFunds, format!("cannot burn {amount}: balance is {}", acct.balance)));
+                    return Err(op(
+                        ErrorCode::InsufficientFunds,
+                        format!("cannot burn {amount}: balance is {}", acct.balance),
+                    ));
                 }
                 acct.balance -= amount;
                 ledger::set_account(state, &sender, &acct);
                 adjust_supply(state, -(*amount as i128))?;
-                Ok(Done { gas: 0, result: Vec::new(), events: vec![chain_event("burn", &[("amount", amount.to_string()), ("payout_ref", payout_ref.clone())])] })
+                Ok(Done {
+                    gas: 0,
+                    result: Vec::new(),
+                    events: vec![chain_event(
+                        "burn",
+                        &[
+                            ("amount", amount.to_string()),
+                            ("payout_ref", payout_ref.clone()),
+                        ],
+                    )],
+                })
             }
         }
     }
 
-    fn require_role(&self, state: &dyn StateRead, who: &Address, role: u8, what: &str) -> Result<(), Fail> {
+    fn require_role(
+        &self,
+        state: &dyn StateRead,
+        who: &Address,
+        role: u8,
+        what: &str,
+    ) -> Result<(), Fail> {
         if ledger::roles(state, who)?.has(role) {
             Ok(())
         } else {
-            Err(op(ErrorCode::Unauthorized, format!("{what} needs the grid_company role")))
+            Err(op(
+                ErrorCode::Unauthorized,
+                format!("{what} needs the grid_company role"),
+            ))
         }
     }
 
@@ -307,24 +470,71 @@ impl Executor {
         budget: u64,
     ) -> Result<Done, Fail> {
         let Some(code) = ledger::code(state, &code_hash)? else {
-            return Err(op(ErrorCode::NotFound, format!("no code {}", code_hash.to_hex())));
+            return Err(op(
+                ErrorCode::NotFound,
+                format!("no code {}", code_hash.to_hex()),
+            ));
         };
         if ledger::contract(state, &contract)?.is_some() {
-            return Err(op(ErrorCode::InvalidInput, format!("a contract already exists at {}", contract.to_hex())));
+            return Err(op(
+                ErrorCode::InvalidInput,
+                format!("a contract already exists at {}", contract.to_hex()),
+            ));
         }
-        let info = ContractInfo { code_hash, creator, admin, label: label.to_string(), name: code.name, version: code.version };
+        let info = ContractInfo {
+            code_hash,
+            creator,
+            admin,
+            label: label.to_string(),
+            name: code.name,
+            version: code.version,
+        };
         state.set(schema::contract_key(&contract), codec::encode(&info));
         if funds > 0 {
             ledger::move_tokens(state, &creator, &contract, funds)?;
         }
-        self.call(block, state, contract, Entry::Instantiate, Some(creator), funds, msg, budget)
+        self.call(
+            block,
+            state,
+            contract,
+            Entry::Instantiate,
+            Some(creator),
+            funds,
+            msg,
+            budget,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn call(&self, block: &BlockEnv, state: &mut StateStack, contract: Address, entry: Entry, caller: Option<Address>, funds: u64, msg: &[u8], budget: u64) -> Result<Done, Fail> {
-        let out = self.vm.call(block, state, CallRequest { contract, entry, caller, funds, msg, gas_limit: budget })?;
+    fn call(
+        &self,
+        block: &BlockEnv,
+        state: &mut StateStack,
+        contract: Address,
+        entry: Entry,
+        caller: Option<Address>,
+        funds: u64,
+        msg: &[u8],
+        budget: u64,
+    ) -> Result<Done, Fail> {
+        let out = self.vm.call(
+            block,
+            state,
+            CallRequest {
+                contract,
+                entry,
+                caller,
+                funds,
+                msg,
+                gas_limit: budget,
+            },
+        )?;
         match out.result {
-            Ok(result) => Ok(Done { gas: out.gas_used, result, events: out.events }),
+            Ok(result) => Ok(Done {
+                gas: out.gas_used,
+                result,
+                events: out.events,
+            }),
             Err(e) => Err(Fail::Op(OpError(e.code(), e.to_string(), out.gas_used))),
         }
     }
@@ -335,7 +545,14 @@ fn json_or_null(bytes: &[u8]) -> serde_json::Value {
 }
 
 fn chain_event(kind: &str, attrs: &[(&str, String)]) -> Event {
-    Event { contract: None, kind: kind.into(), attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }
+    Event {
+        contract: None,
+        kind: kind.into(),
+        attributes: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    }
 }
 
 fn adjust_supply(state: &mut StateStack, delta: i128) -> Result<(), Fail> {

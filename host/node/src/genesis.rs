@@ -83,7 +83,8 @@ pub enum GenesisError {
 impl Genesis {
     pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
         let text = std::fs::read_to_string(path).map_err(|e| GenesisError::Read(path.into(), e))?;
-        let g: Genesis = toml::from_str(&text).map_err(|e| GenesisError::Parse(path.into(), e.to_string()))?;
+        let g: Genesis =
+            toml::from_str(&text).map_err(|e| GenesisError::Parse(path.into(), e.to_string()))?;
         g.check()?;
         Ok(g)
     }
@@ -92,20 +93,32 @@ impl Genesis {
         let mut names = std::collections::BTreeSet::new();
         for a in &self.accounts {
             if !names.insert(a.name.as_str()) {
-                return Err(GenesisError::Invalid(format!("account {} is listed twice", a.name)));
+                return Err(GenesisError::Invalid(format!(
+                    "account {} is listed twice",
+                    a.name
+                )));
             }
             if a.address.is_some() == a.dev_seed.is_some() {
-                return Err(GenesisError::Invalid(format!("account {}: give exactly one of address, dev_seed", a.name)));
+                return Err(GenesisError::Invalid(format!(
+                    "account {}: give exactly one of address, dev_seed",
+                    a.name
+                )));
             }
             for r in &a.roles {
                 if gridledger_types::schema::Roles::bit(r).is_none() {
-                    return Err(GenesisError::Invalid(format!("account {}: unknown role {r}", a.name)));
+                    return Err(GenesisError::Invalid(format!(
+                        "account {}: unknown role {r}",
+                        a.name
+                    )));
                 }
             }
         }
         for c in &self.contracts {
             if !names.contains(c.creator.as_str()) {
-                return Err(GenesisError::Invalid(format!("contract {}: unknown creator {}", c.label, c.creator)));
+                return Err(GenesisError::Invalid(format!(
+                    "contract {}: unknown creator {}",
+                    c.label, c.creator
+                )));
             }
         }
         Ok(())
@@ -115,7 +128,12 @@ impl Genesis {
     pub fn addresses(&self) -> BTreeMap<String, Address> {
         self.accounts
             .iter()
-            .map(|a| (a.name.clone(), a.address.unwrap_or_else(|| dev_key(a).address())))
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    a.address.unwrap_or_else(|| dev_key(a).address()),
+                )
+            })
             .collect()
     }
 

@@ -16,7 +16,9 @@ pub use genesis::{Genesis, GenesisError};
 use gridledger_state::{Changes, Snapshot, StateStack, Store, StoreError};
 use gridledger_types::schema::{self, Account, Roles};
 use gridledger_types::{Address, Block, Hash32, Header, Receipt, SignedTx, codec, merkle};
-use gridledger_vm::{BlockEnv, CallError, CallRequest, Entry, HostFault, Vm, VmConfig, code_hash, ledger};
+use gridledger_vm::{
+    BlockEnv, CallError, CallRequest, Entry, HostFault, Vm, VmConfig, code_hash, ledger,
+};
 use mempool::Mempool;
 use parking_lot::{Mutex, RwLock};
 use std::path::{Path, PathBuf};
@@ -59,7 +61,11 @@ pub enum QueryError {
 #[derive(Debug)]
 pub enum TxStatus {
     Pending,
-    Included { block: Block, receipts: Vec<Receipt>, index: u32 },
+    Included {
+        block: Box<Block>,
+        receipts: Vec<Receipt>,
+        index: u32,
+    },
     Unknown,
 }
 
@@ -87,10 +93,20 @@ pub struct Node {
 impl Node {
     /// Opens the node's data directory, creating the chain from `genesis` if it is empty.
     /// Contract files named in genesis are read from `contracts_dir`.
-    pub fn open(data_dir: &Path, genesis: Genesis, contracts_dir: &Path) -> Result<Arc<Node>, NodeError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| NodeError::Config(format!("{}: {e}", data_dir.display())))?;
+    pub fn open(
+        data_dir: &Path,
+        genesis: Genesis,
+        contracts_dir: &Path,
+    ) -> Result<Arc<Node>, NodeError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| NodeError::Config(format!("{}: {e}", data_dir.display())))?;
         let store = Store::open(&data_dir.join("chain.redb"))?;
-        Self::with_store(store, Some(data_dir.join("compiled")), genesis, contracts_dir)
+        Self::with_store(
+            store,
+            Some(data_dir.join("compiled")),
+            genesis,
+            contracts_dir,
+        )
     }
 
     /// A node on an in-memory store (tests, benchmarks).
@@ -98,8 +114,14 @@ impl Node {
         Self::with_store(Store::in_memory()?, None, genesis, contracts_dir)
     }
 
-    fn with_store(store: Store, cache_dir: Option<PathBuf>, genesis: Genesis, contracts_dir: &Path) -> Result<Arc<Node>, NodeError> {
-        let vm = Vm::new(VmConfig::default(), cache_dir).map_err(|e| NodeError::Config(format!("engine: {e:#}")))?;
+    fn with_store(
+        store: Store,
+        cache_dir: Option<PathBuf>,
+        genesis: Genesis,
+        contracts_dir: &Path,
+    ) -> Result<Arc<Node>, NodeError> {
+        let vm = Vm::new(VmConfig::default(), cache_dir)
+            .map_err(|e| NodeError::Config(format!("engine: {e:#}")))?;
         let ours = vm.config_hash().to_hex();
         if genesis.vm_config_hash != ours {
             return Err(NodeError::Config(format!(
@@ -113,7 +135,11 @@ impl Node {
             .iter()
             .find(|a| a.roles.iter().any(|r| r == "grid_company"))
             .and_then(|a| addresses.get(&a.name).copied())
-            .ok_or_else(|| NodeError::Config("genesis needs an account with the grid_company role (it collects fees)".into()))?;
+            .ok_or_else(|| {
+                NodeError::Config(
+                    "genesis needs an account with the grid_company role (it collects fees)".into(),
+                )
+            })?;
         let proposer = genesis
             .accounts
             .iter()
@@ -122,7 +148,11 @@ impl Node {
             .unwrap_or(fee_collector);
         let exec = Executor {
             vm,
-            params: ChainParams { chain_id: genesis.chain_id.clone(), gas_price_per_kgas: genesis.gas_price_per_kgas, fee_collector },
+            params: ChainParams {
+                chain_id: genesis.chain_id.clone(),
+                gas_price_per_kgas: genesis.gas_price_per_kgas,
+                fee_collector,
+            },
         };
         let genesis_hash = genesis.hash();
         let snap = store.snapshot()?;
@@ -130,11 +160,20 @@ impl Node {
             Some(b) => {
                 let stored = snap_genesis_hash(&snap)?;
                 if stored != Some(genesis_hash) {
-                    return Err(NodeError::Config("this data directory holds a chain from another genesis".into()));
+                    return Err(NodeError::Config(
+                        "this data directory holds a chain from another genesis".into(),
+                    ));
                 }
                 b.header
             }
-            None => build_genesis(&store, &exec, &genesis, contracts_dir, genesis_hash, proposer)?,
+            None => build_genesis(
+                &store,
+                &exec,
+                &genesis,
+                contracts_dir,
+                genesis_hash,
+                proposer,
+            )?,
         };
         let (blocks, _) = tokio::sync::broadcast::channel(64);
         Ok(Arc::new(Node {
@@ -191,7 +230,10 @@ impl Node {
         let tx = SignedTx::decode(bytes).map_err(|e| Rejected::Malformed(e.to_string()))?;
         self.exec.check_stateless(&tx, bytes.len())?;
         let hash = tx.hash();
-        let snap = self.store.snapshot().map_err(|e| Rejected::Malformed(format!("node busy: {e}")))?;
+        let snap = self
+            .store
+            .snapshot()
+            .map_err(|e| Rejected::Malformed(format!("node busy: {e}")))?;
         let mut pool = self.mempool.lock();
         if pool.contains(&hash) {
             return Err(Rejected::Duplicate);
@@ -199,7 +241,9 @@ impl Node {
         if pool.is_full() {
             return Err(Rejected::MempoolFull);
         }
-        let state_nonce = ledger::account(&snap, &tx.body.sender).map(|a| a.nonce).unwrap_or(0);
+        let state_nonce = ledger::account(&snap, &tx.body.sender)
+            .map(|a| a.nonce)
+            .unwrap_or(0);
         let expected = state_nonce + pool.pending_of(&tx.body.sender);
         // Fee affordability is checked against committed state; pending spends are caught at
         // execution, where an unaffordable transaction is dropped.
@@ -214,7 +258,11 @@ impl Node {
         let parent = self.head();
         let height = parent.height + 1;
         let time_ms = now_ms.max(parent.time_ms + 1);
-        let block_env = BlockEnv { height, time_ms, chain_id: self.genesis.chain_id.clone() };
+        let block_env = BlockEnv {
+            height,
+            time_ms,
+            chain_id: self.genesis.chain_id.clone(),
+        };
         let candidates = self.mempool.lock().select(MAX_BLOCK_TXS);
         let snap = Arc::new(self.store.snapshot()?);
         let mut state = StateStack::new(snap);
@@ -236,9 +284,19 @@ impl Node {
                 }
             }
         }
-        state.set(schema::meta_key(schema::META_HEIGHT), codec::encode(&height));
+        state.set(
+            schema::meta_key(schema::META_HEIGHT),
+            codec::encode(&height),
+        );
         let changes = state.take_changes();
-        let header = self.commit(parent.hash(), height, time_ms, txs.clone(), &receipts, &changes)?;
+        let header = self.commit(
+            parent.hash(),
+            height,
+            time_ms,
+            txs.clone(),
+            &receipts,
+            &changes,
+        )?;
 
         // Forget what was included or can no longer apply.
         {
@@ -253,13 +311,35 @@ impl Node {
                 pool.prune_sender(&s, next, refused.contains(&s));
             }
         }
-        let committed = Arc::new(CommittedBlock { header, receipts, tx_hashes: txs.iter().map(|t| t.hash()).collect() });
+        let committed = Arc::new(CommittedBlock {
+            header,
+            receipts,
+            tx_hashes: txs.iter().map(|t| t.hash()).collect(),
+        });
         let _ = self.blocks.send(committed.clone());
         Ok(committed)
     }
 
-    fn commit(&self, parent_hash: Hash32, height: u64, time_ms: u64, txs: Vec<SignedTx>, receipts: &[Receipt], changes: &Changes) -> Result<Header, NodeError> {
-        let header = commit_block(&self.store, &self.genesis.chain_id, parent_hash, height, time_ms, self.proposer, txs, receipts, changes)?;
+    fn commit(
+        &self,
+        parent_hash: Hash32,
+        height: u64,
+        time_ms: u64,
+        txs: Vec<SignedTx>,
+        receipts: &[Receipt],
+        changes: &Changes,
+    ) -> Result<Header, NodeError> {
+        let header = commit_block(
+            &self.store,
+            &self.genesis.chain_id,
+            parent_hash,
+            height,
+            time_ms,
+            self.proposer,
+            txs,
+            receipts,
+            changes,
+        )?;
         *self.head.write() = header.clone();
         Ok(header)
     }
@@ -269,12 +349,27 @@ impl Node {
         let head = self.head();
         let snap = Arc::new(self.store.snapshot().map_err(NodeError::from)?);
         let mut state = StateStack::new(snap);
-        let env = BlockEnv { height: head.height, time_ms: head.time_ms, chain_id: head.chain_id };
+        let env = BlockEnv {
+            height: head.height,
+            time_ms: head.time_ms,
+            chain_id: head.chain_id,
+        };
         let gas_limit = self.exec.vm.config().limits.query_gas;
         let out = self
             .exec
             .vm
-            .call(&env, &mut state, CallRequest { contract: *contract, entry: Entry::Query, caller: None, funds: 0, msg, gas_limit })
+            .call(
+                &env,
+                &mut state,
+                CallRequest {
+                    contract: *contract,
+                    entry: Entry::Query,
+                    caller: None,
+                    funds: 0,
+                    msg,
+                    gas_limit,
+                },
+            )
             .map_err(NodeError::from)?;
         Ok(out.result?)
     }
@@ -287,9 +382,17 @@ impl Node {
     pub fn tx_status(&self, hash: &Hash32) -> Result<TxStatus, NodeError> {
         let snap = self.store.snapshot()?;
         if let Some((height, index)) = snap.tx_location(hash)? {
-            let block = snap.block(height)?.ok_or(StoreError::UnknownHeight(height))?;
-            let receipts = snap.receipts(height)?.ok_or(StoreError::UnknownHeight(height))?;
-            return Ok(TxStatus::Included { block, receipts, index });
+            let block = snap
+                .block(height)?
+                .ok_or(StoreError::UnknownHeight(height))?;
+            let receipts = snap
+                .receipts(height)?
+                .ok_or(StoreError::UnknownHeight(height))?;
+            return Ok(TxStatus::Included {
+                block: Box::new(block),
+                receipts,
+                index,
+            });
         }
         if self.mempool.lock().contains(hash) {
             return Ok(TxStatus::Pending);
@@ -314,8 +417,10 @@ fn label_key(label: &str) -> Vec<u8> {
 const META_GENESIS: &str = "genesis_hash";
 
 fn snap_genesis_hash(snap: &Snapshot) -> Result<Option<Hash32>, NodeError> {
-    Ok(gridledger_state::StateRead::get(snap, &schema::meta_key(META_GENESIS))?
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok().map(Hash32)))
+    Ok(
+        gridledger_state::StateRead::get(snap, &schema::meta_key(META_GENESIS))?
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok().map(Hash32)),
+    )
 }
 
 /// Roots the block's lists, computes the state root and writes it all in one transaction.
@@ -346,20 +451,39 @@ fn commit_block(
         receipts_root: merkle::list_root(&receipt_bytes),
         receipt_count: receipts.len() as u32,
     };
-    let block = Block { header: header.clone(), txs };
+    let block = Block {
+        header: header.clone(),
+        txs,
+    };
     store.commit_block(&block, receipts, changes, prepared)?;
     Ok(header)
 }
 
 /// Writes the genesis state (accounts, roles, code, contracts) as block 0.
-fn build_genesis(store: &Store, exec: &Executor, genesis: &Genesis, contracts_dir: &Path, genesis_hash: Hash32, proposer: Address) -> Result<Header, NodeError> {
+fn build_genesis(
+    store: &Store,
+    exec: &Executor,
+    genesis: &Genesis,
+    contracts_dir: &Path,
+    genesis_hash: Hash32,
+    proposer: Address,
+) -> Result<Header, NodeError> {
     let addresses = genesis.addresses();
     let mut state = StateStack::new(Arc::new(store.snapshot()?));
     let mut supply: u64 = 0;
     for a in &genesis.accounts {
         let addr = addresses[&a.name];
-        ledger::set_account(&mut state, &addr, &Account { balance: a.balance, nonce: 0 });
-        supply = supply.checked_add(a.balance).ok_or_else(|| NodeError::Config("genesis balances overflow".into()))?;
+        ledger::set_account(
+            &mut state,
+            &addr,
+            &Account {
+                balance: a.balance,
+                nonce: 0,
+            },
+        );
+        supply = supply
+            .checked_add(a.balance)
+            .ok_or_else(|| NodeError::Config("genesis balances overflow".into()))?;
         let mut roles = Roles::default();
         for r in &a.roles {
             roles.0 |= Roles::bit(r).unwrap_or(0);
@@ -368,36 +492,92 @@ fn build_genesis(store: &Store, exec: &Executor, genesis: &Genesis, contracts_di
             state.set(schema::roles_key(&addr), codec::encode(&roles));
         }
     }
-    state.set(schema::meta_key(schema::META_SUPPLY), codec::encode(&supply));
+    state.set(
+        schema::meta_key(schema::META_SUPPLY),
+        codec::encode(&supply),
+    );
     state.set(schema::meta_key(META_GENESIS), genesis_hash.0.to_vec());
     state.set(schema::meta_key(schema::META_HEIGHT), codec::encode(&0u64));
-    let env = BlockEnv { height: 0, time_ms: genesis.genesis_time_ms, chain_id: genesis.chain_id.clone() };
+    let env = BlockEnv {
+        height: 0,
+        time_ms: genesis.genesis_time_ms,
+        chain_id: genesis.chain_id.clone(),
+    };
     let mut receipts = Vec::new();
     for (i, c) in genesis.contracts.iter().enumerate() {
         let path = contracts_dir.join(&c.wasm);
         let wasm = std::fs::read(&path).map_err(|e| {
-            NodeError::Config(format!("genesis contract {}: {}: {e} (build the contracts: cargo run -p gridledger-build)", c.label, path.display()))
+            NodeError::Config(format!(
+                "genesis contract {}: {}: {e} (build the contracts: cargo run -p gridledger-build)",
+                c.label,
+                path.display()
+            ))
         })?;
-        let info = exec.vm.validate_code(&wasm).map_err(|e| NodeError::Config(format!("genesis contract {}: {e}", c.label)))?;
+        let info = exec
+            .vm
+            .validate_code(&wasm)
+            .map_err(|e| NodeError::Config(format!("genesis contract {}: {e}", c.label)))?;
         let hash = code_hash(&wasm);
-        state.set(schema::code_key(&hash), codec::encode(&schema::CodeEntry { name: info.name, version: info.version, wasm }));
+        state.set(
+            schema::code_key(&hash),
+            codec::encode(&schema::CodeEntry {
+                name: info.name,
+                version: info.version,
+                wasm,
+            }),
+        );
         let creator = addresses[&c.creator];
         let admin = match &c.admin {
-            Some(n) => Some(*addresses.get(n).ok_or_else(|| NodeError::Config(format!("genesis contract {}: unknown admin {n}", c.label)))?),
+            Some(n) => Some(*addresses.get(n).ok_or_else(|| {
+                NodeError::Config(format!("genesis contract {}: unknown admin {n}", c.label))
+            })?),
             None => None,
         };
         // Genesis contracts take nonces from the top of the range, far from any transaction's.
         let contract = Address::contract(&creator, u64::MAX - i as u64);
-        let done = exec.instantiate(&env, &mut state, creator, contract, hash, c.msg.as_bytes(), 0, &c.label, admin, GENESIS_GAS);
+        let done = exec.instantiate(
+            &env,
+            &mut state,
+            creator,
+            contract,
+            hash,
+            c.msg.as_bytes(),
+            0,
+            &c.label,
+            admin,
+            GENESIS_GAS,
+        );
         let done = match done {
             Ok(d) => d,
             Err(exec::Fail::Host(h)) => return Err(h.into()),
-            Err(exec::Fail::Op(e)) => return Err(NodeError::Config(format!("genesis contract {} failed to instantiate: {}", c.label, e.1))),
+            Err(exec::Fail::Op(e)) => {
+                return Err(NodeError::Config(format!(
+                    "genesis contract {} failed to instantiate: {}",
+                    c.label, e.1
+                )));
+            }
         };
         state.set(label_key(&c.label), contract.0.to_vec());
-        receipts.push(Receipt { tx_hash: Hash32::ZERO, gas_used: done.gas, fee: 0, error: None, events: done.events, result: contract.0.to_vec() });
+        receipts.push(Receipt {
+            tx_hash: Hash32::ZERO,
+            gas_used: done.gas,
+            fee: 0,
+            error: None,
+            events: done.events,
+            result: contract.0.to_vec(),
+        });
     }
     let changes = state.take_changes();
-    let header = commit_block(store, &genesis.chain_id, Hash32::ZERO, 0, genesis.genesis_time_ms, proposer, Vec::new(), &receipts, &changes)?;
+    let header = commit_block(
+        store,
+        &genesis.chain_id,
+        Hash32::ZERO,
+        0,
+        genesis.genesis_time_ms,
+        proposer,
+        Vec::new(),
+        &receipts,
+        &changes,
+    )?;
     Ok(header)
 }

@@ -13,7 +13,12 @@ pub struct Mempool {
 
 impl Mempool {
     pub fn new(capacity: usize) -> Mempool {
-        Mempool { by_sender: BTreeMap::new(), senders: VecDeque::new(), hashes: HashSet::new(), capacity }
+        Mempool {
+            by_sender: BTreeMap::new(),
+            senders: VecDeque::new(),
+            hashes: HashSet::new(),
+            capacity,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -78,8 +83,14 @@ impl Mempool {
     /// Drops `sender`'s transactions below `next_nonce` (included) and, if `drop_rest`, all
     /// of theirs (one was refused, so the later nonces can never apply).
     pub fn prune_sender(&mut self, sender: &Address, next_nonce: u64, drop_rest: bool) {
-        let Some(queue) = self.by_sender.get_mut(sender) else { return };
-        let keep = if drop_rest { BTreeMap::new() } else { queue.split_off(&next_nonce) };
+        let Some(queue) = self.by_sender.get_mut(sender) else {
+            return;
+        };
+        let keep = if drop_rest {
+            BTreeMap::new()
+        } else {
+            queue.split_off(&next_nonce)
+        };
         for (tx, _) in queue.values() {
             self.hashes.remove(&tx.hash());
         }

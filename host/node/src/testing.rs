@@ -65,7 +65,11 @@ impl TestChain {
 
     pub fn with_genesis(genesis: Genesis, contracts_dir: &Path) -> TestChain {
         let node = Node::in_memory(genesis, contracts_dir).expect("test chain");
-        TestChain { node, grid_company: Keypair::from_seed_phrase("test grid company"), time_ms: 1_767_225_600_000 }
+        TestChain {
+            node,
+            grid_company: Keypair::from_seed_phrase("test grid company"),
+            time_ms: 1_767_225_600_000,
+        }
     }
 
     /// A new account funded by the grid company.
@@ -73,7 +77,13 @@ impl TestChain {
         let key = Keypair::from_seed_phrase(&format!("test account {name}"));
         if balance > 0 {
             let gc = self.grid_company.clone();
-            let r = self.send(&gc, Payload::Transfer { to: key.address(), amount: balance });
+            let r = self.send(
+                &gc,
+                Payload::Transfer {
+                    to: key.address(),
+                    amount: balance,
+                },
+            );
             assert!(r.is_success(), "funding {name}: {:?}", r.error);
         }
         key
@@ -88,8 +98,20 @@ impl TestChain {
     }
 
     /// A signed transaction from `key` with its next nonce.
-    pub fn sign(&self, key: &Keypair, payload: Payload, gas_limit: u64) -> gridledger_types::SignedTx {
-        TxBody { chain_id: TEST_CHAIN_ID.into(), sender: key.address(), nonce: self.nonce(&key.address()), gas_limit, payload }.sign(key)
+    pub fn sign(
+        &self,
+        key: &Keypair,
+        payload: Payload,
+        gas_limit: u64,
+    ) -> gridledger_types::SignedTx {
+        TxBody {
+            chain_id: TEST_CHAIN_ID.into(),
+            sender: key.address(),
+            nonce: self.nonce(&key.address()),
+            gas_limit,
+            payload,
+        }
+        .sign(key)
     }
 
     /// Submits raw bytes and, if admitted, produces a block with them. Returns the receipt.
@@ -97,7 +119,9 @@ impl TestChain {
         let hash = self.node.submit(bytes)?;
         self.next_block();
         match self.node.tx_status(&hash).expect("status") {
-            TxStatus::Included { receipts, index, .. } => Ok(receipts[index as usize].clone()),
+            TxStatus::Included {
+                receipts, index, ..
+            } => Ok(receipts[index as usize].clone()),
             other => panic!("admitted transaction not included: {other:?}"),
         }
     }
@@ -114,32 +138,72 @@ impl TestChain {
         self.submit_bytes(&tx.encode()).expect("admitted")
     }
 
-    pub fn store_code(&mut self, key: &Keypair, wasm: &[u8]) -> Result<Hash32, Receipt> {
+    pub fn store_code(&mut self, key: &Keypair, wasm: &[u8]) -> Result<Hash32, Box<Receipt>> {
         let gas = TX_GAS + 40 * wasm.len() as u64;
-        let tx = self.sign(key, Payload::StoreCode { wasm: wasm.to_vec() }, gas);
+        let tx = self.sign(
+            key,
+            Payload::StoreCode {
+                wasm: wasm.to_vec(),
+            },
+            gas,
+        );
         let r = self.submit_bytes(&tx.encode()).expect("admitted");
         if !r.is_success() {
-            return Err(r);
+            return Err(Box::new(r));
         }
         let v: serde_json::Value = serde_json::from_slice(&r.result).expect("store result");
-        Ok(Hash32(gridledger_types::hash::parse_hex32(v["code_hash"].as_str().unwrap_or_default()).expect("hash")))
+        Ok(Hash32(
+            gridledger_types::hash::parse_hex32(v["code_hash"].as_str().unwrap_or_default())
+                .expect("hash"),
+        ))
     }
 
-    pub fn instantiate(&mut self, key: &Keypair, code_hash: Hash32, msg: &str) -> Result<Address, Receipt> {
+    pub fn instantiate(
+        &mut self,
+        key: &Keypair,
+        code_hash: Hash32,
+        msg: &str,
+    ) -> Result<Address, Box<Receipt>> {
         self.instantiate_with(key, code_hash, msg, Some(key.address()), 0)
     }
 
-    pub fn instantiate_with(&mut self, key: &Keypair, code_hash: Hash32, msg: &str, admin: Option<Address>, funds: u64) -> Result<Address, Receipt> {
-        let r = self.send(key, Payload::Instantiate { code_hash, msg: msg.as_bytes().to_vec(), funds, label: String::new(), admin });
+    pub fn instantiate_with(
+        &mut self,
+        key: &Keypair,
+        code_hash: Hash32,
+        msg: &str,
+        admin: Option<Address>,
+        funds: u64,
+    ) -> Result<Address, Box<Receipt>> {
+        let r = self.send(
+            key,
+            Payload::Instantiate {
+                code_hash,
+                msg: msg.as_bytes().to_vec(),
+                funds,
+                label: String::new(),
+                admin,
+            },
+        );
         if !r.is_success() {
-            return Err(r);
+            return Err(Box::new(r));
         }
         let v: serde_json::Value = serde_json::from_slice(&r.result).expect("instantiate result");
-        Ok(v["contract"].as_str().and_then(|s| s.parse().ok()).expect("contract address"))
+        Ok(v["contract"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("contract address"))
     }
 
     pub fn execute(&mut self, key: &Keypair, contract: Address, msg: &str, funds: u64) -> Receipt {
-        self.send(key, Payload::Execute { contract, msg: msg.as_bytes().to_vec(), funds })
+        self.send(
+            key,
+            Payload::Execute {
+                contract,
+                msg: msg.as_bytes().to_vec(),
+                funds,
+            },
+        )
     }
 
     pub fn query(&self, contract: Address, msg: &str) -> Result<serde_json::Value, CallError> {

@@ -12,7 +12,16 @@ fn contract_built_by_cargo_component_deploys_and_runs() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(&repo)
-        .args(["component", "build", "--release", "--target", "wasm32-unknown-unknown", "-p", "counter", "--target-dir"])
+        .args([
+            "component",
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            "counter",
+            "--target-dir",
+        ])
         .arg(&target)
         .output()
         .expect("run cargo");
@@ -25,8 +34,14 @@ fn contract_built_by_cargo_component_deploys_and_runs() {
 
     let mut chain = TestChain::new();
     let author = chain.account("author", 1_000_000_000);
-    let code = chain.store_code(&author, &wasm).expect("cargo-component output is a valid contract");
+    let code = chain
+        .store_code(&author, &wasm)
+        .expect("cargo-component output is a valid contract");
     let c = chain.instantiate(&author, code, r#"{"start":41}"#).unwrap();
-    assert!(chain.execute(&author, c, r#"{"increment":{"by":1}}"#, 0).is_success());
+    assert!(
+        chain
+            .execute(&author, c, r#"{"increment":{"by":1}}"#, 0)
+            .is_success()
+    );
     assert_eq!(chain.query(c, r#"{"count":{}}"#).unwrap()["count"], 42);
 }

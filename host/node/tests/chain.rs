@@ -7,8 +7,15 @@ use gridledger_types::{Address, ErrorCode, Keypair, Payload, Signature, TxBody};
 use std::path::Path;
 
 fn component(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contracts").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run `cargo run -p gridledger-build` first", path.display()))
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/contracts")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `cargo run -p gridledger-build` first",
+            path.display()
+        )
+    })
 }
 
 #[test]
@@ -18,7 +25,13 @@ fn transfer_moves_tokens_and_pays_the_fee() {
     let bob = Keypair::from_seed_phrase("bob");
     let gc = chain.grid_company.address();
     let gc_before = chain.balance(&gc);
-    let r = chain.send(&alice, Payload::Transfer { to: bob.address(), amount: 400 });
+    let r = chain.send(
+        &alice,
+        Payload::Transfer {
+            to: bob.address(),
+            amount: 400,
+        },
+    );
     assert!(r.is_success(), "{:?}", r.error);
     assert!(r.fee > 0);
     assert_eq!(chain.balance(&bob.address()), 400);
@@ -30,13 +43,27 @@ fn transfer_moves_tokens_and_pays_the_fee() {
 
 /// A rejected transaction never reaches a block: the sender's balance and nonce stay put and
 /// nothing waits in the mempool.
-fn assert_rejected(chain: &mut TestChain, sender: &Keypair, bytes: &[u8], want: fn(&Rejected) -> bool) {
-    let before = (chain.balance(&sender.address()), chain.nonce(&sender.address()));
+fn assert_rejected(
+    chain: &mut TestChain,
+    sender: &Keypair,
+    bytes: &[u8],
+    want: fn(&Rejected) -> bool,
+) {
+    let before = (
+        chain.balance(&sender.address()),
+        chain.nonce(&sender.address()),
+    );
     let err = chain.node.submit(bytes).expect_err("must be rejected");
     assert!(want(&err), "unexpected rejection: {err}");
     assert!(!err.to_string().is_empty());
     chain.next_block();
-    assert_eq!((chain.balance(&sender.address()), chain.nonce(&sender.address())), before);
+    assert_eq!(
+        (
+            chain.balance(&sender.address()),
+            chain.nonce(&sender.address())
+        ),
+        before
+    );
     assert_eq!(chain.node.mempool_len(), 0);
 }
 
@@ -44,42 +71,123 @@ fn assert_rejected(chain: &mut TestChain, sender: &Keypair, bytes: &[u8], want: 
 fn malformed_and_truncated_bytes_are_rejected() {
     let mut chain = TestChain::new();
     let alice = chain.account("alice", 1_000_000);
-    let tx = chain.sign(&alice, Payload::Transfer { to: Address([1; 32]), amount: 1 }, TX_GAS).encode();
-    assert_rejected(&mut chain, &alice, b"", |e| matches!(e, Rejected::Malformed(_)));
-    assert_rejected(&mut chain, &alice, &tx[..tx.len() - 3], |e| matches!(e, Rejected::Malformed(_)));
+    let tx = chain
+        .sign(
+            &alice,
+            Payload::Transfer {
+                to: Address([1; 32]),
+                amount: 1,
+            },
+            TX_GAS,
+        )
+        .encode();
+    assert_rejected(&mut chain, &alice, b"", |e| {
+        matches!(e, Rejected::Malformed(_))
+    });
+    assert_rejected(&mut chain, &alice, &tx[..tx.len() - 3], |e| {
+        matches!(e, Rejected::Malformed(_))
+    });
     let mut trailing = tx.clone();
     trailing.push(7);
-    assert_rejected(&mut chain, &alice, &trailing, |e| matches!(e, Rejected::Malformed(_)));
-    assert_rejected(&mut chain, &alice, &[0xff; 300], |e| matches!(e, Rejected::Malformed(_)));
+    assert_rejected(&mut chain, &alice, &trailing, |e| {
+        matches!(e, Rejected::Malformed(_))
+    });
+    assert_rejected(&mut chain, &alice, &[0xff; 300], |e| {
+        matches!(e, Rejected::Malformed(_))
+    });
 }
 
 #[test]
 fn wrong_signature_and_wrong_chain_are_rejected() {
     let mut chain = TestChain::new();
     let alice = chain.account("alice", 1_000_000);
-    let mut tx = chain.sign(&alice, Payload::Transfer { to: Address([1; 32]), amount: 1 }, TX_GAS);
+    let mut tx = chain.sign(
+        &alice,
+        Payload::Transfer {
+            to: Address([1; 32]),
+            amount: 1,
+        },
+        TX_GAS,
+    );
     tx.signature = Signature([7; 64]);
-    assert_rejected(&mut chain, &alice, &tx.encode(), |e| matches!(e, Rejected::BadSignature(_)));
+    assert_rejected(&mut chain, &alice, &tx.encode(), |e| {
+        matches!(e, Rejected::BadSignature(_))
+    });
     // Signed by someone else while claiming to be alice.
     let mallory = Keypair::from_seed_phrase("mallory");
-    let forged = TxBody { chain_id: TEST_CHAIN_ID.into(), sender: alice.address(), nonce: 1, gas_limit: TX_GAS, payload: Payload::Transfer { to: mallory.address(), amount: 5 } }.sign(&mallory);
-    assert_rejected(&mut chain, &alice, &forged.encode(), |e| matches!(e, Rejected::BadSignature(_)));
-    let other_chain = TxBody { chain_id: "another-chain".into(), sender: alice.address(), nonce: 1, gas_limit: TX_GAS, payload: Payload::Transfer { to: mallory.address(), amount: 5 } }.sign(&alice);
-    assert_rejected(&mut chain, &alice, &other_chain.encode(), |e| matches!(e, Rejected::WrongChain { .. }));
+    let forged = TxBody {
+        chain_id: TEST_CHAIN_ID.into(),
+        sender: alice.address(),
+        nonce: 1,
+        gas_limit: TX_GAS,
+        payload: Payload::Transfer {
+            to: mallory.address(),
+            amount: 5,
+        },
+    }
+    .sign(&mallory);
+    assert_rejected(&mut chain, &alice, &forged.encode(), |e| {
+        matches!(e, Rejected::BadSignature(_))
+    });
+    let other_chain = TxBody {
+        chain_id: "another-chain".into(),
+        sender: alice.address(),
+        nonce: 1,
+        gas_limit: TX_GAS,
+        payload: Payload::Transfer {
+            to: mallory.address(),
+            amount: 5,
+        },
+    }
+    .sign(&alice);
+    assert_rejected(&mut chain, &alice, &other_chain.encode(), |e| {
+        matches!(e, Rejected::WrongChain { .. })
+    });
 }
 
 #[test]
 fn replayed_and_skipped_nonces_are_rejected() {
     let mut chain = TestChain::new();
     let alice = chain.account("alice", 1_000_000);
-    let tx = chain.sign(&alice, Payload::Transfer { to: Address([1; 32]), amount: 1 }, TX_GAS);
+    let tx = chain.sign(
+        &alice,
+        Payload::Transfer {
+            to: Address([1; 32]),
+            amount: 1,
+        },
+        TX_GAS,
+    );
     chain.submit_bytes(&tx.encode()).unwrap();
-    assert_rejected(&mut chain, &alice, &tx.encode(), |e| matches!(e, Rejected::NonceReplayed { got: 0, want: 1 }));
-    let skip = TxBody { chain_id: TEST_CHAIN_ID.into(), sender: alice.address(), nonce: 5, gas_limit: TX_GAS, payload: Payload::Transfer { to: Address([1; 32]), amount: 1 } }.sign(&alice);
-    assert_rejected(&mut chain, &alice, &skip.encode(), |e| matches!(e, Rejected::NonceGap { got: 5, want: 1 }));
+    assert_rejected(&mut chain, &alice, &tx.encode(), |e| {
+        matches!(e, Rejected::NonceReplayed { got: 0, want: 1 })
+    });
+    let skip = TxBody {
+        chain_id: TEST_CHAIN_ID.into(),
+        sender: alice.address(),
+        nonce: 5,
+        gas_limit: TX_GAS,
+        payload: Payload::Transfer {
+            to: Address([1; 32]),
+            amount: 1,
+        },
+    }
+    .sign(&alice);
+    assert_rejected(&mut chain, &alice, &skip.encode(), |e| {
+        matches!(e, Rejected::NonceGap { got: 5, want: 1 })
+    });
     // Several pending transactions of one sender are taken in nonce order in one block.
     for n in 1..4 {
-        let t = TxBody { chain_id: TEST_CHAIN_ID.into(), sender: alice.address(), nonce: n, gas_limit: TX_GAS, payload: Payload::Transfer { to: Address([1; 32]), amount: 1 } }.sign(&alice);
+        let t = TxBody {
+            chain_id: TEST_CHAIN_ID.into(),
+            sender: alice.address(),
+            nonce: n,
+            gas_limit: TX_GAS,
+            payload: Payload::Transfer {
+                to: Address([1; 32]),
+                amount: 1,
+            },
+        }
+        .sign(&alice);
         chain.node.submit(&t.encode()).unwrap();
     }
     chain.next_block();
@@ -90,23 +198,55 @@ fn replayed_and_skipped_nonces_are_rejected() {
 fn gas_limit_below_the_intrinsic_cost_is_rejected() {
     let mut chain = TestChain::new();
     let alice = chain.account("alice", 1_000_000);
-    let tx = chain.sign(&alice, Payload::Transfer { to: Address([1; 32]), amount: 1 }, 100);
-    assert_rejected(&mut chain, &alice, &tx.encode(), |e| matches!(e, Rejected::GasTooLow { got: 100, .. }));
+    let tx = chain.sign(
+        &alice,
+        Payload::Transfer {
+            to: Address([1; 32]),
+            amount: 1,
+        },
+        100,
+    );
+    assert_rejected(&mut chain, &alice, &tx.encode(), |e| {
+        matches!(e, Rejected::GasTooLow { got: 100, .. })
+    });
 }
 
 #[test]
 fn balance_too_low_for_the_fee_is_rejected_and_for_the_amount_fails() {
     let mut chain = TestChain::new();
     let poor = chain.account("poor", 1_000);
-    let tx = chain.sign(&poor, Payload::Transfer { to: Address([1; 32]), amount: 1 }, TX_GAS);
-    assert_rejected(&mut chain, &poor, &tx.encode(), |e| matches!(e, Rejected::CannotPayFee { balance: 1_000, .. }));
+    let tx = chain.sign(
+        &poor,
+        Payload::Transfer {
+            to: Address([1; 32]),
+            amount: 1,
+        },
+        TX_GAS,
+    );
+    assert_rejected(&mut chain, &poor, &tx.encode(), |e| {
+        matches!(e, Rejected::CannotPayFee { balance: 1_000, .. })
+    });
     let alice = chain.account("alice", 1_000_000);
-    let r = chain.send(&alice, Payload::Transfer { to: Address([1; 32]), amount: 5_000_000 });
+    let r = chain.send(
+        &alice,
+        Payload::Transfer {
+            to: Address([1; 32]),
+            amount: 5_000_000,
+        },
+    );
     let err = r.error.clone().expect("must fail");
     assert_eq!(err.code, ErrorCode::InsufficientFunds);
-    assert!(err.message.contains("insufficient funds"), "{}", err.message);
+    assert!(
+        err.message.contains("insufficient funds"),
+        "{}",
+        err.message
+    );
     assert_eq!(chain.balance(&Address([1; 32])), 0);
-    assert_eq!(chain.balance(&alice.address()), 1_000_000 - r.fee, "only the fee is charged");
+    assert_eq!(
+        chain.balance(&alice.address()),
+        1_000_000 - r.fee,
+        "only the fee is charged"
+    );
     assert_eq!(chain.nonce(&alice.address()), 1, "the nonce is used");
 }
 
@@ -118,11 +258,24 @@ fn non_component_and_wasi_uploads_are_refused() {
     let r = chain.store_code(&alice, &core).unwrap_err();
     let e = r.error.unwrap();
     assert_eq!(e.code, ErrorCode::InvalidInput);
-    assert!(e.message.contains("not a component") || e.message.contains("core wasm module"), "{}", e.message);
-    let wasi = wat::parse_str(r#"(component (import "wasi:filesystem/types@0.2.0" (instance)))"#).unwrap();
+    assert!(
+        e.message.contains("not a component") || e.message.contains("core wasm module"),
+        "{}",
+        e.message
+    );
+    let wasi =
+        wat::parse_str(r#"(component (import "wasi:filesystem/types@0.2.0" (instance)))"#).unwrap();
     let e = chain.store_code(&alice, &wasi).unwrap_err().error.unwrap();
-    assert!(e.message.contains("wasi:filesystem/types@0.2.0"), "{}", e.message);
-    let e = chain.store_code(&alice, b"\0asm garbage").unwrap_err().error.unwrap();
+    assert!(
+        e.message.contains("wasi:filesystem/types@0.2.0"),
+        "{}",
+        e.message
+    );
+    let e = chain
+        .store_code(&alice, b"\0asm garbage")
+        .unwrap_err()
+        .error
+        .unwrap();
     assert_eq!(e.code, ErrorCode::InvalidInput);
 }
 
@@ -133,12 +286,20 @@ fn misbehaving_contracts_fail_with_clear_receipts_and_change_nothing_but_the_fee
     let code = chain.store_code(&alice, &component("misbehave")).unwrap();
     let c = chain.instantiate(&alice, code, "null").unwrap();
     let cases: &[(&str, ErrorCode, &str)] = &[
-        (r#"{"put_then_loop":{"key":"a"}}"#, ErrorCode::OutOfGas, "out of gas"),
+        (
+            r#"{"put_then_loop":{"key":"a"}}"#,
+            ErrorCode::OutOfGas,
+            "out of gas",
+        ),
         (r#"{"recurse":{}}"#, ErrorCode::Trap, "stack overflow"),
         (r#"{"grow":{"mib":64}}"#, ErrorCode::Trap, "memory"),
         (r#"{"panic":{}}"#, ErrorCode::Trap, "unreachable"),
         (r#"{"garbage":{}}"#, ErrorCode::InvalidResult, "not JSON"),
-        (r#"{"put_then_fail":{"key":"a"}}"#, ErrorCode::ContractError, "on purpose"),
+        (
+            r#"{"put_then_fail":{"key":"a"}}"#,
+            ErrorCode::ContractError,
+            "on purpose",
+        ),
         ("[1,2", ErrorCode::ContractError, "invalid message"),
     ];
     for (msg, code, text) in cases {
@@ -149,8 +310,16 @@ fn misbehaving_contracts_fail_with_clear_receipts_and_change_nothing_but_the_fee
         assert_eq!(e.code, *code, "{msg}: {}", e.message);
         assert!(e.message.contains(text), "{msg}: {}", e.message);
         assert!(r.events.is_empty());
-        assert_eq!(chain.balance(&alice.address()), before - r.fee, "{msg}: only the fee");
-        assert_eq!(chain.query(c, r#"{"get":{"key":"a"}}"#).unwrap(), root_keys, "{msg}: no writes");
+        assert_eq!(
+            chain.balance(&alice.address()),
+            before - r.fee,
+            "{msg}: only the fee"
+        );
+        assert_eq!(
+            chain.query(c, r#"{"get":{"key":"a"}}"#).unwrap(),
+            root_keys,
+            "{msg}: no writes"
+        );
         if *code == ErrorCode::OutOfGas {
             assert_eq!(r.gas_used, TX_GAS, "out of gas burns the whole limit");
         }
@@ -167,7 +336,10 @@ fn unknown_contract_fails_with_not_found() {
     let alice = chain.account("alice", 100_000_000);
     let r = chain.execute(&alice, Address([0x55; 32]), "{}", 0);
     assert_eq!(r.error.unwrap().code, ErrorCode::NotFound);
-    assert!(matches!(chain.query(Address([0x55; 32]), "{}"), Err(gridledger_vm::CallError::NotFound(_))));
+    assert!(matches!(
+        chain.query(Address([0x55; 32]), "{}"),
+        Err(gridledger_vm::CallError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -192,15 +364,28 @@ fn contracts_call_each_other_and_migrate_only_by_their_admin() {
     let alice = chain.account("alice", 1_000_000_000);
     let bob = chain.account("bob", 1_000_000_000);
     let counter = chain.store_code(&alice, &component("counter")).unwrap();
-    let a = chain.instantiate(&alice, counter, r#"{"start":0}"#).unwrap();
-    let b = chain.instantiate(&alice, counter, r#"{"start":10}"#).unwrap();
-    let r = chain.execute(&bob, a, &format!(r#"{{"forward":{{"to":"{b}","by":5}}}}"#), 0);
+    let a = chain
+        .instantiate(&alice, counter, r#"{"start":0}"#)
+        .unwrap();
+    let b = chain
+        .instantiate(&alice, counter, r#"{"start":10}"#)
+        .unwrap();
+    let r = chain.execute(
+        &bob,
+        a,
+        &format!(r#"{{"forward":{{"to":"{b}","by":5}}}}"#),
+        0,
+    );
     assert!(r.is_success(), "{:?}", r.error);
     assert_eq!(chain.query(b, r#"{"count":{}}"#).unwrap()["count"], 15);
     assert_eq!(r.events.len(), 1);
     assert_eq!(r.events[0].contract, Some(b));
 
-    let migrate = |msg: &str| Payload::Migrate { contract: a, code_hash: counter, msg: msg.as_bytes().to_vec() };
+    let migrate = |msg: &str| Payload::Migrate {
+        contract: a,
+        code_hash: counter,
+        msg: msg.as_bytes().to_vec(),
+    };
     let denied = chain.send(&bob, migrate(r#"{"set_count":99}"#));
     assert_eq!(denied.error.unwrap().code, ErrorCode::Unauthorized);
     let ok = chain.send(&alice, migrate(r#"{"set_count":99}"#));
@@ -208,12 +393,28 @@ fn contracts_call_each_other_and_migrate_only_by_their_admin() {
     assert_eq!(chain.query(a, r#"{"count":{}}"#).unwrap()["count"], 99);
     // Migrating to code that refuses migration fails and leaves the contract on its code.
     let other = chain.store_code(&alice, &component("misbehave")).unwrap();
-    let r = chain.send(&alice, Payload::Migrate { contract: a, code_hash: other, msg: b"null".to_vec() });
+    let r = chain.send(
+        &alice,
+        Payload::Migrate {
+            contract: a,
+            code_hash: other,
+            msg: b"null".to_vec(),
+        },
+    );
     assert_eq!(r.error.unwrap().code, ErrorCode::ContractError);
     assert_eq!(chain.query(a, r#"{"count":{}}"#).unwrap()["count"], 99);
     // Without an admin a contract is immutable.
-    let fixed = chain.instantiate_with(&alice, counter, r#"{"start":0}"#, None, 0).unwrap();
-    let r = chain.send(&alice, Payload::Migrate { contract: fixed, code_hash: counter, msg: b"{}".to_vec() });
+    let fixed = chain
+        .instantiate_with(&alice, counter, r#"{"start":0}"#, None, 0)
+        .unwrap();
+    let r = chain.send(
+        &alice,
+        Payload::Migrate {
+            contract: fixed,
+            code_hash: counter,
+            msg: b"{}".to_vec(),
+        },
+    );
     assert_eq!(r.error.unwrap().code, ErrorCode::Unauthorized);
 }
 
@@ -221,17 +422,47 @@ fn contracts_call_each_other_and_migrate_only_by_their_admin() {
 fn only_the_grid_company_mints_and_burns() {
     let mut chain = TestChain::new();
     let alice = chain.account("alice", 100_000_000);
-    let denied = chain.send(&alice, Payload::Mint { to: alice.address(), amount: 1 });
+    let denied = chain.send(
+        &alice,
+        Payload::Mint {
+            to: alice.address(),
+            amount: 1,
+        },
+    );
     assert_eq!(denied.error.clone().unwrap().code, ErrorCode::Unauthorized);
     let gc = chain.grid_company.clone();
-    let r = chain.send(&gc, Payload::Mint { to: alice.address(), amount: 500 });
+    let r = chain.send(
+        &gc,
+        Payload::Mint {
+            to: alice.address(),
+            amount: 500,
+        },
+    );
     assert!(r.is_success());
-    assert_eq!(chain.balance(&alice.address()), 100_000_000 - denied.fee + 500);
-    let r = chain.send(&gc, Payload::Burn { amount: u64::MAX, payout_ref: "x".into() });
+    assert_eq!(
+        chain.balance(&alice.address()),
+        100_000_000 - denied.fee + 500
+    );
+    let r = chain.send(
+        &gc,
+        Payload::Burn {
+            amount: u64::MAX,
+            payout_ref: "x".into(),
+        },
+    );
     assert_eq!(r.error.unwrap().code, ErrorCode::InsufficientFunds);
-    let r = chain.send(&gc, Payload::Burn { amount: 1_000, payout_ref: "bank-transfer-42".into() });
+    let r = chain.send(
+        &gc,
+        Payload::Burn {
+            amount: 1_000,
+            payout_ref: "bank-transfer-42".into(),
+        },
+    );
     assert!(r.is_success());
-    assert_eq!(r.events[0].attributes[1], ("payout_ref".to_string(), "bank-transfer-42".to_string()));
+    assert_eq!(
+        r.events[0].attributes[1],
+        ("payout_ref".to_string(), "bank-transfer-42".to_string())
+    );
 }
 
 #[test]
@@ -243,7 +474,17 @@ fn restart_resumes_with_the_same_state_root() {
     let (root, height) = {
         let node = Node::open(dir.path(), genesis.clone(), &contracts).unwrap();
         for i in 0..3u64 {
-            let tx = TxBody { chain_id: TEST_CHAIN_ID.into(), sender: gc.address(), nonce: i, gas_limit: TX_GAS, payload: Payload::Transfer { to: Address([2; 32]), amount: 10 } }.sign(&gc);
+            let tx = TxBody {
+                chain_id: TEST_CHAIN_ID.into(),
+                sender: gc.address(),
+                nonce: i,
+                gas_limit: TX_GAS,
+                payload: Payload::Transfer {
+                    to: Address([2; 32]),
+                    amount: 10,
+                },
+            }
+            .sign(&gc);
             node.submit(&tx.encode()).unwrap();
             node.produce_block(1_767_225_700_000 + i).unwrap();
         }
@@ -264,6 +505,8 @@ fn restart_resumes_with_the_same_state_root() {
     assert!(Node::open(dir.path(), other, &contracts).is_err());
     let mut pinned = genesis;
     pinned.vm_config_hash = "00".repeat(32);
-    let err = Node::open(dir.path(), pinned, &contracts).err().expect("must refuse");
+    let err = Node::open(dir.path(), pinned, &contracts)
+        .err()
+        .expect("must refuse");
     assert!(err.to_string().contains("VM settings"), "{err}");
 }

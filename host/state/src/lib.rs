@@ -13,6 +13,6 @@ pub mod proof;
 pub mod store;
 
 pub use overlay::{Changes, StateRead, StateStack};
-pub use proof::StateProof;
 pub use overlay::{EmptyState, ReadError};
+pub use proof::StateProof;
 pub use store::{PreparedRoot, Snapshot, Store, StoreError};

@@ -8,6 +8,12 @@ use std::sync::Arc;
 /// deterministic.
 pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// A key and its value, as scans return them.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// A key range in `BTreeMap::range` / redb form.
+pub(crate) type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
 /// A failure of the storage underneath. Never a transaction's fault: the node stops the block.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("storage fault: {0}")]
@@ -25,7 +31,7 @@ pub trait StateRead: Send + Sync {
         start_after: Option<&[u8]>,
         limit: usize,
         descending: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError>;
+    ) -> Result<Vec<Entry>, ReadError>;
 }
 
 /// An empty state, for tests and the genesis of an in-memory chain.
@@ -35,7 +41,7 @@ impl StateRead for EmptyState {
     fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         Ok(None)
     }
-    fn scan(&self, _: &[u8], _: Option<&[u8]>, _: usize, _: bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+    fn scan(&self, _: &[u8], _: Option<&[u8]>, _: usize, _: bool) -> Result<Vec<Entry>, ReadError> {
         Ok(Vec::new())
     }
 }
@@ -46,7 +52,7 @@ pub(crate) fn scan_bounds(
     prefix: &[u8],
     start_after: Option<&[u8]>,
     descending: bool,
-) -> Option<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+) -> Option<KeyRange> {
     let successor = prefix_successor(prefix);
     let mut lower = Bound::Included(prefix.to_vec());
     let mut upper = match &successor {
@@ -192,7 +198,7 @@ impl StateRead for StateStack {
         start_after: Option<&[u8]>,
         limit: usize,
         descending: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+    ) -> Result<Vec<Entry>, ReadError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -209,9 +215,10 @@ impl StateRead for StateStack {
         }
         let mut out = Vec::new();
         let mut cursor: Option<Vec<u8>> = start_after.map(|s| s.to_vec());
-        let mut base_page: std::collections::VecDeque<(Vec<u8>, Vec<u8>)> = Default::default();
+        let mut base_page: std::collections::VecDeque<Entry> = Default::default();
         let mut base_done = false;
-        let mut over_iter: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> = if descending {
+        type OverlayIter<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
+        let mut over_iter: OverlayIter<'_> = if descending {
             Box::new(overlay.iter().rev())
         } else {
             Box::new(overlay.iter())
@@ -270,7 +277,7 @@ impl StateRead for BTreeMap<Vec<u8>, Vec<u8>> {
         start_after: Option<&[u8]>,
         limit: usize,
         descending: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+    ) -> Result<Vec<Entry>, ReadError> {
         let Some(bounds) = scan_bounds(prefix, start_after, descending) else {
             return Ok(Vec::new());
         };
@@ -280,7 +287,10 @@ impl StateRead for BTreeMap<Vec<u8>, Vec<u8>> {
         } else {
             Box::new(range)
         };
-        Ok(it.take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(it
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 
@@ -301,7 +311,13 @@ mod tests {
             .filter(|(k, _)| k.starts_with(prefix))
             .filter(|(k, _)| match after {
                 None => true,
-                Some(a) => if desc { k.as_slice() < a } else { k.as_slice() > a },
+                Some(a) => {
+                    if desc {
+                        k.as_slice() < a
+                    } else {
+                        k.as_slice() > a
+                    }
+                }
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();

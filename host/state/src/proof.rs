@@ -51,6 +51,7 @@ mod opt_hex {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| hex::decode(s).map_err(serde::de::Error::custom)).transpose()
+        s.map(|s| hex::decode(s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }

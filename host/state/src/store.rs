@@ -7,9 +7,9 @@
 //! The state tree is versioned by block height. Tree nodes of old versions are kept (no
 //! pruning yet), which is what lets the API prove a key at any past height.
 
+use crate::Changes;
 use crate::overlay::{ReadError, StateRead, scan_bounds};
 use crate::proof::StateProof;
-use crate::Changes;
 use gridledger_types::{Block, Hash32, Receipt, codec};
 use jmt::storage::{LeafNode, Node, NodeBatch, NodeKey, TreeReader};
 use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, Version};
@@ -115,7 +115,11 @@ impl Store {
 
     /// Computes the state root after applying `changes` at `version` on top of the latest
     /// committed tree (version - 1, or empty for version 0). Writes nothing.
-    pub fn prepare_root(&self, changes: &Changes, version: Version) -> Result<PreparedRoot, StoreError> {
+    pub fn prepare_root(
+        &self,
+        changes: &Changes,
+        version: Version,
+    ) -> Result<PreparedRoot, StoreError> {
         let snap = self.snapshot()?;
         let tree = JellyfishMerkleTree::<_, Sha256>::new(&snap);
         let updates = changes
@@ -160,7 +164,10 @@ impl Store {
             let mut nodes = w.open_table(TREE_NODES).map_err(db)?;
             for (key, node) in prepared.batch.nodes() {
                 nodes
-                    .insert(codec::encode(key).as_slice(), codec::encode(node).as_slice())
+                    .insert(
+                        codec::encode(key).as_slice(),
+                        codec::encode(node).as_slice(),
+                    )
                     .map_err(db)?;
             }
             let mut values = w.open_table(TREE_VALUES).map_err(db)?;
@@ -246,12 +253,20 @@ impl Snapshot {
     }
 
     pub fn height_of_block(&self, hash: &Hash32) -> Result<Option<u64>, StoreError> {
-        Ok(self.by_hash.get(hash.0.as_slice()).map_err(db)?.map(|v| v.value()))
+        Ok(self
+            .by_hash
+            .get(hash.0.as_slice())
+            .map_err(db)?
+            .map(|v| v.value()))
     }
 
     /// Where a transaction landed: (height, index in the block).
     pub fn tx_location(&self, hash: &Hash32) -> Result<Option<(u64, u32)>, StoreError> {
-        Ok(self.tx_index.get(hash.0.as_slice()).map_err(db)?.map(|v| v.value()))
+        Ok(self
+            .tx_index
+            .get(hash.0.as_slice())
+            .map_err(db)?
+            .map(|v| v.value()))
     }
 
     pub fn block_count(&self) -> Result<u64, StoreError> {
@@ -278,11 +293,7 @@ impl Snapshot {
 
 impl StateRead for Snapshot {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        Ok(self
-            .state
-            .get(key)
-            .map_err(db)?
-            .map(|v| v.value().to_vec()))
+        Ok(self.state.get(key).map_err(db)?.map(|v| v.value().to_vec()))
     }
 
     fn scan(
@@ -291,7 +302,7 @@ impl StateRead for Snapshot {
         start_after: Option<&[u8]>,
         limit: usize,
         descending: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+    ) -> Result<Vec<crate::overlay::Entry>, ReadError> {
         let Some((lo, hi)) = scan_bounds(prefix, start_after, descending) else {
             return Ok(Vec::new());
         };
@@ -333,7 +344,11 @@ impl TreeReader for Snapshot {
         }
     }
 
-    fn get_value_option(&self, max_version: Version, key_hash: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
         let lo = value_key(key_hash, 0);
         let hi = value_key(key_hash, max_version);
         let mut range = self.values.range::<&[u8]>(lo.as_slice()..=hi.as_slice())?;
@@ -359,7 +374,7 @@ impl TreeReader for Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gridledger_types::{Header, Address};
+    use gridledger_types::{Address, Header};
 
     fn block(height: u64, root: Hash32) -> Block {
         Block {
@@ -405,10 +420,16 @@ mod tests {
         let p = snap.prove(b"a", 1).unwrap();
         assert_eq!(p.value.as_deref(), Some(&b"3"[..]));
         p.verify(&r1).unwrap();
-        assert!(p.verify(&r0).is_err(), "a proof must not verify against another root");
+        assert!(
+            p.verify(&r0).is_err(),
+            "a proof must not verify against another root"
+        );
         let mut forged = p.clone();
         forged.value = Some(b"999".to_vec());
-        assert!(forged.verify(&r1).is_err(), "a changed value must not verify");
+        assert!(
+            forged.verify(&r1).is_err(),
+            "a changed value must not verify"
+        );
 
         let old = snap.prove(b"b", 0).unwrap();
         assert_eq!(old.value.as_deref(), Some(&b"2"[..]));
@@ -445,7 +466,13 @@ mod tests {
             let err = store
                 .commit_block(&block(5, prepared.root), &[], &changes, prepared)
                 .unwrap_err();
-            assert!(matches!(err, StoreError::OutOfOrder { got: 5, head: Some(0) }));
+            assert!(matches!(
+                err,
+                StoreError::OutOfOrder {
+                    got: 5,
+                    head: Some(0)
+                }
+            ));
         }
         let store = Store::open(&path).unwrap();
         let snap = store.snapshot().unwrap();
@@ -456,13 +483,26 @@ mod tests {
     #[test]
     fn snapshot_scan_matches_btreemap() {
         let store = Store::in_memory().unwrap();
-        apply(&store, 0, &[(b"p1", Some(b"a")), (b"p2", Some(b"b")), (b"p3", Some(b"c")), (b"q", Some(b"d"))]);
+        apply(
+            &store,
+            0,
+            &[
+                (b"p1", Some(b"a")),
+                (b"p2", Some(b"b")),
+                (b"p3", Some(b"c")),
+                (b"q", Some(b"d")),
+            ],
+        );
         let snap = store.snapshot().unwrap();
-        let model: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
-            [(&b"p1"[..], &b"a"[..]), (b"p2", b"b"), (b"p3", b"c"), (b"q", b"d")]
-                .iter()
-                .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .collect();
+        let model: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = [
+            (&b"p1"[..], &b"a"[..]),
+            (b"p2", b"b"),
+            (b"p3", b"c"),
+            (b"q", b"d"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
         for desc in [false, true] {
             for after in [None, Some(&b"p1"[..]), Some(&b"p3"[..]), Some(&b"z"[..])] {
                 assert_eq!(

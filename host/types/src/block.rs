@@ -39,7 +39,9 @@ pub struct Block {
 }
 
 /// Why a transaction failed. Stable identifiers: clients and conformance vectors match on them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The transaction ran out of gas.

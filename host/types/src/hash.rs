@@ -18,7 +18,9 @@ pub mod domain {
 }
 
 /// A 32-byte digest, shown as lowercase hex.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
+)]
 pub struct Hash32(pub [u8; 32]);
 
 impl Hash32 {

@@ -9,7 +9,9 @@ use std::str::FromStr;
 
 /// An account address: the 32-byte ed25519 public key of a user, or for a contract a hash
 /// of its creator and creation nonce (no key exists for it, so nobody can sign as it).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
+)]
 pub struct Address(pub [u8; 32]);
 
 impl Address {
@@ -63,7 +65,9 @@ impl Serialize for Address {
 
 impl<'de> Deserialize<'de> for Address {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <String as Deserialize>::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        <String as Deserialize>::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -97,7 +101,8 @@ impl<'de> Deserialize<'de> for Signature {
 /// Checks `sig` over `msg` by the key `signer`. Strict verification: rejects small-order
 /// keys and non-canonical signatures, so a signature has exactly one valid encoding.
 pub fn verify(signer: &Address, msg: &[u8], sig: &Signature) -> Result<(), String> {
-    let key = VerifyingKey::from_bytes(&signer.0).map_err(|_| "sender is not a valid ed25519 public key".to_string())?;
+    let key = VerifyingKey::from_bytes(&signer.0)
+        .map_err(|_| "sender is not a valid ed25519 public key".to_string())?;
     let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
     key.verify_strict(msg, &sig)
         .map_err(|_| "signature does not verify".to_string())

@@ -77,7 +77,8 @@ impl ListProof {
         }
         // Position of leaf `index` in the array layout of a complete tree of `count` leaves.
         let position = count - 1 + self.index;
-        let proof: MerkleProof<Hash32, TaggedSha256> = MerkleProof::new(vec![position], self.lemmas.clone());
+        let proof: MerkleProof<Hash32, TaggedSha256> =
+            MerkleProof::new(vec![position], self.lemmas.clone());
         if proof.verify(root, &[leaf_hash(item)]) {
             Ok(())
         } else {

@@ -16,7 +16,9 @@ pub const TAG_ROLES: u8 = 0x05;
 pub const TAG_META: u8 = 0x06;
 
 /// Balance and next nonce of an account.
-#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct Account {
     pub balance: u64,
     pub nonce: u64,
@@ -43,7 +45,18 @@ pub struct CodeEntry {
 }
 
 /// Roles named in genesis. A bit set, so one account can hold several.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct Roles(pub u8);
 
 impl Roles {

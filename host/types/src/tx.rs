@@ -109,7 +109,11 @@ impl SignedTx {
 
     /// Checks the signature against the sender's key over the signing bytes.
     pub fn verify_signature(&self) -> Result<(), String> {
-        keys::verify(&self.body.sender, &self.body.signing_bytes(), &self.signature)
+        keys::verify(
+            &self.body.sender,
+            &self.body.signing_bytes(),
+            &self.signature,
+        )
     }
 }
 

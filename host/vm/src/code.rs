@@ -24,11 +24,15 @@ pub enum CodeError {
     TooLarge { size: usize, limit: usize },
     #[error("not a WebAssembly component: {0}")]
     NotComponent(String),
-    #[error("a core wasm module, not a component: wrap it with wit-component (or build with cargo component)")]
+    #[error(
+        "a core wasm module, not a component: wrap it with wit-component (or build with cargo component)"
+    )]
     CoreModule,
     #[error("the component nests other components; contracts must be a single component")]
     Nested,
-    #[error("the component imports `{0}`; contracts may import only gridledger:contract/host (no WASI: contracts must be deterministic)")]
+    #[error(
+        "the component imports `{0}`; contracts may import only gridledger:contract/host (no WASI: contracts must be deterministic)"
+    )]
     ForbiddenImport(String),
     #[error("the component does not compile: {0}")]
     Compile(String),
@@ -39,7 +43,10 @@ pub enum CodeError {
 /// Structural checks that need no compilation: a component, not nested.
 pub fn check_binary(wasm: &[u8], max_bytes: usize) -> Result<(), CodeError> {
     if wasm.len() > max_bytes {
-        return Err(CodeError::TooLarge { size: wasm.len(), limit: max_bytes });
+        return Err(CodeError::TooLarge {
+            size: wasm.len(),
+            limit: max_bytes,
+        });
     }
     let mut depth = 0usize;
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {
@@ -112,14 +119,19 @@ impl CodeCache {
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => Some(c),
             Err(e) => {
-                tracing::warn!("ignoring unusable compiled artifact {}: {e:#}", path.display());
+                tracing::warn!(
+                    "ignoring unusable compiled artifact {}: {e:#}",
+                    path.display()
+                );
                 None
             }
         }
     }
 
     pub fn save_artifact(&self, hash: &Hash32, component: &Component) {
-        let Some(path) = self.artifact_path(hash) else { return };
+        let Some(path) = self.artifact_path(hash) else {
+            return;
+        };
         let result = component.serialize().and_then(|bytes| {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -135,7 +147,12 @@ impl CodeCache {
         }
     }
 
-    pub fn insert(&self, linker: &Linker<HostState>, hash: Hash32, component: &Component) -> wasmtime::Result<Arc<InstancePre<HostState>>> {
+    pub fn insert(
+        &self,
+        linker: &Linker<HostState>,
+        hash: Hash32,
+        component: &Component,
+    ) -> wasmtime::Result<Arc<InstancePre<HostState>>> {
         let pre = Arc::new(linker.instantiate_pre(component)?);
         let mut loaded = self.loaded.lock();
         if loaded.len() >= self.capacity {

@@ -123,7 +123,13 @@ impl VmConfig {
         let limits = serde_json::to_vec(&self.limits).unwrap_or_default();
         Hash32::tagged(
             b"gridledger/vm-config/v1",
-            &[WASMTIME_VERSION.as_bytes(), ENGINE_FLAGS.as_bytes(), &costs, &gas, &limits],
+            &[
+                WASMTIME_VERSION.as_bytes(),
+                ENGINE_FLAGS.as_bytes(),
+                &costs,
+                &gas,
+                &limits,
+            ],
         )
     }
 

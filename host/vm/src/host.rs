@@ -91,7 +91,9 @@ fn writable(store: &Ctx<'_>, what: &str) -> wasmtime::Result<()> {
 fn check_key(store: &Ctx<'_>, key: &[u8]) -> wasmtime::Result<()> {
     let max = store.data().vm.config().limits.max_key_bytes;
     if key.len() > max {
-        return Err(HostTrap::Refused(format!("storage key of {} bytes exceeds {max}", key.len())).into());
+        return Err(
+            HostTrap::Refused(format!("storage key of {} bytes exceeds {max}", key.len())).into(),
+        );
     }
     Ok(())
 }
@@ -103,9 +105,9 @@ fn storage_key(store: &Ctx<'_>, key: &[u8]) -> Vec<u8> {
 }
 
 fn address(bytes: &[u8]) -> wasmtime::Result<Address> {
-    <[u8; 32]>::try_from(bytes)
-        .map(Address)
-        .map_err(|_| HostTrap::Refused(format!("an address is 32 bytes, got {}", bytes.len())).into())
+    <[u8; 32]>::try_from(bytes).map(Address).map_err(|_| {
+        HostTrap::Refused(format!("an address is 32 bytes, got {}", bytes.len())).into()
+    })
 }
 
 /// Registers the host interface in `linker`.
@@ -116,7 +118,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 
     host.func_wrap("storage-get", |mut store: Ctx<'_>, (key,): (Vec<u8>,)| {
         let gas = store.data().vm.config().gas.clone();
-        charge(&mut store, gas.host_call + gas.storage_read_per_byte * key.len() as u64)?;
+        charge(
+            &mut store,
+            gas.host_call + gas.storage_read_per_byte * key.len() as u64,
+        )?;
         check_key(&store, &key)?;
         let full = storage_key(&store, &key);
         let value = match store.data().state.get(&full) {
@@ -129,37 +134,59 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         Ok((value,))
     })?;
 
-    host.func_wrap("storage-set", |mut store: Ctx<'_>, (key, value): (Vec<u8>, Vec<u8>)| {
-        writable(&store, "storage-set")?;
-        let gas = store.data().vm.config().gas.clone();
-        let bytes = (key.len() + value.len()) as u64;
-        charge(&mut store, gas.host_call + gas.storage_write_base + gas.storage_write_per_byte * bytes)?;
-        check_key(&store, &key)?;
-        let max = store.data().vm.config().limits.max_value_bytes;
-        if value.len() > max {
-            return Err(HostTrap::Refused(format!("storage value of {} bytes exceeds {max}", value.len())).into());
-        }
-        let full = storage_key(&store, &key);
-        store.data_mut().state.set(full, value);
-        Ok(())
-    })?;
+    host.func_wrap(
+        "storage-set",
+        |mut store: Ctx<'_>, (key, value): (Vec<u8>, Vec<u8>)| {
+            writable(&store, "storage-set")?;
+            let gas = store.data().vm.config().gas.clone();
+            let bytes = (key.len() + value.len()) as u64;
+            charge(
+                &mut store,
+                gas.host_call + gas.storage_write_base + gas.storage_write_per_byte * bytes,
+            )?;
+            check_key(&store, &key)?;
+            let max = store.data().vm.config().limits.max_value_bytes;
+            if value.len() > max {
+                return Err(HostTrap::Refused(format!(
+                    "storage value of {} bytes exceeds {max}",
+                    value.len()
+                ))
+                .into());
+            }
+            let full = storage_key(&store, &key);
+            store.data_mut().state.set(full, value);
+            Ok(())
+        },
+    )?;
 
-    host.func_wrap("storage-remove", |mut store: Ctx<'_>, (key,): (Vec<u8>,)| {
-        writable(&store, "storage-remove")?;
-        let gas = store.data().vm.config().gas.clone();
-        charge(&mut store, gas.host_call + gas.storage_write_base + gas.storage_write_per_byte * key.len() as u64)?;
-        check_key(&store, &key)?;
-        let full = storage_key(&store, &key);
-        store.data_mut().state.remove(full);
-        Ok(())
-    })?;
+    host.func_wrap(
+        "storage-remove",
+        |mut store: Ctx<'_>, (key,): (Vec<u8>,)| {
+            writable(&store, "storage-remove")?;
+            let gas = store.data().vm.config().gas.clone();
+            charge(
+                &mut store,
+                gas.host_call
+                    + gas.storage_write_base
+                    + gas.storage_write_per_byte * key.len() as u64,
+            )?;
+            check_key(&store, &key)?;
+            let full = storage_key(&store, &key);
+            store.data_mut().state.remove(full);
+            Ok(())
+        },
+    )?;
 
     host.func_wrap(
         "storage-scan",
-        |mut store: Ctx<'_>, (prefix, start_after, limit, descending): (Vec<u8>, Option<Vec<u8>>, u32, bool)| {
+        |mut store: Ctx<'_>,
+         (prefix, start_after, limit, descending): (Vec<u8>, Option<Vec<u8>>, u32, bool)| {
             let gas = store.data().vm.config().gas.clone();
             let limit = limit.min(1024);
-            charge(&mut store, gas.host_call + gas.scan_per_entry * limit as u64)?;
+            charge(
+                &mut store,
+                gas.host_call + gas.scan_per_entry * limit as u64,
+            )?;
             check_key(&store, &prefix)?;
             if let Some(a) = &start_after {
                 check_key(&store, a)?;
@@ -167,7 +194,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             let full_prefix = storage_key(&store, &prefix);
             let strip = full_prefix.len() - prefix.len();
             let full_after = start_after.map(|a| storage_key(&store, &a));
-            let entries = match store.data().state.scan(&full_prefix, full_after.as_deref(), limit as usize, descending) {
+            let entries = match store.data().state.scan(
+                &full_prefix,
+                full_after.as_deref(),
+                limit as usize,
+                descending,
+            ) {
                 Ok(e) => e,
                 Err(e) => return Err(fault(&mut store, e)),
             };
@@ -181,19 +213,29 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         },
     )?;
 
-    host.func_wrap("emit", |mut store: Ctx<'_>, (kind, attributes): (String, Vec<AttributeRecord>)| {
-        writable(&store, "emit")?;
-        let gas = store.data().vm.config().gas.clone();
-        let bytes = kind.len() + attributes.iter().map(|a| a.key.len() + a.value.len()).sum::<usize>();
-        charge(&mut store, gas.host_call + gas.event_per_byte * bytes as u64)?;
-        let contract = store.data().contract;
-        store.data_mut().events.push(Event {
-            contract: Some(contract),
-            kind,
-            attributes: attributes.into_iter().map(|a| (a.key, a.value)).collect(),
-        });
-        Ok(())
-    })?;
+    host.func_wrap(
+        "emit",
+        |mut store: Ctx<'_>, (kind, attributes): (String, Vec<AttributeRecord>)| {
+            writable(&store, "emit")?;
+            let gas = store.data().vm.config().gas.clone();
+            let bytes = kind.len()
+                + attributes
+                    .iter()
+                    .map(|a| a.key.len() + a.value.len())
+                    .sum::<usize>();
+            charge(
+                &mut store,
+                gas.host_call + gas.event_per_byte * bytes as u64,
+            )?;
+            let contract = store.data().contract;
+            store.data_mut().events.push(Event {
+                contract: Some(contract),
+                kind,
+                attributes: attributes.into_iter().map(|a| (a.key, a.value)).collect(),
+            });
+            Ok(())
+        },
+    )?;
 
     host.func_wrap("balance", |mut store: Ctx<'_>, (account,): (Vec<u8>,)| {
         let gas = store.data().vm.config().gas.host_call;
@@ -205,33 +247,45 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         }
     })?;
 
-    host.func_wrap("transfer", |mut store: Ctx<'_>, (to, amount): (Vec<u8>, u64)| {
-        writable(&store, "transfer")?;
-        let gas = store.data().vm.config().gas.clone();
-        charge(&mut store, gas.host_call + gas.transfer)?;
-        let to = address(&to)?;
-        let from = store.data().contract;
-        match ledger::move_tokens(&mut store.data_mut().state, &from, &to, amount) {
-            Ok(()) => Ok((Ok(()),)),
-            Err(ledger::TransferError::Read(e)) => Err(fault(&mut store, e)),
-            Err(e) => Ok((Err(e.to_string()),)),
-        }
-    })?;
+    host.func_wrap(
+        "transfer",
+        |mut store: Ctx<'_>, (to, amount): (Vec<u8>, u64)| {
+            writable(&store, "transfer")?;
+            let gas = store.data().vm.config().gas.clone();
+            charge(&mut store, gas.host_call + gas.transfer)?;
+            let to = address(&to)?;
+            let from = store.data().contract;
+            match ledger::move_tokens(&mut store.data_mut().state, &from, &to, amount) {
+                Ok(()) => Ok((Ok(()),)),
+                Err(ledger::TransferError::Read(e)) => Err(fault(&mut store, e)),
+                Err(e) => Ok((Err(e.to_string()),)),
+            }
+        },
+    )?;
 
-    host.func_wrap("query-contract", |mut store: Ctx<'_>, (contract, msg): (Vec<u8>, Vec<u8>)| {
-        let gas = store.data().vm.config().gas.host_call;
-        charge(&mut store, gas)?;
-        let target = address(&contract)?;
-        nested_call(&mut store, target, Entry::Query, msg, 0).map(|r| (r,))
-    })?;
+    host.func_wrap(
+        "query-contract",
+        |mut store: Ctx<'_>, (contract, msg): (Vec<u8>, Vec<u8>)| {
+            let gas = store.data().vm.config().gas.host_call;
+            charge(&mut store, gas)?;
+            let target = address(&contract)?;
+            nested_call(&mut store, target, Entry::Query, msg, 0).map(|r| (r,))
+        },
+    )?;
 
-    host.func_wrap("call-contract", |mut store: Ctx<'_>, (contract, msg, funds): (Vec<u8>, Vec<u8>, u64)| {
-        writable(&store, "call-contract")?;
-        let gas = store.data().vm.config().gas.clone();
-        charge(&mut store, gas.host_call + if funds > 0 { gas.transfer } else { 0 })?;
-        let target = address(&contract)?;
-        nested_call(&mut store, target, Entry::Execute, msg, funds).map(|r| (r,))
-    })?;
+    host.func_wrap(
+        "call-contract",
+        |mut store: Ctx<'_>, (contract, msg, funds): (Vec<u8>, Vec<u8>, u64)| {
+            writable(&store, "call-contract")?;
+            let gas = store.data().vm.config().gas.clone();
+            charge(
+                &mut store,
+                gas.host_call + if funds > 0 { gas.transfer } else { 0 },
+            )?;
+            let target = address(&contract)?;
+            nested_call(&mut store, target, Entry::Execute, msg, funds).map(|r| (r,))
+        },
+    )?;
 
     Ok(())
 }
@@ -240,10 +294,19 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 ///
 /// The callee's failure is an `Err` for the caller to handle; running out of gas or a host
 /// fault stops the whole transaction.
-fn nested_call(store: &mut Ctx<'_>, target: Address, entry: Entry, msg: Vec<u8>, funds: u64) -> wasmtime::Result<Result<Vec<u8>, String>> {
+fn nested_call(
+    store: &mut Ctx<'_>,
+    target: Address,
+    entry: Entry,
+    msg: Vec<u8>,
+    funds: u64,
+) -> wasmtime::Result<Result<Vec<u8>, String>> {
     let data = store.data();
     if data.depth + 1 >= data.vm.config().limits.max_call_depth {
-        return Ok(Err(format!("call depth limit of {} reached", data.vm.config().limits.max_call_depth)));
+        return Ok(Err(format!(
+            "call depth limit of {} reached",
+            data.vm.config().limits.max_call_depth
+        )));
     }
     let vm = data.vm.clone();
     let block = data.block.clone();
@@ -264,7 +327,11 @@ fn nested_call(store: &mut Ctx<'_>, target: Address, entry: Entry, msg: Vec<u8>,
             let req = CallRequest {
                 contract: target,
                 entry,
-                caller: if entry == Entry::Query { None } else { Some(caller) },
+                caller: if entry == Entry::Query {
+                    None
+                } else {
+                    Some(caller)
+                },
                 funds,
                 msg: &msg,
                 gas_limit: fuel,
@@ -306,7 +373,12 @@ fn nested_call(store: &mut Ctx<'_>, target: Address, entry: Entry, msg: Vec<u8>,
 }
 
 /// The environment record for a call.
-pub(crate) fn env_record(block: &BlockEnv, contract: &Address, caller: Option<&Address>, funds: u64) -> EnvRecord {
+pub(crate) fn env_record(
+    block: &BlockEnv,
+    contract: &Address,
+    caller: Option<&Address>,
+    funds: u64,
+) -> EnvRecord {
     EnvRecord {
         height: block.height,
         time_ms: block.time_ms,

@@ -26,7 +26,11 @@ pub fn set_account(state: &mut StateStack, who: &Address, acct: &Account) {
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
     #[error("insufficient funds: {account} has {balance}, needs {needed}")]
-    Insufficient { account: String, balance: u64, needed: u64 },
+    Insufficient {
+        account: String,
+        balance: u64,
+        needed: u64,
+    },
     #[error("balance of {0} would overflow")]
     Overflow(String),
     #[error(transparent)]
@@ -34,22 +38,38 @@ pub enum TransferError {
 }
 
 /// Moves `amount` from one account to another, or changes nothing.
-pub fn move_tokens(state: &mut StateStack, from: &Address, to: &Address, amount: u64) -> Result<(), TransferError> {
+pub fn move_tokens(
+    state: &mut StateStack,
+    from: &Address,
+    to: &Address,
+    amount: u64,
+) -> Result<(), TransferError> {
     if amount == 0 || from == to {
         // Still check the balance so a self-transfer cannot "prove" funds it does not have.
         let a = account(state, from)?;
         if a.balance < amount {
-            return Err(TransferError::Insufficient { account: from.to_hex(), balance: a.balance, needed: amount });
+            return Err(TransferError::Insufficient {
+                account: from.to_hex(),
+                balance: a.balance,
+                needed: amount,
+            });
         }
         return Ok(());
     }
     let mut a = account(state, from)?;
     let mut b = account(state, to)?;
     if a.balance < amount {
-        return Err(TransferError::Insufficient { account: from.to_hex(), balance: a.balance, needed: amount });
+        return Err(TransferError::Insufficient {
+            account: from.to_hex(),
+            balance: a.balance,
+            needed: amount,
+        });
     }
     a.balance -= amount;
-    b.balance = b.balance.checked_add(amount).ok_or_else(|| TransferError::Overflow(to.to_hex()))?;
+    b.balance = b
+        .balance
+        .checked_add(amount)
+        .ok_or_else(|| TransferError::Overflow(to.to_hex()))?;
     set_account(state, from, &a);
     set_account(state, to, &b);
     Ok(())
@@ -57,14 +77,18 @@ pub fn move_tokens(state: &mut StateStack, from: &Address, to: &Address, amount:
 
 pub fn contract(state: &dyn StateRead, addr: &Address) -> Result<Option<ContractInfo>, ReadError> {
     match state.get(&schema::contract_key(addr))? {
-        Some(b) => codec::decode("contract", &b).map(Some).map_err(|e| corrupt("contract", e)),
+        Some(b) => codec::decode("contract", &b)
+            .map(Some)
+            .map_err(|e| corrupt("contract", e)),
         None => Ok(None),
     }
 }
 
 pub fn code(state: &dyn StateRead, hash: &Hash32) -> Result<Option<CodeEntry>, ReadError> {
     match state.get(&schema::code_key(hash))? {
-        Some(b) => codec::decode("code", &b).map(Some).map_err(|e| corrupt("code", e)),
+        Some(b) => codec::decode("code", &b)
+            .map(Some)
+            .map_err(|e| corrupt("code", e)),
         None => Ok(None),
     }
 }

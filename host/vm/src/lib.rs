@@ -156,7 +156,13 @@ impl Vm {
         let cache = code::CodeCache::new(&engine, cache_dir, 256);
         let config_hash = config.hash();
         Ok(Vm {
-            inner: Arc::new(Inner { engine, linker, cache, config, config_hash }),
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                config,
+                config_hash,
+            }),
         })
     }
 
@@ -177,14 +183,19 @@ impl Vm {
     pub fn validate_code(&self, wasm: &[u8]) -> Result<CodeInfo, CodeError> {
         let inner = &self.inner;
         code::check_binary(wasm, inner.config.limits.max_code_bytes)?;
-        let component = Component::new(&inner.engine, wasm).map_err(|e| CodeError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&inner.engine, wasm)
+            .map_err(|e| CodeError::Compile(format!("{e:#}")))?;
         code::check_imports(&inner.engine, &component)?;
         let pre = inner
             .linker
             .instantiate_pre(&component)
             .map_err(|e| CodeError::WrongWorld(format!("{e:#}")))?;
         let mut store = self.new_store(
-            BlockEnv { height: 0, time_ms: 0, chain_id: String::new() },
+            BlockEnv {
+                height: 0,
+                time_ms: 0,
+                chain_id: String::new(),
+            },
             StateStack::default(),
             Address([0; 32]),
             true,
@@ -193,10 +204,21 @@ impl Vm {
         let fail = |e: wasmtime::Error| CodeError::WrongWorld(format!("{e:#}"));
         store.set_fuel(INFO_GAS).map_err(fail)?;
         let instance = pre.instantiate(&mut store).map_err(fail)?;
-        for entry in [Entry::Instantiate, Entry::Execute, Entry::Query, Entry::Migrate, Entry::Sudo] {
+        for entry in [
+            Entry::Instantiate,
+            Entry::Execute,
+            Entry::Query,
+            Entry::Migrate,
+            Entry::Sudo,
+        ] {
             instance
-                .get_typed_func::<(EnvRecord, Vec<u8>), (Result<Vec<u8>, String>,)>(&mut store, entry.export_name())
-                .map_err(|e| CodeError::WrongWorld(format!("export `{}`: {e:#}", entry.export_name())))?;
+                .get_typed_func::<(EnvRecord, Vec<u8>), (Result<Vec<u8>, String>,)>(
+                    &mut store,
+                    entry.export_name(),
+                )
+                .map_err(|e| {
+                    CodeError::WrongWorld(format!("export `{}`: {e:#}", entry.export_name()))
+                })?;
         }
         let info = instance
             .get_typed_func::<(), (InfoRecord,)>(&mut store, "info")
@@ -207,11 +229,19 @@ impl Vm {
             inner.cache.save_artifact(&hash, &component);
             let _ = inner.cache.insert(&inner.linker, hash, &component);
         }
-        Ok(CodeInfo { name: info.name, version: info.version })
+        Ok(CodeInfo {
+            name: info.name,
+            version: info.version,
+        })
     }
 
     /// Runs a call. Its writes stay on `state` only if it succeeds.
-    pub fn call(&self, block: &BlockEnv, state: &mut StateStack, req: CallRequest<'_>) -> Result<CallOutcome, HostFault> {
+    pub fn call(
+        &self,
+        block: &BlockEnv,
+        state: &mut StateStack,
+        req: CallRequest<'_>,
+    ) -> Result<CallOutcome, HostFault> {
         let read_only = req.entry == Entry::Query;
         self.call_at_depth(block, state, req, 0, read_only)
     }
@@ -224,9 +254,16 @@ impl Vm {
         depth: u32,
         read_only: bool,
     ) -> Result<CallOutcome, HostFault> {
-        let failed = |e: CallError, gas_used: u64| CallOutcome { result: Err(e), gas_used, events: Vec::new() };
+        let failed = |e: CallError, gas_used: u64| CallOutcome {
+            result: Err(e),
+            gas_used,
+            events: Vec::new(),
+        };
         let Some(info) = ledger::contract(state, &req.contract)? else {
-            return Ok(failed(CallError::NotFound(format!("no contract at {}", req.contract.to_hex())), 0));
+            return Ok(failed(
+                CallError::NotFound(format!("no contract at {}", req.contract.to_hex())),
+                0,
+            ));
         };
         let instantiate_gas = self.inner.config.gas.instantiate;
         if req.gas_limit < instantiate_gas {
@@ -242,10 +279,11 @@ impl Vm {
             .map_err(|e| HostFault(format!("{e:#}")))?;
         let env = host::env_record(block, &req.contract, req.caller.as_ref(), req.funds);
         let result = pre.instantiate(&mut store).and_then(|instance| {
-            let func = instance.get_typed_func::<(EnvRecord, Vec<u8>), (Result<Vec<u8>, String>,)>(
-                &mut store,
-                req.entry.export_name(),
-            )?;
+            let func = instance
+                .get_typed_func::<(EnvRecord, Vec<u8>), (Result<Vec<u8>, String>,)>(
+                    &mut store,
+                    req.entry.export_name(),
+                )?;
             func.call(&mut store, (env, req.msg.to_vec())).map(|(r,)| r)
         });
         let remaining = store.get_fuel().unwrap_or(0);
@@ -264,7 +302,11 @@ impl Vm {
         match result {
             Ok(bytes) => {
                 state.commit_layer();
-                Ok(CallOutcome { result: Ok(bytes), gas_used, events: data.events })
+                Ok(CallOutcome {
+                    result: Ok(bytes),
+                    gas_used,
+                    events: data.events,
+                })
             }
             Err(e) => {
                 state.discard_layer();
@@ -277,7 +319,10 @@ impl Vm {
     fn check_result(&self, bytes: Vec<u8>) -> Result<Vec<u8>, CallError> {
         let max = self.inner.config.limits.max_result_bytes;
         if bytes.len() > max {
-            return Err(CallError::InvalidResult(format!("{} bytes exceeds the limit of {max}", bytes.len())));
+            return Err(CallError::InvalidResult(format!(
+                "{} bytes exceeds the limit of {max}",
+                bytes.len()
+            )));
         }
         if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
             return Err(CallError::InvalidResult("answer is not JSON".into()));
@@ -285,7 +330,14 @@ impl Vm {
         Ok(bytes)
     }
 
-    fn new_store(&self, block: BlockEnv, state: StateStack, contract: Address, read_only: bool, depth: u32) -> Store<HostState> {
+    fn new_store(
+        &self,
+        block: BlockEnv,
+        state: StateStack,
+        contract: Address,
+        read_only: bool,
+        depth: u32,
+    ) -> Store<HostState> {
         let limits = &self.inner.config.limits;
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(limits.max_memory_bytes)
@@ -314,7 +366,11 @@ impl Vm {
     }
 
     /// The pre-linked component for `hash`: from memory, the disk cache, or compiled now.
-    fn prepared(&self, state: &StateStack, hash: &Hash32) -> Result<Arc<wasmtime::component::InstancePre<HostState>>, HostFault> {
+    fn prepared(
+        &self,
+        state: &StateStack,
+        hash: &Hash32,
+    ) -> Result<Arc<wasmtime::component::InstancePre<HostState>>, HostFault> {
         let inner = &self.inner;
         if let Some(pre) = inner.cache.get(hash) {
             return Ok(pre);
@@ -322,10 +378,18 @@ impl Vm {
         let component = match inner.cache.load_artifact(&inner.engine, hash) {
             Some(c) => c,
             None => {
-                let code = ledger::code(state, hash)?
-                    .ok_or_else(|| HostFault(format!("code {} of a deployed contract is missing", hash.to_hex())))?;
-                let c = Component::new(&inner.engine, &code.wasm)
-                    .map_err(|e| HostFault(format!("stored code {} does not compile: {e:#}", hash.to_hex())))?;
+                let code = ledger::code(state, hash)?.ok_or_else(|| {
+                    HostFault(format!(
+                        "code {} of a deployed contract is missing",
+                        hash.to_hex()
+                    ))
+                })?;
+                let c = Component::new(&inner.engine, &code.wasm).map_err(|e| {
+                    HostFault(format!(
+                        "stored code {} does not compile: {e:#}",
+                        hash.to_hex()
+                    ))
+                })?;
                 inner.cache.save_artifact(hash, &c);
                 c
             }
@@ -354,7 +418,9 @@ fn classify(e: wasmtime::Error) -> CallError {
         return match t {
             Trap::OutOfFuel => CallError::OutOfGas,
             Trap::StackOverflow => CallError::Trap("stack overflow (recursion too deep)".into()),
-            Trap::UnreachableCodeReached => CallError::Trap("unreachable executed (the contract panicked)".into()),
+            Trap::UnreachableCodeReached => {
+                CallError::Trap("unreachable executed (the contract panicked)".into())
+            }
             Trap::MemoryOutOfBounds => CallError::Trap("memory access out of bounds".into()),
             Trap::AllocationTooLarge => CallError::Trap("memory limit exceeded".into()),
             other => CallError::Trap(other.to_string()),
@@ -364,7 +430,8 @@ fn classify(e: wasmtime::Error) -> CallError {
     if text.contains("forcing a memory growth failure") || text.contains("memory minimum size") {
         return CallError::Trap("memory limit exceeded".into());
     }
-    if text.contains("invalid utf-8") || text.contains("out of bounds") || text.contains("realloc") {
+    if text.contains("invalid utf-8") || text.contains("out of bounds") || text.contains("realloc")
+    {
         return CallError::InvalidResult(text);
     }
     CallError::Trap(text)

@@ -10,12 +10,19 @@ fn component(name: &str) -> Vec<u8> {
         .join("../../target/contracts")
         .join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; build the contracts first: cargo run -p gridledger-build", path.display())
+        panic!(
+            "{}: {e}; build the contracts first: cargo run -p gridledger-build",
+            path.display()
+        )
     })
 }
 
 fn block() -> BlockEnv {
-    BlockEnv { height: 7, time_ms: 1_000, chain_id: "vm-test".into() }
+    BlockEnv {
+        height: 7,
+        time_ms: 1_000,
+        chain_id: "vm-test".into(),
+    }
 }
 
 const ALICE: Address = Address([0xa1; 32]);
@@ -25,18 +32,46 @@ fn deploy(vm: &Vm, state: &mut StateStack, name: &str, at: Address) {
     let wasm = component(name);
     let info = vm.validate_code(&wasm).expect("valid code");
     let hash = code_hash(&wasm);
-    state.set(schema::code_key(&hash), codec::encode(&CodeEntry { name: info.name.clone(), version: info.version, wasm }));
+    state.set(
+        schema::code_key(&hash),
+        codec::encode(&CodeEntry {
+            name: info.name.clone(),
+            version: info.version,
+            wasm,
+        }),
+    );
     state.set(
         schema::contract_key(&at),
-        codec::encode(&ContractInfo { code_hash: hash, creator: ALICE, admin: None, label: name.into(), name: info.name, version: info.version }),
+        codec::encode(&ContractInfo {
+            code_hash: hash,
+            creator: ALICE,
+            admin: None,
+            label: name.into(),
+            name: info.name,
+            version: info.version,
+        }),
     );
 }
 
-fn call(vm: &Vm, state: &mut StateStack, at: Address, entry: Entry, msg: &str, gas: u64) -> gridledger_vm::CallOutcome {
+fn call(
+    vm: &Vm,
+    state: &mut StateStack,
+    at: Address,
+    entry: Entry,
+    msg: &str,
+    gas: u64,
+) -> gridledger_vm::CallOutcome {
     vm.call(
         &block(),
         state,
-        CallRequest { contract: at, entry, caller: Some(ALICE), funds: 0, msg: msg.as_bytes(), gas_limit: gas },
+        CallRequest {
+            contract: at,
+            entry,
+            caller: Some(ALICE),
+            funds: 0,
+            msg: msg.as_bytes(),
+            gas_limit: gas,
+        },
     )
     .expect("no host fault")
 }
@@ -54,23 +89,71 @@ const GAS: u64 = 10_000_000;
 #[test]
 fn counter_runs_and_gas_is_deterministic() {
     let (vm, mut state, c) = setup("counter");
-    let out = call(&vm, &mut state, c, Entry::Instantiate, r#"{"start":5}"#, GAS);
+    let out = call(
+        &vm,
+        &mut state,
+        c,
+        Entry::Instantiate,
+        r#"{"start":5}"#,
+        GAS,
+    );
     out.result.unwrap();
-    let a = call(&vm, &mut state, c, Entry::Execute, r#"{"increment":{"by":2}}"#, GAS);
+    let a = call(
+        &vm,
+        &mut state,
+        c,
+        Entry::Execute,
+        r#"{"increment":{"by":2}}"#,
+        GAS,
+    );
     assert_eq!(a.result.unwrap(), b"7");
     assert_eq!(a.events.len(), 1);
     assert_eq!(a.events[0].kind, "increment");
     assert_eq!(a.events[0].contract, Some(c));
-    let b = call(&vm, &mut state, c, Entry::Execute, r#"{"increment":{"by":2}}"#, GAS);
+    let b = call(
+        &vm,
+        &mut state,
+        c,
+        Entry::Execute,
+        r#"{"increment":{"by":2}}"#,
+        GAS,
+    );
     assert_eq!(b.result.unwrap(), b"9");
     // The second call reads the tally the first one created, so it costs a little more.
     assert!(b.gas_used > a.gas_used);
     // The same calls on a fresh VM and state cost exactly the same gas.
     let (vm2, mut state2, c2) = setup("counter");
-    call(&vm2, &mut state2, c2, Entry::Instantiate, r#"{"start":5}"#, GAS).result.unwrap();
-    let a2 = call(&vm2, &mut state2, c2, Entry::Execute, r#"{"increment":{"by":2}}"#, GAS);
-    let b2 = call(&vm2, &mut state2, c2, Entry::Execute, r#"{"increment":{"by":2}}"#, GAS);
-    assert_eq!((a.gas_used, b.gas_used), (a2.gas_used, b2.gas_used), "the same work costs the same gas");
+    call(
+        &vm2,
+        &mut state2,
+        c2,
+        Entry::Instantiate,
+        r#"{"start":5}"#,
+        GAS,
+    )
+    .result
+    .unwrap();
+    let a2 = call(
+        &vm2,
+        &mut state2,
+        c2,
+        Entry::Execute,
+        r#"{"increment":{"by":2}}"#,
+        GAS,
+    );
+    let b2 = call(
+        &vm2,
+        &mut state2,
+        c2,
+        Entry::Execute,
+        r#"{"increment":{"by":2}}"#,
+        GAS,
+    );
+    assert_eq!(
+        (a.gas_used, b.gas_used),
+        (a2.gas_used, b2.gas_used),
+        "the same work costs the same gas"
+    );
     assert!(a.gas_used > vm.config().gas.instantiate);
     let q = call(&vm, &mut state, c, Entry::Query, r#"{"count":{}}"#, GAS);
     assert_eq!(q.result.unwrap(), br#"{"count":9,"version":1}"#);
@@ -79,9 +162,25 @@ fn counter_runs_and_gas_is_deterministic() {
 #[test]
 fn too_little_gas_fails_cleanly() {
     let (vm, mut state, c) = setup("counter");
-    call(&vm, &mut state, c, Entry::Instantiate, r#"{"start":5}"#, GAS).result.unwrap();
+    call(
+        &vm,
+        &mut state,
+        c,
+        Entry::Instantiate,
+        r#"{"start":5}"#,
+        GAS,
+    )
+    .result
+    .unwrap();
     let before = state.pending_changes();
-    let out = call(&vm, &mut state, c, Entry::Execute, r#"{"increment":{"by":2}}"#, 30_000);
+    let out = call(
+        &vm,
+        &mut state,
+        c,
+        Entry::Execute,
+        r#"{"increment":{"by":2}}"#,
+        30_000,
+    );
     assert_eq!(out.result, Err(CallError::OutOfGas));
     assert_eq!(out.gas_used, 30_000);
     assert_eq!(state.pending_changes(), before);
@@ -89,69 +188,131 @@ fn too_little_gas_fails_cleanly() {
 
 fn assert_fails_without_writes(name: &str, msg: &str, check: impl Fn(&CallError) -> bool) -> u64 {
     let (vm, mut state, c) = setup(name);
-    call(&vm, &mut state, c, Entry::Instantiate, "null", GAS).result.unwrap();
+    call(&vm, &mut state, c, Entry::Instantiate, "null", GAS)
+        .result
+        .unwrap();
     let before = state.pending_changes();
     let out = call(&vm, &mut state, c, Entry::Execute, msg, GAS);
     let err = out.result.clone().expect_err("must fail");
     assert!(check(&err), "{msg}: unexpected error {err:?}");
     assert!(out.events.is_empty());
-    assert_eq!(state.pending_changes(), before, "{msg}: a failed call must leave no writes");
+    assert_eq!(
+        state.pending_changes(),
+        before,
+        "{msg}: a failed call must leave no writes"
+    );
     out.gas_used
 }
 
 #[test]
 fn infinite_loop_runs_out_of_gas() {
-    let used = assert_fails_without_writes("misbehave", r#"{"put_then_loop":{"key":"k"}}"#, |e| *e == CallError::OutOfGas);
+    let used = assert_fails_without_writes("misbehave", r#"{"put_then_loop":{"key":"k"}}"#, |e| {
+        *e == CallError::OutOfGas
+    });
     assert_eq!(used, GAS);
 }
 
 #[test]
 fn unbounded_recursion_traps() {
-    assert_fails_without_writes("misbehave", r#"{"recurse":{}}"#, |e| matches!(e, CallError::Trap(m) if m.contains("stack overflow")));
+    assert_fails_without_writes(
+        "misbehave",
+        r#"{"recurse":{}}"#,
+        |e| matches!(e, CallError::Trap(m) if m.contains("stack overflow")),
+    );
 }
 
 #[test]
 fn memory_past_the_limit_traps() {
-    assert_fails_without_writes("misbehave", r#"{"grow":{"mib":64}}"#, |e| matches!(e, CallError::Trap(_) | CallError::OutOfGas));
+    assert_fails_without_writes("misbehave", r#"{"grow":{"mib":64}}"#, |e| {
+        matches!(e, CallError::Trap(_) | CallError::OutOfGas)
+    });
     // Under the limit, the same request succeeds.
     let (vm, mut state, c) = setup("misbehave");
-    assert_eq!(call(&vm, &mut state, c, Entry::Execute, r#"{"grow":{"mib":2}}"#, GAS).result.unwrap(), b"2097152");
+    assert_eq!(
+        call(
+            &vm,
+            &mut state,
+            c,
+            Entry::Execute,
+            r#"{"grow":{"mib":2}}"#,
+            GAS
+        )
+        .result
+        .unwrap(),
+        b"2097152"
+    );
 }
 
 #[test]
 fn panic_traps() {
-    assert_fails_without_writes("misbehave", r#"{"panic":{}}"#, |e| matches!(e, CallError::Trap(m) if m.contains("unreachable")));
+    assert_fails_without_writes(
+        "misbehave",
+        r#"{"panic":{}}"#,
+        |e| matches!(e, CallError::Trap(m) if m.contains("unreachable")),
+    );
 }
 
 #[test]
 fn garbage_output_is_an_invalid_result() {
-    assert_fails_without_writes("misbehave", r#"{"garbage":{}}"#, |e| matches!(e, CallError::InvalidResult(_)));
+    assert_fails_without_writes("misbehave", r#"{"garbage":{}}"#, |e| {
+        matches!(e, CallError::InvalidResult(_))
+    });
 }
 
 #[test]
 fn contract_error_discards_its_writes() {
-    assert_fails_without_writes("misbehave", r#"{"put_then_fail":{"key":"k"}}"#, |e| matches!(e, CallError::Contract(m) if m.contains("on purpose")));
+    assert_fails_without_writes(
+        "misbehave",
+        r#"{"put_then_fail":{"key":"k"}}"#,
+        |e| matches!(e, CallError::Contract(m) if m.contains("on purpose")),
+    );
 }
 
 #[test]
 fn malformed_message_is_a_contract_error() {
-    assert_fails_without_writes("misbehave", "{not json", |e| matches!(e, CallError::Contract(m) if m.contains("invalid message")));
+    assert_fails_without_writes(
+        "misbehave",
+        "{not json",
+        |e| matches!(e, CallError::Contract(m) if m.contains("invalid message")),
+    );
 }
 
 #[test]
 fn queries_cannot_write() {
     let (vm, mut state, c) = setup("misbehave");
     let out = call(&vm, &mut state, c, Entry::Query, r#"{"write":{}}"#, GAS);
-    assert!(matches!(out.result, Err(CallError::Trap(ref m)) if m.contains("not allowed in a query")), "{:?}", out.result);
+    assert!(
+        matches!(out.result, Err(CallError::Trap(ref m)) if m.contains("not allowed in a query")),
+        "{:?}",
+        out.result
+    );
 }
 
 #[test]
 fn call_depth_is_bounded() {
     let (vm, mut state, c) = setup("misbehave");
-    let ok = call(&vm, &mut state, c, Entry::Execute, r#"{"call_self":{"depth":3}}"#, GAS);
+    let ok = call(
+        &vm,
+        &mut state,
+        c,
+        Entry::Execute,
+        r#"{"call_self":{"depth":3}}"#,
+        GAS,
+    );
     assert_eq!(ok.result.unwrap(), b"0");
-    let deep = call(&vm, &mut state, c, Entry::Execute, r#"{"call_self":{"depth":50}}"#, 100 * GAS);
-    assert!(matches!(deep.result, Err(CallError::Contract(ref m)) if m.contains("call depth")), "{:?}", deep.result);
+    let deep = call(
+        &vm,
+        &mut state,
+        c,
+        Entry::Execute,
+        r#"{"call_self":{"depth":50}}"#,
+        100 * GAS,
+    );
+    assert!(
+        matches!(deep.result, Err(CallError::Contract(ref m)) if m.contains("call depth")),
+        "{:?}",
+        deep.result
+    );
 }
 
 #[test]
@@ -165,20 +326,44 @@ fn unknown_contract_is_not_found() {
 #[test]
 fn contract_sends_only_what_it_has() {
     let (vm, mut state, c) = setup("misbehave");
-    gridledger_vm::ledger::set_account(&mut state, &c, &schema::Account { balance: 100, nonce: 0 });
+    gridledger_vm::ledger::set_account(
+        &mut state,
+        &c,
+        &schema::Account {
+            balance: 100,
+            nonce: 0,
+        },
+    );
     let bob = Address([0xb0; 32]);
     let msg = format!(r#"{{"send":{{"to":"{}","amount":60}}}}"#, bob.to_hex());
-    call(&vm, &mut state, c, Entry::Execute, &msg, GAS).result.unwrap();
-    assert_eq!(gridledger_vm::ledger::account(&state, &bob).unwrap().balance, 60);
+    call(&vm, &mut state, c, Entry::Execute, &msg, GAS)
+        .result
+        .unwrap();
+    assert_eq!(
+        gridledger_vm::ledger::account(&state, &bob)
+            .unwrap()
+            .balance,
+        60
+    );
     let out = call(&vm, &mut state, c, Entry::Execute, &msg, GAS);
-    assert!(matches!(out.result, Err(CallError::Contract(ref m)) if m.contains("insufficient funds")), "{:?}", out.result);
-    assert_eq!(gridledger_vm::ledger::account(&state, &c).unwrap().balance, 40);
+    assert!(
+        matches!(out.result, Err(CallError::Contract(ref m)) if m.contains("insufficient funds")),
+        "{:?}",
+        out.result
+    );
+    assert_eq!(
+        gridledger_vm::ledger::account(&state, &c).unwrap().balance,
+        40
+    );
 }
 
 #[test]
 fn uploads_that_are_not_contracts_are_refused() {
     let vm = Vm::new(VmConfig::default(), None).unwrap();
-    assert!(matches!(vm.validate_code(b"definitely not wasm"), Err(CodeError::NotComponent(_))));
+    assert!(matches!(
+        vm.validate_code(b"definitely not wasm"),
+        Err(CodeError::NotComponent(_))
+    ));
     let core = wat::parse_str("(module (func (export \"f\")))").unwrap();
     assert_eq!(vm.validate_code(&core), Err(CodeError::CoreModule));
     let wasi = wat::parse_str(
@@ -186,15 +371,29 @@ fn uploads_that_are_not_contracts_are_refused() {
              (import "wasi:cli/environment@0.2.0" (instance (export "get-arguments" (func (result (list string)))))))"#,
     )
     .unwrap();
-    assert_eq!(vm.validate_code(&wasi), Err(CodeError::ForbiddenImport("wasi:cli/environment@0.2.0".into())));
+    assert_eq!(
+        vm.validate_code(&wasi),
+        Err(CodeError::ForbiddenImport(
+            "wasi:cli/environment@0.2.0".into()
+        ))
+    );
     let nested = wat::parse_str("(component (component))").unwrap();
     assert_eq!(vm.validate_code(&nested), Err(CodeError::Nested));
     let empty = wat::parse_str("(component)").unwrap();
-    assert!(matches!(vm.validate_code(&empty), Err(CodeError::WrongWorld(_))));
+    assert!(matches!(
+        vm.validate_code(&empty),
+        Err(CodeError::WrongWorld(_))
+    ));
     let memory64 = wat::parse_str("(component (core module (memory i64 1)))").unwrap();
-    assert!(matches!(vm.validate_code(&memory64), Err(CodeError::Compile(_))), "memory64 must be off");
+    assert!(
+        matches!(vm.validate_code(&memory64), Err(CodeError::Compile(_))),
+        "memory64 must be off"
+    );
     let shared = wat::parse_str("(component (core module (memory 1 1 shared)))").unwrap();
-    assert!(matches!(vm.validate_code(&shared), Err(CodeError::Compile(_))), "threads must be off");
+    assert!(
+        matches!(vm.validate_code(&shared), Err(CodeError::Compile(_))),
+        "threads must be off"
+    );
     let good = vm.validate_code(&component("counter")).unwrap();
     assert_eq!((good.name.as_str(), good.version), ("counter", 1));
 }
@@ -218,8 +417,24 @@ fn compiled_code_is_cached_on_disk_by_hash_and_engine() {
     let c = Address([0xc0; 32]);
     state.set(
         schema::contract_key(&c),
-        codec::encode(&ContractInfo { code_hash: code_hash(&wasm), creator: ALICE, admin: None, label: "c".into(), name: "counter".into(), version: 1 }),
+        codec::encode(&ContractInfo {
+            code_hash: code_hash(&wasm),
+            creator: ALICE,
+            admin: None,
+            label: "c".into(),
+            name: "counter".into(),
+            version: 1,
+        }),
     );
-    call(&vm2, &mut state, c, Entry::Instantiate, r#"{"start":1}"#, GAS).result.unwrap();
+    call(
+        &vm2,
+        &mut state,
+        c,
+        Entry::Instantiate,
+        r#"{"start":1}"#,
+        GAS,
+    )
+    .result
+    .unwrap();
     assert!(state.get(&schema::contract_key(&c)).unwrap().is_some());
 }
