@@ -438,3 +438,51 @@ fn compiled_code_is_cached_on_disk_by_hash_and_engine() {
     .unwrap();
     assert!(state.get(&schema::contract_key(&c)).unwrap().is_some());
 }
+
+/// A state whose contract storage fails to read: a broken disk, say.
+struct FailingStorage(std::collections::BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl StateRead for FailingStorage {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, gridledger_state::ReadError> {
+        if key.first() == Some(&schema::TAG_CONTRACT_STORE) {
+            return Err(gridledger_state::ReadError("disk on fire".into()));
+        }
+        Ok(self.0.get(key).cloned())
+    }
+    fn scan(
+        &self,
+        p: &[u8],
+        a: Option<&[u8]>,
+        l: usize,
+        d: bool,
+    ) -> Result<Vec<gridledger_state::overlay::Entry>, gridledger_state::ReadError> {
+        self.0.scan(p, a, l, d)
+    }
+}
+
+#[test]
+fn a_storage_fault_is_a_host_fault_not_a_receipt() {
+    let (vm, mut state, c) = setup("counter");
+    let base: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = state
+        .take_changes()
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    let mut broken = StateStack::new(std::sync::Arc::new(FailingStorage(base)));
+    let err = vm
+        .call(
+            &block(),
+            &mut broken,
+            CallRequest {
+                contract: c,
+                entry: Entry::Execute,
+                caller: Some(ALICE),
+                funds: 0,
+                msg: br#"{"increment":{"by":1}}"#,
+                gas_limit: GAS,
+            },
+        )
+        .expect_err("a host fault must not become a call result");
+    assert!(err.0.contains("disk on fire"), "{err}");
+    assert!(broken.pending_changes().is_empty(), "nothing is written");
+}
