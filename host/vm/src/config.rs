@@ -157,7 +157,11 @@ impl VmConfig {
             .total_memories(pool_slots)
             .total_tables(pool_slots * 2)
             .max_memory_size(self.limits.max_memory_bytes)
-            .table_elements(self.limits.max_table_elements);
+            .table_elements(self.limits.max_table_elements)
+            // Reset memory by zeroing rather than returning pages to the kernel: a contract
+            // call touches its stack and heap every time, and page faults would dominate.
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(64 << 10);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         Engine::new(&c)
     }
