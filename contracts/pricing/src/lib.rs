@@ -46,10 +46,22 @@ pub struct Params {
 
 impl Params {
     pub fn check(&self) -> Result<()> {
-        ensure!(self.f_min > 0 && self.f_min <= self.f_max, "band must satisfy 0 < f_min <= f_max");
-        ensure!(self.reference_price >= self.f_min && self.reference_price <= self.f_max, "reference price must lie in the band");
-        ensure!(!self.mu_min.is_negative() && self.mu_min <= Fixed::ONE && self.mu_max >= Fixed::ONE, "need 0 <= mu_min <= 1 <= mu_max");
-        ensure!(!self.mu_slope.is_negative(), "mu_slope must not be negative");
+        ensure!(
+            self.f_min > 0 && self.f_min <= self.f_max,
+            "band must satisfy 0 < f_min <= f_max"
+        );
+        ensure!(
+            self.reference_price >= self.f_min && self.reference_price <= self.f_max,
+            "reference price must lie in the band"
+        );
+        ensure!(
+            !self.mu_min.is_negative() && self.mu_min <= Fixed::ONE && self.mu_max >= Fixed::ONE,
+            "need 0 <= mu_min <= 1 <= mu_max"
+        );
+        ensure!(
+            !self.mu_slope.is_negative(),
+            "mu_slope must not be negative"
+        );
         Ok(())
     }
 }
@@ -67,7 +79,11 @@ pub enum ForecastKind {
 #[serde(rename_all = "snake_case")]
 pub enum ExecuteMsg {
     /// The sender's forecast for a period; a later forecast replaces the sender's earlier one.
-    Forecast { period: u64, kind: ForecastKind, wh: u64 },
+    Forecast {
+        period: u64,
+        kind: ForecastKind,
+        wh: u64,
+    },
     /// New parameters (admin only: the regulators' governance).
     SetParams { params: Params },
 }
@@ -77,9 +93,14 @@ pub enum ExecuteMsg {
 pub enum QueryMsg {
     Params {},
     /// Price and μ for a period, from the forecasts so far.
-    Price { period: u64 },
+    Price {
+        period: u64,
+    },
     /// The subsidy for delivering `wh` renewable Wh in `period`.
-    Subsidy { period: u64, wh: u64 },
+    Subsidy {
+        period: u64,
+        wh: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,13 +150,17 @@ pub fn mu(p: &Params, supply: u64, demand: u64) -> Result<Fixed> {
 
 /// `F(t, j)` for a given μ.
 pub fn price(p: &Params, mu: Fixed) -> Result<u64> {
-    let f = Fixed::from_int(p.reference_price as i64).checked_mul(mu)?.trunc_int();
+    let f = Fixed::from_int(p.reference_price as i64)
+        .checked_mul(mu)?
+        .trunc_int();
     Ok((f.max(0) as u64).clamp(p.f_min, p.f_max))
 }
 
 /// `R_i = μ · F · E_i`, with `E_i` in Wh and `F` per kWh; micro-tokens, rounded down.
 pub fn subsidy(mu: Fixed, price: u64, wh: u64) -> Result<u64> {
-    let value = Fixed::ratio(price as i128 * wh as i128, 1000)?.checked_mul(mu)?.trunc_int();
+    let value = Fixed::ratio(price as i128 * wh as i128, 1000)?
+        .checked_mul(mu)?
+        .trunc_int();
     u64::try_from(value.max(0)).map_err(|_| Error::new("subsidy overflows"))
 }
 
@@ -193,14 +218,26 @@ impl Contract for Pricing {
                         .and_then(|t| t.checked_add(wh))
                         .ok_or_else(|| Error::new("forecast total overflows"))
                 })?;
-                ctx.emit(Event::new("forecast").attr("period", period).attr("kind", k).attr("wh", wh));
+                ctx.emit(
+                    Event::new("forecast")
+                        .attr("period", period)
+                        .attr("kind", k)
+                        .attr("wh", wh),
+                );
                 Ok(Response::new())
             }
             ExecuteMsg::SetParams { params } => {
-                ensure!(ctx.caller()? == ADMIN.load()?, "only the regulator may change pricing parameters");
+                ensure!(
+                    ctx.caller()? == ADMIN.load()?,
+                    "only the regulator may change pricing parameters"
+                );
                 params.check()?;
                 PARAMS.save(&params)?;
-                ctx.emit(Event::new("pricing_params").attr("f_min", params.f_min).attr("f_max", params.f_max));
+                ctx.emit(
+                    Event::new("pricing_params")
+                        .attr("f_min", params.f_min)
+                        .attr("f_max", params.f_max),
+                );
                 Ok(Response::new())
             }
         }
@@ -254,8 +291,14 @@ mod tests {
         let p = params();
         assert_eq!(mu(&p, 0, 0).unwrap(), Fixed::ONE);
         assert_eq!(mu(&p, 500, 500).unwrap(), Fixed::ONE);
-        assert!(mu(&p, 400, 1000).unwrap() > Fixed::ONE, "short of renewables: encourage");
-        assert!(mu(&p, 1000, 400).unwrap() < Fixed::ONE, "plenty: discourage");
+        assert!(
+            mu(&p, 400, 1000).unwrap() > Fixed::ONE,
+            "short of renewables: encourage"
+        );
+        assert!(
+            mu(&p, 1000, 400).unwrap() < Fixed::ONE,
+            "plenty: discourage"
+        );
         assert_eq!(mu(&p, 0, 1000).unwrap(), p.mu_max.min("2".parse().unwrap()));
         assert_eq!(mu(&p, 1000, 0).unwrap(), "0.5".parse().unwrap());
         assert_eq!(subsidy(Fixed::ONE, 200_000, 1000).unwrap(), 200_000);
@@ -264,19 +307,48 @@ mod tests {
     #[test]
     fn forecasts_replace_and_only_the_regulator_sets_params() {
         let mut chain = MockChain::new();
-        let (reg, wind, load) = (MockChain::addr("regulator"), MockChain::addr("wind"), MockChain::addr("house"));
-        let c = chain.instantiate::<Pricing>(reg, &InstantiateMsg { params: params(), admin: reg }, 0).unwrap();
-        let fc = |kind, wh| ExecuteMsg::Forecast { period: 3, kind, wh };
-        chain.execute(c, wind, &fc(ForecastKind::Supply, 900), 0).unwrap();
-        chain.execute(c, wind, &fc(ForecastKind::Supply, 400), 0).unwrap();
-        chain.execute(c, load, &fc(ForecastKind::Demand, 1000), 0).unwrap();
+        let (reg, wind, load) = (
+            MockChain::addr("regulator"),
+            MockChain::addr("wind"),
+            MockChain::addr("house"),
+        );
+        let c = chain
+            .instantiate::<Pricing>(
+                reg,
+                &InstantiateMsg {
+                    params: params(),
+                    admin: reg,
+                },
+                0,
+            )
+            .unwrap();
+        let fc = |kind, wh| ExecuteMsg::Forecast {
+            period: 3,
+            kind,
+            wh,
+        };
+        chain
+            .execute(c, wind, &fc(ForecastKind::Supply, 900), 0)
+            .unwrap();
+        chain
+            .execute(c, wind, &fc(ForecastKind::Supply, 400), 0)
+            .unwrap();
+        chain
+            .execute(c, load, &fc(ForecastKind::Demand, 1000), 0)
+            .unwrap();
         let a: PriceAnswer = chain.query(c, &QueryMsg::Price { period: 3 }).unwrap();
         assert_eq!((a.supply_wh, a.demand_wh), (400, 1000));
         assert!(a.mu > Fixed::ONE && a.price > 200_000 && a.price <= 400_000);
         let mut bad = params();
         bad.f_min = 0;
-        assert!(chain.execute(c, reg, &ExecuteMsg::SetParams { params: bad }, 0).is_err());
-        let err = chain.execute(c, wind, &ExecuteMsg::SetParams { params: params() }, 0).unwrap_err();
+        assert!(
+            chain
+                .execute(c, reg, &ExecuteMsg::SetParams { params: bad }, 0)
+                .is_err()
+        );
+        let err = chain
+            .execute(c, wind, &ExecuteMsg::SetParams { params: params() }, 0)
+            .unwrap_err();
         assert!(err.contains("only the regulator"));
     }
 
