@@ -78,11 +78,13 @@ macro_rules! ensure {
 }
 
 /// Exports a [`Contract`] as the component's entry points. Compiles to nothing off wasm32, so
-/// the same crate can be unit-tested natively with [`testing`].
+/// the same crate can be unit-tested natively with [`testing`], and nothing when the contract
+/// crate's `library` feature is on, so one contract can depend on another's types (declare
+/// `[features] library = []` in every contract crate).
 #[macro_export]
 macro_rules! export_contract {
     ($ty:ty) => {
-        #[cfg(target_arch = "wasm32")]
+        #[cfg(all(target_arch = "wasm32", not(feature = "library")))]
         const _: () = {
             use $crate::bindings::gridledger::contract::types as wit;
             struct GridledgerExport;

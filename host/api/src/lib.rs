@@ -111,6 +111,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "genesis_hash": node.genesis_hash().to_hex(),
         "vm_config_hash": node.vm().config_hash().to_hex(),
         "gas_price_per_kgas": node.params().gas_price_per_kgas,
+        "settled_periods": node.settled_periods(),
     }))
 }
 

@@ -31,20 +31,26 @@ fn main() -> Result<()> {
         names = contract_crates(&root.join("contracts"))?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root).args([
-        "build",
-        "--profile",
-        "contract",
-        "--target",
-        "wasm32-unknown-unknown",
-    ]);
+    // One cargo invocation per contract: built together, cargo would unify features, and a
+    // contract that uses another's types (with its `library` feature) would strip the other's
+    // entry points.
     for n in &names {
-        cmd.args(["-p", n]);
-    }
-    let status = cmd.status().context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build of the contracts failed");
+        let status = Command::new(&cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--profile",
+                "contract",
+                "--target",
+                "wasm32-unknown-unknown",
+                "-p",
+                n,
+            ])
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("cargo build of contract {n} failed");
+        }
     }
     std::fs::create_dir_all(&out_dir)?;
     for n in &names {

@@ -25,6 +25,36 @@ pub struct Genesis {
     pub accounts: Vec<GenesisAccount>,
     #[serde(default)]
     pub contracts: Vec<GenesisContract>,
+    /// The market's clock: which contracts the chain itself calls at period boundaries.
+    pub market: Option<MarketClock>,
+}
+
+/// Delivery periods and the contracts that move with them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketClock {
+    /// Length of a delivery period.
+    pub period_ms: u64,
+    /// Start of period 0; defaults to the genesis time.
+    pub start_ms: Option<u64>,
+    /// Labels of contracts whose `sudo` gets `{"period_boundary":{"period":N}}` when period
+    /// N begins, in this order.
+    pub sudo_contracts: Vec<String>,
+    /// Gas cap of each such call.
+    #[serde(default = "default_sudo_gas")]
+    pub sudo_gas: u64,
+    /// Label of the contract answering `{"stats":{}}` with `settled_periods` (the status page).
+    pub stats_contract: Option<String>,
+}
+
+fn default_sudo_gas() -> u64 {
+    2_000_000_000
+}
+
+impl MarketClock {
+    pub fn start(&self, genesis_time_ms: u64) -> u64 {
+        self.start_ms.unwrap_or(genesis_time_ms)
+    }
 }
 
 fn default_gas_price() -> u64 {
@@ -57,9 +87,13 @@ pub struct GenesisContract {
     pub label: String,
     /// Component file, relative to the contracts directory (`target/contracts`).
     pub wasm: String,
-    /// Instantiate message, as JSON text.
+    /// Instantiate message, as JSON text. `{account:NAME}` and `{contract:LABEL}` (an earlier
+    /// contract) are replaced by addresses, `{genesis_time_ms}` and `{period_ms}` by numbers.
     #[serde(default = "default_msg")]
     pub msg: String,
+    /// Tokens the creator sends to the instance (e.g. a subsidy pool).
+    #[serde(default)]
+    pub funds: u64,
     /// The account (by name) that creates it.
     pub creator: String,
     /// The account (by name) allowed to migrate it; immutable if absent.
@@ -109,6 +143,20 @@ impl Genesis {
                     return Err(GenesisError::Invalid(format!(
                         "account {}: unknown role {r}",
                         a.name
+                    )));
+                }
+            }
+        }
+        if let Some(m) = &self.market {
+            if m.period_ms == 0 {
+                return Err(GenesisError::Invalid(
+                    "market.period_ms must be positive".into(),
+                ));
+            }
+            for l in m.sudo_contracts.iter().chain(&m.stats_contract) {
+                if !self.contracts.iter().any(|c| &c.label == l) {
+                    return Err(GenesisError::Invalid(format!(
+                        "market: no genesis contract labelled {l}"
                     )));
                 }
             }

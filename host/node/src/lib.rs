@@ -11,7 +11,7 @@ pub mod mempool;
 pub mod testing;
 
 pub use exec::{ChainParams, Executor, Rejected};
-pub use genesis::{Genesis, GenesisError};
+pub use genesis::{Genesis, GenesisError, MarketClock};
 
 use gridledger_state::{Changes, Snapshot, StateStack, Store, StoreError};
 use gridledger_types::schema::{self, Account, Roles};
@@ -27,6 +27,8 @@ use std::sync::Arc;
 /// Most transactions per block.
 pub const MAX_BLOCK_TXS: usize = 2_000;
 const MEMPOOL_CAPACITY: usize = 20_000;
+/// Most period boundaries handled in one block after the node was stopped.
+const MAX_CATCH_UP_PERIODS: u64 = 16;
 /// Gas for each genesis contract's instantiation.
 const GENESIS_GAS: u64 = 1_000_000_000;
 
@@ -284,6 +286,7 @@ impl Node {
                 }
             }
         }
+        receipts.extend(self.period_boundaries(&block_env, parent.time_ms, &mut state)?);
         state.set(
             schema::meta_key(schema::META_HEIGHT),
             codec::encode(&height),
@@ -342,6 +345,73 @@ impl Node {
         )?;
         *self.head.write() = header.clone();
         Ok(header)
+    }
+
+    /// The chain's own calls for every market period that began after the parent block and
+    /// by this one: each `sudo` contract gets `period_boundary`, gas-capped, with its receipt
+    /// after the transactions' receipts.
+    fn period_boundaries(
+        &self,
+        env: &BlockEnv,
+        parent_time_ms: u64,
+        state: &mut StateStack,
+    ) -> Result<Vec<Receipt>, NodeError> {
+        let Some(m) = &self.genesis.market else {
+            return Ok(Vec::new());
+        };
+        let start = m.start(self.genesis.genesis_time_ms);
+        if env.time_ms < start {
+            return Ok(Vec::new());
+        }
+        let current = (env.time_ms - start) / m.period_ms;
+        let first = if parent_time_ms < start {
+            0
+        } else {
+            (parent_time_ms - start) / m.period_ms + 1
+        };
+        // After a long stop, catch up on at most 16 boundaries; older periods stay unsettled
+        // until someone calls `settle`.
+        let first = first.max(current.saturating_sub(MAX_CATCH_UP_PERIODS - 1));
+        let mut out = Vec::new();
+        for period in first..=current {
+            for label in &m.sudo_contracts {
+                let Some(b) = gridledger_state::StateRead::get(state, &label_key(label))? else {
+                    continue;
+                };
+                let Some(contract) = Address::from_slice(&b) else {
+                    continue;
+                };
+                let msg = format!(r#"{{"period_boundary":{{"period":{period}}}}}"#);
+                out.push(self.exec.system_call(
+                    env,
+                    state,
+                    contract,
+                    msg.as_bytes(),
+                    m.sudo_gas,
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many delivery periods the market has settled (0 without a market).
+    pub fn settled_periods(&self) -> u64 {
+        let Some(label) = self
+            .genesis
+            .market
+            .as_ref()
+            .and_then(|m| m.stats_contract.as_ref())
+        else {
+            return 0;
+        };
+        let Ok(Some(contract)) = self.contract_by_label(label) else {
+            return 0;
+        };
+        self.query(&contract, br#"{"stats":{}}"#)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["settled_periods"].as_u64())
+            .unwrap_or(0)
     }
 
     /// Runs a contract query against the latest committed state.
@@ -408,6 +478,38 @@ impl Node {
             None => Ok(None),
         }
     }
+}
+
+/// Fills `{account:NAME}`, `{contract:LABEL}`, `{genesis_time_ms}` and `{period_ms}` in a
+/// genesis instantiate message.
+fn fill_template(
+    msg: &str,
+    genesis: &Genesis,
+    accounts: &std::collections::BTreeMap<String, Address>,
+    contracts: &std::collections::BTreeMap<String, Address>,
+) -> Result<String, NodeError> {
+    let mut out = msg.replace("{genesis_time_ms}", &genesis.genesis_time_ms.to_string());
+    if let Some(m) = &genesis.market {
+        out = out
+            .replace("{period_ms}", &m.period_ms.to_string())
+            .replace(
+                "{market_start_ms}",
+                &m.start(genesis.genesis_time_ms).to_string(),
+            );
+    }
+    for (name, a) in accounts {
+        out = out.replace(&format!("{{account:{name}}}"), &a.to_hex());
+    }
+    for (label, a) in contracts {
+        out = out.replace(&format!("{{contract:{label}}}"), &a.to_hex());
+    }
+    if let Some(i) = out.find("{account:").or_else(|| out.find("{contract:")) {
+        return Err(NodeError::Config(format!(
+            "genesis message refers to an unknown name: {}",
+            &out[i..out.len().min(i + 40)]
+        )));
+    }
+    Ok(out)
 }
 
 fn label_key(label: &str) -> Vec<u8> {
@@ -504,6 +606,7 @@ fn build_genesis(
         chain_id: genesis.chain_id.clone(),
     };
     let mut receipts = Vec::new();
+    let mut labels: std::collections::BTreeMap<String, Address> = Default::default();
     for (i, c) in genesis.contracts.iter().enumerate() {
         let path = contracts_dir.join(&c.wasm);
         let wasm = std::fs::read(&path).map_err(|e| {
@@ -541,8 +644,8 @@ fn build_genesis(
             creator,
             contract,
             hash,
-            c.msg.as_bytes(),
-            0,
+            fill_template(&c.msg, genesis, &addresses, &labels)?.as_bytes(),
+            c.funds,
             &c.label,
             admin,
             GENESIS_GAS,
@@ -558,6 +661,7 @@ fn build_genesis(
             }
         };
         state.set(label_key(&c.label), contract.0.to_vec());
+        labels.insert(c.label.clone(), contract);
         receipts.push(Receipt {
             tx_hash: Hash32::ZERO,
             gas_used: done.gas,

@@ -55,6 +55,7 @@ pub fn test_genesis(extra: Vec<GenesisAccount>) -> Genesis {
         block_interval_ms: 500,
         accounts,
         contracts: Vec::new(),
+        market: None,
     }
 }
 
@@ -126,10 +127,20 @@ impl TestChain {
         }
     }
 
-    /// Produces one block (with whatever is pending).
+    /// Produces one block (with whatever is pending), a second after the last.
     pub fn next_block(&mut self) {
-        self.time_ms += 1000;
-        self.node.produce_block(self.time_ms).expect("block");
+        self.block_at(self.time_ms + 1000);
+    }
+
+    /// Produces one block at `time_ms` (at least 1 ms after the last).
+    pub fn block_at(&mut self, time_ms: u64) -> Arc<crate::CommittedBlock> {
+        self.time_ms = time_ms.max(self.time_ms + 1);
+        self.node.produce_block(self.time_ms).expect("block")
+    }
+
+    /// Time of the last block.
+    pub fn time_ms(&self) -> u64 {
+        self.time_ms
     }
 
     /// Signs, submits and includes a transaction; panics if it is rejected.

@@ -1,0 +1,124 @@
+//! The market moves by itself: the chain calls the market's `sudo` at period boundaries, so
+//! periods clear and settle without anyone sending a transaction for it.
+
+use gridledger_node::genesis::{GenesisAccount, GenesisContract, MarketClock};
+use gridledger_node::testing::{TestChain, test_genesis};
+use gridledger_types::{Keypair, Payload};
+use std::path::Path;
+
+const T0: u64 = 1_767_225_600_000;
+const PERIOD: u64 = 10_000;
+
+fn account(name: &str, balance: u64) -> GenesisAccount {
+    GenesisAccount {
+        name: name.into(),
+        address: None,
+        dev_seed: Some(format!("clock {name}")),
+        balance,
+        roles: vec![],
+    }
+}
+
+fn key(name: &str) -> Keypair {
+    Keypair::from_seed_phrase(&format!("clock {name}"))
+}
+
+#[test]
+fn periods_clear_and_settle_at_boundaries() {
+    let mut genesis = test_genesis(vec![
+        account("regulator", 1_000_000_000),
+        account("wind", 1_000_000_000),
+        account("house", 1_000_000_000),
+        account("meter-wind", 1_000_000_000),
+        account("meter-house", 1_000_000_000),
+    ]);
+    let params = r#"{"f_min":100000,"f_max":400000,"reference_price":200000,"mu_min":"0.5","mu_max":"1.5","mu_slope":"1","shortfall_penalty":50000,"overdraw_penalty":40000,"grid_tariff":300000,"mechanism":"pay_as_clear"}"#;
+    genesis.contracts = vec![
+        GenesisContract { label: "pricing".into(), wasm: "pricing.wasm".into(), msg: format!(r#"{{"params":{params},"admin":"{{account:regulator}}"}}"#), funds: 0, creator: "regulator".into(), admin: Some("regulator".into()) },
+        GenesisContract {
+            label: "market".into(),
+            wasm: "market.wasm".into(),
+            msg: r#"{"pricing":"{contract:pricing}","grid_company":"{account:grid-company}","admin":"{account:grid-company}","start_ms":{market_start_ms},"period_ms":{period_ms},"devices":[["{account:meter-wind}","{account:wind}"],["{account:meter-house}","{account:house}"]]}"#.into(),
+            funds: 1_000_000,
+            creator: "grid-company".into(),
+            admin: Some("regulator".into()),
+        },
+    ];
+    genesis.market = Some(MarketClock {
+        period_ms: PERIOD,
+        start_ms: Some(T0 + PERIOD),
+        sudo_contracts: vec!["market".into()],
+        sudo_gas: 1_000_000_000,
+        stats_contract: Some("market".into()),
+    });
+    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contracts");
+    let mut chain = TestChain::with_genesis(genesis, &contracts);
+    let market = chain.node.contract_by_label("market").unwrap().unwrap();
+
+    // Orders for period 1 (delivered from T0 + 20 s).
+    chain.block_at(T0 + 1_000);
+    let offer = chain.send(
+        &key("wind"),
+        Payload::Execute {
+            contract: market,
+            msg: br#"{"offer":{"period":1,"wh":1000,"min_price":150000,"renewable":true}}"#
+                .to_vec(),
+            funds: 50_000,
+        },
+    );
+    assert!(offer.is_success(), "{:?}", offer.error);
+    let bid = chain.send(
+        &key("house"),
+        Payload::Execute {
+            contract: market,
+            msg: br#"{"bid":{"period":1,"wh":800,"max_price":250000}}"#.to_vec(),
+            funds: 200_000,
+        },
+    );
+    assert!(bid.is_success(), "{:?}", bid.error);
+    assert_eq!(chain.node.settled_periods(), 0);
+
+    // Period 1 begins: the block's own system receipts clear periods 0 and 1.
+    let b = chain.block_at(T0 + 2 * PERIOD);
+    assert_eq!(b.header.receipt_count as usize, b.receipts.len());
+    assert_eq!(b.header.tx_count, 0);
+    let kinds: Vec<&str> = b
+        .receipts
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.kind.as_str()))
+        .collect();
+    assert!(kinds.contains(&"trade"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "period_cleared").count(), 2);
+    assert!(b.receipts.iter().all(|r| r.is_success() && r.fee == 0));
+
+    // After delivery, the meters report.
+    chain.block_at(T0 + 3 * PERIOD + 10);
+    let r = chain.send(
+        &key("meter-wind"),
+        Payload::Execute {
+            contract: market,
+            msg: br#"{"reading":{"period":1,"produced_wh":1000,"consumed_wh":0}}"#.to_vec(),
+            funds: 0,
+        },
+    );
+    assert!(r.is_success(), "{:?}", r.error);
+    let wind_before = chain.balance(&key("wind").address());
+
+    // Period 3 begins: period 1 settles.
+    let b = chain.block_at(T0 + 4 * PERIOD);
+    let settled = b
+        .receipts
+        .iter()
+        .flat_map(|r| &r.events)
+        .filter(|e| e.kind == "period_settled")
+        .count();
+    assert!(settled >= 1);
+    assert!(chain.node.settled_periods() >= 2, "periods 0 and 1");
+    assert!(
+        chain.balance(&key("wind").address()) > wind_before,
+        "the seller was paid"
+    );
+    let summary = chain.query(market, r#"{"period":{"period":1}}"#).unwrap();
+    assert_eq!(summary["settled"], true);
+    assert_eq!(summary["delivered_wh"], 800);
+}
