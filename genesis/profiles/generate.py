@@ -17,6 +17,9 @@ average power in watts (W) over the period; energy per period in Wh is W / 4.
 - water_plant_w: the island's water purification plant, 40 kW base with pumps at 80 kW in the
   early morning and late evening tariff windows.
 
+- battery_w: the island's 500 kW / 2 MWh battery store, signed: charging (negative) at
+  400 kW 10:00-14:00 when PV peaks, discharging (positive) at 400 kW 18:00-22:00.
+
 Run once; the CSV output is committed, so the node needs no Python. Needs
 `pip install pvlib windpowerlib demandlib==0.2.2 "pandas<3"` (demandlib 0.2.2 turns warnings
 into errors, and pandas 3 warns about an argument it uses). Generated with pvlib 0.16.1,
@@ -104,6 +107,14 @@ def water_plant_profile(index):
     return out
 
 
+def battery_profile(index):
+    out = []
+    for ts in index:
+        h = ts.hour + ts.minute / 60
+        out.append(-400_000 if 10 <= h < 14 else 400_000 if 18 <= h < 22 else 0)
+    return out
+
+
 def main():
     index = periods()
     columns = {
@@ -112,6 +123,7 @@ def main():
         "household_load_w": household_profile(index),
         "charging_pile_w": charging_pile_profile(index),
         "water_plant_w": water_plant_profile(index),
+        "battery_w": battery_profile(index),
     }
     with OUT.open("w", newline="") as f:
         w = csv.writer(f)

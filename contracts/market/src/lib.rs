@@ -435,10 +435,12 @@ fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
     let mut buyers: std::collections::BTreeMap<Address, Party> = Default::default();
     let mut pool = STATS.may_load()?.unwrap_or_default().pool;
     for t in &trades {
-        if !output_left.contains_key(&t.seller) {
-            output_left.insert(t.seller, reading(&t.seller)?.map_or(0, |r| r.produced_wh));
-        }
-        let left = output_left.get_mut(&t.seller).ok_or("seller")?;
+        let left = match output_left.entry(t.seller) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(reading(&t.seller)?.map_or(0, |r| r.produced_wh))
+            }
+        };
         let delivered = t.wh.min(*left);
         *left -= delivered;
         let payment = value_floor(delivered, t.price);

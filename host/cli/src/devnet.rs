@@ -1,11 +1,12 @@
 //! `gridledger devnet`: one validator, blocks on a timer, the API on loopback.
 
+use crate::sim::Simulation;
 use anyhow::{Context, Result};
 use clap::Args;
-use gridledger_node::{Genesis, Node};
+use gridledger_node::{CommittedBlock, Genesis, Node};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Args)]
@@ -16,8 +17,12 @@ pub struct DevnetArgs {
     /// API port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8480)]
     port: u16,
-    #[arg(long, default_value = "genesis/devnet.toml")]
+    /// The island microgrid by default; `genesis/devnet.toml` is a bare chain.
+    #[arg(long, default_value = "genesis/island.toml")]
     genesis: PathBuf,
+    /// Do not run the simulated participants even if genesis describes them.
+    #[arg(long)]
+    no_simulation: bool,
     /// Where the genesis contracts' components are (built by `cargo run -p gridledger-build`).
     #[arg(long, default_value = "target/contracts")]
     contracts_dir: PathBuf,
@@ -38,7 +43,12 @@ pub fn run(args: DevnetArgs) -> Result<()> {
     let interval =
         Duration::from_millis(args.block_ms.unwrap_or(genesis.block_interval_ms).max(10));
     let keys: Vec<_> = genesis.dev_keys();
-    let node = Node::open(&args.data_dir, genesis, &args.contracts_dir)?;
+    let node = Node::open(&args.data_dir, genesis.clone(), &args.contracts_dir)?;
+    let sim = if args.no_simulation {
+        None
+    } else {
+        Simulation::from_genesis(node.clone(), &genesis, &args.genesis)?
+    };
     let key_dir = args.data_dir.join("keys");
     std::fs::create_dir_all(&key_dir)?;
     for (name, key) in &keys {
@@ -75,7 +85,8 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         std::io::stdout().flush()?;
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let producer = tokio::spawn(produce(node.clone(), interval, stop_rx));
+        let sim = sim.map(|s| Arc::new(Mutex::new(s)));
+        let producer = tokio::spawn(produce(node.clone(), interval, stop_rx, sim));
         axum::serve(listener, gridledger_api::router(node.clone()))
             .with_graceful_shutdown(shutdown_signal())
             .await?;
@@ -91,6 +102,7 @@ async fn produce(
     node: Arc<Node>,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    sim: Option<Arc<Mutex<Simulation>>>,
 ) -> Result<()> {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,12 +112,42 @@ async fn produce(
             _ = stop.changed() => return Ok(()),
         }
         let n = node.clone();
-        let result = tokio::task::spawn_blocking(move || n.produce_block(now_ms())).await?;
+        let sim = sim.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let block = n.produce_block(now_ms())?;
+            if let Some(sim) = sim {
+                let mut sim = sim.lock().unwrap_or_else(|p| p.into_inner());
+                for period in settled_periods(&block) {
+                    if let Some(line) = sim.describe(period) {
+                        println!("{line}");
+                    }
+                }
+                sim.on_block(block.header.time_ms);
+            }
+            Ok::<_, gridledger_node::NodeError>(())
+        })
+        .await?;
         if let Err(e) = result {
             eprintln!("block production stopped: {e}");
             return Err(e.into());
         }
     }
+}
+
+/// Periods the block's system calls settled.
+fn settled_periods(block: &CommittedBlock) -> Vec<u64> {
+    block
+        .receipts
+        .iter()
+        .flat_map(|r| &r.events)
+        .filter(|e| e.kind == "period_settled")
+        .filter_map(|e| {
+            e.attributes
+                .iter()
+                .find(|(k, _)| k == "period")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .collect()
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod devnet;
+mod sim;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};

@@ -229,3 +229,50 @@ fn devnet_serves_executes_proves_and_restarts() {
     );
     net.stop();
 }
+
+#[test]
+fn island_devnet_trades_clears_and_settles_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["devnet", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--genesis")
+        .arg(repo().join("genesis/island.toml"))
+        .arg("--contracts-dir")
+        .arg(repo().join("target/contracts"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start devnet");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut url = None;
+    let line = loop {
+        // Orders go in during one 5 s period, clear at the next, settle two later.
+        let line = rx
+            .recv_timeout(Duration::from_secs(90))
+            .expect("a settled period within 90 s");
+        if let Some(i) = line.find("http://127.0.0.1:") {
+            url = Some(line[i..].trim().to_string());
+        }
+        if line.starts_with("period ") {
+            break line;
+        }
+    };
+    assert!(
+        line.contains("traded") && line.contains("renewable") && line.contains("μ"),
+        "{line}"
+    );
+    let status = get(&format!("{}/v1/status", url.unwrap()));
+    assert!(status["settled_periods"].as_u64().unwrap() >= 1, "{status}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+}

@@ -27,6 +27,41 @@ pub struct Genesis {
     pub contracts: Vec<GenesisContract>,
     /// The market's clock: which contracts the chain itself calls at period boundaries.
     pub market: Option<MarketClock>,
+    /// Simulated participants for the devnet (ignored by validators).
+    pub simulation: Option<Simulation>,
+}
+
+/// The devnet's simulated island: who trades, from which profile.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Simulation {
+    /// CSV of per-period average power in W, relative to the genesis file.
+    pub profiles: String,
+    /// Label of the pricing contract (forecasts go there).
+    pub pricing: String,
+    /// Label of the market contract (orders and readings go there).
+    pub market: String,
+    pub participants: Vec<Participant>,
+}
+
+/// One simulated participant.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Participant {
+    /// Its account (by name); must have a `dev_seed`.
+    pub account: String,
+    /// Its meter's account (by name, `dev_seed`, registered with the market).
+    pub meter: String,
+    /// Profile column; positive values are produced, negative consumed (a battery is both).
+    pub profile: String,
+    /// How many units of the profile this participant is (e.g. 3000 households).
+    pub units: u64,
+    /// A producer (`true`: offers what it produces) or a consumer (bids what it consumes).
+    pub producer: bool,
+    #[serde(default)]
+    pub renewable: bool,
+    /// Limit price, micro-tokens per kWh: an offer's minimum or a bid's maximum.
+    pub limit_price: u64,
 }
 
 /// Delivery periods and the contracts that move with them.

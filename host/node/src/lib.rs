@@ -215,6 +215,13 @@ impl Node {
         self.head.read().clone()
     }
 
+    /// The nonce a new transaction of `who` must carry: committed nonce plus pending ones.
+    pub fn next_nonce(&self, who: &Address) -> Result<u64, NodeError> {
+        let snap = self.store.snapshot()?;
+        let committed = ledger::account(&snap, who)?.nonce;
+        Ok(committed + self.mempool.lock().pending_of(who))
+    }
+
     pub fn mempool_len(&self) -> usize {
         self.mempool.lock().len()
     }

@@ -56,6 +56,7 @@ pub fn test_genesis(extra: Vec<GenesisAccount>) -> Genesis {
         accounts,
         contracts: Vec::new(),
         market: None,
+        simulation: None,
     }
 }
 

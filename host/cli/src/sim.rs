@@ -1,0 +1,308 @@
+//! The devnet's simulated island: participants forecast, offer and bid from their profiles,
+//! and their meters report what was delivered, every period, through ordinary signed
+//! transactions. The chain clears and settles by itself.
+
+use anyhow::{Context, Result, bail};
+use gridledger_node::Node;
+use gridledger_node::genesis::{Genesis, Participant};
+use gridledger_types::{Address, Hash32, Keypair, Payload, TxBody};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Gas limit of each simulated transaction.
+const SIM_GAS: u64 = 20_000_000;
+
+struct Member {
+    cfg: Participant,
+    key: Keypair,
+    meter: Keypair,
+}
+
+pub struct Simulation {
+    node: Arc<Node>,
+    pricing: Address,
+    market: Address,
+    members: Vec<Member>,
+    /// Profile column → average W per row.
+    profiles: BTreeMap<String, Vec<i64>>,
+    rows: usize,
+    start_ms: u64,
+    period_ms: u64,
+    shortfall_penalty: u64,
+    last_period: Option<u64>,
+}
+
+fn parse_profiles(text: &str) -> Result<(BTreeMap<String, Vec<i64>>, usize)> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .context("empty profile file")?
+        .split(',')
+        .collect();
+    let mut cols: BTreeMap<String, Vec<i64>> = header
+        .iter()
+        .skip(2)
+        .map(|h| (h.to_string(), Vec::new()))
+        .collect();
+    let mut rows = 0;
+    for (n, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells.len() != header.len() {
+            bail!(
+                "profile row {} has {} cells, the header {}",
+                n + 1,
+                cells.len(),
+                header.len()
+            );
+        }
+        for (h, c) in header.iter().zip(&cells).skip(2) {
+            let v: i64 = c
+                .trim()
+                .parse()
+                .with_context(|| format!("profile row {}, column {h}: {c:?}", n + 1))?;
+            cols.get_mut(*h).context("column")?.push(v);
+        }
+        rows += 1;
+    }
+    if rows == 0 {
+        bail!("profile file has no rows");
+    }
+    Ok((cols, rows))
+}
+
+impl Simulation {
+    /// Sets up the simulation described in genesis, if it has one.
+    pub fn from_genesis(
+        node: Arc<Node>,
+        genesis: &Genesis,
+        genesis_path: &Path,
+    ) -> Result<Option<Simulation>> {
+        let (Some(sim), Some(clock)) = (&genesis.simulation, &genesis.market) else {
+            return Ok(None);
+        };
+        let path = genesis_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&sim.profiles);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let (profiles, rows) = parse_profiles(&text)?;
+        let keys: BTreeMap<String, Keypair> = genesis.dev_keys().into_iter().collect();
+        let mut members = Vec::new();
+        for p in &sim.participants {
+            if !profiles.contains_key(&p.profile) {
+                bail!("participant {}: no profile column {}", p.account, p.profile);
+            }
+            let key = keys
+                .get(&p.account)
+                .with_context(|| format!("participant {} needs a dev_seed account", p.account))?;
+            let meter = keys
+                .get(&p.meter)
+                .with_context(|| format!("meter {} needs a dev_seed account", p.meter))?;
+            members.push(Member {
+                cfg: p.clone(),
+                key: key.clone(),
+                meter: meter.clone(),
+            });
+        }
+        let label = |l: &str| -> Result<Address> {
+            node.contract_by_label(l)?
+                .with_context(|| format!("no contract labelled {l}"))
+        };
+        let pricing = label(&sim.pricing)?;
+        let market = label(&sim.market)?;
+        let params: Value = serde_json::from_slice(
+            &node
+                .query(&pricing, br#"{"params":{}}"#)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        )?;
+        let shortfall_penalty = params["shortfall_penalty"]
+            .as_u64()
+            .context("pricing params")?;
+        Ok(Some(Simulation {
+            node,
+            pricing,
+            market,
+            members,
+            profiles,
+            rows,
+            start_ms: clock.start(genesis.genesis_time_ms),
+            period_ms: clock.period_ms,
+            shortfall_penalty,
+            last_period: None,
+        }))
+    }
+
+    /// Average W of a participant's whole fleet in profile row `row`.
+    fn power(&self, m: &Member, period: u64) -> i64 {
+        let row = (period % self.rows as u64) as usize;
+        self.profiles[&m.cfg.profile][row].saturating_mul(m.cfg.units as i64)
+    }
+
+    fn send(&self, key: &Keypair, contract: Address, msg: Value, funds: u64) {
+        let result = self
+            .node
+            .next_nonce(&key.address())
+            .map_err(|e| e.to_string())
+            .and_then(|nonce| {
+                let tx = TxBody {
+                    chain_id: self.node.chain_id().to_string(),
+                    sender: key.address(),
+                    nonce,
+                    gas_limit: SIM_GAS,
+                    payload: Payload::Execute {
+                        contract,
+                        msg: msg.to_string().into_bytes(),
+                        funds,
+                    },
+                }
+                .sign(key);
+                self.node.submit(&tx.encode()).map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            eprintln!(
+                "simulation: a transaction of {} was refused: {e}",
+                key.address()
+            );
+        }
+    }
+
+    /// Called after each block: at the start of each period, every participant forecasts and
+    /// orders for the next period, and every meter reports the period just delivered.
+    pub fn on_block(&mut self, time_ms: u64) {
+        if time_ms < self.start_ms {
+            return;
+        }
+        let period = (time_ms - self.start_ms) / self.period_ms;
+        if self.last_period == Some(period) {
+            return;
+        }
+        let first = self.last_period.is_none();
+        self.last_period = Some(period);
+        let target = period + 1;
+        for m in &self.members {
+            let w = self.power(m, target);
+            let wh = (w.unsigned_abs()) / 4;
+            if wh == 0 {
+                continue;
+            }
+            let selling = m.cfg.producer && w > 0;
+            let kind = if selling { "supply" } else { "demand" };
+            if !selling || m.cfg.renewable {
+                self.send(
+                    &m.key,
+                    self.pricing,
+                    json!({"forecast": {"period": target, "kind": kind, "wh": wh}}),
+                    0,
+                );
+            }
+            if selling {
+                let bond = (wh as u128 * self.shortfall_penalty as u128).div_ceil(1000) as u64;
+                self.send(&m.key, self.market, json!({"offer": {"period": target, "wh": wh, "min_price": m.cfg.limit_price, "renewable": m.cfg.renewable}}), bond);
+            } else {
+                let margin = (wh as u128 * m.cfg.limit_price as u128).div_ceil(1000) as u64;
+                self.send(
+                    &m.key,
+                    self.market,
+                    json!({"bid": {"period": target, "wh": wh, "max_price": m.cfg.limit_price}}),
+                    margin,
+                );
+            }
+        }
+        if first || period == 0 {
+            return;
+        }
+        // Meters report the period just delivered: the profile, give or take 5 %.
+        let delivered = period - 1;
+        for m in &self.members {
+            let w = self.power(m, delivered);
+            let noise = Hash32::tagged(
+                b"sim-noise",
+                &[&delivered.to_be_bytes(), m.cfg.account.as_bytes()],
+            )
+            .0[0] as i64;
+            let wh = (w.unsigned_abs() as i64 / 4) * (950 + noise * 100 / 255) / 1000;
+            let (produced, consumed) = if m.cfg.producer && w > 0 {
+                (wh, 0)
+            } else {
+                (0, wh)
+            };
+            self.send(&m.meter, self.market, json!({"reading": {"period": delivered, "produced_wh": produced, "consumed_wh": consumed}}), 0);
+        }
+    }
+
+    /// One line for a settled period.
+    pub fn describe(&self, period: u64) -> Option<String> {
+        let msg = json!({"period": {"period": period}}).to_string();
+        let v: Value =
+            serde_json::from_slice(&self.node.query(&self.market, msg.as_bytes()).ok()?).ok()?;
+        let traded = v["traded_wh"].as_u64()?;
+        let renewable = v["renewable_wh"].as_u64()?;
+        if traded == 0 && v["delivered_wh"].as_u64()? == 0 {
+            // Periods before the simulation started (e.g. caught up after a stop).
+            return None;
+        }
+        let row = period % self.rows as u64;
+        let mu: f64 = v["mu"].as_str()?.parse().ok()?;
+        let share = if traded > 0 {
+            renewable as f64 * 100.0 / traded as f64
+        } else {
+            0.0
+        };
+        Some(format!(
+            "period {period} ({:02}:{:02}): price {:.3} tok/kWh, μ {mu:.3}, traded {:.1} kWh ({share:.0}% renewable), delivered {:.1} kWh, settled {:.3} tok, subsidy {:.3} tok, penalties {:.3} tok",
+            row / 4,
+            (row % 4) * 15,
+            v["clearing_price"].as_u64()? as f64 / 1e6,
+            traded as f64 / 1000.0,
+            v["delivered_wh"].as_u64()? as f64 / 1000.0,
+            v["settled_value"].as_u64()? as f64 / 1e6,
+            v["subsidy_paid"].as_u64()? as f64 / 1e6,
+            v["penalties"].as_u64()? as f64 / 1e6,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_parse_and_bad_rows_are_reported() {
+        let (cols, rows) =
+            parse_profiles("period,time,a_w,b_w\n0,00:00,5,-3\n1,00:15,7,0\n").unwrap();
+        assert_eq!(rows, 2);
+        assert_eq!(cols["b_w"], vec![-3, 0]);
+        assert!(
+            parse_profiles("period,time,a\n0,00:00\n")
+                .unwrap_err()
+                .to_string()
+                .contains("cells")
+        );
+        assert!(parse_profiles("period,time,a\n0,00:00,x\n").is_err());
+    }
+
+    #[test]
+    fn the_shipped_island_profiles_load() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../genesis/profiles/island_profiles.csv");
+        let (cols, rows) = parse_profiles(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(rows, 96);
+        for c in [
+            "wind_turbine_w",
+            "pv_household_w",
+            "household_load_w",
+            "charging_pile_w",
+            "water_plant_w",
+            "battery_w",
+        ] {
+            assert!(cols.contains_key(c), "{c}");
+        }
+        assert!(
+            cols["pv_household_w"][0] == 0 && cols["pv_household_w"][48] > 0,
+            "PV is zero at midnight, positive at noon"
+        );
+    }
+}
