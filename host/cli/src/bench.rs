@@ -13,6 +13,15 @@ use wasmtime::component::{Component, Linker};
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
+    /// Clearing periods of 1,000 and 10,000 orders and settling 1,000 trades, in the
+    /// contracts, through the node (block production with the chain's own period calls).
+    Market {
+        /// Print one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "target/contracts")]
+        contracts_dir: PathBuf,
+    },
     /// A bare component call against a realistic contract call, on the same engine.
     Vm {
         /// Print one JSON object on the last line.
@@ -33,6 +42,10 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             seconds,
             contracts_dir,
         } => bench_vm(json, seconds, &contracts_dir),
+        BenchCmd::Market {
+            json,
+            contracts_dir,
+        } => crate::bench_market::run(json, &contracts_dir),
     }
 }
 

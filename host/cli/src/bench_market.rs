@@ -1,0 +1,226 @@
+//! `gridledger bench market`: the market contracts at scale, through the node.
+//!
+//! Each scenario is a fresh in-memory chain with the pricing and market contracts in genesis.
+//! Orders are real signed transactions; the timed part is the one block whose period-boundary
+//! system call clears (or settles) the period, so the figure includes everything the node does
+//! for it (VM, storage, state root, commit).
+
+use anyhow::{Context, Result, bail};
+use gridledger_node::CommittedBlock;
+use gridledger_node::genesis::{GenesisAccount, GenesisContract, MarketClock};
+use gridledger_node::testing::{TestChain, test_genesis};
+use gridledger_types::{Address, Keypair, Payload, TxBody};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+const T0: u64 = 1_767_225_600_000;
+const PERIOD_MS: u64 = 3_600_000;
+/// Gas cap of the period call in the benchmark: high, so the measured gas is the true cost.
+const BENCH_SUDO_GAS: u64 = 1_000_000_000_000;
+
+struct Scenario {
+    chain: TestChain,
+    market: Address,
+    traders: Vec<Keypair>,
+}
+
+fn trader(i: usize) -> Keypair {
+    Keypair::from_seed_phrase(&format!("bench trader {i}"))
+}
+
+fn scenario(traders: usize, contracts_dir: &Path) -> Result<Scenario> {
+    let accounts = (0..traders)
+        .map(|i| GenesisAccount {
+            name: format!("t{i}"),
+            address: None,
+            dev_seed: Some(format!("bench trader {i}")),
+            balance: 1_000_000_000_000,
+            roles: vec![],
+        })
+        .collect();
+    let mut genesis = test_genesis(accounts);
+    // Every trader is its own meter, so readings need no extra accounts.
+    let devices: Vec<String> = (0..traders)
+        .map(|i| format!(r#"["{{account:t{i}}}","{{account:t{i}}}"]"#))
+        .collect();
+    let params = r#"{"f_min":100000,"f_max":400000,"reference_price":200000,"mu_min":"0.5","mu_max":"1.5","mu_slope":"1","shortfall_penalty":50000,"overdraw_penalty":40000,"grid_tariff":300000,"mechanism":"pay_as_clear"}"#;
+    genesis.contracts = vec![
+        GenesisContract {
+            label: "pricing".into(),
+            wasm: "pricing.wasm".into(),
+            msg: format!(r#"{{"params":{params},"admin":"{{account:grid-company}}"}}"#),
+            funds: 0,
+            creator: "grid-company".into(),
+            admin: None,
+        },
+        GenesisContract {
+            label: "market".into(),
+            wasm: "market.wasm".into(),
+            msg: format!(
+                r#"{{"pricing":"{{contract:pricing}}","grid_company":"{{account:grid-company}}","admin":"{{account:grid-company}}","start_ms":{{market_start_ms}},"period_ms":{{period_ms}},"devices":[{}]}}"#,
+                devices.join(",")
+            ),
+            funds: 1_000_000_000,
+            creator: "grid-company".into(),
+            admin: None,
+        },
+    ];
+    genesis.market = Some(MarketClock {
+        period_ms: PERIOD_MS,
+        start_ms: Some(T0 + PERIOD_MS),
+        sudo_contracts: vec!["market".into()],
+        sudo_gas: BENCH_SUDO_GAS,
+        stats_contract: Some("market".into()),
+    });
+    let chain = TestChain::with_genesis(genesis, contracts_dir);
+    let market = chain
+        .node
+        .contract_by_label("market")?
+        .context("market deployed")?;
+    Ok(Scenario {
+        chain,
+        market,
+        traders: (0..traders).map(trader).collect(),
+    })
+}
+
+impl Scenario {
+    /// Submits one execute per (trader, message, funds) and includes them all.
+    fn run_txs(&mut self, txs: Vec<(usize, String, u64)>) -> Result<()> {
+        for (i, msg, funds) in txs {
+            let key = &self.traders[i];
+            let nonce = self.chain.node.next_nonce(&key.address())?;
+            let tx = TxBody {
+                chain_id: self.chain.node.chain_id().to_string(),
+                sender: key.address(),
+                nonce,
+                gas_limit: 50_000_000,
+                payload: Payload::Execute {
+                    contract: self.market,
+                    msg: msg.into_bytes(),
+                    funds,
+                },
+            }
+            .sign(key);
+            self.chain
+                .node
+                .submit(&tx.encode())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        while self.chain.node.mempool_len() > 0 {
+            let t = self.chain.time_ms() + 1;
+            let b = self.chain.block_at(t);
+            if let Some(r) = b.receipts.iter().find(|r| !r.is_success()) {
+                bail!("a benchmark transaction failed: {:?}", r.error);
+            }
+        }
+        Ok(())
+    }
+
+    /// `n` orders for period 1: half offers, half bids, every pair crossing, equal sizes, so
+    /// each offer matches exactly one bid.
+    fn place_orders(&mut self, n: usize) -> Result<()> {
+        let half = n / 2;
+        let mut txs = Vec::new();
+        for k in 0..half {
+            let price = 100_000 + (k as u64 * 97) % 90_000; // offers 100k..190k
+            txs.push((
+                k,
+                format!(
+                    r#"{{"offer":{{"period":1,"wh":1000,"min_price":{price},"renewable":{}}}}}"#,
+                    k % 2 == 0
+                ),
+                50_000,
+            ));
+            let bid_price = 210_000 + (k as u64 * 89) % 150_000; // bids 210k..360k
+            txs.push((
+                half + k,
+                format!(r#"{{"bid":{{"period":1,"wh":1000,"max_price":{bid_price}}}}}"#),
+                bid_price,
+            ));
+        }
+        self.run_txs(txs)
+    }
+
+    /// The block at `time` and how long producing it took.
+    fn timed_block(&mut self, time: u64) -> (Arc<CommittedBlock>, f64) {
+        let start = Instant::now();
+        let b = self.chain.block_at(time);
+        (b, start.elapsed().as_secs_f64() * 1000.0)
+    }
+}
+
+/// Gas of the system call that emitted `event` for period 1.
+fn system_gas(b: &CommittedBlock, event: &str) -> Result<u64> {
+    let r = b
+        .receipts
+        .iter()
+        .find(|r| {
+            r.events.iter().any(|e| {
+                e.kind == event && e.attributes.iter().any(|(k, v)| k == "period" && v == "1")
+            })
+        })
+        .with_context(|| format!("no {event} in the block"))?;
+    if let Some(e) = &r.error {
+        bail!("period call failed: {}", e.message);
+    }
+    Ok(r.gas_used)
+}
+
+/// Clears a period of `n` orders; returns (ms, gas, trades).
+fn clear(n: usize, contracts_dir: &Path) -> Result<(f64, u64, Scenario)> {
+    let mut s = scenario(n, contracts_dir)?;
+    s.chain.block_at(T0 + 1_000);
+    s.place_orders(n)?;
+    let (b, ms) = s.timed_block(T0 + 2 * PERIOD_MS);
+    let gas = system_gas(&b, "period_cleared")?;
+    Ok((ms, gas, s))
+}
+
+pub fn run(json: bool, contracts_dir: &Path) -> Result<()> {
+    let (clear_1000_ms, clear_1000_gas, _) = clear(1_000, contracts_dir)?;
+    println!("clear 1,000 orders: {clear_1000_ms:.1} ms, {clear_1000_gas} gas");
+    let (clear_10000_ms, clear_10000_gas, _) = clear(10_000, contracts_dir)?;
+    println!("clear 10,000 orders: {clear_10000_ms:.1} ms, {clear_10000_gas} gas");
+
+    // Settlement of 1,000 trades: 2,000 orders pair up into 1,000 trades; sellers report.
+    let (_, _, mut s) = clear(2_000, contracts_dir)?;
+    let readings = (0..1_000)
+        .map(|k| {
+            (
+                k,
+                r#"{"reading":{"period":1,"produced_wh":990,"consumed_wh":0}}"#.to_string(),
+                0,
+            )
+        })
+        .collect();
+    s.chain.block_at(T0 + 2 * PERIOD_MS + PERIOD_MS / 2);
+    // Readings are accepted once period 1 is delivered (from period 2's start).
+    s.chain.block_at(T0 + 3 * PERIOD_MS + 1);
+    s.run_txs(readings)?;
+    let trades = s
+        .chain
+        .query(s.market, r#"{"period":{"period":1}}"#)
+        .map_err(|e| anyhow::anyhow!("{e}"))?["trades"]
+        .as_u64()
+        .unwrap_or(0);
+    let (b, settle_1000_ms) = s.timed_block(T0 + 4 * PERIOD_MS);
+    let settle_gas = system_gas(&b, "period_settled")?;
+    println!("settle {trades} trades: {settle_1000_ms:.1} ms, {settle_gas} gas");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "clear_1000_ms": (clear_1000_ms * 10.0).round() / 10.0,
+                "clear_1000_gas": clear_1000_gas,
+                "clear_10000_ms": (clear_10000_ms * 10.0).round() / 10.0,
+                "clear_10000_gas": clear_10000_gas,
+                "settle_1000_ms": (settle_1000_ms * 10.0).round() / 10.0,
+                "settle_1000_gas": settle_gas,
+                "settle_trades": trades,
+            })
+        );
+    }
+    Ok(())
+}
