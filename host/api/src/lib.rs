@@ -84,6 +84,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/contracts/{address}", get(get_contract))
         .route("/v1/contracts/{address}/query", post(query_contract))
         .route("/v1/labels/{label}", get(get_label))
+        .route("/v1/proposals/{id}", get(get_proposal))
         .route("/v1/state/{key}/proof", get(state_proof))
         .with_state(node)
 }
@@ -229,6 +230,8 @@ fn payload_kind(t: &SignedTx) -> &'static str {
         Migrate { .. } => "migrate",
         Mint { .. } => "mint",
         Burn { .. } => "burn",
+        Propose { .. } => "propose",
+        Vote { .. } => "vote",
     }
 }
 
@@ -290,6 +293,16 @@ async fn get_label(
         .contract_by_label(&label)?
         .ok_or_else(|| ApiError::not_found(format!("no contract labelled {label}")))?;
     Ok(Json(json!({"label": label, "address": addr})))
+}
+
+async fn get_proposal(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<Value>> {
+    let p = node
+        .proposal(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no proposal {id}")))?;
+    Ok(Json(serde_json::to_value(p).unwrap_or(Value::Null)))
 }
 
 /// The body is the query message (JSON); the answer is the contract's JSON answer.

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use client::Client;
 use gridledger_api::proofs::{StateProofBundle, TxProof};
-use gridledger_types::{Address, Hash32, Keypair, Payload, hash::parse_hex32};
+use gridledger_types::{Address, GovAction, Hash32, Keypair, Payload, hash::parse_hex32};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -122,11 +122,59 @@ enum Command {
         #[arg(long)]
         header_hash: Option<String>,
     },
+    /// Governance: regulators propose and vote.
+    #[command(subcommand)]
+    Gov(GovCmd),
     /// Print the hash of this build's VM settings (genesis pins it).
     VmHash,
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum GovCmd {
+    /// Propose moving a governed contract to new (stored) code.
+    ProposeUpgrade {
+        #[command(flatten)]
+        signer: Signer,
+        contract: Address,
+        #[arg(long)]
+        code_hash: String,
+        /// Migrate message (JSON).
+        #[arg(long, default_value = "{}")]
+        msg: String,
+        /// Height at which it takes effect, if passed.
+        #[arg(long)]
+        enact_height: u64,
+        /// Go back to code the contract ran before.
+        #[arg(long)]
+        rollback: bool,
+    },
+    /// Propose executing a message on a governed contract as governance (e.g. set_params).
+    ProposeExecute {
+        #[command(flatten)]
+        signer: Signer,
+        contract: Address,
+        msg: String,
+        #[arg(long)]
+        enact_height: u64,
+    },
+    /// Vote on a proposal.
+    Vote {
+        #[command(flatten)]
+        signer: Signer,
+        proposal: u64,
+        /// Vote against (default: for).
+        #[arg(long)]
+        reject: bool,
+    },
+    /// Show a proposal: action, votes, status (with its dry run once passed).
+    Show {
+        proposal: u64,
+        #[command(flatten)]
+        node: NodeArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -365,6 +413,62 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Verify { file, header_hash } => verify(&file, header_hash.as_deref()),
+        Command::Gov(g) => match g {
+            GovCmd::ProposeUpgrade {
+                signer,
+                contract,
+                code_hash,
+                msg,
+                enact_height,
+                rollback,
+            } => send(
+                &signer,
+                Payload::Propose {
+                    action: GovAction::Upgrade {
+                        contract,
+                        code_hash: parse_hash(&code_hash)?,
+                        msg: json_arg(&msg)?,
+                        rollback,
+                    },
+                    enact_height,
+                },
+            ),
+            GovCmd::ProposeExecute {
+                signer,
+                contract,
+                msg,
+                enact_height,
+            } => send(
+                &signer,
+                Payload::Propose {
+                    action: GovAction::Execute {
+                        contract,
+                        msg: json_arg(&msg)?,
+                    },
+                    enact_height,
+                },
+            ),
+            GovCmd::Vote {
+                signer,
+                proposal,
+                reject,
+            } => send(
+                &signer,
+                Payload::Vote {
+                    proposal,
+                    approve: !reject,
+                },
+            ),
+            GovCmd::Show { proposal, node } => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &Client::new(&node.node).get(&format!("/v1/proposals/{proposal}"))?
+                    )?
+                );
+                Ok(())
+            }
+        },
         Command::VmHash => {
             println!("{}", gridledger_vm::VmConfig::default().hash().to_hex());
             Ok(())

@@ -59,6 +59,9 @@ pub struct ChainParams {
     pub gas_price_per_kgas: u64,
     /// Fees go here (the grid company).
     pub fee_collector: Address,
+    /// Approvals that pass a governance proposal, and how many regulators there are.
+    pub gov_quorum: u32,
+    pub gov_regulators: u32,
 }
 
 impl ChainParams {
@@ -410,6 +413,25 @@ impl Executor {
                     )],
                 })
             }
+            Payload::Propose {
+                action,
+                enact_height,
+            } => {
+                let (result, events) = self.propose(block, state, sender, action, *enact_height)?;
+                Ok(Done {
+                    gas: 0,
+                    result,
+                    events,
+                })
+            }
+            Payload::Vote { proposal, approve } => {
+                let (result, events) = self.vote(block, state, sender, *proposal, *approve)?;
+                Ok(Done {
+                    gas: 0,
+                    result,
+                    events,
+                })
+            }
             Payload::Burn { amount, payout_ref } => {
                 self.require_role(state, &sender, Roles::GRID_COMPANY, "burn")?;
                 let mut acct = ledger::account(state, &sender)?;
@@ -590,7 +612,7 @@ fn json_or_null(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null)
 }
 
-fn chain_event(kind: &str, attrs: &[(&str, String)]) -> Event {
+pub(crate) fn chain_event(kind: &str, attrs: &[(&str, String)]) -> Event {
     Event {
         contract: None,
         kind: kind.into(),

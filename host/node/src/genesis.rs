@@ -29,6 +29,15 @@ pub struct Genesis {
     pub market: Option<MarketClock>,
     /// Simulated participants for the devnet (ignored by validators).
     pub simulation: Option<Simulation>,
+    /// How regulators decide proposals.
+    pub governance: Option<GovernanceConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceConfig {
+    /// Regulator approvals that pass a proposal.
+    pub quorum: u32,
 }
 
 /// The devnet's simulated island: who trades, from which profile.
@@ -131,7 +140,8 @@ pub struct GenesisContract {
     pub funds: u64,
     /// The account (by name) that creates it.
     pub creator: String,
-    /// The account (by name) allowed to migrate it; immutable if absent.
+    /// The account (by name) allowed to migrate it, or `governance` for the regulators by
+    /// proposal; immutable if absent.
     pub admin: Option<String>,
 }
 
@@ -196,6 +206,14 @@ impl Genesis {
                 }
             }
         }
+        if let Some(g) = &self.governance
+            && (g.quorum == 0 || g.quorum as usize > self.regulators())
+        {
+            return Err(GenesisError::Invalid(format!(
+                "governance.quorum must be between 1 and the {} regulators",
+                self.regulators()
+            )));
+        }
         for c in &self.contracts {
             if !names.contains(c.creator.as_str()) {
                 return Err(GenesisError::Invalid(format!(
@@ -205,6 +223,21 @@ impl Genesis {
             }
         }
         Ok(())
+    }
+
+    pub fn regulators(&self) -> usize {
+        self.accounts
+            .iter()
+            .filter(|a| a.roles.iter().any(|r| r == "regulator"))
+            .count()
+    }
+
+    /// The approvals a proposal needs: as written, or a majority of the regulators.
+    pub fn governance_quorum(&self) -> u32 {
+        match &self.governance {
+            Some(g) => g.quorum,
+            None => (self.regulators() / 2 + 1) as u32,
+        }
     }
 
     /// Address of each named account.

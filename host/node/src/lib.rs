@@ -7,6 +7,7 @@
 
 pub mod exec;
 pub mod genesis;
+pub mod governance;
 pub mod mempool;
 pub mod testing;
 
@@ -154,6 +155,8 @@ impl Node {
                 chain_id: genesis.chain_id.clone(),
                 gas_price_per_kgas: genesis.gas_price_per_kgas,
                 fee_collector,
+                gov_quorum: genesis.governance_quorum(),
+                gov_regulators: genesis.regulators() as u32,
             },
         };
         let genesis_hash = genesis.hash();
@@ -293,6 +296,7 @@ impl Node {
                 }
             }
         }
+        receipts.extend(self.exec.enact_due(&block_env, &mut state)?);
         receipts.extend(self.period_boundaries(&block_env, parent.time_ms, &mut state)?);
         state.set(
             schema::meta_key(schema::META_HEIGHT),
@@ -477,6 +481,16 @@ impl Node {
         Ok(TxStatus::Unknown)
     }
 
+    /// A governance proposal.
+    pub fn proposal(&self, id: u64) -> Result<Option<governance::Proposal>, NodeError> {
+        let snap = self.store.snapshot()?;
+        match governance::load(&snap, id) {
+            Ok(p) => Ok(p),
+            Err(exec::Fail::Host(h)) => Err(h.into()),
+            Err(exec::Fail::Op(e)) => Err(NodeError::Config(e.1)),
+        }
+    }
+
     /// Address of a contract deployed at genesis, by label.
     pub fn contract_by_label(&self, label: &str) -> Result<Option<Address>, NodeError> {
         let snap = self.store.snapshot()?;
@@ -495,7 +509,9 @@ fn fill_template(
     accounts: &std::collections::BTreeMap<String, Address>,
     contracts: &std::collections::BTreeMap<String, Address>,
 ) -> Result<String, NodeError> {
-    let mut out = msg.replace("{genesis_time_ms}", &genesis.genesis_time_ms.to_string());
+    let mut out = msg
+        .replace("{genesis_time_ms}", &genesis.genesis_time_ms.to_string())
+        .replace("{governance}", &Address::governance().to_hex());
     if let Some(m) = &genesis.market {
         out = out
             .replace("{period_ms}", &m.period_ms.to_string())
@@ -638,6 +654,7 @@ fn build_genesis(
         );
         let creator = addresses[&c.creator];
         let admin = match &c.admin {
+            Some(n) if n == "governance" => Some(Address::governance()),
             Some(n) => Some(*addresses.get(n).ok_or_else(|| {
                 NodeError::Config(format!("genesis contract {}: unknown admin {n}", c.label))
             })?),

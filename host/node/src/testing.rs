@@ -57,6 +57,7 @@ pub fn test_genesis(extra: Vec<GenesisAccount>) -> Genesis {
         contracts: Vec::new(),
         market: None,
         simulation: None,
+        governance: None,
     }
 }
 

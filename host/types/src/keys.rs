@@ -24,6 +24,11 @@ impl Address {
         hex::encode(self.0)
     }
 
+    /// The address governance acts as. No key exists for it: only enacted proposals do.
+    pub fn governance() -> Address {
+        Address(Hash32::tagged(b"gridledger/governance/v1", &[]).0)
+    }
+
     pub fn from_slice(b: &[u8]) -> Option<Address> {
         <[u8; 32]>::try_from(b).ok().map(Address)
     }

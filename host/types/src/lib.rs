@@ -17,4 +17,4 @@ pub use block::{Block, ErrorCode, Event, Header, Receipt, ReceiptError};
 pub use codec::DecodeError;
 pub use hash::Hash32;
 pub use keys::{Address, Keypair, Signature};
-pub use tx::{Payload, SignedTx, TxBody};
+pub use tx::{GovAction, Payload, SignedTx, TxBody};

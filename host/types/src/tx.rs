@@ -49,6 +49,35 @@ pub enum Payload {
     /// Destroy tokens from the sender's balance (grid company only), recording the payout
     /// reference of the bank transfer that redeems them.
     Burn { amount: u64, payout_ref: String },
+    /// Propose a governance action (regulators only), to take effect at `enact_height`.
+    Propose {
+        action: GovAction,
+        enact_height: u64,
+    },
+    /// Vote on an open proposal (regulators only, once each).
+    Vote { proposal: u64, approve: bool },
+}
+
+/// What a governance proposal does when enacted. The chain performs it as the governance
+/// address ([`Address::governance`]), which is the admin of the contracts it governs.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GovAction {
+    /// Move a contract to stored code and run its `migrate`. The code must declare the same
+    /// contract name and a higher version, unless `rollback` names code the contract ran before.
+    Upgrade {
+        contract: Address,
+        code_hash: Hash32,
+        #[serde(with = "hex_bytes")]
+        msg: Vec<u8>,
+        rollback: bool,
+    },
+    /// Execute a message on a contract as the governance address (e.g. new pricing parameters).
+    Execute {
+        contract: Address,
+        #[serde(with = "hex_bytes")]
+        msg: Vec<u8>,
+    },
 }
 
 /// The signed part of a transaction.
