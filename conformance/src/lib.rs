@@ -7,10 +7,14 @@
 //! - `block_hash.json`: headers → canonical encoding and block hash;
 //! - `merkle.json`: lists → root, and a proof for every index;
 //! - `vm_errors.json`: messages to the `misbehave` contract (its component is the fixture
-//!   `misbehave.wasm`) → receipt error code, message fragment, gas used and fee.
+//!   `misbehave.wasm`) → receipt error code, message fragment, gas used and fee;
+//! - `market.json`: genesis + blocks of market transactions → receipts, events, balances and
+//!   state root after each block (fixtures `pricing.wasm`, `market.wasm`; see [`market`]).
 //!
 //! [`generate`] writes the suites from this implementation; [`check`] recomputes them and
 //! reports every difference.
+
+pub mod market;
 
 use anyhow::{Context, Result, bail};
 use gridledger_node::testing::{TX_GAS, TestChain};
@@ -41,6 +45,10 @@ const SUITES: &[Suite] = &[
     Suite {
         file: "vm_errors.json",
         compute: vm_errors,
+    },
+    Suite {
+        file: "market.json",
+        compute: market_scenarios,
     },
 ];
 
@@ -243,6 +251,25 @@ fn merkle(_: &Path) -> Result<Value> {
     Ok(json!({
         "about": "Complete binary Merkle tree (merkle-cbt). Leaf = sha256(0x00 || item), node = sha256(0x01 || left || right); the empty list's root is 32 zero bytes. The header commits the count beside the root; a proof carries index, count and the lemmas in merkle-cbt order.",
         "vectors": vectors,
+    }))
+}
+
+/// Market scenarios: inputs from the stored file when it exists (so another implementation's
+/// file is checked as written), else from [`market::scenario_inputs`].
+fn market_scenarios(dir: &Path) -> Result<Value> {
+    let stored: Option<Value> = std::fs::read_to_string(dir.join("market.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let inputs = match &stored {
+        Some(v) => v["vectors"][0].clone(),
+        None => market::scenario_inputs(),
+    };
+    let steps = market::run(&inputs, dir)?;
+    let mut scenario = inputs.clone();
+    scenario["steps"] = Value::Array(steps);
+    Ok(json!({
+        "about": "Each vector is a scenario: a genesis (TOML; wasm files are the fixtures in this directory) and steps, each one block at time_ms with the listed transactions (execute calls by contract label, signers' next nonces, in order). expected holds the block's height, state root, receipts (transactions first, then the chain's own calls: period boundaries) and balances by name. 'governance' as an admin is the address sha256('gridledger/governance/v1').",
+        "vectors": [scenario],
     }))
 }
 

@@ -266,6 +266,33 @@ impl Node {
 
     /// Executes pending transactions into the next block and commits it.
     pub fn produce_block(&self, now_ms: u64) -> Result<Arc<CommittedBlock>, NodeError> {
+        let candidates = self.mempool.lock().select(MAX_BLOCK_TXS);
+        self.build_block(now_ms, candidates)
+    }
+
+    /// Executes exactly these transactions, in this order, into the next block (conformance
+    /// runners and, later, followers replaying a proposal). Transactions that cannot apply are
+    /// left out, as in [`Node::produce_block`].
+    pub fn execute_block(
+        &self,
+        now_ms: u64,
+        txs: Vec<SignedTx>,
+    ) -> Result<Arc<CommittedBlock>, NodeError> {
+        let candidates = txs
+            .into_iter()
+            .map(|t| {
+                let len = t.encode().len();
+                (t, len)
+            })
+            .collect();
+        self.build_block(now_ms, candidates)
+    }
+
+    fn build_block(
+        &self,
+        now_ms: u64,
+        candidates: Vec<(SignedTx, usize)>,
+    ) -> Result<Arc<CommittedBlock>, NodeError> {
         let _guard = self.producing.lock();
         let parent = self.head();
         let height = parent.height + 1;
@@ -275,7 +302,6 @@ impl Node {
             time_ms,
             chain_id: self.genesis.chain_id.clone(),
         };
-        let candidates = self.mempool.lock().select(MAX_BLOCK_TXS);
         let snap = Arc::new(self.store.snapshot()?);
         let mut state = StateStack::new(snap);
         let mut txs = Vec::new();

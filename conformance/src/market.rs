@@ -1,0 +1,268 @@
+//! Market scenarios: a genesis (TOML, contracts from the fixtures beside it) and blocks of
+//! transactions, with the expected receipts (including the chain's own period calls), events,
+//! balances and state root after every block.
+//!
+//! Input format, per scenario:
+//! - `genesis`: the genesis file's text; its `wasm` entries name fixture files in this directory.
+//! - `steps[]`: `time_ms` of the block and `txs[]`, each `{signer, call: {contract, msg, funds}}`
+//!   (an execute on the contract with that genesis label; `msg` is the JSON message) with
+//!   `gas_limit`. Each signer's nonces count from 0 across the scenario. A step is one block
+//!   with exactly its transactions, in the listed order.
+//! - `steps[].expected`: `height`, `state_root`, `receipts[]` (`success`, `error_code`,
+//!   `error_message`, `gas_used`, `fee`, `events[]` of `{contract, kind, attributes}`), and
+//!   `balances` of every genesis account and contract by name/label.
+
+use anyhow::{Context, Result, bail};
+use gridledger_node::Node;
+use gridledger_node::genesis::Genesis;
+use gridledger_types::{Address, Keypair, Payload, Receipt, TxBody};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Runs a scenario's inputs and returns its steps with `expected` filled in from this node.
+pub fn run(scenario: &Value, dir: &Path) -> Result<Vec<Value>> {
+    let genesis: Genesis = toml::from_str(scenario["genesis"].as_str().context("genesis text")?)?;
+    let node = Node::in_memory(genesis.clone(), dir)?;
+    let keys: BTreeMap<String, Keypair> = genesis.dev_keys().into_iter().collect();
+    let mut names: BTreeMap<String, Address> = genesis.addresses();
+    for c in &genesis.contracts {
+        if let Some(a) = node.contract_by_label(&c.label)? {
+            names.insert(c.label.clone(), a);
+        }
+    }
+    let mut out = Vec::new();
+    let mut nonces: BTreeMap<Address, u64> = BTreeMap::new();
+    for step in scenario["steps"].as_array().context("steps")? {
+        let mut submitted = Vec::new();
+        for tx in step["txs"].as_array().context("txs")? {
+            let signer = tx["signer"].as_str().context("signer")?;
+            let key = keys
+                .get(signer)
+                .with_context(|| format!("no dev key for {signer}"))?;
+            let call = &tx["call"];
+            let label = call["contract"].as_str().context("contract")?;
+            let contract = *names
+                .get(label)
+                .with_context(|| format!("no contract {label}"))?;
+            let body = TxBody {
+                chain_id: genesis.chain_id.clone(),
+                sender: key.address(),
+                nonce: {
+                    let n = nonces.entry(key.address()).or_insert(0);
+                    *n += 1;
+                    *n - 1
+                },
+                gas_limit: tx["gas_limit"].as_u64().context("gas_limit")?,
+                payload: Payload::Execute {
+                    contract,
+                    msg: call["msg"].to_string().into_bytes(),
+                    funds: call["funds"].as_u64().unwrap_or(0),
+                },
+            };
+            submitted.push(body.sign(key));
+        }
+        let hashes: Vec<_> = submitted.iter().map(|t| t.hash()).collect();
+        let block = node.execute_block(step["time_ms"].as_u64().context("time_ms")?, submitted)?;
+        if block.tx_hashes != hashes {
+            bail!("not every transaction of the step was included");
+        }
+        let by_address: BTreeMap<Address, String> =
+            names.iter().map(|(n, a)| (*a, n.clone())).collect();
+        let balances: BTreeMap<String, u64> = names
+            .iter()
+            .map(|(n, a)| {
+                (
+                    n.clone(),
+                    node.account(a).map(|(acct, _)| acct.balance).unwrap_or(0),
+                )
+            })
+            .collect();
+        let mut s = step.clone();
+        s["expected"] = json!({
+            "height": block.header.height,
+            "state_root": block.header.state_root.to_hex(),
+            "receipts": block.receipts.iter().map(|r| receipt_json(r, &by_address)).collect::<Vec<_>>(),
+            "balances": balances,
+        });
+        out.push(s);
+    }
+    Ok(out)
+}
+
+fn receipt_json(r: &Receipt, names: &BTreeMap<Address, String>) -> Value {
+    json!({
+        "success": r.is_success(),
+        "error_code": r.error.as_ref().map(|e| e.code),
+        "error_message": r.error.as_ref().map(|e| e.message.clone()),
+        "gas_used": r.gas_used,
+        "fee": r.fee,
+        "events": r.events.iter().map(|e| json!({
+            "contract": e.contract.map(|c| names.get(&c).cloned().unwrap_or_else(|| c.to_hex())),
+            "kind": e.kind,
+            "attributes": e.attributes,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+const T0: u64 = 1_767_225_600_000;
+const P: u64 = 60_000;
+
+fn call(signer: &str, contract: &str, msg: Value, funds: u64) -> Value {
+    json!({"signer": signer, "gas_limit": 20_000_000, "call": {"contract": contract, "msg": msg, "funds": funds}})
+}
+
+/// The scenario's inputs (its expected outputs come from running them).
+pub fn scenario_inputs() -> Value {
+    let genesis = format!(
+        r#"chain_id = "conformance-market"
+genesis_time_ms = {T0}
+vm_config_hash = "{vm}"
+gas_price_per_kgas = 1
+
+[[accounts]]
+name = "grid"
+dev_seed = "conformance grid"
+balance = 1000000000000
+roles = ["grid_company"]
+
+[[accounts]]
+name = "regulator"
+dev_seed = "conformance regulator"
+balance = 1000000000
+roles = ["regulator"]
+
+[[accounts]]
+name = "wind"
+dev_seed = "conformance wind"
+balance = 1000000000
+
+[[accounts]]
+name = "pv"
+dev_seed = "conformance pv"
+balance = 1000000000
+
+[[accounts]]
+name = "house"
+dev_seed = "conformance house"
+balance = 1000000000
+
+[[accounts]]
+name = "pump"
+dev_seed = "conformance pump"
+balance = 1000000000
+
+[[accounts]]
+name = "meter-wind"
+dev_seed = "conformance meter-wind"
+balance = 100000000
+roles = ["device"]
+
+[[accounts]]
+name = "meter-pv"
+dev_seed = "conformance meter-pv"
+balance = 100000000
+roles = ["device"]
+
+[[accounts]]
+name = "meter-house"
+dev_seed = "conformance meter-house"
+balance = 100000000
+roles = ["device"]
+
+[[accounts]]
+name = "meter-pump"
+dev_seed = "conformance meter-pump"
+balance = 100000000
+roles = ["device"]
+
+[[contracts]]
+label = "pricing"
+wasm = "pricing.wasm"
+creator = "regulator"
+admin = "governance"
+msg = '{{"admin":"{{governance}}","params":{{"f_min":100000,"f_max":400000,"reference_price":200000,"mu_min":"0.5","mu_max":"1.5","mu_slope":"1","shortfall_penalty":50000,"overdraw_penalty":40000,"grid_tariff":300000,"mechanism":"pay_as_clear"}}}}'
+
+[[contracts]]
+label = "market"
+wasm = "market.wasm"
+creator = "grid"
+admin = "governance"
+funds = 10000000
+msg = '{{"pricing":"{{contract:pricing}}","grid_company":"{{account:grid}}","admin":"{{account:grid}}","start_ms":{{market_start_ms}},"period_ms":{{period_ms}},"devices":[["{{account:meter-wind}}","{{account:wind}}"],["{{account:meter-pv}}","{{account:pv}}"],["{{account:meter-house}}","{{account:house}}"],["{{account:meter-pump}}","{{account:pump}}"]]}}'
+
+[market]
+period_ms = {P}
+start_ms = {start}
+sudo_contracts = ["market"]
+sudo_gas = 2000000000
+stats_contract = "market"
+"#,
+        vm = gridledger_vm::VmConfig::default().hash().to_hex(),
+        start = T0 + P,
+    );
+    let bid = |who: &str, wh: u64, price: u64, funds: u64| {
+        call(
+            who,
+            "market",
+            json!({"bid": {"period": 1, "wh": wh, "max_price": price}}),
+            funds,
+        )
+    };
+    let offer = |who: &str, wh: u64, price: u64, renewable: bool, funds: u64| {
+        call(
+            who,
+            "market",
+            json!({"offer": {"period": 1, "wh": wh, "min_price": price, "renewable": renewable}}),
+            funds,
+        )
+    };
+    let reading = |meter: &str, p: u64, c: u64| {
+        call(
+            meter,
+            "market",
+            json!({"reading": {"period": 1, "produced_wh": p, "consumed_wh": c}}),
+            0,
+        )
+    };
+    let steps = vec![
+        json!({"description": "forecasts, orders and every kind of bad order, before gate closure", "time_ms": T0 + 1_000, "txs": [
+            call("wind", "pricing", json!({"forecast": {"period": 1, "kind": "supply", "wh": 1000}}), 0),
+            call("house", "pricing", json!({"forecast": {"period": 1, "kind": "demand", "wh": 1200}}), 0),
+            offer("wind", 1000, 150_000, true, 50_000),
+            offer("pv", 500, 160_000, false, 25_000),
+            bid("house", 800, 250_000, 200_000),
+            bid("pump", 400, 200_000, 80_000),
+            bid("pump", 0, 200_000, 0),
+            bid("pump", 100, 500_000, 50_000),
+            offer("pv", 100, 50_000, false, 5_000),
+            bid("pump", 100, 200_000, 1),
+            bid("house", 100, 300_000, 30_000),
+            call("house", "market", json!({"cancel": {"period": 1, "id": 4}}), 0),
+            call("pump", "market", json!({"cancel": {"period": 1, "id": 0}}), 0),
+            reading("meter-wind", 900, 0),
+            call("wind", "market", json!({"register_device": {"device": "00".repeat(32), "participant": "00".repeat(32)}}), 0),
+            call("regulator", "pricing", json!({"set_params": {"params": {"f_min":1,"f_max":2,"reference_price":1,"mu_min":"0.5","mu_max":"1.5","mu_slope":"1","shortfall_penalty":0,"overdraw_penalty":0,"grid_tariff":0,"mechanism":"pay_as_clear"}}}), 0),
+            call("house", "market", json!({"settle": {"period": 1}}), 0),
+        ]}),
+        json!({"description": "period 1 begins: a late bid is refused, then the chain clears periods 0 and 1", "time_ms": T0 + 2 * P, "txs": [
+            bid("house", 100, 250_000, 25_000),
+        ]}),
+        json!({"description": "period 1 delivered: readings, a duplicate, a reading from a non-meter, an early settlement", "time_ms": T0 + 3 * P + 1, "txs": [
+            reading("meter-wind", 900, 0),
+            reading("meter-pv", 500, 0),
+            reading("meter-house", 0, 850),
+            reading("meter-pump", 0, 400),
+            reading("meter-wind", 950, 0),
+            call("house", "market", json!({"reading": {"period": 1, "produced_wh": 0, "consumed_wh": 1}}), 0),
+            call("house", "market", json!({"settle": {"period": 1}}), 0),
+        ]}),
+        json!({"description": "period 3 begins: the chain settles period 1", "time_ms": T0 + 4 * P, "txs": []}),
+        json!({"description": "settling again is refused; the pool can be funded; queries of the results", "time_ms": T0 + 4 * P + 1_000, "txs": [
+            call("house", "market", json!({"settle": {"period": 1}}), 0),
+            call("grid", "market", json!({"fund_pool": {}}), 1_000_000),
+            call("grid", "market", json!({"fund_pool": {}}), 0),
+        ]}),
+    ];
+    json!({"description": "one full market period: pricing, orders, clearing, readings, settlement, with the error paths", "genesis": genesis, "steps": steps})
+}
