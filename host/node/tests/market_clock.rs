@@ -121,4 +121,83 @@ fn periods_clear_and_settle_at_boundaries() {
     let summary = chain.query(market, r#"{"period":{"period":1}}"#).unwrap();
     assert_eq!(summary["settled"], true);
     assert_eq!(summary["delivered_wh"], 800);
+    assert_supply_conserved(&chain);
+}
+
+/// Total supply changes only by mint and burn: the sum of every account's balance (users,
+/// contracts, the fee collector) equals the recorded supply after a trading cycle.
+fn assert_supply_conserved(chain: &TestChain) {
+    use gridledger_state::StateRead;
+    use gridledger_types::schema;
+    let snap = chain.node.snapshot().unwrap();
+    let mut sum: u128 = 0;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = snap
+            .scan(&[schema::TAG_ACCOUNT], after.as_deref(), 256, false)
+            .unwrap();
+        for (_, v) in &page {
+            let a: schema::Account = gridledger_types::codec::decode("account", v).unwrap();
+            sum += a.balance as u128;
+        }
+        if page.len() < 256 {
+            break;
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
+    let supply: u64 = gridledger_types::codec::decode(
+        "supply",
+        &snap
+            .get(&schema::meta_key(schema::META_SUPPLY))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sum, supply as u128);
+}
+
+#[test]
+fn supply_changes_only_by_mint_and_burn() {
+    let mut chain = TestChain::new();
+    assert_supply_conserved(&chain);
+    let alice = chain.account("alice", 5_000_000);
+    chain.send(
+        &alice,
+        Payload::Transfer {
+            to: key("bob").address(),
+            amount: 1_000,
+        },
+    );
+    chain.send(
+        &alice,
+        Payload::Transfer {
+            to: key("bob").address(),
+            amount: u64::MAX,
+        },
+    );
+    assert_supply_conserved(&chain);
+    let gc = chain.grid_company.clone();
+    assert!(
+        chain
+            .send(
+                &gc,
+                Payload::Mint {
+                    to: alice.address(),
+                    amount: 777
+                }
+            )
+            .is_success()
+    );
+    assert!(
+        chain
+            .send(
+                &gc,
+                Payload::Burn {
+                    amount: 555,
+                    payout_ref: "r".into()
+                }
+            )
+            .is_success()
+    );
+    assert_supply_conserved(&chain);
 }
