@@ -260,16 +260,20 @@ fn market_scenarios(dir: &Path) -> Result<Value> {
     let stored: Option<Value> = std::fs::read_to_string(dir.join("market.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
-    let inputs = match &stored {
-        Some(v) => v["vectors"][0].clone(),
+    let inputs: Vec<Value> = match stored.as_ref().and_then(|v| v["vectors"].as_array()) {
+        Some(v) => v.clone(),
         None => market::scenario_inputs(),
     };
-    let steps = market::run(&inputs, dir)?;
-    let mut scenario = inputs.clone();
-    scenario["steps"] = Value::Array(steps);
+    let mut scenarios = Vec::new();
+    for input in inputs {
+        let steps = market::run(&input, dir)?;
+        let mut scenario = input.clone();
+        scenario["steps"] = Value::Array(steps);
+        scenarios.push(scenario);
+    }
     Ok(json!({
         "about": "Each vector is a scenario: a genesis (TOML; wasm files are the fixtures in this directory) and steps, each one block at time_ms with the listed transactions (execute calls by contract label, signers' next nonces, in order). expected holds the block's height, state root, receipts (transactions first, then the chain's own calls: period boundaries) and balances by name. 'governance' as an admin is the address sha256('gridledger/governance/v1').",
-        "vectors": [scenario],
+        "vectors": scenarios,
     }))
 }
 

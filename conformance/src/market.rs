@@ -5,7 +5,8 @@
 //! Input format, per scenario:
 //! - `genesis`: the genesis file's text; its `wasm` entries name fixture files in this directory.
 //! - `steps[]`: `time_ms` of the block and `txs[]`, each `{signer, call: {contract, msg, funds}}`
-//!   (an execute on the contract with that genesis label; `msg` is the JSON message) with
+//!   (an execute on the contract with that genesis label; `msg` is the JSON message) or
+//!   `{signer, payload}` (any payload in its JSON form, e.g. a governance proposal), with
 //!   `gas_limit`. Each signer's nonces count from 0 across the scenario. A step is one block
 //!   with exactly its transactions, in the listed order.
 //! - `steps[].expected`: `height`, `state_root`, `receipts[]` (`success`, `error_code`,
@@ -40,11 +41,21 @@ pub fn run(scenario: &Value, dir: &Path) -> Result<Vec<Value>> {
             let key = keys
                 .get(signer)
                 .with_context(|| format!("no dev key for {signer}"))?;
-            let call = &tx["call"];
-            let label = call["contract"].as_str().context("contract")?;
-            let contract = *names
-                .get(label)
-                .with_context(|| format!("no contract {label}"))?;
+            let payload = match tx.get("payload") {
+                Some(p) => serde_json::from_value(p.clone()).context("payload")?,
+                None => {
+                    let call = &tx["call"];
+                    let label = call["contract"].as_str().context("contract")?;
+                    let contract = *names
+                        .get(label)
+                        .with_context(|| format!("no contract {label}"))?;
+                    Payload::Execute {
+                        contract,
+                        msg: call["msg"].to_string().into_bytes(),
+                        funds: call["funds"].as_u64().unwrap_or(0),
+                    }
+                }
+            };
             let body = TxBody {
                 chain_id: genesis.chain_id.clone(),
                 sender: key.address(),
@@ -54,11 +65,7 @@ pub fn run(scenario: &Value, dir: &Path) -> Result<Vec<Value>> {
                     *n - 1
                 },
                 gas_limit: tx["gas_limit"].as_u64().context("gas_limit")?,
-                payload: Payload::Execute {
-                    contract,
-                    msg: call["msg"].to_string().into_bytes(),
-                    funds: call["funds"].as_u64().unwrap_or(0),
-                },
+                payload,
             };
             submitted.push(body.sign(key));
         }
@@ -112,9 +119,13 @@ fn call(signer: &str, contract: &str, msg: Value, funds: u64) -> Value {
     json!({"signer": signer, "gas_limit": 20_000_000, "call": {"contract": contract, "msg": msg, "funds": funds}})
 }
 
-/// The scenario's inputs (its expected outputs come from running them).
-pub fn scenario_inputs() -> Value {
-    let genesis = format!(
+/// The scenarios' inputs (their expected outputs come from running them).
+pub fn scenario_inputs() -> Vec<Value> {
+    vec![full_period(), governance_and_pay_as_bid()]
+}
+
+fn genesis_text(extra: &str) -> String {
+    let mut g = format!(
         r#"chain_id = "conformance-market"
 genesis_time_ms = {T0}
 vm_config_hash = "{vm}"
@@ -201,6 +212,12 @@ stats_contract = "market"
         vm = gridledger_vm::VmConfig::default().hash().to_hex(),
         start = T0 + P,
     );
+    g.push_str(extra);
+    g
+}
+
+fn full_period() -> Value {
+    let genesis = genesis_text("");
     let bid = |who: &str, wh: u64, price: u64, funds: u64| {
         call(
             who,
@@ -265,4 +282,83 @@ stats_contract = "market"
         ]}),
     ];
     json!({"description": "one full market period: pricing, orders, clearing, readings, settlement, with the error paths", "genesis": genesis, "steps": steps})
+}
+
+fn governance_and_pay_as_bid() -> Value {
+    let genesis = genesis_text(
+        r#"
+[[accounts]]
+name = "regulator-2"
+dev_seed = "conformance regulator-2"
+balance = 1000000000
+roles = ["regulator"]
+
+[[accounts]]
+name = "meter-extra"
+dev_seed = "conformance meter-extra"
+balance = 100000000
+roles = ["device"]
+
+[governance]
+quorum = 2
+"#,
+    );
+    let g: Genesis = toml::from_str(&genesis).expect("scenario genesis");
+    let addr = g.addresses();
+    // Genesis contracts' addresses: creator and index from the top of the nonce range.
+    let pricing = Address::contract(&addr["regulator"], u64::MAX);
+    let params = json!({"params": {"f_min":100000,"f_max":400000,"reference_price":200000,"mu_min":"0.5","mu_max":"1.5","mu_slope":"1","shortfall_penalty":50000,"overdraw_penalty":40000,"grid_tariff":300000,"mechanism":"pay_as_bid"}});
+    let propose = serde_json::to_value(Payload::Propose {
+        action: gridledger_types::GovAction::Execute {
+            contract: pricing,
+            msg: json!({ "set_params": params }).to_string().into_bytes(),
+        },
+        enact_height: 3,
+    })
+    .expect("payload");
+    let vote = |approve| {
+        serde_json::to_value(Payload::Vote {
+            proposal: 0,
+            approve,
+        })
+        .expect("payload")
+    };
+    let tx = |signer: &str, payload: Value| json!({"signer": signer, "gas_limit": 20_000_000, "payload": payload});
+    let bid = |who: &str, wh: u64, price: u64| {
+        call(
+            who,
+            "market",
+            json!({"bid": {"period": 1, "wh": wh, "max_price": price}}),
+            wh * price / 1000,
+        )
+    };
+    let steps = vec![
+        json!({"description": "a regulator proposes pay-as-bid; an outsider cannot vote; the second regulator passes it; meter registration; oversized and unaffordable orders", "time_ms": T0 + 1_000, "txs": [
+            tx("regulator", propose),
+            tx("wind", vote(true)),
+            tx("regulator", vote(true)),
+            tx("regulator-2", vote(true)),
+            call("grid", "market", json!({"register_device": {"device": addr["meter-extra"].to_hex(), "participant": addr["pv"].to_hex()}}), 0),
+            call("wind", "market", json!({"offer": {"period": 1, "wh": 1_000_000_001u64, "min_price": 150000, "renewable": true}}), 0),
+            call("pump", "market", json!({"bid": {"period": 1, "wh": 10_000_000, "max_price": 200000}}), 2_000_000_000),
+        ]}),
+        json!({"description": "waiting for the announced height", "time_ms": T0 + 2_000, "txs": []}),
+        json!({"description": "enacted at height 3; orders under pay-as-bid", "time_ms": T0 + 3_000, "txs": [
+            call("wind", "market", json!({"offer": {"period": 1, "wh": 1000, "min_price": 100000, "renewable": true}}), 50_000),
+            bid("house", 300, 300_000),
+            bid("pump", 300, 200_000),
+        ]}),
+        json!({"description": "period 1 clears pay-as-bid; cancelling after gate closure is refused", "time_ms": T0 + 2 * P, "txs": [
+            call("house", "market", json!({"cancel": {"period": 1, "id": 1}}), 0),
+        ]}),
+        json!({"description": "readings, one through the newly registered meter", "time_ms": T0 + 3 * P + 1, "txs": [
+            call("meter-wind", "market", json!({"reading": {"period": 1, "produced_wh": 600, "consumed_wh": 0}}), 0),
+            call("meter-extra", "market", json!({"reading": {"period": 1, "produced_wh": 0, "consumed_wh": 0}}), 0),
+        ]}),
+        json!({"description": "period 1 settles with a shortfall; a late reading is refused", "time_ms": T0 + 4 * P, "txs": []}),
+        json!({"description": "a reading after settlement", "time_ms": T0 + 4 * P + 1_000, "txs": [
+            call("meter-house", "market", json!({"reading": {"period": 1, "produced_wh": 0, "consumed_wh": 300}}), 0),
+        ]}),
+    ];
+    json!({"description": "governance switches the mechanism to pay-as-bid; a period under it with a seller shortfall", "genesis": genesis, "steps": steps})
 }
