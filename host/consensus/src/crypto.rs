@@ -9,7 +9,9 @@
 //! Wire points are decoded only with the checked decoders (on curve, in the subgroup).
 
 use bls12_381::hash_to_curve::{ExpandMsgXmd, HashToCurve};
-use bls12_381::{G1Affine, G1Projective, G2Affine, G2Prepared, G2Projective, Gt, Scalar, multi_miller_loop};
+use bls12_381::{
+    G1Affine, G1Projective, G2Affine, G2Prepared, G2Projective, Gt, Scalar, multi_miller_loop,
+};
 use sha2::{Digest, Sha512};
 
 /// What consensus needs from a signature scheme.
@@ -58,7 +60,8 @@ fn pairing_check(public: &G1Affine, msg_point: &G2Affine, sig: &G2Affine) -> boo
 impl BlsSecret {
     /// A key derived from seed bytes (dev keys and tests; real keys come from `generate`).
     pub fn from_seed(seed: &[u8]) -> BlsSecret {
-        let wide: [u8; 64] = Sha512::digest([b"gridledger/bls-keygen/v1".as_slice(), seed].concat()).into();
+        let wide: [u8; 64] =
+            Sha512::digest([b"gridledger/bls-keygen/v1".as_slice(), seed].concat()).into();
         BlsSecret(Scalar::from_bytes_wide(&wide))
     }
 
@@ -74,7 +77,9 @@ impl BlsSecret {
 
     /// The proof of possession: this key's signature over its own public key.
     pub fn proof_of_possession(&self) -> BlsSignature {
-        BlsSignature(G2Affine::from(hash_to_g2(&self.public().to_bytes(), POP_DST) * self.0))
+        BlsSignature(G2Affine::from(
+            hash_to_g2(&self.public().to_bytes(), POP_DST) * self.0,
+        ))
     }
 }
 
@@ -123,7 +128,9 @@ impl VoteScheme for Bls {
         if sigs.is_empty() {
             return None;
         }
-        let sum = sigs.iter().fold(G2Projective::identity(), |acc, s| &acc + &s.0);
+        let sum = sigs
+            .iter()
+            .fold(G2Projective::identity(), |acc, s| &acc + &s.0);
         Some(BlsSignature(G2Affine::from(sum)))
     }
 
@@ -131,7 +138,9 @@ impl VoteScheme for Bls {
         if publics.is_empty() {
             return false;
         }
-        let sum = publics.iter().fold(G1Projective::identity(), |acc, p| &acc + &p.0);
+        let sum = publics
+            .iter()
+            .fold(G1Projective::identity(), |acc, p| &acc + &p.0);
         pairing_check(&G1Affine::from(sum), &hash_to_g2(msg, SIG_DST), &sig.0)
     }
 }
@@ -187,15 +196,28 @@ mod tests {
         assert!(!Bls::verify(&pubs[1], msg, &sigs[0]), "wrong key");
         assert!(!Bls::verify(&pubs[0], b"other", &sigs[0]), "wrong message");
         let agg = Bls::aggregate(&[&sigs[0], &sigs[2], &sigs[3]]).unwrap();
-        assert!(Bls::verify_aggregate(&[&pubs[0], &pubs[2], &pubs[3]], msg, &agg));
-        assert!(!Bls::verify_aggregate(&[&pubs[0], &pubs[1], &pubs[3]], msg, &agg), "a forged bitmap fails");
-        assert!(!Bls::verify_aggregate(&[&pubs[0], &pubs[2]], msg, &agg), "too few signers fails");
+        assert!(Bls::verify_aggregate(
+            &[&pubs[0], &pubs[2], &pubs[3]],
+            msg,
+            &agg
+        ));
+        assert!(
+            !Bls::verify_aggregate(&[&pubs[0], &pubs[1], &pubs[3]], msg, &agg),
+            "a forged bitmap fails"
+        );
+        assert!(
+            !Bls::verify_aggregate(&[&pubs[0], &pubs[2]], msg, &agg),
+            "too few signers fails"
+        );
         // Round trip through the wire encoding, and garbage refused.
         assert_eq!(BlsSignature::from_bytes(&agg.to_bytes()), Some(agg));
         assert_eq!(BlsPublic::from_bytes(&pubs[1].to_bytes()), Some(pubs[1]));
         assert!(BlsPublic::from_bytes(&[0xff; 48]).is_none());
         assert!(BlsSignature::from_bytes(&[0x13; 96]).is_none());
-        assert!(BlsPublic::from_bytes(&G1Affine::identity().to_compressed()).is_none(), "identity key refused");
+        assert!(
+            BlsPublic::from_bytes(&G1Affine::identity().to_compressed()).is_none(),
+            "identity key refused"
+        );
     }
 
     #[test]
@@ -205,6 +227,10 @@ mod tests {
         assert!(a.public().verify_possession(&a.proof_of_possession()));
         assert!(!b.public().verify_possession(&a.proof_of_possession()));
         // A PoP is not a vote: the tags differ.
-        assert!(!Bls::verify(&a.public(), &a.public().to_bytes(), &a.proof_of_possession()));
+        assert!(!Bls::verify(
+            &a.public(),
+            &a.public().to_bytes(),
+            &a.proof_of_possession()
+        ));
     }
 }
