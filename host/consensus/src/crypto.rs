@@ -130,7 +130,7 @@ impl VoteScheme for Bls {
         }
         let sum = sigs
             .iter()
-            .fold(G2Projective::identity(), |acc, s| &acc + &s.0);
+            .fold(G2Projective::identity(), |acc, s| acc + s.0);
         Some(BlsSignature(G2Affine::from(sum)))
     }
 
@@ -140,7 +140,7 @@ impl VoteScheme for Bls {
         }
         let sum = publics
             .iter()
-            .fold(G1Projective::identity(), |acc, p| &acc + &p.0);
+            .fold(G1Projective::identity(), |acc, p| acc + p.0);
         pairing_check(&G1Affine::from(sum), &hash_to_g2(msg, SIG_DST), &sig.0)
     }
 }

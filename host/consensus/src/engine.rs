@@ -1,0 +1,735 @@
+//! Simplex consensus (Chan & Pass, "Simplex Consensus: A Simple and Fast Consensus Protocol",
+//! TCC 2023) as a sans-IO state machine: [`Input`]s in, [`Action`]s out. No clock, no socket,
+//! no disk: the driver delivers messages and timer expiries and carries out the actions in
+//! order (a `Persist` before the sends that follow it). The same code runs under the seeded
+//! network simulator ([`crate::sim`]) and behind QUIC.
+//!
+//! A view in brief: the leader proposes a block extending a notarized chain; validators
+//! notarize the first valid proposal; `n - f` notarize votes make a notarization, on which
+//! everyone moves to the next view and (unless it timed out) votes `finalize`; `n - f`
+//! finalize votes finalize the block and its ancestors. A view whose timer fires gets
+//! `nullify` votes instead; their certificate moves everyone on without a block. Finality takes
+//! three network hops from the proposal.
+
+use crate::crypto::VoteScheme;
+use crate::safety::SafetyRecord;
+use crate::types::{Certificate, Digest, Message, Proposal, ValidatorIndex, View, Vote, VoteKind};
+use crate::validators::ValidatorSet;
+use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// A validator's settings.
+#[derive(Clone)]
+pub struct Config<S: VoteScheme> {
+    pub me: ValidatorIndex,
+    pub secret: S::Secret,
+    pub validators: ValidatorSet<S>,
+    /// The first view timeout; it doubles with each view in a row that ends without a block.
+    pub timeout_ms: u64,
+    pub max_timeout_ms: u64,
+    /// Finalized blocks kept in memory to answer peers that fetch them.
+    pub keep_finalized: usize,
+}
+
+/// The last finalized block, as the application committed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Tip {
+    pub view: View,
+    pub height: u64,
+    pub digest: Digest,
+}
+
+impl Tip {
+    pub const GENESIS: Tip = Tip {
+        view: 0,
+        height: 0,
+        digest: Digest::ZERO,
+    };
+}
+
+/// What the engine needs back after a crash: its view and what it signed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Durable {
+    pub view: View,
+    pub safety: SafetyRecord,
+}
+
+pub enum Input<S: VoteScheme> {
+    /// A message from an authenticated peer.
+    Message {
+        from: ValidatorIndex,
+        message: Message<S>,
+    },
+    /// The timer set for `view` fired.
+    Timeout { view: View },
+}
+
+#[derive(Debug)]
+pub enum Action<S: VoteScheme> {
+    Send {
+        to: ValidatorIndex,
+        message: Message<S>,
+    },
+    Broadcast(Message<S>),
+    /// Deliver `Timeout { view }` after this long (replaces any earlier timer).
+    SetTimer {
+        view: View,
+        after_ms: u64,
+    },
+    /// Write this to disk before carrying out the actions after it.
+    Persist(Durable),
+    /// It is our turn to lead `view`: build a payload on `parent` and call
+    /// [`Engine::propose`].
+    Propose {
+        view: View,
+        height: u64,
+        parent: Digest,
+    },
+    /// This block is final. Emitted once per height, in height order; `certificate` is the
+    /// finalization of this block or of a descendant (which finalizes its ancestors).
+    Finalized {
+        proposal: Proposal,
+        certificate: Certificate<S>,
+    },
+    /// Something a peer did that is worth an operator's eye (equivocation, bad signatures,
+    /// a block that conflicts with finality).
+    Misbehaviour(String),
+}
+
+/// Votes gathered for one view.
+struct Round<S: VoteScheme> {
+    /// The leader's proposal this validator accepted (or is waiting to vote for).
+    proposal: Option<Digest>,
+    notarize: HashMap<Digest, BTreeMap<ValidatorIndex, S::Signature>>,
+    nullify: BTreeMap<ValidatorIndex, S::Signature>,
+    finalize: HashMap<Digest, BTreeMap<ValidatorIndex, S::Signature>>,
+    /// Who has voted, per kind: the first vote of each signer counts, later ones are ignored.
+    voted: HashMap<(VoteKind, ValidatorIndex), Digest>,
+}
+
+impl<S: VoteScheme> Default for Round<S> {
+    fn default() -> Self {
+        Round {
+            proposal: None,
+            notarize: HashMap::new(),
+            nullify: BTreeMap::new(),
+            finalize: HashMap::new(),
+            voted: HashMap::new(),
+        }
+    }
+}
+
+/// Views ahead of ours we collect votes for; a peer cannot make us hold more.
+const MAX_VIEWS_AHEAD: View = 256;
+
+pub struct Engine<S: VoteScheme> {
+    cfg: Config<S>,
+    view: View,
+    safety: SafetyRecord,
+    tip: Tip,
+    rounds: BTreeMap<View, Round<S>>,
+    blocks: HashMap<Digest, Proposal>,
+    finalized_window: VecDeque<Digest>,
+    notarizations: BTreeMap<View, Certificate<S>>,
+    nullifications: BTreeMap<View, Certificate<S>>,
+    /// The highest finalization not yet applied (its chain is still being fetched).
+    pending_finality: Option<Certificate<S>>,
+    /// The finalization our tip came with, repeated to peers that fell behind.
+    last_finality: Option<Certificate<S>>,
+    fetching: BTreeSet<Digest>,
+    /// Views in a row that ended by nullification (the timeout backs off with it).
+    failed_views: u32,
+    /// Timeouts so far in the current view (each re-arms the timer, doubled).
+    timeouts_in_view: u32,
+    proposed: Option<View>,
+    propose_requested: Option<View>,
+    out: Vec<Action<S>>,
+}
+
+impl<S: VoteScheme> Engine<S> {
+    /// A validator resuming from its last finalized block and what it had persisted (nothing
+    /// on first start). Call [`Engine::start`] next.
+    pub fn new(cfg: Config<S>, tip: Tip, durable: Option<Durable>) -> Engine<S> {
+        let durable = durable.unwrap_or_default();
+        let mut safety = durable.safety;
+        safety.raise_floor(tip.view);
+        Engine {
+            view: durable.view.max(tip.view + 1),
+            cfg,
+            safety,
+            tip,
+            rounds: BTreeMap::new(),
+            blocks: HashMap::new(),
+            finalized_window: VecDeque::new(),
+            notarizations: BTreeMap::new(),
+            nullifications: BTreeMap::new(),
+            pending_finality: None,
+            last_finality: None,
+            fetching: BTreeSet::new(),
+            failed_views: 0,
+            timeouts_in_view: 0,
+            proposed: None,
+            propose_requested: None,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn tip(&self) -> Tip {
+        self.tip
+    }
+
+    pub fn validators(&self) -> &ValidatorSet<S> {
+        &self.cfg.validators
+    }
+
+    /// Enters the current view: arms its timer, and proposes if we lead it.
+    pub fn start(&mut self) -> Vec<Action<S>> {
+        self.enter_view(self.view);
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn handle(&mut self, input: Input<S>) -> Vec<Action<S>> {
+        match input {
+            Input::Message { from, message } => self.on_message(from, message),
+            Input::Timeout { view } => self.on_timeout(view),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The driver's answer to [`Action::Propose`]: our block for `view`.
+    pub fn propose(&mut self, view: View, payload: Vec<u8>) -> Vec<Action<S>> {
+        if view == self.view
+            && self.proposed != Some(view)
+            && self.leads(view)
+            && let Some((parent, parent_view, height)) = self.parent_for(view)
+        {
+            let proposal = Proposal {
+                view,
+                height,
+                parent,
+                parent_view,
+                payload,
+            };
+            let digest = proposal.digest();
+            if self.safety.notarize(view, digest) {
+                self.proposed = Some(view);
+                let signature = self.sign(VoteKind::Notarize, view, &digest);
+                self.persist();
+                self.blocks.insert(digest, proposal.clone());
+                self.round(view).proposal = Some(digest);
+                self.out.push(Action::Broadcast(Message::Propose {
+                    proposal,
+                    signature: signature.clone(),
+                }));
+                self.count_vote(Vote {
+                    kind: VoteKind::Notarize,
+                    view,
+                    digest,
+                    signer: self.cfg.me,
+                    signature,
+                });
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn leads(&self, view: View) -> bool {
+        self.cfg.validators.leader(view) == self.cfg.me
+    }
+
+    fn round(&mut self, view: View) -> &mut Round<S> {
+        self.rounds.entry(view).or_default()
+    }
+
+    fn sign(&self, kind: VoteKind, view: View, digest: &Digest) -> S::Signature {
+        S::sign(
+            &self.cfg.secret,
+            &self.cfg.validators.vote_bytes(kind, view, digest),
+        )
+    }
+
+    fn persist(&mut self) {
+        self.out.push(Action::Persist(Durable {
+            view: self.view,
+            safety: self.safety.clone(),
+        }));
+    }
+
+    fn timeout_for_view(&self) -> u64 {
+        let doublings = self.failed_views.saturating_add(self.timeouts_in_view);
+        let factor = 1u64 << doublings.min(16);
+        self.cfg
+            .timeout_ms
+            .saturating_mul(factor)
+            .min(self.cfg.max_timeout_ms)
+    }
+
+    fn enter_view(&mut self, view: View) {
+        self.view = view;
+        self.timeouts_in_view = 0;
+        self.persist();
+        self.out.push(Action::SetTimer {
+            view,
+            after_ms: self.timeout_for_view(),
+        });
+        self.try_propose();
+        self.try_vote_proposal();
+    }
+
+    fn try_propose(&mut self) {
+        let view = self.view;
+        if !self.leads(view) || self.propose_requested == Some(view) {
+            return;
+        }
+        if let Some((parent, _, height)) = self.parent_for(view) {
+            self.propose_requested = Some(view);
+            self.out.push(Action::Propose {
+                view,
+                height,
+                parent,
+            });
+        }
+    }
+
+    /// The block a proposal in `view` must extend: the highest notarized view below it (or the
+    /// finalized tip) with every view in between nullified. `None` if we cannot tell yet.
+    fn parent_for(&self, view: View) -> Option<(Digest, View, u64)> {
+        let mut v = view - 1;
+        loop {
+            if v == self.tip.view {
+                return Some((self.tip.digest, v, self.tip.height + 1));
+            }
+            if v < self.tip.view {
+                return None;
+            }
+            if let Some(cert) = self.notarizations.get(&v) {
+                let parent = self.blocks.get(&cert.digest)?;
+                return Some((cert.digest, v, parent.height + 1));
+            }
+            if !self.nullifications.contains_key(&v) {
+                return None;
+            }
+            v -= 1;
+        }
+    }
+
+    /// Whether `p` extends a valid parent for its view, as far as we know.
+    fn extends_valid_parent(&self, p: &Proposal) -> bool {
+        p.parent_view < p.view
+            && self
+                .parent_for(p.view)
+                .is_some_and(|(d, v, h)| (d, v, h) == (p.parent, p.parent_view, p.height))
+    }
+
+    fn on_message(&mut self, from: ValidatorIndex, message: Message<S>) {
+        if self.cfg.validators.public(from).is_none() {
+            return;
+        }
+        match message {
+            Message::Propose {
+                proposal,
+                signature,
+            } => self.on_proposal(from, proposal, signature),
+            Message::Vote(vote) => {
+                // Votes travel from their signer only; a peer cannot speak for another.
+                if vote.signer != from {
+                    self.out.push(Action::Misbehaviour(format!(
+                        "validator {from} relayed a vote signed as {}",
+                        vote.signer
+                    )));
+                    return;
+                }
+                self.count_vote(vote);
+            }
+            Message::Certificate(cert) => self.on_certificate(cert, true),
+            Message::Fetch(digest) => {
+                if let Some(p) = self.blocks.get(&digest) {
+                    self.out.push(Action::Send {
+                        to: from,
+                        message: Message::Block(p.clone()),
+                    });
+                }
+            }
+            Message::Block(p) => {
+                let digest = p.digest();
+                if self.fetching.remove(&digest) {
+                    self.blocks.insert(digest, p);
+                    self.on_new_block();
+                }
+            }
+        }
+    }
+
+    fn on_proposal(&mut self, from: ValidatorIndex, p: Proposal, signature: S::Signature) {
+        let view = p.view;
+        if from != self.cfg.validators.leader(view)
+            || view <= self.tip.view
+            || view > self.view + MAX_VIEWS_AHEAD
+        {
+            return;
+        }
+        let digest = p.digest();
+        if !self
+            .cfg
+            .validators
+            .verify_vote(from, VoteKind::Notarize, view, &digest, &signature)
+        {
+            self.out.push(Action::Misbehaviour(format!(
+                "leader {from} sent a proposal for view {view} with a bad signature"
+            )));
+            return;
+        }
+        let round = self.round(view);
+        match round.proposal {
+            Some(d) if d != digest => {
+                // The second block is not kept: if a notarization names it, it is fetched.
+                self.out.push(Action::Misbehaviour(format!(
+                    "leader {from} proposed two blocks in view {view}"
+                )));
+                return;
+            }
+            Some(_) => {}
+            None => round.proposal = Some(digest),
+        }
+        // Keep it even if we do not vote for it: a notarization may name it.
+        self.blocks.insert(digest, p);
+        if self.fetching.remove(&digest) {
+            self.on_new_block();
+        }
+        self.count_vote(Vote {
+            kind: VoteKind::Notarize,
+            view,
+            digest,
+            signer: from,
+            signature,
+        });
+        self.try_vote_proposal();
+    }
+
+    /// A block we were waiting for arrived: it may complete a finalized chain, or be the parent
+    /// our proposal or vote needs.
+    fn on_new_block(&mut self) {
+        self.advance_finality();
+        self.try_propose();
+        self.try_vote_proposal();
+    }
+
+    /// Notarizes the current view's proposal once its parent checks out.
+    fn try_vote_proposal(&mut self) {
+        let view = self.view;
+        let Some(digest) = self.rounds.get(&view).and_then(|r| r.proposal) else {
+            return;
+        };
+        if self.safety.notarized.get(&view) == Some(&digest)
+            || !self.safety.may_notarize(view, &digest)
+        {
+            return;
+        }
+        let Some(p) = self.blocks.get(&digest) else {
+            return;
+        };
+        if !self.extends_valid_parent(p) {
+            // Maybe we only lack the parent's block: ask for it and retry when it comes.
+            if let Some(cert) = self.notarizations.get(&p.parent_view)
+                && cert.digest == p.parent
+                && !self.blocks.contains_key(&p.parent)
+            {
+                self.fetch(p.parent);
+            }
+            return;
+        }
+        self.safety.notarize(view, digest);
+        let signature = self.sign(VoteKind::Notarize, view, &digest);
+        self.persist();
+        let vote = Vote {
+            kind: VoteKind::Notarize,
+            view,
+            digest,
+            signer: self.cfg.me,
+            signature,
+        };
+        self.out
+            .push(Action::Broadcast(Message::Vote(vote.clone())));
+        self.count_vote(vote);
+    }
+
+    fn count_vote(&mut self, vote: Vote<S>) {
+        let view = vote.view;
+        if view <= self.tip.view || view > self.view + MAX_VIEWS_AHEAD {
+            return;
+        }
+        if (vote.kind == VoteKind::Nullify) != (vote.digest == Digest::ZERO) {
+            return;
+        }
+        let already = match vote.kind {
+            VoteKind::Notarize => self.notarizations.contains_key(&view),
+            VoteKind::Nullify => self.nullifications.contains_key(&view),
+            VoteKind::Finalize => self
+                .pending_finality
+                .as_ref()
+                .is_some_and(|c| c.view >= view),
+        };
+        let quorum = self.cfg.validators.quorum();
+        let round = self.round(view);
+        match round.voted.get(&(vote.kind, vote.signer)) {
+            Some(d) if *d != vote.digest => {
+                self.out.push(Action::Misbehaviour(format!(
+                    "validator {} cast two {:?} votes in view {view}",
+                    vote.signer, vote.kind
+                )));
+                return;
+            }
+            Some(_) => return,
+            None => {}
+        }
+        round.voted.insert((vote.kind, vote.signer), vote.digest);
+        let tally = match vote.kind {
+            VoteKind::Notarize => round.notarize.entry(vote.digest).or_default(),
+            VoteKind::Nullify => &mut round.nullify,
+            VoteKind::Finalize => round.finalize.entry(vote.digest).or_default(),
+        };
+        tally.insert(vote.signer, vote.signature);
+        if already || tally.len() < quorum {
+            return;
+        }
+        let tally = tally.clone();
+        match self
+            .cfg
+            .validators
+            .try_certify(vote.kind, view, &vote.digest, &tally)
+        {
+            Ok(cert) => self.on_certificate(cert, false),
+            Err(bad) => {
+                let round = self.round(view);
+                for i in &bad {
+                    // The signer itself sent it (votes come only from their signer): drop the
+                    // vote but let a good one from it count later.
+                    round.voted.remove(&(vote.kind, *i));
+                    for t in round
+                        .notarize
+                        .values_mut()
+                        .chain(round.finalize.values_mut())
+                        .chain(std::iter::once(&mut round.nullify))
+                    {
+                        t.remove(i);
+                    }
+                }
+                self.out.push(Action::Misbehaviour(format!(
+                    "bad {:?} vote signatures in view {view} from {bad:?}",
+                    vote.kind
+                )));
+            }
+        }
+    }
+
+    /// A certificate, formed here (`verify = false`) or received (checked first).
+    fn on_certificate(&mut self, cert: Certificate<S>, verify: bool) {
+        let view = cert.view;
+        if view <= self.tip.view {
+            return;
+        }
+        let known = match cert.kind {
+            VoteKind::Notarize => self.notarizations.contains_key(&view),
+            VoteKind::Nullify => self.nullifications.contains_key(&view),
+            VoteKind::Finalize => self
+                .pending_finality
+                .as_ref()
+                .is_some_and(|c| c.view >= view),
+        };
+        if known {
+            return;
+        }
+        if verify && let Err(e) = self.cfg.validators.verify_certificate(&cert) {
+            self.out.push(Action::Misbehaviour(format!(
+                "refused a {:?} certificate for view {view}: {e}",
+                cert.kind
+            )));
+            return;
+        }
+        match cert.kind {
+            VoteKind::Notarize => {
+                let digest = cert.digest;
+                self.notarizations.insert(view, cert.clone());
+                if !self.blocks.contains_key(&digest) {
+                    self.fetch(digest);
+                }
+                if self.safety.finalize(view, digest) {
+                    let signature = self.sign(VoteKind::Finalize, view, &digest);
+                    self.persist();
+                    let vote = Vote {
+                        kind: VoteKind::Finalize,
+                        view,
+                        digest,
+                        signer: self.cfg.me,
+                        signature,
+                    };
+                    self.out
+                        .push(Action::Broadcast(Message::Vote(vote.clone())));
+                    self.count_vote(vote);
+                }
+                if view >= self.view {
+                    self.failed_views = 0;
+                    self.out.push(Action::Broadcast(Message::Certificate(cert)));
+                    self.enter_view(view + 1);
+                } else {
+                    // It may be the parent a waiting proposal needs.
+                    self.try_propose();
+                    self.try_vote_proposal();
+                }
+            }
+            VoteKind::Nullify => {
+                self.nullifications.insert(view, cert.clone());
+                if view >= self.view {
+                    self.failed_views += 1;
+                    self.out.push(Action::Broadcast(Message::Certificate(cert)));
+                    self.enter_view(view + 1);
+                } else {
+                    self.try_propose();
+                    self.try_vote_proposal();
+                }
+            }
+            VoteKind::Finalize => {
+                if !verify {
+                    self.out
+                        .push(Action::Broadcast(Message::Certificate(cert.clone())));
+                }
+                self.pending_finality = Some(cert);
+                self.advance_finality();
+                if view >= self.view {
+                    self.enter_view(view + 1);
+                }
+            }
+        }
+    }
+
+    fn fetch(&mut self, digest: Digest) {
+        if self.fetching.insert(digest) {
+            self.out.push(Action::Broadcast(Message::Fetch(digest)));
+        }
+    }
+
+    /// Applies the pending finalization once every block back to our tip is known.
+    fn advance_finality(&mut self) {
+        let Some(cert) = self.pending_finality.clone() else {
+            return;
+        };
+        if cert.view <= self.tip.view {
+            self.pending_finality = None;
+            return;
+        }
+        let mut chain = Vec::new();
+        let mut digest = cert.digest;
+        loop {
+            let Some(p) = self.blocks.get(&digest) else {
+                self.fetch(digest);
+                return;
+            };
+            if p.height <= self.tip.height + 1 {
+                if p.height != self.tip.height + 1 || p.parent != self.tip.digest {
+                    self.pending_finality = None;
+                    self.out.push(Action::Misbehaviour(format!(
+                        "a finalization for view {} conflicts with our finalized block at height {}; more than f validators are faulty",
+                        cert.view, self.tip.height
+                    )));
+                    return;
+                }
+                chain.push(p.clone());
+                break;
+            }
+            chain.push(p.clone());
+            digest = p.parent;
+        }
+        self.pending_finality = None;
+        self.last_finality = Some(cert.clone());
+        for p in chain.into_iter().rev() {
+            let digest = p.digest();
+            self.tip = Tip {
+                view: p.view,
+                height: p.height,
+                digest,
+            };
+            self.finalized_window.push_back(digest);
+            self.out.push(Action::Finalized {
+                proposal: p,
+                certificate: cert.clone(),
+            });
+        }
+        self.prune();
+        self.persist();
+    }
+
+    /// Drops what finality settled, keeping a window of finalized blocks for peers.
+    fn prune(&mut self) {
+        let floor = self.tip.view;
+        self.safety.raise_floor(floor);
+        self.rounds = self.rounds.split_off(&(floor + 1));
+        self.notarizations = self.notarizations.split_off(&(floor + 1));
+        self.nullifications = self.nullifications.split_off(&(floor + 1));
+        while self.finalized_window.len() > self.cfg.keep_finalized.max(1) {
+            if let Some(old) = self.finalized_window.pop_front() {
+                self.blocks.remove(&old);
+            }
+        }
+        let keep: BTreeSet<Digest> = self.finalized_window.iter().copied().collect();
+        self.blocks
+            .retain(|d, p| p.view > floor || keep.contains(d));
+    }
+
+    fn on_timeout(&mut self, view: View) {
+        if view != self.view {
+            return;
+        }
+        if self.safety.nullify(view) {
+            self.persist();
+        }
+        // Also when re-arming after an earlier timeout: votes and certificates may have been
+        // lost, so say again what we said and what moved us here.
+        if self.safety.nullified.contains(&view) {
+            let signature = self.sign(VoteKind::Nullify, view, &Digest::ZERO);
+            let vote = Vote {
+                kind: VoteKind::Nullify,
+                view,
+                digest: Digest::ZERO,
+                signer: self.cfg.me,
+                signature,
+            };
+            self.out
+                .push(Action::Broadcast(Message::Vote(vote.clone())));
+            self.count_vote(vote);
+        }
+        // What a proposal in this view must extend: the highest notarization and the
+        // nullifications after it. A peer that missed them (restarted, cut off) cannot vote
+        // without them.
+        let (from, notarized) = match self.notarizations.last_key_value() {
+            Some((v, cert)) => (*v, Some(cert.clone())),
+            None => (self.tip.view, None),
+        };
+        let chain = notarized
+            .into_iter()
+            .chain(self.nullifications.range(from..).map(|(_, c)| c.clone()));
+        let certs: Vec<_> = chain
+            .map(|c| Action::Broadcast(Message::Certificate(c)))
+            .collect();
+        self.out.extend(certs);
+        if let Some(cert) = &self.last_finality {
+            self.out
+                .push(Action::Broadcast(Message::Certificate(cert.clone())));
+        }
+        for d in self.fetching.clone() {
+            self.out.push(Action::Broadcast(Message::Fetch(d)));
+        }
+        // Our own vote may have completed a nullification and moved us on; if not, try again
+        // later, waiting longer.
+        if self.view == view {
+            self.timeouts_in_view = self.timeouts_in_view.saturating_add(1);
+            self.out.push(Action::SetTimer {
+                view,
+                after_ms: self.timeout_for_view(),
+            });
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The engine under the seeded network simulator. `GRIDLEDGER_SIM_SEEDS` sets how many seeds
+//! each randomized test runs (CI runs the default; `GRIDLEDGER_SIM_SEEDS=5000 cargo test
+//! --release -p gridledger-consensus --test simulation` runs many more).
+
+use gridledger_consensus::sim::{Crash, Partition, Scenario, run};
+use gridledger_consensus::{ValidatorIndex, View};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn seeds(default: u64) -> u64 {
+    std::env::var("GRIDLEDGER_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn all(n: usize) -> Vec<ValidatorIndex> {
+    (0..n as ValidatorIndex).collect()
+}
+
+/// Views within which the chain must finalize again once the network is whole: a few
+/// rotations of leaders, enough to pass crashed or byzantine leaders and resynchronize views.
+const VIEWS_TO_RECOVER: View = 12;
+
+#[test]
+fn a_calm_network_finalizes_a_block_every_view() {
+    let sc = Scenario::calm(4, 1);
+    let out = run(&sc);
+    out.check_agreement(&all(4)).unwrap();
+    let heights: Vec<usize> = out.chains.iter().map(|c| c.len()).collect();
+    // 5 s at 1–20 ms a hop and 3 hops a block: hundreds of blocks, and no view wasted.
+    assert!(heights.iter().all(|&h| h > 100), "heights {heights:?}");
+    let chain = &out.chains[0];
+    let gaps: Vec<_> = chain
+        .windows(2)
+        .filter(|w| w[1].0 != w[0].0 + 1)
+        .map(|w| (w[0].0, w[1].0))
+        .collect();
+    assert!(
+        gaps.is_empty() && chain[0].0 == 1,
+        "no view was skipped on a calm network: {gaps:?} first {:?} last {:?}",
+        chain[0],
+        chain.last(),
+    );
+    assert_eq!(out.misbehaviour, 0);
+}
+
+#[test]
+fn runs_are_deterministic() {
+    let mut sc = Scenario::calm(4, 7);
+    sc.loss_per_mille = 50;
+    sc.max_delay_ms = 80;
+    let (a, b) = (run(&sc), run(&sc));
+    assert_eq!(a.chains, b.chains);
+    assert_eq!(a.messages_sent, b.messages_sent);
+    sc.seed = 8;
+    assert_ne!(run(&sc).chains, a.chains, "the seed matters");
+}
+
+#[test]
+fn a_silent_leader_costs_its_views_only() {
+    let mut sc = Scenario::calm(4, 3);
+    sc.crashes.push(Crash {
+        node: 2,
+        at_ms: 0,
+        restart_ms: None,
+    });
+    let out = run(&sc);
+    let honest = [0, 1, 3];
+    out.check_agreement(&honest).unwrap();
+    let chain = &out.chains[0];
+    assert!(chain.len() > 30, "height {}", chain.len());
+    assert!(
+        chain.iter().all(|(v, _)| v % 4 != 2),
+        "no block from the dead leader's views"
+    );
+}
+
+#[test]
+fn two_of_four_down_stops_finality_without_forking_and_it_resumes() {
+    let mut sc = Scenario::calm(4, 5);
+    sc.duration_ms = 8_000;
+    for node in [1, 2] {
+        sc.crashes.push(Crash {
+            node,
+            at_ms: 1_000,
+            restart_ms: if node == 1 { Some(4_000) } else { None },
+        });
+    }
+    let out = run(&sc);
+    out.check_agreement(&[0, 1, 3]).unwrap();
+    for &i in &[0usize, 3] {
+        let stalled = out.finalized_at[i]
+            .iter()
+            .filter(|(t, _)| (1_100..4_000).contains(t))
+            .count();
+        assert_eq!(
+            stalled, 0,
+            "validator {i} finalized with only two of four up"
+        );
+    }
+    let after = out.views_to_finality_after_heal(&[0, 1, 3]);
+    assert!(
+        after.is_some_and(|v| v <= VIEWS_TO_RECOVER),
+        "finality {after:?} views after validator 1 returned"
+    );
+}
+
+/// Random networks with one fault at a time within `f`: a byzantine equivocator, or crashes
+/// and restarts, plus delay, reordering, loss and healing partitions.
+fn random_scenario(seed: u64) -> Scenario {
+    let mut r = StdRng::seed_from_u64(seed);
+    let n = if r.gen_bool(0.25) { 7 } else { 4 };
+    let f = (n - 1) / 3;
+    let mut sc = Scenario::calm(n, seed);
+    sc.duration_ms = 60_000;
+    sc.stop_when_recovered = true;
+    sc.max_delay_ms = r.gen_range(5..120);
+    sc.loss_per_mille = r.gen_range(0..100);
+    sc.timeout_ms = 300;
+    // A partition that heals by 3 s: up to half the validators cut off.
+    let from = r.gen_range(0..1_500);
+    let mut side: Vec<ValidatorIndex> = all(n);
+    side.retain(|_| r.gen_bool(0.4));
+    sc.partitions.push(Partition {
+        from_ms: from,
+        until_ms: from + r.gen_range(200..1_500),
+        side,
+    });
+    if r.gen_bool(0.5) {
+        sc.byzantine = Some(r.gen_range(0..n as ValidatorIndex));
+    }
+    let crashes = if sc.byzantine.is_some() { 0 } else { f };
+    for k in 0..crashes {
+        let at = r.gen_range(0..2_500);
+        sc.crashes.push(Crash {
+            node: ((seed as usize + k) % n) as ValidatorIndex,
+            at_ms: at,
+            restart_ms: Some(at + r.gen_range(100..1_000)),
+        });
+    }
+    sc
+}
+
+#[test]
+fn random_networks_never_fork_and_recover_after_healing() {
+    let mut noticed = 0;
+    for seed in 0..seeds(150) {
+        let sc = random_scenario(seed);
+        let out = run(&sc);
+        let honest: Vec<ValidatorIndex> = all(sc.n)
+            .into_iter()
+            .filter(|i| Some(*i) != sc.byzantine)
+            .collect();
+        if let Err(e) = out.check_agreement(&honest) {
+            panic!("seed {seed}: {e}\n{sc:?}");
+        }
+        let after = out.views_to_finality_after_heal(&honest);
+        assert!(
+            after.is_some_and(|v| v <= VIEWS_TO_RECOVER),
+            "seed {seed}: finality {after:?} views after healing (at view {})\n{sc:?}",
+            out.view_at_heal
+        );
+        if sc.byzantine.is_some() {
+            noticed += out.misbehaviour;
+        }
+    }
+    assert!(
+        noticed > 0,
+        "the byzantine validator's equivocation went unnoticed"
+    );
+}
+
+#[test]
+fn more_faults_than_f_may_stall_but_never_fork() {
+    // Safety holds under any network behaviour: two faults among four (a byzantine validator
+    // and a partitioned one), long partitions, heavy loss.
+    for seed in 0..seeds(60) {
+        let mut r = StdRng::seed_from_u64(seed ^ 0xfeed);
+        let mut sc = Scenario::calm(4, seed);
+        sc.duration_ms = 4_000;
+        sc.max_delay_ms = r.gen_range(5..300);
+        sc.loss_per_mille = r.gen_range(0..300);
+        sc.byzantine = Some(r.gen_range(0..4));
+        for _ in 0..3 {
+            let from = r.gen_range(0..3_000);
+            sc.partitions.push(Partition {
+                from_ms: from,
+                until_ms: from + r.gen_range(100..2_000),
+                side: vec![r.gen_range(0..4), r.gen_range(0..4)],
+            });
+        }
+        let honest: Vec<ValidatorIndex> = all(4)
+            .into_iter()
+            .filter(|i| Some(*i) != sc.byzantine)
+            .collect();
+        if let Err(e) = run(&sc).check_agreement(&honest) {
+            panic!("seed {seed}: {e}\n{sc:?}");
+        }
+    }
+}
