@@ -26,13 +26,17 @@ pub trait VoteScheme: Clone + Send + Sync + 'static {
     fn aggregate(sigs: &[&Self::Signature]) -> Option<Self::Signature>;
     /// Checks an aggregate against the keys of its signers.
     fn verify_aggregate(publics: &[&Self::Public], msg: &[u8], sig: &Self::Signature) -> bool;
+    /// Wire form of a signature.
+    fn signature_to_bytes(sig: &Self::Signature) -> Vec<u8>;
+    /// Decodes a signature from the wire, refusing anything malformed.
+    fn signature_from_bytes(bytes: &[u8]) -> Option<Self::Signature>;
 }
 
 const SIG_DST: &[u8] = b"GRIDLEDGER-V1-VOTE_BLS12381G2_XMD:SHA-256_SSWU_RO_";
 const POP_DST: &[u8] = b"GRIDLEDGER-V1-POP_BLS12381G2_XMD:SHA-256_SSWU_RO_";
 
 /// BLS12-381 signatures (the scheme validators use).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bls;
 
 #[derive(Clone)]
@@ -143,12 +147,20 @@ impl VoteScheme for Bls {
             .fold(G1Projective::identity(), |acc, p| acc + p.0);
         pairing_check(&G1Affine::from(sum), &hash_to_g2(msg, SIG_DST), &sig.0)
     }
+
+    fn signature_to_bytes(sig: &BlsSignature) -> Vec<u8> {
+        sig.to_bytes().to_vec()
+    }
+
+    fn signature_from_bytes(bytes: &[u8]) -> Option<BlsSignature> {
+        BlsSignature::from_bytes(bytes.try_into().ok()?)
+    }
 }
 
 /// An insecure stand-in for fast simulations of thousands of views: a signature is a hash of
 /// the signer's id and the message, so anyone could forge one. Simulations use it to test the
 /// protocol, not the cryptography; [`Bls`] is what validators run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimScheme;
 
 impl VoteScheme for SimScheme {
@@ -179,6 +191,14 @@ impl VoteScheme for SimScheme {
         let mut ids: Vec<u64> = publics.iter().map(|p| **p).collect();
         ids.sort();
         !ids.is_empty() && sig.0 == ids && sig.1 == <[u8; 32]>::from(sha2::Sha256::digest(msg))
+    }
+
+    fn signature_to_bytes(sig: &Self::Signature) -> Vec<u8> {
+        borsh::to_vec(sig).unwrap_or_default()
+    }
+
+    fn signature_from_bytes(bytes: &[u8]) -> Option<Self::Signature> {
+        borsh::from_slice(bytes).ok()
     }
 }
 

@@ -14,6 +14,7 @@ pub mod safety;
 pub mod sim;
 pub mod types;
 pub mod validators;
+pub mod wire;
 
 pub use engine::{Action, Config, Durable, Engine, Input, Tip};
 pub use types::{Certificate, Digest, Message, Proposal, ValidatorIndex, View, Vote, VoteKind};

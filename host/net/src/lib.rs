@@ -1,0 +1,306 @@
+//! QUIC transport between validators (`quinn`), knowing nothing of the protocol it carries.
+//!
+//! - **Who**: mutual TLS against the validator set ([`tls`]): a connection from or to anyone
+//!   whose key is not a validator's network key from genesis fails the handshake.
+//! - **What**: each direction of a pair of validators is one connection opened by the sender,
+//!   carrying one unidirectional stream of frames: a 4-byte big-endian length, then the
+//!   message. A frame over the size limit, or one the protocol's decoder refuses, closes the
+//!   connection (logged); the node keeps running and the peer may reconnect.
+//! - **When**: a sender per peer, with a bounded queue (a full queue drops the message, which the
+//!   protocol tolerates, and says so in the log), reconnecting with backoff.
+//! - **quinn's defaults, minded**: keep-alives well inside the idle timeout, so quiet links stay
+//!   up; stream limits set for one stream each way; shutdown finishes streams and waits for the
+//!   endpoint to go idle, since `close` would drop undelivered data.
+
+pub mod identity;
+pub mod tls;
+
+use identity::Identity;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tls::ValidatorVerifier;
+use tokio::sync::mpsc;
+
+/// The application protocol name in the TLS handshake.
+pub const ALPN: &[u8] = b"gridledger/1";
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_START: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A peer validator.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub index: u16,
+    /// Its ed25519 network key, as registered in genesis.
+    pub key: [u8; 32],
+    pub addr: SocketAddr,
+}
+
+pub struct NetConfig {
+    pub me: u16,
+    pub listen: SocketAddr,
+    /// Our ed25519 network secret.
+    pub secret: [u8; 32],
+    /// The other validators.
+    pub peers: Vec<Peer>,
+    /// Frames above this many bytes close the connection.
+    pub max_frame: usize,
+    /// Messages queued per peer before new ones are dropped.
+    pub queue: usize,
+}
+
+/// Turns a frame into a protocol message, or says why it is garbage.
+pub type Decoder<T> = Arc<dyn Fn(&[u8]) -> Result<T, String> + Send + Sync>;
+
+pub struct Network {
+    endpoint: quinn::Endpoint,
+    senders: HashMap<u16, mpsc::Sender<Arc<Vec<u8>>>>,
+    connected: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_idle_timeout(Some(
+        IDLE_TIMEOUT
+            .try_into()
+            .expect("a 5 s idle timeout is in range"),
+    ));
+    t.max_concurrent_bidi_streams(0u32.into());
+    t.max_concurrent_uni_streams(4u32.into());
+    Arc::new(t)
+}
+
+impl Network {
+    /// Binds the endpoint and starts accepting and dialling. Decoded messages arrive on
+    /// `inbound` tagged with the sender's validator index, as its certificate proved it.
+    pub fn start<T: Send + 'static>(
+        cfg: NetConfig,
+        decode: Decoder<T>,
+        inbound: mpsc::Sender<(u16, T)>,
+    ) -> anyhow::Result<Network> {
+        let id = Identity::from_secret(&cfg.secret)?;
+        let keys: HashMap<[u8; 32], u16> = cfg
+            .peers
+            .iter()
+            .map(|p| (p.key, p.index))
+            .chain(std::iter::once((id.public, cfg.me)))
+            .collect();
+        let verifier = Arc::new(ValidatorVerifier::new(keys, &tls::provider()));
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(
+            tls::server_config(&id, verifier.clone())?,
+        )?));
+        server.transport_config(transport());
+        let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(
+            tls::client_config(&id, verifier.clone())?,
+        )?));
+        client.transport_config(transport());
+        let mut endpoint = quinn::Endpoint::server(server, cfg.listen)?;
+        endpoint.set_default_client_config(client);
+
+        let connected = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(accept_loop(
+            endpoint.clone(),
+            verifier,
+            cfg.max_frame,
+            decode,
+            inbound,
+        )));
+        let mut senders = HashMap::new();
+        for peer in cfg.peers {
+            let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+            senders.insert(peer.index, tx);
+            tasks.push(tokio::spawn(send_loop(
+                endpoint.clone(),
+                peer,
+                rx,
+                connected.clone(),
+            )));
+        }
+        Ok(Network {
+            endpoint,
+            senders,
+            connected,
+            tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Queues a message for one peer; false if its queue is full and the message was dropped.
+    pub fn send(&self, to: u16, bytes: Arc<Vec<u8>>) -> bool {
+        match self.senders.get(&to) {
+            Some(tx) => match tx.try_send(bytes) {
+                Ok(()) => true,
+                Err(_) => {
+                    tracing::debug!("queue to validator {to} is full; message dropped");
+                    false
+                }
+            },
+            None => false,
+        }
+    }
+
+    pub fn broadcast(&self, bytes: Arc<Vec<u8>>) {
+        for &to in self.senders.keys() {
+            self.send(to, bytes.clone());
+        }
+    }
+
+    /// Peers we currently hold an outgoing connection to.
+    pub fn connected_peers(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Stops dialling and accepting, and waits (briefly) for queued data to be delivered.
+    pub async fn shutdown(self) {
+        drop(self.senders);
+        for t in &self.tasks {
+            t.abort();
+        }
+        // Wait for the tasks to be gone: each holds a handle that keeps the socket bound.
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.endpoint.close(0u32.into(), b"shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+async fn accept_loop<T: Send + 'static>(
+    endpoint: quinn::Endpoint,
+    verifier: Arc<ValidatorVerifier>,
+    max_frame: usize,
+    decode: Decoder<T>,
+    inbound: mpsc::Sender<(u16, T)>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let (verifier, decode, inbound) = (verifier.clone(), decode.clone(), inbound.clone());
+        tokio::spawn(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("refused a connection: {e}");
+                    return;
+                }
+            };
+            let Some(from) = peer_index(&conn, &verifier) else {
+                conn.close(1u32.into(), b"unknown peer");
+                return;
+            };
+            while let Ok(stream) = conn.accept_uni().await {
+                let (conn, decode, inbound) = (conn.clone(), decode.clone(), inbound.clone());
+                tokio::spawn(read_frames(conn, from, stream, max_frame, decode, inbound));
+            }
+        });
+    }
+}
+
+fn peer_index(conn: &quinn::Connection, verifier: &ValidatorVerifier) -> Option<u16> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    verifier.identify(certs.first()?).ok()
+}
+
+async fn read_frames<T>(
+    conn: quinn::Connection,
+    from: u16,
+    mut stream: quinn::RecvStream,
+    max_frame: usize,
+    decode: Decoder<T>,
+    inbound: mpsc::Sender<(u16, T)>,
+) {
+    loop {
+        let mut len = [0u8; 4];
+        if stream.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > max_frame {
+            tracing::warn!(
+                "validator {from} sent a {len}-byte frame (limit {max_frame}); disconnecting it"
+            );
+            conn.close(2u32.into(), b"frame too large");
+            return;
+        }
+        let mut buf = vec![0u8; len];
+        if stream.read_exact(&mut buf).await.is_err() {
+            return;
+        }
+        match decode(&buf) {
+            Ok(m) => {
+                if inbound.send((from, m)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("validator {from} sent garbage ({e}); disconnecting it");
+                conn.close(3u32.into(), b"malformed message");
+                return;
+            }
+        }
+    }
+}
+
+async fn send_loop(
+    endpoint: quinn::Endpoint,
+    peer: Peer,
+    mut queue: mpsc::Receiver<Arc<Vec<u8>>>,
+    connected: Arc<AtomicUsize>,
+) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let conn = match endpoint.connect(peer.addr, "gridledger-validator") {
+            Ok(connecting) => connecting.await,
+            Err(e) => {
+                tracing::warn!("cannot dial validator {}: {e}", peer.index);
+                return;
+            }
+        };
+        let mut stream = match conn {
+            Ok(c) => match c.open_uni().await {
+                Ok(s) => s,
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            },
+            Err(e) => {
+                tracing::debug!("validator {} unreachable: {e}", peer.index);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        backoff = BACKOFF_START;
+        connected.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("connected to validator {} at {}", peer.index, peer.addr);
+        let closed = loop {
+            let Some(msg) = queue.recv().await else {
+                let _ = stream.finish();
+                break true;
+            };
+            let len = (msg.len() as u32).to_be_bytes();
+            if stream.write_all(&len).await.is_err() || stream.write_all(&msg).await.is_err() {
+                break false;
+            }
+        };
+        connected.fetch_sub(1, Ordering::Relaxed);
+        if closed {
+            return;
+        }
+        tracing::info!("lost validator {}; reconnecting", peer.index);
+    }
+}

@@ -1,0 +1,220 @@
+//! Validators over QUIC on loopback: delivery, mutual authentication, and garbage.
+
+use gridledger_net::identity::Identity;
+use gridledger_net::{Decoder, NetConfig, Network, Peer, tls};
+use quinn::crypto::rustls::QuicClientConfig;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn secret(i: u8) -> [u8; 32] {
+    [i + 1; 32]
+}
+
+fn public(i: u8) -> [u8; 32] {
+    Identity::from_secret(&secret(i)).unwrap().public
+}
+
+/// Messages are UTF-8 text starting with "msg:"; anything else is garbage.
+fn decoder() -> Decoder<String> {
+    Arc::new(|b: &[u8]| match std::str::from_utf8(b) {
+        Ok(s) if s.starts_with("msg:") => Ok(s.to_string()),
+        _ => Err("not a message".into()),
+    })
+}
+
+fn free_addr() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+type Inbox = mpsc::Receiver<(u16, String)>;
+
+/// `n` validators on loopback, each knowing the others.
+fn cluster(n: u8) -> (Vec<Network>, Vec<Inbox>, Vec<SocketAddr>) {
+    let addrs: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
+    let mut nets = Vec::new();
+    let mut rxs = Vec::new();
+    for i in 0..n {
+        let peers = (0..n)
+            .filter(|j| *j != i)
+            .map(|j| Peer {
+                index: j as u16,
+                key: public(j),
+                addr: addrs[j as usize],
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(64);
+        let net = Network::start(
+            NetConfig {
+                me: i as u16,
+                listen: addrs[i as usize],
+                secret: secret(i),
+                peers,
+                max_frame: 1024,
+                queue: 64,
+            },
+            decoder(),
+            tx,
+        )
+        .unwrap();
+        nets.push(net);
+        rxs.push(rx);
+    }
+    (nets, rxs, addrs)
+}
+
+/// A raw QUIC client holding `id`'s certificate, trusting the validators 0..3.
+fn raw_client(id: &Identity) -> quinn::Endpoint {
+    let keys: HashMap<[u8; 32], u16> = (0..3u8).map(|i| (public(i), i as u16)).collect();
+    let verifier = Arc::new(tls::ValidatorVerifier::new(keys, &tls::provider()));
+    let cfg = tls::client_config(id, verifier).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(cfg).unwrap(),
+    )));
+    ep
+}
+
+async fn recv(rx: &mut mpsc::Receiver<(u16, String)>) -> (u16, String) {
+    timeout(WAIT, rx.recv())
+        .await
+        .expect("a message in time")
+        .expect("channel open")
+}
+
+#[tokio::test]
+async fn validators_exchange_messages_tagged_with_who_sent_them() {
+    let (nets, mut rxs, _) = cluster(3);
+    nets[0].broadcast(Arc::new(b"msg:hello".to_vec()));
+    assert_eq!(recv(&mut rxs[1]).await, (0, "msg:hello".to_string()));
+    assert_eq!(recv(&mut rxs[2]).await, (0, "msg:hello".to_string()));
+    nets[2].send(1, Arc::new(b"msg:to one".to_vec()));
+    assert_eq!(recv(&mut rxs[1]).await, (2, "msg:to one".to_string()));
+    for n in nets {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_stranger_cannot_connect() {
+    let (nets, mut rxs, addrs) = cluster(3);
+    let stranger = Identity::from_secret(&[99; 32]).unwrap();
+    let ep = raw_client(&stranger);
+    let outcome = timeout(WAIT, async {
+        let conn = ep.connect(addrs[0], "gridledger-validator")?.await?;
+        // The server refuses our certificate after the client side finished its handshake
+        // flight: the first stream write or the connection's close tells.
+        let mut s = conn.open_uni().await?;
+        s.write_all(b"\0\0\0\x09msg:sneak").await?;
+        s.finish()?;
+        Err::<(), anyhow::Error>(anyhow::anyhow!(conn.closed().await))
+    })
+    .await
+    .expect("the attempt ends");
+    let err = outcome.unwrap_err().to_string();
+    assert!(
+        err.contains("certificate") || err.contains("TLS") || err.contains("closed"),
+        "{err}"
+    );
+    // A validator's message sent afterwards is the first thing node 0 sees.
+    nets[1].send(0, Arc::new(b"msg:after".to_vec()));
+    assert_eq!(recv(&mut rxs[0]).await, (1, "msg:after".to_string()));
+    for n in nets {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn garbage_and_oversized_frames_disconnect_the_sender_and_nothing_else() {
+    let (nets, mut rxs, addrs) = cluster(3);
+    // Validator 2's key, but speaking nonsense on a connection of its own.
+    let id = Identity::from_secret(&secret(2)).unwrap();
+    let ep = raw_client(&id);
+    for frame in [
+        b"\0\0\0\x07garbage".to_vec(),  // the decoder refuses it
+        b"\x7f\xff\xff\xffxx".to_vec(), // 2 GiB announced, limit 1 KiB
+    ] {
+        let conn = ep
+            .connect(addrs[0], "gridledger-validator")
+            .unwrap()
+            .await
+            .unwrap();
+        let mut s = conn.open_uni().await.unwrap();
+        s.write_all(&frame).await.unwrap();
+        let _ = s.finish();
+        let reason = timeout(WAIT, conn.closed())
+            .await
+            .expect("closed by the node");
+        let text = reason.to_string();
+        assert!(
+            text.contains("malformed message") || text.contains("frame too large"),
+            "{text}"
+        );
+    }
+    // Node 0 still takes messages, from the real validator 2 as well.
+    nets[2].send(0, Arc::new(b"msg:still here".to_vec()));
+    assert_eq!(recv(&mut rxs[0]).await, (2, "msg:still here".to_string()));
+    assert!(rxs[0].try_recv().is_err(), "no garbage was delivered");
+    for n in nets {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_returns_is_reconnected() {
+    let (mut nets, mut rxs, addrs) = cluster(2);
+    nets[0].send(1, Arc::new(b"msg:one".to_vec()));
+    assert_eq!(recv(&mut rxs[1]).await.1, "msg:one");
+    // Validator 1 goes away and comes back on the same address.
+    nets.pop().unwrap().shutdown().await;
+    // In a real restart the process is gone and the OS frees the port at once; here quinn's
+    // endpoint task lets go of the socket shortly after shutdown, so binding is retried.
+    let (tx, mut rx) = mpsc::channel(64);
+    let back = timeout(WAIT, async {
+        loop {
+            let started = Network::start(
+                NetConfig {
+                    me: 1,
+                    listen: addrs[1],
+                    secret: secret(1),
+                    peers: vec![Peer {
+                        index: 0,
+                        key: public(0),
+                        addr: addrs[0],
+                    }],
+                    max_frame: 1024,
+                    queue: 64,
+                },
+                decoder(),
+                tx.clone(),
+            );
+            match started {
+                Ok(n) => return n,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("the port is free again");
+    // Messages sent while the link is down may be lost; keep sending until one arrives.
+    let got = timeout(WAIT, async {
+        loop {
+            nets[0].send(1, Arc::new(b"msg:again".to_vec()));
+            tokio::select! {
+                m = rx.recv() => return m,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    })
+    .await
+    .expect("reconnected in time");
+    assert_eq!(got, Some((0, "msg:again".to_string())));
+    back.shutdown().await;
+    nets.pop().unwrap().shutdown().await;
+}
