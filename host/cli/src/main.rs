@@ -47,6 +47,19 @@ struct Signer {
 enum Command {
     /// Run a single-validator development chain with its HTTP API.
     Devnet(devnet::DevnetArgs),
+    /// Print a genesis `[[validators]]` entry: new random keys (written to `--out`), or dev
+    /// keys derived from the account's `dev_seed` phrase.
+    ValidatorKeys {
+        /// The validator's account name in genesis.
+        #[arg(long)]
+        account: String,
+        /// Derive dev keys from this phrase (the account's dev_seed) instead of random ones.
+        #[arg(long)]
+        dev_seed: Option<String>,
+        /// Where to write the secret keys (TOML: bls_secret, network_secret).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Make a new key; prints the address.
     Keygen {
         /// Where to write the secret key (hex). Printed if absent.
@@ -281,6 +294,32 @@ fn send(signer: &Signer, payload: Payload) -> Result<()> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devnet(args) => devnet::run(args),
+        Command::ValidatorKeys {
+            account,
+            dev_seed,
+            out,
+        } => {
+            let (bls, net) = match &dev_seed {
+                Some(p) => gridledger_node::genesis::dev_validator_keys(p),
+                None => (
+                    gridledger_consensus::crypto::BlsSecret::generate(),
+                    gridledger_types::Keypair::generate().secret(),
+                ),
+            };
+            if let Some(out) = out {
+                std::fs::write(
+                    &out,
+                    format!(
+                        "bls_secret = \"{}\"\nnetwork_secret = \"{}\"\n",
+                        hex::encode(bls.to_bytes()),
+                        hex::encode(net)
+                    ),
+                )?;
+            }
+            let entry = gridledger_node::genesis::validator_entry(&account, &bls, &net);
+            println!("[[validators]]\n{}", toml::to_string(&entry)?);
+            Ok(())
+        }
         Command::Keygen { out } => {
             let k = Keypair::generate();
             match out {

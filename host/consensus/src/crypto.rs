@@ -34,6 +34,7 @@ pub trait VoteScheme: Clone + Send + Sync + 'static {
 
 const SIG_DST: &[u8] = b"GRIDLEDGER-V1-VOTE_BLS12381G2_XMD:SHA-256_SSWU_RO_";
 const POP_DST: &[u8] = b"GRIDLEDGER-V1-POP_BLS12381G2_XMD:SHA-256_SSWU_RO_";
+const NETKEY_DST: &[u8] = b"GRIDLEDGER-V1-NETKEY_BLS12381G2_XMD:SHA-256_SSWU_RO_";
 
 /// BLS12-381 signatures (the scheme validators use).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +76,15 @@ impl BlsSecret {
         BlsSecret::from_seed(&seed)
     }
 
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// Decodes a secret scalar; `None` if not canonical.
+    pub fn from_bytes(b: &[u8; 32]) -> Option<BlsSecret> {
+        Option::from(Scalar::from_bytes(b)).map(BlsSecret)
+    }
+
     pub fn public(&self) -> BlsPublic {
         BlsPublic(G1Affine::from(G1Affine::generator() * self.0))
     }
@@ -87,7 +97,19 @@ impl BlsSecret {
     }
 }
 
+impl BlsSecret {
+    /// Binds a network (TLS) key to this validator key: genesis carries this signature, so
+    /// the transport key of a validator is vouched for by its consensus key.
+    pub fn sign_network_key(&self, network_key: &[u8; 32]) -> BlsSignature {
+        BlsSignature(G2Affine::from(hash_to_g2(network_key, NETKEY_DST) * self.0))
+    }
+}
+
 impl BlsPublic {
+    pub fn verify_network_key(&self, network_key: &[u8; 32], sig: &BlsSignature) -> bool {
+        pairing_check(&self.0, &hash_to_g2(network_key, NETKEY_DST), &sig.0)
+    }
+
     pub fn to_bytes(&self) -> [u8; 48] {
         self.0.to_compressed()
     }

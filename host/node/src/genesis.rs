@@ -1,6 +1,7 @@
 //! The genesis file: chain id, pinned VM settings, accounts with roles and balances, and the
 //! contracts deployed before the first block.
 
+use gridledger_consensus::crypto::{BlsPublic, BlsSecret, BlsSignature};
 use gridledger_types::{Address, Hash32, Keypair};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -31,6 +32,66 @@ pub struct Genesis {
     pub simulation: Option<Simulation>,
     /// How regulators decide proposals.
     pub governance: Option<GovernanceConfig>,
+    /// The validator set, in order (index 0 first). Empty: one node produces every block.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<GenesisValidator>,
+}
+
+/// A validator: its account, its BLS vote key with proof of possession, and its network
+/// (TLS) key signed by the vote key. `gridledger validator-keys` prints such an entry.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisValidator {
+    /// Name of an account with the `validator` role.
+    pub account: String,
+    /// BLS12-381 public key (G1, compressed), hex.
+    pub bls_public: String,
+    /// The key's signature over itself, hex: proves the holder knows the secret.
+    pub bls_pop: String,
+    /// ed25519 network key the validator presents in TLS, hex.
+    pub network_key: String,
+    /// BLS signature binding the network key to the vote key, hex.
+    pub network_key_sig: String,
+}
+
+/// A validator as the node uses it: keys decoded and checked.
+#[derive(Clone, Debug)]
+pub struct Validator {
+    pub account: String,
+    pub address: Address,
+    pub bls: BlsPublic,
+    pub network_key: [u8; 32],
+}
+
+/// Dev keys of a validator, derived from its account's `dev_seed` (never for real money).
+pub fn dev_validator_keys(phrase: &str) -> (BlsSecret, [u8; 32]) {
+    let bls = BlsSecret::from_seed(format!("gridledger/dev-bls/v1/{phrase}").as_bytes());
+    let net = Hash32::tagged(b"gridledger/dev-network-key/v1", &[phrase.as_bytes()]).0;
+    (bls, net)
+}
+
+/// The genesis entry for a validator with these keys.
+pub fn validator_entry(
+    account: &str,
+    bls: &BlsSecret,
+    network_secret: &[u8; 32],
+) -> GenesisValidator {
+    // An ed25519 public key is what an address is.
+    let network_key = Keypair::from_secret(*network_secret).address().0;
+    GenesisValidator {
+        account: account.to_string(),
+        bls_public: hex::encode(bls.public().to_bytes()),
+        bls_pop: hex::encode(bls.proof_of_possession().to_bytes()),
+        network_key: hex::encode(network_key),
+        network_key_sig: hex::encode(bls.sign_network_key(&network_key).to_bytes()),
+    }
+}
+
+fn hex_array<const N: usize>(what: &str, s: &str) -> Result<[u8; N], GenesisError> {
+    hex::decode(s)
+        .ok()
+        .and_then(|b| <[u8; N]>::try_from(b).ok())
+        .ok_or_else(|| GenesisError::Invalid(format!("{what}: expected {N} bytes of hex")))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -214,6 +275,7 @@ impl Genesis {
                 self.regulators()
             )));
         }
+        self.validator_set()?;
         for c in &self.contracts {
             if !names.contains(c.creator.as_str()) {
                 return Err(GenesisError::Invalid(format!(
@@ -223,6 +285,60 @@ impl Genesis {
             }
         }
         Ok(())
+    }
+
+    /// The validators, decoded and checked: known accounts with the validator role, keys that
+    /// decode with the checked decoders, proofs of possession and network-key bindings that
+    /// verify, nothing listed twice.
+    pub fn validator_set(&self) -> Result<Vec<Validator>, GenesisError> {
+        let addresses = self.addresses();
+        let mut out: Vec<Validator> = Vec::new();
+        for v in &self.validators {
+            let what = |field: &str| format!("validator {}: {field}", v.account);
+            let account = self
+                .accounts
+                .iter()
+                .find(|a| a.name == v.account)
+                .ok_or_else(|| GenesisError::Invalid(what("no such account")))?;
+            if !account.roles.iter().any(|r| r == "validator") {
+                return Err(GenesisError::Invalid(what(
+                    "account lacks the validator role",
+                )));
+            }
+            let bls = BlsPublic::from_bytes(&hex_array(&what("bls_public"), &v.bls_public)?)
+                .ok_or_else(|| GenesisError::Invalid(what("bls_public is not a valid G1 point")))?;
+            let pop = BlsSignature::from_bytes(&hex_array(&what("bls_pop"), &v.bls_pop)?)
+                .ok_or_else(|| GenesisError::Invalid(what("bls_pop is not a valid G2 point")))?;
+            if !bls.verify_possession(&pop) {
+                return Err(GenesisError::Invalid(what(
+                    "proof of possession does not verify",
+                )));
+            }
+            let network_key: [u8; 32] = hex_array(&what("network_key"), &v.network_key)?;
+            let sig =
+                BlsSignature::from_bytes(&hex_array(&what("network_key_sig"), &v.network_key_sig)?)
+                    .ok_or_else(|| {
+                        GenesisError::Invalid(what("network_key_sig is not a G2 point"))
+                    })?;
+            if !bls.verify_network_key(&network_key, &sig) {
+                return Err(GenesisError::Invalid(what(
+                    "network_key_sig does not verify: the network key is not vouched for by the BLS key",
+                )));
+            }
+            if out
+                .iter()
+                .any(|o| o.account == v.account || o.bls == bls || o.network_key == network_key)
+            {
+                return Err(GenesisError::Invalid(what("listed twice or shares a key")));
+            }
+            out.push(Validator {
+                account: v.account.clone(),
+                address: addresses[&v.account],
+                bls,
+                network_key,
+            });
+        }
+        Ok(out)
     }
 
     pub fn regulators(&self) -> usize {
@@ -272,4 +388,51 @@ impl Genesis {
 
 fn dev_key(a: &GenesisAccount) -> Keypair {
     Keypair::from_seed_phrase(a.dev_seed.as_deref().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn island() -> Genesis {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../genesis/island.toml");
+        Genesis::load(&path).expect("the island genesis loads")
+    }
+
+    #[test]
+    fn the_island_has_four_checked_validators() {
+        let set = island().validator_set().unwrap();
+        assert_eq!(set.len(), 4);
+        let (bls, net) = dev_validator_keys("gridledger island validator-2");
+        assert_eq!(set[1].bls, bls.public());
+        assert_eq!(set[1].network_key, Keypair::from_secret(net).address().0);
+    }
+
+    #[test]
+    fn validators_with_unproven_keys_are_refused() {
+        let g = island();
+        let mut stolen_pop = g.clone();
+        stolen_pop.validators[0].bls_pop = g.validators[1].bls_pop.clone();
+        let e = stolen_pop.validator_set().unwrap_err().to_string();
+        assert!(e.contains("proof of possession"), "{e}");
+
+        let mut foreign_net = g.clone();
+        foreign_net.validators[0].network_key = g.validators[1].network_key.clone();
+        let e = foreign_net.validator_set().unwrap_err().to_string();
+        assert!(e.contains("network_key_sig does not verify"), "{e}");
+
+        let mut twice = g.clone();
+        twice.validators[1] = g.validators[0].clone();
+        assert!(twice.validator_set().is_err());
+
+        let mut not_a_point = g.clone();
+        not_a_point.validators[2].bls_public = "ff".repeat(48);
+        let e = not_a_point.validator_set().unwrap_err().to_string();
+        assert!(e.contains("not a valid G1 point"), "{e}");
+
+        let mut no_role = g;
+        no_role.validators[3].account = "wind-1".into();
+        let e = no_role.validator_set().unwrap_err().to_string();
+        assert!(e.contains("validator role"), "{e}");
+    }
 }

@@ -58,6 +58,7 @@ pub fn test_genesis(extra: Vec<GenesisAccount>) -> Genesis {
         market: None,
         simulation: None,
         governance: None,
+        validators: Vec::new(),
     }
 }
 
