@@ -173,6 +173,19 @@ impl Network {
         }
         self.endpoint.close(0u32.into(), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        let addr = self.endpoint.local_addr();
+        drop(self.endpoint);
+        // quinn's endpoint task lets go of the socket a moment after the last handle; return
+        // only once the address is free, so a validator restarted in the same process can
+        // bind it again (bounded: a socket held elsewhere is not ours to wait for).
+        if let Ok(addr) = addr {
+            for _ in 0..200 {
+                if std::net::UdpSocket::bind(addr).is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 }
 

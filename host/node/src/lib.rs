@@ -6,10 +6,12 @@
 //! comes later; today one validator produces every block.
 
 pub mod exec;
+pub mod finality;
 pub mod genesis;
 pub mod governance;
 pub mod mempool;
 pub mod testing;
+pub mod validator;
 
 pub use exec::{ChainParams, Executor, Rejected};
 pub use genesis::{Genesis, GenesisError, MarketClock};
@@ -91,6 +93,16 @@ pub struct Node {
     /// Serialises block production (the mempool lock is not held while executing).
     producing: Mutex<()>,
     blocks: tokio::sync::broadcast::Sender<Arc<CommittedBlock>>,
+    /// Transactions accepted by [`Node::submit`], for validators to pass to their peers.
+    submitted: tokio::sync::broadcast::Sender<Arc<Vec<u8>>>,
+    validators: Vec<genesis::Validator>,
+}
+
+/// What consensus adds to a block it finalized.
+struct ConsensusCommit {
+    digest: gridledger_consensus::Digest,
+    proof: Vec<u8>,
+    proposer: Address,
 }
 
 impl Node {
@@ -181,7 +193,11 @@ impl Node {
             )?,
         };
         let (blocks, _) = tokio::sync::broadcast::channel(64);
+        let (submitted, _) = tokio::sync::broadcast::channel(4096);
+        let validators = genesis.validator_set()?;
         Ok(Arc::new(Node {
+            submitted,
+            validators,
             store,
             exec,
             genesis,
@@ -237,8 +253,111 @@ impl Node {
         self.blocks.subscribe()
     }
 
-    /// Checks a transaction and queues it. Returns its hash.
+    /// Checks a transaction and queues it, and offers it to the validators' gossip. Returns
+    /// its hash.
     pub fn submit(&self, bytes: &[u8]) -> Result<Hash32, Rejected> {
+        let hash = self.submit_relayed(bytes)?;
+        let _ = self.submitted.send(Arc::new(bytes.to_vec()));
+        Ok(hash)
+    }
+
+    /// Transactions accepted by [`Node::submit`] from now on.
+    pub fn subscribe_submitted(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<u8>>> {
+        self.submitted.subscribe()
+    }
+
+    /// The validator set from genesis (empty: this node produces every block itself).
+    pub fn validators(&self) -> &[genesis::Validator] {
+        &self.validators
+    }
+
+    /// Pending transactions for a proposal, leaving out those already in flight.
+    pub fn proposal_candidates(
+        &self,
+        max: usize,
+        in_flight: &std::collections::HashSet<Hash32>,
+    ) -> Vec<SignedTx> {
+        self.mempool
+            .lock()
+            .select(max + in_flight.len())
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| !in_flight.contains(&t.hash()))
+            .take(max)
+            .collect()
+    }
+
+    /// Executes a finalized proposal into the next block and commits it with its proof.
+    pub fn commit_finalized(
+        &self,
+        proposal: &gridledger_consensus::Proposal,
+        proof: &finality::FinalityProof,
+        proposer: Address,
+    ) -> Result<Arc<CommittedBlock>, NodeError> {
+        let head = self.head();
+        if proposal.height != head.height + 1 {
+            return Err(NodeError::Config(format!(
+                "finalized height {} does not follow the head {}",
+                proposal.height, head.height
+            )));
+        }
+        let (time_ms, txs) = match finality::BlockPayload::decode(&proposal.payload) {
+            Some(p) => (p.time_ms, p.txs),
+            None => (head.time_ms + 1, Vec::new()),
+        };
+        let candidates = txs
+            .into_iter()
+            .map(|t| {
+                let len = t.encode().len();
+                (t, len)
+            })
+            .collect();
+        self.build_block(
+            time_ms,
+            candidates,
+            Some(ConsensusCommit {
+                digest: proposal.digest(),
+                proof: proof.encode(),
+                proposer,
+            }),
+        )
+    }
+
+    /// The proof that the block at `height` is final (blocks made by consensus only).
+    pub fn finality(&self, height: u64) -> Result<Option<finality::FinalityProof>, NodeError> {
+        Ok(self
+            .store
+            .snapshot()?
+            .finality(height)?
+            .and_then(|b| finality::FinalityProof::decode(&b)))
+    }
+
+    /// The last finalized proposal, as consensus resumes from it.
+    pub fn consensus_tip(&self) -> Result<gridledger_consensus::Tip, NodeError> {
+        let head = self.head();
+        Ok(match self.finality(head.height)? {
+            Some(p) => match p.block_proposal() {
+                Some(link) => gridledger_consensus::Tip {
+                    view: link.view,
+                    height: link.height,
+                    digest: link.digest(),
+                },
+                None => gridledger_consensus::Tip::GENESIS,
+            },
+            None => gridledger_consensus::Tip::GENESIS,
+        })
+    }
+
+    pub fn save_consensus_state(&self, bytes: &[u8]) -> Result<(), NodeError> {
+        Ok(self.store.save_consensus_state(bytes)?)
+    }
+
+    pub fn consensus_state(&self) -> Result<Option<Vec<u8>>, NodeError> {
+        Ok(self.store.consensus_state()?)
+    }
+
+    /// Checks a transaction a peer passed on and queues it (without passing it on again).
+    pub fn submit_relayed(&self, bytes: &[u8]) -> Result<Hash32, Rejected> {
         let tx = SignedTx::decode(bytes).map_err(|e| Rejected::Malformed(e.to_string()))?;
         self.exec.check_stateless(&tx, bytes.len())?;
         let hash = tx.hash();
@@ -267,7 +386,7 @@ impl Node {
     /// Executes pending transactions into the next block and commits it.
     pub fn produce_block(&self, now_ms: u64) -> Result<Arc<CommittedBlock>, NodeError> {
         let candidates = self.mempool.lock().select(MAX_BLOCK_TXS);
-        self.build_block(now_ms, candidates)
+        self.build_block(now_ms, candidates, None)
     }
 
     /// Executes exactly these transactions, in this order, into the next block (conformance
@@ -285,13 +404,14 @@ impl Node {
                 (t, len)
             })
             .collect();
-        self.build_block(now_ms, candidates)
+        self.build_block(now_ms, candidates, None)
     }
 
     fn build_block(
         &self,
         now_ms: u64,
         candidates: Vec<(SignedTx, usize)>,
+        consensus: Option<ConsensusCommit>,
     ) -> Result<Arc<CommittedBlock>, NodeError> {
         let _guard = self.producing.lock();
         let parent = self.head();
@@ -328,15 +448,26 @@ impl Node {
             schema::meta_key(schema::META_HEIGHT),
             codec::encode(&height),
         );
+        if let Some(c) = &consensus {
+            state.set(
+                schema::meta_key(finality::CONSENSUS_DIGEST_KEY),
+                c.digest.0.to_vec(),
+            );
+        }
         let changes = state.take_changes();
-        let header = self.commit(
+        let header = commit_block(
+            &self.store,
+            &self.genesis.chain_id,
             parent.hash(),
             height,
             time_ms,
+            consensus.as_ref().map_or(self.proposer, |c| c.proposer),
             txs.clone(),
             &receipts,
             &changes,
+            consensus.as_ref().map(|c| c.proof.as_slice()),
         )?;
+        *self.head.write() = header.clone();
 
         // Forget what was included or can no longer apply.
         {
@@ -358,30 +489,6 @@ impl Node {
         });
         let _ = self.blocks.send(committed.clone());
         Ok(committed)
-    }
-
-    fn commit(
-        &self,
-        parent_hash: Hash32,
-        height: u64,
-        time_ms: u64,
-        txs: Vec<SignedTx>,
-        receipts: &[Receipt],
-        changes: &Changes,
-    ) -> Result<Header, NodeError> {
-        let header = commit_block(
-            &self.store,
-            &self.genesis.chain_id,
-            parent_hash,
-            height,
-            time_ms,
-            self.proposer,
-            txs,
-            receipts,
-            changes,
-        )?;
-        *self.head.write() = header.clone();
-        Ok(header)
     }
 
     /// The chain's own calls for every market period that began after the parent block and
@@ -586,6 +693,7 @@ fn commit_block(
     txs: Vec<SignedTx>,
     receipts: &[Receipt],
     changes: &Changes,
+    finality: Option<&[u8]>,
 ) -> Result<Header, NodeError> {
     let tx_bytes: Vec<Vec<u8>> = txs.iter().map(|t| t.encode()).collect();
     let receipt_bytes: Vec<Vec<u8>> = receipts.iter().map(|r| r.encode()).collect();
@@ -606,7 +714,7 @@ fn commit_block(
         header: header.clone(),
         txs,
     };
-    store.commit_block(&block, receipts, changes, prepared)?;
+    store.commit_final_block(&block, receipts, changes, prepared, finality)?;
     Ok(header)
 }
 
@@ -732,6 +840,7 @@ fn build_genesis(
         Vec::new(),
         &receipts,
         &changes,
+        None,
     )?;
     Ok(header)
 }

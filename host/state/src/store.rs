@@ -29,6 +29,10 @@ const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
 const BLOCK_BY_HASH: TableDefinition<&[u8], u64> = TableDefinition::new("block_by_hash");
 /// Transaction hash → (height, index in block).
 const TX_INDEX: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("tx_index");
+/// Height → the proof that the block at that height is final (opaque here: consensus owns it).
+const FINALITY: TableDefinition<u64, &[u8]> = TableDefinition::new("finality");
+/// What the consensus engine must remember across a crash (its view, what it signed).
+const CONSENSUS: TableDefinition<&str, &[u8]> = TableDefinition::new("consensus");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -96,7 +100,25 @@ impl Store {
         w.open_table(RECEIPTS).map_err(db)?;
         w.open_table(BLOCK_BY_HASH).map_err(db)?;
         w.open_table(TX_INDEX).map_err(db)?;
+        w.open_table(FINALITY).map_err(db)?;
+        w.open_table(CONSENSUS).map_err(db)?;
         w.commit().map_err(db)
+    }
+
+    /// Durably replaces the consensus engine's saved state.
+    pub fn save_consensus_state(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(db)?;
+        w.open_table(CONSENSUS)
+            .map_err(db)?
+            .insert("engine", bytes)
+            .map_err(db)?;
+        w.commit().map_err(db)
+    }
+
+    pub fn consensus_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(db)?;
+        let t = r.open_table(CONSENSUS).map_err(db)?;
+        Ok(t.get("engine").map_err(db)?.map(|v| v.value().to_vec()))
     }
 
     /// A consistent read view of everything committed so far.
@@ -110,6 +132,7 @@ impl Store {
             receipts: r.open_table(RECEIPTS).map_err(db)?,
             by_hash: r.open_table(BLOCK_BY_HASH).map_err(db)?,
             tx_index: r.open_table(TX_INDEX).map_err(db)?,
+            finality: r.open_table(FINALITY).map_err(db)?,
         })
     }
 
@@ -145,6 +168,19 @@ impl Store {
         receipts: &[Receipt],
         changes: &Changes,
         prepared: PreparedRoot,
+    ) -> Result<(), StoreError> {
+        self.commit_final_block(block, receipts, changes, prepared, None)
+    }
+
+    /// [`Store::commit_block`], with the proof of the block's finality written in the same
+    /// transaction.
+    pub fn commit_final_block(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        changes: &Changes,
+        prepared: PreparedRoot,
+        finality: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let height = block.header.height;
         let head = self.snapshot()?.head_height()?;
@@ -193,6 +229,12 @@ impl Store {
                 .map_err(db)?
                 .insert(block_hash.0.as_slice(), height)
                 .map_err(db)?;
+            if let Some(f) = finality {
+                w.open_table(FINALITY)
+                    .map_err(db)?
+                    .insert(height, f)
+                    .map_err(db)?;
+            }
             let mut tx_index = w.open_table(TX_INDEX).map_err(db)?;
             for (i, tx) in block.txs.iter().enumerate() {
                 tx_index
@@ -219,6 +261,7 @@ pub struct Snapshot {
     receipts: ReadOnlyTable<u64, &'static [u8]>,
     by_hash: ReadOnlyTable<&'static [u8], u64>,
     tx_index: ReadOnlyTable<&'static [u8], (u64, u32)>,
+    finality: ReadOnlyTable<u64, &'static [u8]>,
 }
 
 impl Snapshot {
@@ -267,6 +310,15 @@ impl Snapshot {
             .get(hash.0.as_slice())
             .map_err(db)?
             .map(|v| v.value()))
+    }
+
+    /// The finality proof stored with the block at `height`, if consensus produced it.
+    pub fn finality(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .finality
+            .get(height)
+            .map_err(db)?
+            .map(|v| v.value().to_vec()))
     }
 
     pub fn block_count(&self) -> Result<u64, StoreError> {

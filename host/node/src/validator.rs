@@ -1,0 +1,327 @@
+//! A validator: the consensus engine driven by real time and the QUIC transport, finalized
+//! proposals executed into blocks.
+//!
+//! This is the I/O shell around [`gridledger_consensus::Engine`]: it delivers peer messages and
+//! timer expiries, carries out the engine's actions in order (persisting the engine's state
+//! before any vote leaves), builds payloads from the mempool when it leads, passes locally
+//! submitted transactions to the other validators, and commits each finalized block with its
+//! proof.
+
+use crate::Node;
+use crate::finality::{BlockPayload, FinalityProof, ProposalHeader};
+use anyhow::{Context, Result};
+use gridledger_consensus::crypto::{Bls, BlsSecret};
+use gridledger_consensus::{
+    Action, Certificate, Config, Durable, Engine, Input, Message, Proposal, ValidatorSet, View,
+};
+use gridledger_net::{Decoder, NetConfig, Network, Peer};
+use gridledger_types::Hash32;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// A validator's secrets.
+pub struct ValidatorKeys {
+    pub bls: BlsSecret,
+    pub network: [u8; 32],
+}
+
+pub struct ValidatorOptions {
+    pub listen: SocketAddr,
+    /// Where to reach the other validators, by index in the genesis set.
+    pub peers: Vec<(u16, SocketAddr)>,
+    /// Least time between a block and the next one's proposal.
+    pub block_interval_ms: u64,
+}
+
+/// Live figures for the API and metrics.
+#[derive(Default)]
+pub struct ValidatorStatus {
+    pub index: AtomicUsize,
+    pub view: AtomicU64,
+    pub peers: AtomicUsize,
+}
+
+/// The consensus set of a node's genesis.
+pub fn validator_set(node: &Node) -> ValidatorSet<Bls> {
+    ValidatorSet::new(
+        node.validators().iter().map(|v| v.bls).collect(),
+        node.chain_id().as_bytes().to_vec(),
+    )
+}
+
+/// What validators send each other: consensus messages and transactions passed on.
+enum NetMessage {
+    Consensus(Box<Message<Bls>>),
+    Transaction(Vec<u8>),
+}
+
+const TAG_CONSENSUS: u8 = 0;
+const TAG_TRANSACTION: u8 = 1;
+/// Transactions in one proposal.
+const MAX_PROPOSAL_TXS: usize = crate::MAX_BLOCK_TXS;
+
+fn encode_consensus(m: &Message<Bls>) -> Arc<Vec<u8>> {
+    let mut out = vec![TAG_CONSENSUS];
+    out.extend(gridledger_consensus::wire::encode(m));
+    Arc::new(out)
+}
+
+fn decoder() -> Decoder<NetMessage> {
+    Arc::new(|b: &[u8]| match b.split_first() {
+        Some((&TAG_CONSENSUS, rest)) => gridledger_consensus::wire::decode::<Bls>(rest)
+            .map(|m| NetMessage::Consensus(Box::new(m)))
+            .map_err(|e| e.to_string()),
+        Some((&TAG_TRANSACTION, rest)) => Ok(NetMessage::Transaction(rest.to_vec())),
+        _ => Err("unknown message tag".into()),
+    })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs the validator until `stop` turns true. A node fault (storage, execution) ends it with
+/// the error.
+pub async fn run(
+    node: Arc<Node>,
+    keys: ValidatorKeys,
+    opts: ValidatorOptions,
+    status: Arc<ValidatorStatus>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let set = validator_set(&node);
+    let public = keys.bls.public();
+    let me = node
+        .validators()
+        .iter()
+        .position(|v| v.bls == public)
+        .context("this node's BLS key is not in the genesis validator set")? as u16;
+    status.index.store(me as usize, Ordering::Relaxed);
+    let peers = opts
+        .peers
+        .iter()
+        .filter(|(i, _)| *i != me)
+        .map(|&(i, addr)| {
+            let v = node
+                .validators()
+                .get(i as usize)
+                .with_context(|| format!("peer {i} is not in the validator set"))?;
+            Ok(Peer {
+                index: i,
+                key: v.network_key,
+                addr,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (inbound_tx, mut inbound) = mpsc::channel(4096);
+    let net = Network::start(
+        NetConfig {
+            me,
+            listen: opts.listen,
+            secret: keys.network,
+            peers,
+            max_frame: gridledger_consensus::wire::MAX_MESSAGE_BYTES + 1,
+            queue: 4096,
+        },
+        decoder(),
+        inbound_tx,
+    )?;
+    let durable = match node.consensus_state()? {
+        Some(b) => Some(borsh::from_slice::<Durable>(&b).context("stored consensus state")?),
+        None => None,
+    };
+    let timeout_ms = opts.block_interval_ms * 2 + 1_000;
+    let engine = Engine::new(
+        Config {
+            me,
+            secret: keys.bls,
+            validators: set,
+            timeout_ms,
+            max_timeout_ms: timeout_ms * 8,
+            keep_finalized: 10_000,
+        },
+        node.consensus_tip()?,
+        durable,
+    );
+    let mut driver = Driver {
+        node: node.clone(),
+        net,
+        engine,
+        timer: None,
+        propose: None,
+        in_flight: HashMap::new(),
+        interval: Duration::from_millis(opts.block_interval_ms),
+        status,
+    };
+    tracing::info!(
+        "validator {me} of {} listening on {}",
+        node.validators().len(),
+        opts.listen
+    );
+    let start = driver.engine.start();
+    driver.apply(start)?;
+    let mut submitted = node.subscribe_submitted();
+    let result = loop {
+        let timer = driver.timer.map(|(_, at)| at);
+        let propose = driver.propose.map(|(_, at)| at);
+        tokio::select! {
+            _ = stop.changed() => {
+                tracing::debug!("validator {me}: told to stop");
+                break Ok(());
+            }
+            Some((from, msg)) = inbound.recv() => match msg {
+                NetMessage::Consensus(m) => {
+                    driver.note_in_flight(&m);
+                    let actions = driver.engine.handle(Input::Message { from, message: *m });
+                    if let Err(e) = driver.apply(actions) { break Err(e); }
+                }
+                NetMessage::Transaction(bytes) => {
+                    let _ = node.submit_relayed(&bytes);
+                }
+            },
+            tx = submitted.recv() => match tx {
+                Ok(bytes) => {
+                    let mut out = vec![TAG_TRANSACTION];
+                    out.extend_from_slice(&bytes);
+                    driver.net.broadcast(Arc::new(out));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("{n} submitted transactions were not passed on (gossip lagged)");
+                }
+                Err(_) => {
+                    tracing::debug!("validator {me}: the node closed its transaction feed");
+                    break Ok(());
+                }
+            },
+            _ = sleep_until(timer), if timer.is_some() => {
+                if let Some((view, _)) = driver.timer.take() {
+                    tracing::debug!("validator {me}: view {view} timed out");
+                    let actions = driver.engine.handle(Input::Timeout { view });
+                    if let Err(e) = driver.apply(actions) { break Err(e); }
+                }
+            },
+            _ = sleep_until(propose), if propose.is_some() => {
+                if let Some((view, _)) = driver.propose.take()
+                    && let Err(e) = driver.propose(view) { break Err(e); }
+            },
+        }
+        driver
+            .status
+            .peers
+            .store(driver.net.connected_peers(), Ordering::Relaxed);
+    };
+    if let Err(e) = &result {
+        tracing::error!("validator {me} stopped: {e:#}");
+    }
+    driver.net.shutdown().await;
+    result
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Driver {
+    node: Arc<Node>,
+    net: Network,
+    engine: Engine<Bls>,
+    timer: Option<(View, Instant)>,
+    propose: Option<(View, Instant)>,
+    /// Transactions in proposals not yet finalized, by view: left out of our proposals.
+    in_flight: HashMap<View, Vec<Hash32>>,
+    interval: Duration,
+    status: Arc<ValidatorStatus>,
+}
+
+impl Driver {
+    fn note_in_flight(&mut self, m: &Message<Bls>) {
+        if let Message::Propose { proposal, .. } = m
+            && let Some(p) = BlockPayload::decode(&proposal.payload)
+        {
+            self.in_flight
+                .insert(proposal.view, p.txs.iter().map(|t| t.hash()).collect());
+        }
+    }
+
+    fn propose(&mut self, view: View) -> Result<()> {
+        let in_flight: HashSet<Hash32> = self.in_flight.values().flatten().copied().collect();
+        let txs = self.node.proposal_candidates(MAX_PROPOSAL_TXS, &in_flight);
+        self.in_flight
+            .insert(view, txs.iter().map(|t| t.hash()).collect());
+        let payload = BlockPayload {
+            time_ms: now_ms().max(self.node.head().time_ms + 1),
+            txs,
+        };
+        let actions = self.engine.propose(view, payload.encode());
+        self.apply(actions)
+    }
+
+    fn apply(&mut self, actions: Vec<Action<Bls>>) -> Result<()> {
+        let mut finalized: Vec<(Proposal, Certificate<Bls>)> = Vec::new();
+        for action in actions {
+            match action {
+                Action::Send { to, message } => {
+                    self.net.send(to, encode_consensus(&message));
+                }
+                Action::Broadcast(message) => self.net.broadcast(encode_consensus(&message)),
+                Action::SetTimer { view, after_ms } => {
+                    self.timer = Some((view, Instant::now() + Duration::from_millis(after_ms)));
+                    self.status.view.store(view, Ordering::Relaxed);
+                }
+                Action::Persist(d) => {
+                    let bytes = borsh::to_vec(&d).context("encoding consensus state")?;
+                    self.node.save_consensus_state(&bytes)?;
+                }
+                Action::Propose { view, .. } => {
+                    // Pace blocks: no sooner than one interval after the last one.
+                    let since = now_ms().saturating_sub(self.node.head().time_ms);
+                    let wait = self.interval.saturating_sub(Duration::from_millis(since));
+                    self.propose = Some((view, Instant::now() + wait));
+                }
+                Action::Finalized {
+                    proposal,
+                    certificate,
+                } => finalized.push((proposal, certificate)),
+                Action::Misbehaviour(m) => tracing::warn!("consensus: {m}"),
+            }
+        }
+        self.commit(finalized)
+    }
+
+    /// Commits finalized blocks in order. Blocks finalized by one certificate share it; each
+    /// one's proof lists the proposals from the certified one down to it.
+    fn commit(&mut self, finalized: Vec<(Proposal, Certificate<Bls>)>) -> Result<()> {
+        for (i, (p, cert)) in finalized.iter().enumerate() {
+            let mut links: Vec<ProposalHeader> = finalized[i..]
+                .iter()
+                .filter(|(_, c)| c == cert)
+                .map(|(q, _)| ProposalHeader::of(q))
+                .collect();
+            links.reverse();
+            let proof = FinalityProof::new(cert, links);
+            let leader = self.engine.validators().leader(p.view) as usize;
+            let proposer = self.node.validators()[leader].address;
+            let node = self.node.clone();
+            tokio::task::block_in_place(|| node.commit_finalized(p, &proof, proposer))?;
+            tracing::debug!(
+                "validator {}: finalized height {} (view {})",
+                self.status.index.load(Ordering::Relaxed),
+                p.height,
+                p.view
+            );
+            self.in_flight.retain(|v, _| *v > p.view);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! Four validators in one process, each with its own store and QUIC endpoint on loopback:
+//! transactions submitted to one are finalized by all, blocks carry proofs of finality, and a
+//! validator that stops and restarts catches up to the same state.
+
+use gridledger_consensus::Digest;
+use gridledger_node::genesis::{GenesisAccount, dev_validator_keys, validator_entry};
+use gridledger_node::testing::{TEST_CHAIN_ID, test_genesis};
+use gridledger_node::validator::{self, ValidatorKeys, ValidatorOptions, ValidatorStatus};
+use gridledger_node::{Genesis, Node};
+use gridledger_types::{Keypair, Payload, TxBody, schema};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const N: usize = 4;
+const WAIT: Duration = Duration::from_secs(60);
+
+fn seed(i: usize) -> String {
+    format!("test validator {i}")
+}
+
+fn genesis() -> Genesis {
+    let accounts = (0..N)
+        .map(|i| GenesisAccount {
+            name: format!("v{i}"),
+            address: None,
+            dev_seed: Some(seed(i)),
+            balance: 1_000_000,
+            roles: vec!["validator".into()],
+        })
+        .collect();
+    let mut g = test_genesis(accounts);
+    g.block_interval_ms = 50;
+    g.validators = (0..N)
+        .map(|i| {
+            let (bls, net) = dev_validator_keys(&seed(i));
+            validator_entry(&format!("v{i}"), &bls, &net)
+        })
+        .collect();
+    g
+}
+
+struct Running {
+    node: Arc<Node>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn start(i: usize, dir: &Path, addrs: &[SocketAddr]) -> Running {
+    let node = Node::open(&dir.join(format!("v{i}")), genesis(), Path::new(".")).unwrap();
+    let (bls, network) = dev_validator_keys(&seed(i));
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(validator::run(
+        node.clone(),
+        ValidatorKeys { bls, network },
+        ValidatorOptions {
+            listen: addrs[i],
+            peers: addrs
+                .iter()
+                .enumerate()
+                .map(|(j, a)| (j as u16, *a))
+                .collect(),
+            block_interval_ms: 50,
+        },
+        Arc::new(ValidatorStatus::default()),
+        rx,
+    ));
+    Running { node, stop, task }
+}
+
+async fn stop(r: Running) {
+    let _ = r.stop.send(true);
+    r.task.await.unwrap().unwrap();
+}
+
+/// Waits until `node` has committed `height`.
+async fn reach(node: &Node, height: u64) {
+    let mut blocks = node.subscribe();
+    tokio::time::timeout(WAIT, async {
+        while node.head().height < height {
+            let _ = blocks.recv().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("height {height} not reached (at {})", node.head().height));
+}
+
+fn block_hash(node: &Node, height: u64) -> gridledger_types::Hash32 {
+    node.snapshot()
+        .unwrap()
+        .block(height)
+        .unwrap()
+        .unwrap()
+        .header
+        .hash()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_validators_finalize_and_a_restarted_one_catches_up() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..N).map(|_| free_addr()).collect();
+    let mut running: Vec<Option<Running>> =
+        (0..N).map(|i| Some(start(i, dir.path(), &addrs))).collect();
+    let node = |r: &Vec<Option<Running>>, i: usize| r[i].as_ref().unwrap().node.clone();
+
+    // A transfer submitted to validator 0 is executed by all four.
+    let alice = Keypair::from_seed_phrase(&seed(0));
+    let bob = Keypair::from_seed_phrase("bob");
+    let tx = TxBody {
+        chain_id: TEST_CHAIN_ID.into(),
+        sender: alice.address(),
+        nonce: 0,
+        gas_limit: 100_000,
+        payload: Payload::Transfer {
+            to: bob.address(),
+            amount: 777,
+        },
+    }
+    .sign(&alice);
+    node(&running, 0).submit(&tx.encode()).unwrap();
+    let mut blocks = node(&running, 3).subscribe();
+    let included = tokio::time::timeout(WAIT, async {
+        loop {
+            let b = blocks.recv().await.unwrap();
+            if b.tx_hashes.contains(&tx.hash()) {
+                return b.header.height;
+            }
+        }
+    })
+    .await
+    .expect("the transfer is finalized");
+    for i in 0..N {
+        let r = running[i].as_ref().unwrap();
+        if r.task.is_finished() {
+            let r = running[i].take().unwrap();
+            panic!("validator {i} ended: {:?}", r.task.await);
+        }
+        reach(&node(&running, i), included).await;
+        assert_eq!(
+            node(&running, i).account(&bob.address()).unwrap().0.balance,
+            777
+        );
+        assert_eq!(
+            block_hash(&node(&running, i), included),
+            block_hash(&node(&running, 0), included)
+        );
+    }
+
+    // Each block's finality proof verifies against the validator set, for the proposal digest
+    // its state records, and fails for another digest.
+    let n0 = node(&running, 0);
+    let set = validator::validator_set(&n0);
+    let proof = n0.finality(included).unwrap().expect("a proof is stored");
+    let key = schema::meta_key(gridledger_node::finality::CONSENSUS_DIGEST_KEY);
+    let recorded = n0.snapshot().unwrap().prove(&key, included).unwrap();
+    let digest = Digest(recorded.value.clone().unwrap().try_into().unwrap());
+    proof.verify(&set, included, &digest).unwrap();
+    assert!(proof.verify(&set, included, &Digest([1; 32])).is_err());
+    assert!(proof.verify(&set, included + 1, &digest).is_err());
+
+    // Validator 2 stops; three of four keep finalizing.
+    let stopped = running[2].take().unwrap();
+    let stopped_at = stopped.node.head().height;
+    stop(stopped).await;
+    let target = node(&running, 0).head().height + 5;
+    reach(&node(&running, 0), target).await;
+
+    // It restarts from its data directory and catches up to the same blocks.
+    running[2] = Some(start(2, dir.path(), &addrs));
+    let back = node(&running, 2);
+    assert!(back.head().height >= stopped_at);
+    reach(&back, target).await;
+    assert_eq!(
+        block_hash(&back, target),
+        block_hash(&node(&running, 0), target)
+    );
+    assert_eq!(
+        back.snapshot()
+            .unwrap()
+            .block(target)
+            .unwrap()
+            .unwrap()
+            .header
+            .state_root,
+        node(&running, 1)
+            .snapshot()
+            .unwrap()
+            .block(target)
+            .unwrap()
+            .unwrap()
+            .header
+            .state_root,
+    );
+    for r in running.into_iter().flatten() {
+        stop(r).await;
+    }
+}
