@@ -113,6 +113,14 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "vm_config_hash": node.vm().config_hash().to_hex(),
         "gas_price_per_kgas": node.params().gas_price_per_kgas,
         "settled_periods": node.settled_periods(),
+        // Every committed block is final: validators commit only what consensus finalized.
+        "finalized_height": head.height,
+        "validators": node.validators().iter().enumerate().map(|(i, v)| json!({
+            "index": i,
+            "account": v.account,
+            "address": v.address.to_hex(),
+            "bls_public": hex::encode(v.bls.to_bytes()),
+        })).collect::<Vec<_>>(),
     }))
 }
 

@@ -1,4 +1,7 @@
-//! `gridledger devnet`: one validator, blocks on a timer, the API on loopback.
+//! `gridledger devnet`: the genesis validators (each with its own store and QUIC endpoint on
+//! loopback, in one process) finalizing blocks by consensus, the first one's API on loopback,
+//! and the island's simulated participants trading. A genesis without validators runs one node
+//! that makes a block on a timer.
 
 use crate::sim::Simulation;
 use anyhow::{Context, Result};
@@ -40,6 +43,9 @@ fn now_ms() -> u64 {
 
 pub fn run(args: DevnetArgs) -> Result<()> {
     let genesis = Genesis::load(&args.genesis)?;
+    if !genesis.validators.is_empty() {
+        return run_validators(args, genesis);
+    }
     let interval =
         Duration::from_millis(args.block_ms.unwrap_or(genesis.block_interval_ms).max(10));
     let keys: Vec<_> = genesis.dev_keys();
@@ -150,7 +156,136 @@ fn settled_periods(block: &CommittedBlock) -> Vec<u64> {
         .collect()
 }
 
-async fn shutdown_signal() {
+fn write_keys(genesis: &Genesis, key_dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(key_dir)?;
+    for (name, key) in genesis.dev_keys() {
+        std::fs::write(
+            key_dir.join(format!("{name}.key")),
+            hex::encode(key.secret()),
+        )?;
+    }
+    Ok(())
+}
+
+/// The validators of genesis, in one process; the API of the first on `--port`.
+fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
+    use crate::validators::Running;
+    use gridledger_node::validator::ValidatorOptions;
+    let interval = args.block_ms.unwrap_or(genesis.block_interval_ms).max(10);
+    let key_dir = args.data_dir.join("keys");
+    write_keys(&genesis, &key_dir)?;
+    let mut nodes = Vec::new();
+    let mut keys = Vec::new();
+    for v in &genesis.validators {
+        let seed = genesis
+            .accounts
+            .iter()
+            .find(|a| a.name == v.account)
+            .and_then(|a| a.dev_seed.clone())
+            .with_context(|| format!("devnet validator {} needs a dev_seed", v.account))?;
+        let (bls, network) = gridledger_node::genesis::dev_validator_keys(&seed);
+        keys.push(gridledger_node::validator::ValidatorKeys { bls, network });
+        nodes.push(Node::open(
+            &args.data_dir.join(&v.account),
+            genesis.clone(),
+            &args.contracts_dir,
+        )?);
+    }
+    let addrs = (0..nodes.len())
+        .map(|_| {
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .context("picking a QUIC port")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sim = if args.no_simulation {
+        None
+    } else {
+        Simulation::from_genesis(nodes[0].clone(), &genesis, &args.genesis)?
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+        let addr = listener.local_addr()?;
+        let node = nodes[0].clone();
+        println!(
+            "gridledger devnet: chain {} at height {}, {} validators on loopback, data in {}",
+            node.chain_id(),
+            node.head().height,
+            nodes.len(),
+            args.data_dir.display()
+        );
+        for (name, key) in genesis.dev_keys() {
+            println!(
+                "  account {name:<16} {}  key {}",
+                key.address(),
+                key_dir.join(format!("{name}.key")).display()
+            );
+        }
+        let peers: Vec<(u16, std::net::SocketAddr)> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u16, *a))
+            .collect();
+        let mut running = Vec::new();
+        for (i, (n, k)) in nodes.iter().zip(keys).enumerate() {
+            running.push(Running::start(
+                n.clone(),
+                k,
+                ValidatorOptions {
+                    listen: addrs[i],
+                    peers: peers.clone(),
+                    block_interval_ms: interval,
+                },
+            ));
+        }
+        println!("API: http://{addr}");
+        std::io::stdout().flush()?;
+        let sim_task = sim.map(|s| tokio::spawn(follow(node.clone(), s)));
+        axum::serve(listener, gridledger_api::router(node.clone()))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        if let Some(t) = sim_task {
+            t.abort();
+        }
+        for r in running {
+            r.stop().await?;
+        }
+        println!("stopped at height {}", node.head().height);
+        Ok(())
+    })
+}
+
+/// Drives the simulated participants from the blocks `node` commits.
+async fn follow(node: Arc<Node>, sim: Simulation) {
+    let sim = Arc::new(Mutex::new(sim));
+    let mut blocks = node.subscribe();
+    loop {
+        let block = match blocks.recv().await {
+            Ok(b) => b,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        };
+        let sim = sim.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut sim = sim.lock().unwrap_or_else(|p| p.into_inner());
+            for period in settled_periods(&block) {
+                if let Some(line) = sim.describe(period) {
+                    println!("{line}");
+                }
+            }
+            sim.on_block(block.header.time_ms);
+        })
+        .await;
+    }
+}
+
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -5,6 +5,7 @@ mod bench_market;
 mod client;
 mod devnet;
 mod sim;
+mod validators;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -45,8 +46,13 @@ struct Signer {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a single-validator development chain with its HTTP API.
+    /// Run the development chain: the genesis validators on loopback, the API, the island.
     Devnet(devnet::DevnetArgs),
+    /// Run one validator (and its API) from a TOML config.
+    Node {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Print a genesis `[[validators]]` entry: new random keys (written to `--out`), or dev
     /// keys derived from the account's `dev_seed` phrase.
     ValidatorKeys {
@@ -294,6 +300,7 @@ fn send(signer: &Signer, payload: Payload) -> Result<()> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devnet(args) => devnet::run(args),
+        Command::Node { config } => validators::run_node(&config),
         Command::ValidatorKeys {
             account,
             dev_seed,

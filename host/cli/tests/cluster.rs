@@ -1,0 +1,191 @@
+//! Four `gridledger node` processes on loopback, the island genesis: they finalize blocks; one
+//! killed with SIGKILL does not stop the others and catches up when it returns; with two killed
+//! the chain stops without forking and resumes when one comes back.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
+const N: usize = 4;
+const WAIT: Duration = Duration::from_secs(90);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_udp() -> String {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().to_string()
+}
+
+fn free_tcp() -> String {
+    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().to_string()
+}
+
+struct Validator {
+    config: PathBuf,
+    api: String,
+    child: Option<Child>,
+}
+
+impl Validator {
+    fn start(&mut self) {
+        let mut child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node");
+        // Wait for the API line, so the node has bound its ports.
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            let line = lines.next().expect("node printed its API").unwrap();
+            if line.starts_with("API: ") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    fn status(&self) -> Option<serde_json::Value> {
+        reqwest::blocking::Client::new()
+            .get(format!("http://{}/v1/status", self.api))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .ok()?
+            .json()
+            .ok()
+    }
+
+    fn height(&self) -> u64 {
+        self.status()
+            .and_then(|s| s["height"].as_u64())
+            .unwrap_or(0)
+    }
+
+    fn block_hash(&self, height: u64) -> String {
+        let b: serde_json::Value =
+            reqwest::blocking::get(format!("http://{}/v1/blocks/{height}", self.api))
+                .unwrap()
+                .json()
+                .unwrap();
+        b["hash"].as_str().expect("block hash").to_string()
+    }
+
+    /// Polls until the node has committed `height` (bounded by `WAIT`).
+    fn reach(&self, height: u64) {
+        let start = Instant::now();
+        while self.height() < height {
+            assert!(
+                start.elapsed() < WAIT,
+                "{} did not reach height {height} (at {})",
+                self.api,
+                self.height()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Validator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn cluster(dir: &Path) -> Vec<Validator> {
+    let quic: Vec<String> = (0..N).map(|_| free_udp()).collect();
+    (0..N)
+        .map(|i| {
+            let api = free_tcp();
+            let peers: String = (0..N)
+                .filter(|j| *j != i)
+                .map(|j| {
+                    format!(
+                        "[[peers]]\nvalidator = \"validator-{}\"\naddr = \"{}\"\n",
+                        j + 1,
+                        quic[j]
+                    )
+                })
+                .collect();
+            let config = dir.join(format!("node-{i}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "genesis = \"{}\"\ncontracts_dir = \"{}\"\ndata_dir = \"{}\"\napi = \"{api}\"\nlisten = \"{}\"\nvalidator = \"validator-{}\"\ndev_seed = \"gridledger island validator-{}\"\nblock_interval_ms = 100\n{peers}",
+                    repo().join("genesis/island.toml").display(),
+                    repo().join("target/contracts").display(),
+                    dir.join(format!("data-{i}")).display(),
+                    quic[i],
+                    i + 1,
+                    i + 1,
+                ),
+            )
+            .unwrap();
+            Validator {
+                config,
+                api,
+                child: None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn validators_survive_a_kill_and_stop_safely_without_a_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = cluster(dir.path());
+    for x in v.iter_mut() {
+        x.start();
+    }
+    for x in &v {
+        x.reach(3);
+    }
+    let status = v[0].status().unwrap();
+    assert_eq!(status["validators"].as_array().unwrap().len(), 4);
+    assert!(status["finalized_height"].as_u64().unwrap() >= 3);
+
+    // One of four killed: the others go on.
+    v[3].kill();
+    let h = v[0].height() + 5;
+    for x in &v[..3] {
+        x.reach(h);
+    }
+    // It returns and catches up to the same blocks.
+    v[3].start();
+    v[3].reach(h);
+    assert_eq!(v[3].block_hash(h), v[0].block_hash(h));
+
+    // Two of four killed: no quorum, so nothing more is finalized...
+    v[2].kill();
+    v[3].kill();
+    let stalled = v[0].height().max(v[1].height());
+    std::thread::sleep(Duration::from_secs(3));
+    let after = v[0].height().max(v[1].height());
+    assert!(
+        after <= stalled + 1,
+        "finalized {stalled} → {after} with two of four validators down"
+    );
+    // ...and when one returns, finality resumes, on one chain.
+    v[3].start();
+    let h = after + 3;
+    for x in [&v[0], &v[1], &v[3]] {
+        x.reach(h);
+    }
+    let hash = v[0].block_hash(h);
+    assert_eq!(v[1].block_hash(h), hash);
+    assert_eq!(v[3].block_hash(h), hash);
+}
