@@ -205,6 +205,7 @@ async fn get_tx(State(node): State<Arc<Node>>, Path(hash): Path<String>) -> ApiR
                     .ok_or_else(|| ApiError::bad("node_error", "proof"))?,
                 receipt_proof: ListProof::build(&receipt_bytes, index)
                     .ok_or_else(|| ApiError::bad("node_error", "proof"))?,
+                finality: finality(&node, block.header.height)?,
             };
             Ok(Json(json!({
                 "hash": hash.to_hex(),
@@ -372,7 +373,24 @@ fn prove(node: &Node, key: &[u8], height: Option<u64>) -> ApiResult<StateProofBu
         .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?
         .header;
     let proof = snap.prove(key, height)?;
-    Ok(StateProofBundle { header, proof })
+    Ok(StateProofBundle {
+        header,
+        proof,
+        finality: finality(node, height)?,
+    })
+}
+
+/// The finality part of a proof bundle, for blocks that consensus finalized.
+fn finality(node: &Node, height: u64) -> ApiResult<Option<proofs::Finality>> {
+    let Some(proof) = node.finality(height)? else {
+        return Ok(None);
+    };
+    let key = gridledger_types::schema::meta_key(gridledger_node::finality::CONSENSUS_DIGEST_KEY);
+    let digest_proof = node.snapshot()?.prove(&key, height)?;
+    Ok(Some(proofs::Finality {
+        digest_proof,
+        proof,
+    }))
 }
 
 /// Proof of a raw state key (hex) at a height (default: latest).

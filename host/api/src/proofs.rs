@@ -1,6 +1,9 @@
 //! Self-contained proof bundles: what the API hands out and what `gridledger verify` checks
 //! offline, with nothing but the bundle and (optionally) a header hash the verifier trusts.
 
+use gridledger_consensus::ValidatorSet;
+use gridledger_consensus::crypto::Bls;
+use gridledger_node::finality::{CONSENSUS_DIGEST_KEY, FinalityProof};
 use gridledger_state::StateProof;
 use gridledger_types::merkle::ListProof;
 use gridledger_types::{Hash32, Header, Receipt, SignedTx};
@@ -16,6 +19,44 @@ pub struct TxProof {
     pub receipt: Receipt,
     pub tx_proof: ListProof,
     pub receipt_proof: ListProof,
+    /// Why the header is final (chains run by validators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finality: Option<Finality>,
+}
+
+/// Proof that a header is final: the digest of the proposal it was executed from, proven
+/// under its own state root, and a quorum certificate finalizing that proposal (or a
+/// descendant, with the proposals linking them).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Finality {
+    pub digest_proof: StateProof,
+    pub proof: FinalityProof,
+}
+
+impl Finality {
+    pub fn verify(&self, header: &Header, validators: &ValidatorSet<Bls>) -> Result<(), String> {
+        if self.digest_proof.key != gridledger_types::schema::meta_key(CONSENSUS_DIGEST_KEY)
+            || self.digest_proof.height != header.height
+        {
+            return Err("finality: the digest proof is for another key or height".into());
+        }
+        self.digest_proof
+            .verify(&header.state_root)
+            .map_err(|e| format!("finality: {e}"))?;
+        let digest = self
+            .digest_proof
+            .value
+            .as_deref()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .ok_or("finality: the block records no proposal digest")?;
+        self.proof
+            .verify(
+                validators,
+                header.height,
+                &gridledger_consensus::Digest(digest),
+            )
+            .map_err(|e| format!("finality: {e}"))
+    }
 }
 
 /// A state key's value (or absence), proven into a block header.
@@ -23,6 +64,8 @@ pub struct TxProof {
 pub struct StateProofBundle {
     pub header: Header,
     pub proof: StateProof,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finality: Option<Finality>,
 }
 
 fn check_header(header: &Header, trusted: Option<&Hash32>) -> Result<(), String> {

@@ -140,6 +140,10 @@ enum Command {
         /// A header hash you trust (e.g. from another node); the bundle's header must match.
         #[arg(long)]
         header_hash: Option<String>,
+        /// The chain's genesis file: checks the bundle's finality certificate against its
+        /// validator set (the header is then trusted because a quorum finalized it).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
     },
     /// Governance: regulators propose and vote.
     #[command(subcommand)]
@@ -458,7 +462,11 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", out.display());
             Ok(())
         }
-        Command::Verify { file, header_hash } => verify(&file, header_hash.as_deref()),
+        Command::Verify {
+            file,
+            header_hash,
+            genesis,
+        } => verify(&file, header_hash.as_deref(), genesis.as_deref()),
         Command::Gov(g) => match g {
             GovCmd::ProposeUpgrade {
                 signer,
@@ -524,15 +532,48 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Verifies a proof bundle file offline.
-fn verify(file: &PathBuf, header_hash: Option<&str>) -> Result<()> {
+/// Checks a bundle's finality against the validator set of `genesis`, if given.
+fn verify_finality(
+    header: &gridledger_types::Header,
+    finality: Option<&gridledger_api::proofs::Finality>,
+    genesis: Option<&std::path::Path>,
+) -> Result<bool> {
+    let Some(path) = genesis else {
+        return Ok(false);
+    };
+    let g = gridledger_node::Genesis::load(path)?;
+    if g.chain_id != header.chain_id {
+        bail!(
+            "INVALID: the header is of chain {}, the genesis of {}",
+            header.chain_id,
+            g.chain_id
+        );
+    }
+    let set = gridledger_consensus::ValidatorSet::<gridledger_consensus::crypto::Bls>::new(
+        g.validator_set()?.iter().map(|v| v.bls).collect(),
+        g.chain_id.as_bytes().to_vec(),
+    );
+    let f = finality.context("INVALID: the bundle carries no finality proof")?;
+    f.verify(header, &set)
+        .map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
+    Ok(true)
+}
+
+fn verify(
+    file: &PathBuf,
+    header_hash: Option<&str>,
+    genesis: Option<&std::path::Path>,
+) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).context("proof file is not JSON")?;
     let trusted = header_hash.map(parse_hash).transpose()?;
+    let finalized;
     if v.get("tx_proof").is_some() {
         let p: TxProof = serde_json::from_value(v).context("not a transaction proof bundle")?;
         p.verify(trusted.as_ref())
             .map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
+        finalized = verify_finality(&p.header, p.finality.as_ref(), genesis)?;
         println!(
             "valid: transaction {} is #{} of block {} ({}), receipt {}",
             p.receipt.tx_hash.to_hex(),
@@ -549,6 +590,7 @@ fn verify(file: &PathBuf, header_hash: Option<&str>) -> Result<()> {
         let p: StateProofBundle = serde_json::from_value(v).context("not a state proof bundle")?;
         p.verify(trusted.as_ref())
             .map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
+        finalized = verify_finality(&p.header, p.finality.as_ref(), genesis)?;
         match &p.proof.value {
             Some(val) => println!(
                 "valid: key {} = {} at height {}",
@@ -563,9 +605,11 @@ fn verify(file: &PathBuf, header_hash: Option<&str>) -> Result<()> {
             ),
         }
     }
-    if trusted.is_none() {
+    if finalized {
+        println!("final: a quorum of the genesis validators finalized this header");
+    } else if trusted.is_none() {
         println!(
-            "note: checked against the bundle's own header; pass --header-hash to anchor it to a header you trust"
+            "note: checked against the bundle's own header; pass --genesis to check its finality certificate, or --header-hash to anchor it to a header you trust"
         );
     }
     Ok(())

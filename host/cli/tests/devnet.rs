@@ -157,6 +157,53 @@ fn devnet_serves_executes_proves_and_restarts() {
     );
     assert!(ok, "{err}");
     assert!(out.starts_with("valid"));
+    // Finality: the bundle's certificate checks out against the genesis validator set...
+    let genesis = repo().join("genesis/devnet.toml");
+    let (ok, out, err) = cli(
+        &net.url,
+        &[
+            "verify",
+            proof_file.to_str().unwrap(),
+            "--genesis",
+            genesis.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && out.contains("final: a quorum"), "{out}{err}");
+    // ...and not against another chain's validators, nor with a forged certificate.
+    let island = repo().join("genesis/island.toml");
+    let (ok, _, err) = cli(
+        &net.url,
+        &[
+            "verify",
+            proof_file.to_str().unwrap(),
+            "--genesis",
+            island.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("INVALID"), "{err}");
+    let original = std::fs::read_to_string(&proof_file).unwrap();
+    let mut forged: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let cert = forged["finality"]["proof"]["certificate"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Flip a byte of the aggregate signature (the certificate's last 96 bytes).
+    let mut bytes = hex::decode(&cert).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 1;
+    forged["finality"]["proof"]["certificate"] = serde_json::json!(hex::encode(bytes));
+    std::fs::write(&proof_file, forged.to_string()).unwrap();
+    let (ok, _, err) = cli(
+        &net.url,
+        &[
+            "verify",
+            proof_file.to_str().unwrap(),
+            "--genesis",
+            genesis.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("INVALID: finality"), "{err}");
+    std::fs::write(&proof_file, original).unwrap();
     let mut bundle: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&proof_file).unwrap()).unwrap();
     bundle["receipt"]["gas_used"] = serde_json::json!(1);
