@@ -160,6 +160,13 @@ async fn submit_tx(
         })?;
     match result {
         Ok(hash) => Ok((StatusCode::ACCEPTED, Json(json!({"hash": hash.to_hex()})))),
+        // A full mempool is the node being busy, not the transaction being wrong: 503, so
+        // clients know to retry.
+        Err(r @ gridledger_node::Rejected::MempoolFull) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r.code(),
+            r.to_string(),
+        )),
         Err(r) => Err(ApiError::bad(r.code(), r.to_string())),
     }
 }

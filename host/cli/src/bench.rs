@@ -22,6 +22,19 @@ pub enum BenchCmd {
         #[arg(long, default_value = "target/contracts")]
         contracts_dir: PathBuf,
     },
+    /// Four validators on loopback finalizing signed transfers: finalized transactions per
+    /// second and submit-to-finality latency; the cost of checking a quorum certificate.
+    Cluster {
+        /// Print one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+        /// Transfers to finalize.
+        #[arg(long, default_value_t = 40_000)]
+        txs: usize,
+        /// Least time between blocks.
+        #[arg(long, default_value_t = 100)]
+        block_ms: u64,
+    },
     /// A bare component call against a realistic contract call, on the same engine.
     Vm {
         /// Print one JSON object on the last line.
@@ -46,6 +59,11 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             json,
             contracts_dir,
         } => crate::bench_market::run(json, &contracts_dir),
+        BenchCmd::Cluster {
+            json,
+            txs,
+            block_ms,
+        } => crate::bench_cluster::run(json, txs, block_ms),
     }
 }
 

@@ -29,7 +29,7 @@ pub enum Rejected {
     GasTooLow { got: u64, need: u64 },
     #[error("balance {balance} cannot pay the maximum fee {fee}")]
     CannotPayFee { balance: u64, fee: u64 },
-    #[error("mempool is full")]
+    #[error("busy: the mempool is full; retry shortly")]
     MempoolFull,
     #[error("transaction is already pending")]
     Duplicate,
@@ -46,7 +46,7 @@ impl Rejected {
             Rejected::NonceGap { .. } => "nonce_gap",
             Rejected::GasTooLow { .. } => "gas_limit_too_low",
             Rejected::CannotPayFee { .. } => "insufficient_fee_balance",
-            Rejected::MempoolFull => "mempool_full",
+            Rejected::MempoolFull => "busy",
             Rejected::Duplicate => "duplicate",
         }
     }

@@ -234,11 +234,11 @@ impl Node {
         self.head.read().clone()
     }
 
-    /// The nonce a new transaction of `who` must carry: committed nonce plus pending ones.
+    /// The nonce a new transaction of `who` must carry: one past its committed and pending ones.
     pub fn next_nonce(&self, who: &Address) -> Result<u64, NodeError> {
         let snap = self.store.snapshot()?;
         let committed = ledger::account(&snap, who)?.nonce;
-        Ok(committed + self.mempool.lock().pending_of(who))
+        Ok(self.mempool.lock().next_nonce(who, committed))
     }
 
     pub fn mempool_len(&self) -> usize {
@@ -375,7 +375,7 @@ impl Node {
         let state_nonce = ledger::account(&snap, &tx.body.sender)
             .map(|a| a.nonce)
             .unwrap_or(0);
-        let expected = state_nonce + pool.pending_of(&tx.body.sender);
+        let expected = pool.next_nonce(&tx.body.sender, state_nonce);
         // Fee affordability is checked against committed state; pending spends are caught at
         // execution, where an unaffordable transaction is dropped.
         self.exec.check_stateful(&snap, &tx, expected)?;
@@ -436,6 +436,8 @@ impl Node {
                     receipts.push(r);
                     txs.push(tx);
                 }
+                // Already executed (another validator proposed it too): skip it alone.
+                Err(Rejected::NonceReplayed { .. }) => {}
                 Err(reason) => {
                     tracing::debug!("dropping {}: {reason}", tx.hash().to_hex());
                     refused.push(tx.body.sender);

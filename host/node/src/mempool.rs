@@ -37,9 +37,14 @@ impl Mempool {
         self.hashes.contains(hash)
     }
 
-    /// How many transactions of `sender` are waiting (their nonces are contiguous).
-    pub fn pending_of(&self, sender: &Address) -> u64 {
-        self.by_sender.get(sender).map_or(0, |m| m.len() as u64)
+    /// The nonce `sender`'s next transaction must carry, given its committed nonce: one past
+    /// its last waiting transaction. Entries below the committed nonce are ignored: a block may
+    /// have executed them a moment before they are pruned.
+    pub fn next_nonce(&self, sender: &Address, committed: u64) -> u64 {
+        self.by_sender
+            .get(sender)
+            .and_then(|m| m.range(committed..).next_back())
+            .map_or(committed, |(n, _)| n + 1)
     }
 
     /// Adds an admitted transaction (the caller checked its nonce follows the pending ones).
@@ -99,5 +104,43 @@ impl Mempool {
             self.by_sender.remove(sender);
             self.senders.retain(|s| s != sender);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridledger_types::{Keypair, Payload, TxBody};
+
+    fn tx(key: &Keypair, nonce: u64) -> SignedTx {
+        TxBody {
+            chain_id: "c".into(),
+            sender: key.address(),
+            nonce,
+            gas_limit: 1,
+            payload: Payload::Transfer {
+                to: key.address(),
+                amount: 1,
+            },
+        }
+        .sign(key)
+    }
+
+    #[test]
+    fn next_nonce_ignores_entries_a_block_already_executed() {
+        let k = Keypair::from_seed_phrase("m");
+        let mut pool = Mempool::new(10);
+        assert_eq!(pool.next_nonce(&k.address(), 3), 3);
+        for n in 3..6 {
+            pool.insert(tx(&k, n), 1);
+        }
+        assert_eq!(pool.next_nonce(&k.address(), 3), 6);
+        // A block executed nonces 3..=5 and committed; the pool is pruned a moment later. In
+        // between, the next nonce is still 6, not 6 + 3.
+        assert_eq!(pool.next_nonce(&k.address(), 6), 6);
+        assert_eq!(pool.next_nonce(&k.address(), 5), 6);
+        pool.prune_sender(&k.address(), 6, false);
+        assert!(pool.is_empty());
+        assert_eq!(pool.next_nonce(&k.address(), 6), 6);
     }
 }

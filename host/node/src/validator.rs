@@ -246,9 +246,11 @@ struct Driver {
 
 impl Driver {
     fn note_in_flight(&mut self, m: &Message<Bls>) {
-        if let Message::Propose { proposal, .. } = m
-            && let Some(p) = BlockPayload::decode(&proposal.payload)
-        {
+        let proposal = match m {
+            Message::Propose { proposal, .. } | Message::Block(proposal) => proposal,
+            _ => return,
+        };
+        if let Some(p) = BlockPayload::decode(&proposal.payload) {
             self.in_flight
                 .insert(proposal.view, p.txs.iter().map(|t| t.hash()).collect());
         }
