@@ -443,10 +443,16 @@ impl<S: VoteScheme> Engine<S> {
             return;
         }
         self.safety.notarize(view, digest);
-        let signature = self.sign(VoteKind::Notarize, view, &digest);
+        self.cast(VoteKind::Notarize, view, digest);
+    }
+
+    /// Signs a vote the safety record already allows, persists the record, sends the vote and
+    /// counts it: the record is on disk before the vote leaves.
+    fn cast(&mut self, kind: VoteKind, view: View, digest: Digest) {
+        let signature = self.sign(kind, view, &digest);
         self.persist();
         let vote = Vote {
-            kind: VoteKind::Notarize,
+            kind,
             view,
             digest,
             signer: self.cfg.me,
@@ -558,18 +564,7 @@ impl<S: VoteScheme> Engine<S> {
                     self.fetch(digest);
                 }
                 if self.safety.finalize(view, digest) {
-                    let signature = self.sign(VoteKind::Finalize, view, &digest);
-                    self.persist();
-                    let vote = Vote {
-                        kind: VoteKind::Finalize,
-                        view,
-                        digest,
-                        signer: self.cfg.me,
-                        signature,
-                    };
-                    self.out
-                        .push(Action::Broadcast(Message::Vote(vote.clone())));
-                    self.count_vote(vote);
+                    self.cast(VoteKind::Finalize, view, digest);
                 }
                 if view >= self.view {
                     self.failed_views = 0;
@@ -683,23 +678,11 @@ impl<S: VoteScheme> Engine<S> {
         if view != self.view {
             return;
         }
+        // Also when re-arming after an earlier timeout (recording it again changes nothing):
+        // votes and certificates may have been lost, so say again what we said and what moved
+        // us here. Not if we voted to finalize this view.
         if self.safety.nullify(view) {
-            self.persist();
-        }
-        // Also when re-arming after an earlier timeout: votes and certificates may have been
-        // lost, so say again what we said and what moved us here.
-        if self.safety.nullified.contains(&view) {
-            let signature = self.sign(VoteKind::Nullify, view, &Digest::ZERO);
-            let vote = Vote {
-                kind: VoteKind::Nullify,
-                view,
-                digest: Digest::ZERO,
-                signer: self.cfg.me,
-                signature,
-            };
-            self.out
-                .push(Action::Broadcast(Message::Vote(vote.clone())));
-            self.count_vote(vote);
+            self.cast(VoteKind::Nullify, view, Digest::ZERO);
         }
         // What a proposal in this view must extend: the highest notarization and the
         // nullifications after it. A peer that missed them (restarted, cut off) cannot vote

@@ -305,16 +305,9 @@ impl Node {
             Some(p) => (p.time_ms, p.txs),
             None => (head.time_ms + 1, Vec::new()),
         };
-        let candidates = txs
-            .into_iter()
-            .map(|t| {
-                let len = t.encode().len();
-                (t, len)
-            })
-            .collect();
         self.build_block(
             time_ms,
-            candidates,
+            with_lengths(txs),
             Some(ConsensusCommit {
                 digest: proposal.digest(),
                 proof: proof.encode(),
@@ -397,14 +390,7 @@ impl Node {
         now_ms: u64,
         txs: Vec<SignedTx>,
     ) -> Result<Arc<CommittedBlock>, NodeError> {
-        let candidates = txs
-            .into_iter()
-            .map(|t| {
-                let len = t.encode().len();
-                (t, len)
-            })
-            .collect();
-        self.build_block(now_ms, candidates, None)
+        self.build_block(now_ms, with_lengths(txs), None)
     }
 
     fn build_block(
@@ -668,6 +654,16 @@ fn fill_template(
         )));
     }
     Ok(out)
+}
+
+/// Transactions with their encoded lengths (what block building charges gas for).
+fn with_lengths(txs: Vec<SignedTx>) -> Vec<(SignedTx, usize)> {
+    txs.into_iter()
+        .map(|t| {
+            let len = t.encode().len();
+            (t, len)
+        })
+        .collect()
 }
 
 fn label_key(label: &str) -> Vec<u8> {
