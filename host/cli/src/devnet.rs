@@ -56,13 +56,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         Simulation::from_genesis(node.clone(), &genesis, &args.genesis)?
     };
     let key_dir = args.data_dir.join("keys");
-    std::fs::create_dir_all(&key_dir)?;
-    for (name, key) in &keys {
-        std::fs::write(
-            key_dir.join(format!("{name}.key")),
-            hex::encode(key.secret()),
-        )?;
-    }
+    write_keys(&genesis, &key_dir)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
