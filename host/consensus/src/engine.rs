@@ -471,14 +471,7 @@ impl<S: VoteScheme> Engine<S> {
         if (vote.kind == VoteKind::Nullify) != (vote.digest == Digest::ZERO) {
             return;
         }
-        let already = match vote.kind {
-            VoteKind::Notarize => self.notarizations.contains_key(&view),
-            VoteKind::Nullify => self.nullifications.contains_key(&view),
-            VoteKind::Finalize => self
-                .pending_finality
-                .as_ref()
-                .is_some_and(|c| c.view >= view),
-        };
+        let already = self.has_certificate(vote.kind, view);
         let quorum = self.cfg.validators.quorum();
         let round = self.round(view);
         match round.voted.get(&(vote.kind, vote.signer)) {
@@ -532,20 +525,26 @@ impl<S: VoteScheme> Engine<S> {
         }
     }
 
-    /// A certificate, formed here (`verify = false`) or received (checked first).
-    fn on_certificate(&mut self, cert: Certificate<S>, verify: bool) {
-        let view = cert.view;
-        if view <= self.tip.view {
-            return;
-        }
-        let known = match cert.kind {
+    /// Whether a certificate of this kind for `view` is already in hand (a finalization
+    /// counts while it waits for its blocks).
+    fn has_certificate(&self, kind: VoteKind, view: View) -> bool {
+        match kind {
             VoteKind::Notarize => self.notarizations.contains_key(&view),
             VoteKind::Nullify => self.nullifications.contains_key(&view),
             VoteKind::Finalize => self
                 .pending_finality
                 .as_ref()
                 .is_some_and(|c| c.view >= view),
-        };
+        }
+    }
+
+    /// A certificate, formed here (`verify = false`) or received (checked first).
+    fn on_certificate(&mut self, cert: Certificate<S>, verify: bool) {
+        let view = cert.view;
+        if view <= self.tip.view {
+            return;
+        }
+        let known = self.has_certificate(cert.kind, view);
         if known {
             return;
         }
