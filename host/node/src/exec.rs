@@ -33,6 +33,8 @@ pub enum Rejected {
     MempoolFull,
     #[error("transaction is already pending")]
     Duplicate,
+    #[error("{0} is a registered device: device keys sign meter readings, not transactions")]
+    DeviceSender(Address),
 }
 
 impl Rejected {
@@ -48,6 +50,7 @@ impl Rejected {
             Rejected::CannotPayFee { .. } => "insufficient_fee_balance",
             Rejected::MempoolFull => "busy",
             Rejected::Duplicate => "duplicate",
+            Rejected::DeviceSender(_) => "device_sender",
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct ChainParams {
     /// Approvals that pass a governance proposal, and how many regulators there are.
     pub gov_quorum: u32,
     pub gov_regulators: u32,
+    /// Meter reading rules; `None`: the chain takes no readings.
+    pub readings: Option<crate::devices::ReadingRules>,
 }
 
 impl ChainParams {
@@ -178,6 +183,14 @@ impl Executor {
                 got: body.nonce,
                 want: expected_nonce,
             });
+        }
+        if state
+            .get(&schema::device_key(&body.sender))
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return Err(Rejected::DeviceSender(body.sender));
         }
         let balance = ledger::account(state, &body.sender)
             .map(|a| a.balance)
@@ -432,6 +445,14 @@ impl Executor {
                     events,
                 })
             }
+            Payload::RegisterDevice {
+                device,
+                owner,
+                kind,
+                rated_power_w,
+            } => self.register_device(state, sender, *device, *owner, kind, *rated_power_w),
+            Payload::RevokeDevice { device } => self.revoke_device(state, sender, *device),
+            Payload::Readings { readings } => self.readings(block, state, readings, budget),
             Payload::Burn { amount, payout_ref } => {
                 self.require_role(state, &sender, Roles::GRID_COMPANY, "burn")?;
                 let mut acct = ledger::account(state, &sender)?;
@@ -505,7 +526,7 @@ impl Executor {
         })
     }
 
-    fn require_role(
+    pub(crate) fn require_role(
         &self,
         state: &dyn StateRead,
         who: &Address,
@@ -517,7 +538,7 @@ impl Executor {
         } else {
             Err(op(
                 ErrorCode::Unauthorized,
-                format!("{what} needs the grid_company role"),
+                format!("{what} needs the {} role", Roles(role).names().join("/")),
             ))
         }
     }
@@ -574,7 +595,7 @@ impl Executor {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn call(
+    pub(crate) fn call(
         &self,
         block: &BlockEnv,
         state: &mut StateStack,

@@ -32,6 +32,9 @@ pub struct Genesis {
     pub simulation: Option<Simulation>,
     /// How regulators decide proposals.
     pub governance: Option<GovernanceConfig>,
+    /// Metering devices registered at genesis, and the rules their readings meet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<DevicesConfig>,
     /// The validator set, in order (index 0 first). Empty: one node produces every block.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validators: Vec<GenesisValidator>,
@@ -92,6 +95,40 @@ fn hex_array<const N: usize>(what: &str, s: &str) -> Result<[u8; N], GenesisErro
         .ok()
         .and_then(|b| <[u8; N]>::try_from(b).ok())
         .ok_or_else(|| GenesisError::Invalid(format!("{what}: expected {N} bytes of hex")))
+}
+
+/// `[devices]`: the rules for meter readings, and the devices registered at genesis.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// Label of the contract that accepted readings are reported to, per period, as
+    /// `{"reading":{"period","produced_wh","consumed_wh"}}` sent by the device.
+    pub reading_contract: Option<String>,
+    /// How far a reading's timestamp may stray from block time.
+    #[serde(default = "default_time_tolerance")]
+    pub time_tolerance_ms: u64,
+    /// Field time one market period stands for (the devnet runs a 15-minute period in a few
+    /// seconds); the energy bound is rated power × elapsed time × field_period / period.
+    /// Defaults to the market period (no compression).
+    pub field_period_ms: Option<u64>,
+    #[serde(default)]
+    pub registered: Vec<GenesisDevice>,
+}
+
+fn default_time_tolerance() -> u64 {
+    30_000
+}
+
+/// A device registered at genesis.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisDevice {
+    /// The device's account (by name): its key signs the readings.
+    pub device: String,
+    /// The participant it meters (by name).
+    pub owner: String,
+    pub kind: String,
+    pub rated_power_w: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -276,6 +313,48 @@ impl Genesis {
             )));
         }
         self.validator_set()?;
+        if let Some(d) = &self.devices {
+            if self.market.is_none() {
+                return Err(GenesisError::Invalid(
+                    "devices: readings are dated by market period, so [market] is needed".into(),
+                ));
+            }
+            if let Some(l) = &d.reading_contract
+                && !self.contracts.iter().any(|c| &c.label == l)
+            {
+                return Err(GenesisError::Invalid(format!(
+                    "devices.reading_contract: no genesis contract labelled {l}"
+                )));
+            }
+            if d.field_period_ms == Some(0) {
+                return Err(GenesisError::Invalid(
+                    "devices.field_period_ms must be positive".into(),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for r in &d.registered {
+                for n in [&r.device, &r.owner] {
+                    if !names.contains(n.as_str()) {
+                        return Err(GenesisError::Invalid(format!(
+                            "device {}: unknown account {n}",
+                            r.device
+                        )));
+                    }
+                }
+                if !seen.insert(r.device.as_str()) {
+                    return Err(GenesisError::Invalid(format!(
+                        "device {} is registered twice",
+                        r.device
+                    )));
+                }
+                if r.rated_power_w == 0 {
+                    return Err(GenesisError::Invalid(format!(
+                        "device {}: rated_power_w must be positive",
+                        r.device
+                    )));
+                }
+            }
+        }
         for c in &self.contracts {
             if !names.contains(c.creator.as_str()) {
                 return Err(GenesisError::Invalid(format!(

@@ -5,6 +5,7 @@
 //! store in one write each, and served back with proofs. Consensus among several validators
 //! comes later; today one validator produces every block.
 
+pub mod devices;
 pub mod exec;
 pub mod finality;
 pub mod genesis;
@@ -169,6 +170,7 @@ impl Node {
                 fee_collector,
                 gov_quorum: genesis.governance_quorum(),
                 gov_regulators: genesis.regulators() as u32,
+                readings: reading_rules(&genesis),
             },
         };
         let genesis_hash = genesis.hash();
@@ -602,14 +604,36 @@ impl Node {
         Ok(TxStatus::Unknown)
     }
 
+    /// A registered device and where its readings stand.
+    pub fn device(
+        &self,
+        id: &Address,
+    ) -> Result<Option<gridledger_types::DeviceRecord>, NodeError> {
+        let snap = self.store.snapshot()?;
+        devices::device(&snap, id).map_err(fail_to_node)
+    }
+
+    /// Every registered device, in registration order.
+    pub fn devices(&self) -> Result<Vec<(Address, gridledger_types::DeviceRecord)>, NodeError> {
+        let snap = self.store.snapshot()?;
+        let mut out = Vec::new();
+        for id in devices::device_list(&snap).map_err(fail_to_node)? {
+            if let Some(rec) = devices::device(&snap, &id).map_err(fail_to_node)? {
+                out.push((id, rec));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rules meter readings meet on this chain, if it takes them.
+    pub fn reading_rules(&self) -> Option<&devices::ReadingRules> {
+        self.exec.params.readings.as_ref()
+    }
+
     /// A governance proposal.
     pub fn proposal(&self, id: u64) -> Result<Option<governance::Proposal>, NodeError> {
         let snap = self.store.snapshot()?;
-        match governance::load(&snap, id) {
-            Ok(p) => Ok(p),
-            Err(exec::Fail::Host(h)) => Err(h.into()),
-            Err(exec::Fail::Op(e)) => Err(NodeError::Config(e.1)),
-        }
+        governance::load(&snap, id).map_err(fail_to_node)
     }
 
     /// Address of a contract deployed at genesis, by label.
@@ -619,6 +643,14 @@ impl Node {
             Some(b) => Ok(Address::from_slice(&b)),
             None => Ok(None),
         }
+    }
+}
+
+/// A failure outside a transaction is the node's: a host fault, or state it cannot read.
+fn fail_to_node(e: exec::Fail) -> NodeError {
+    match e {
+        exec::Fail::Host(h) => h.into(),
+        exec::Fail::Op(e) => NodeError::Config(e.1),
     }
 }
 
@@ -656,6 +688,18 @@ fn fill_template(
     Ok(out)
 }
 
+/// The reading rules genesis sets, if it has `[devices]` (which needs `[market]`).
+fn reading_rules(genesis: &Genesis) -> Option<devices::ReadingRules> {
+    let (d, m) = (genesis.devices.as_ref()?, genesis.market.as_ref()?);
+    Some(devices::ReadingRules {
+        reading_contract: d.reading_contract.clone(),
+        market_start_ms: m.start(genesis.genesis_time_ms),
+        period_ms: m.period_ms,
+        time_tolerance_ms: d.time_tolerance_ms,
+        field_period_ms: d.field_period_ms.unwrap_or(m.period_ms),
+    })
+}
+
 /// Transactions with their encoded lengths (what block building charges gas for).
 fn with_lengths(txs: Vec<SignedTx>) -> Vec<(SignedTx, usize)> {
     txs.into_iter()
@@ -666,7 +710,7 @@ fn with_lengths(txs: Vec<SignedTx>) -> Vec<(SignedTx, usize)> {
         .collect()
 }
 
-fn label_key(label: &str) -> Vec<u8> {
+pub(crate) fn label_key(label: &str) -> Vec<u8> {
     schema::meta_key(&format!("label/{label}"))
 }
 
@@ -753,6 +797,23 @@ fn build_genesis(
         schema::meta_key(schema::META_SUPPLY),
         codec::encode(&supply),
     );
+    for d in genesis.devices.iter().flat_map(|d| &d.registered) {
+        let registered = devices::register(
+            &mut state,
+            addresses[&d.device],
+            addresses[&d.owner],
+            &d.kind,
+            d.rated_power_w,
+        );
+        if let Err(e) = registered {
+            return Err(match e {
+                exec::Fail::Host(h) => h.into(),
+                exec::Fail::Op(e) => {
+                    NodeError::Config(format!("genesis device {}: {}", d.device, e.1))
+                }
+            });
+        }
+    }
     state.set(schema::meta_key(META_GENESIS), genesis_hash.0.to_vec());
     state.set(schema::meta_key(schema::META_HEIGHT), codec::encode(&0u64));
     let env = BlockEnv {

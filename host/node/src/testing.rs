@@ -58,6 +58,7 @@ pub fn test_genesis(extra: Vec<GenesisAccount>) -> Genesis {
         market: None,
         simulation: None,
         governance: None,
+        devices: None,
         validators: Vec::new(),
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod codec;
+pub mod device;
 pub mod hash;
 pub mod keys;
 pub mod merkle;
@@ -15,6 +16,7 @@ pub mod tx;
 
 pub use block::{Block, ErrorCode, Event, Header, Receipt, ReceiptError};
 pub use codec::DecodeError;
+pub use device::{DeviceRecord, MeterReading, SignedReading};
 pub use hash::Hash32;
 pub use keys::{Address, Keypair, Signature};
 pub use tx::{GovAction, Payload, SignedTx, TxBody};

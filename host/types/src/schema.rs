@@ -14,6 +14,7 @@ pub const TAG_CONTRACT: u8 = 0x03;
 pub const TAG_CONTRACT_STORE: u8 = 0x04;
 pub const TAG_ROLES: u8 = 0x05;
 pub const TAG_META: u8 = 0x06;
+pub const TAG_DEVICE: u8 = 0x07;
 
 /// Balance and next nonce of an account.
 #[derive(
@@ -119,6 +120,11 @@ pub fn contract_store_prefix(a: &Address) -> Vec<u8> {
     tagged(TAG_CONTRACT_STORE, &[&a.0])
 }
 
+/// A registered device's [`crate::DeviceRecord`].
+pub fn device_key(device: &Address) -> Vec<u8> {
+    tagged(TAG_DEVICE, &[&device.0])
+}
+
 pub fn roles_key(a: &Address) -> Vec<u8> {
     tagged(TAG_ROLES, &[&a.0])
 }
@@ -131,3 +137,5 @@ pub fn meta_key(name: &str) -> Vec<u8> {
 pub const META_SUPPLY: &str = "total_supply";
 pub const META_HEIGHT: &str = "height";
 pub const META_PARAMS: &str = "params";
+/// Registered devices, in registration order.
+pub const META_DEVICES: &str = "devices";

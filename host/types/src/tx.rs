@@ -56,6 +56,21 @@ pub enum Payload {
     },
     /// Vote on an open proposal (regulators only, once each).
     Vote { proposal: u64, approve: bool },
+    /// Register a metering device (grid company only). Its key then signs readings and
+    /// nothing else: transactions sent by a device key are refused.
+    RegisterDevice {
+        device: Address,
+        owner: Address,
+        kind: String,
+        rated_power_w: u64,
+    },
+    /// Revoke a device (grid company only): its readings are refused from then on.
+    RevokeDevice { device: Address },
+    /// Signed meter readings, relayed by any account (a node's device gateway). Each is
+    /// checked on its own; the refused ones are listed in the receipt and change nothing.
+    Readings {
+        readings: Vec<crate::device::SignedReading>,
+    },
 }
 
 /// What a governance proposal does when enacted. The chain performs it as the governance

@@ -1,0 +1,452 @@
+//! The device registry and meter readings, as the chain executes them.
+//!
+//! The grid company registers devices (key, owner, kind, rated power) and may revoke them.
+//! A `Readings` transaction carries readings signed by device keys; each is checked on its own
+//! and either accepted (the device's record moves on) or refused with a reason in the receipt,
+//! changing nothing. Accepted readings are the only source of settlement: when a device's
+//! readings move into a new period, the energy of the period before is reported to the
+//! reading contract (the market) as that device.
+
+use crate::exec::{Done, Executor, Fail, OpError, chain_event};
+use gridledger_state::{StateRead, StateStack};
+use gridledger_types::device::{MAX_READINGS_PER_TX, PeriodStart};
+use gridledger_types::schema::{self, Roles};
+use gridledger_types::{
+    Address, DeviceRecord, ErrorCode, Event, MeterReading, SignedReading, codec,
+};
+use gridledger_vm::{BlockEnv, Entry, HostFault};
+
+/// The rules readings meet, from genesis.
+#[derive(Clone, Debug)]
+pub struct ReadingRules {
+    /// Label of the contract accepted energy is reported to.
+    pub reading_contract: Option<String>,
+    pub market_start_ms: u64,
+    pub period_ms: u64,
+    pub time_tolerance_ms: u64,
+    /// Field time per market period (energy-bound scale), ms.
+    pub field_period_ms: u64,
+}
+
+impl ReadingRules {
+    /// The period a timestamp falls in, or `None` before the market starts.
+    pub fn period_of(&self, time_ms: u64) -> Option<u64> {
+        time_ms
+            .checked_sub(self.market_start_ms)
+            .map(|t| t / self.period_ms)
+    }
+
+    pub fn period_start(&self, period: u64) -> u64 {
+        self.market_start_ms
+            .saturating_add(period.saturating_mul(self.period_ms))
+    }
+
+    /// Most energy, Wh, a device of `rated_power_w` can move in `elapsed_ms` of chain time.
+    pub fn energy_bound_wh(&self, rated_power_w: u64, elapsed_ms: u64) -> u64 {
+        let field_ms = elapsed_ms as u128 * self.field_period_ms as u128 / self.period_ms as u128;
+        // +1 Wh: counters are whole Wh, so a reading may round up by one.
+        (rated_power_w as u128 * field_ms / 3_600_000 + 1).min(u64::MAX as u128) as u64
+    }
+}
+
+/// Why one reading was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Unregistered,
+    Revoked,
+    Signature(String),
+    Sequence { got: u64, want: u64 },
+    CounterBackwards,
+    TimeBackwards,
+    TimeOutOfTolerance { timestamp_ms: u64, block_ms: u64 },
+    WrongPeriod { got: u64, want: Option<u64> },
+    Implausible { claimed_wh: u64, bound_wh: u64 },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Unregistered => write!(f, "device is not registered"),
+            Refusal::Revoked => write!(f, "device is revoked"),
+            Refusal::Signature(e) => write!(f, "bad signature: {e}"),
+            Refusal::Sequence { got, want } => {
+                write!(f, "sequence {got} is not the next one ({want})")
+            }
+            Refusal::CounterBackwards => write!(f, "an energy counter went backwards"),
+            Refusal::TimeBackwards => write!(f, "timestamp is not after the previous reading's"),
+            Refusal::TimeOutOfTolerance {
+                timestamp_ms,
+                block_ms,
+            } => write!(
+                f,
+                "timestamp {timestamp_ms} strays too far from block time {block_ms}"
+            ),
+            Refusal::WrongPeriod { got, want } => match want {
+                Some(w) => write!(f, "reading says period {got} but was taken in period {w}"),
+                None => write!(
+                    f,
+                    "reading for period {got} was taken before the market began"
+                ),
+            },
+            Refusal::Implausible {
+                claimed_wh,
+                bound_wh,
+            } => write!(
+                f,
+                "{claimed_wh} Wh is more than the device's rated power allows ({bound_wh} Wh)"
+            ),
+        }
+    }
+}
+
+/// The registry's state for one device.
+pub(crate) fn device(state: &dyn StateRead, id: &Address) -> Result<Option<DeviceRecord>, Fail> {
+    match state.get(&schema::device_key(id))? {
+        Some(b) => codec::decode("device record", &b)
+            .map(Some)
+            .map_err(|e| Fail::Host(HostFault(e.to_string()))),
+        None => Ok(None),
+    }
+}
+
+/// Registered devices, in registration order.
+pub(crate) fn device_list(state: &dyn StateRead) -> Result<Vec<Address>, Fail> {
+    match state.get(&schema::meta_key(schema::META_DEVICES))? {
+        Some(b) => {
+            codec::decode("device list", &b).map_err(|e| Fail::Host(HostFault(e.to_string())))
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+fn save(state: &mut StateStack, id: &Address, rec: &DeviceRecord) {
+    state.set(schema::device_key(id), codec::encode(rec));
+}
+
+fn op(code: ErrorCode, msg: impl Into<String>) -> Fail {
+    Fail::Op(OpError(code, msg.into(), 0))
+}
+
+/// Checks one reading against its device's record; `Ok` is the record after it.
+pub fn check_reading(
+    rules: &ReadingRules,
+    chain_id: &str,
+    block_ms: u64,
+    record: Option<&DeviceRecord>,
+    signed: &SignedReading,
+) -> Result<(), Refusal> {
+    let r = &signed.reading;
+    let rec = record.ok_or(Refusal::Unregistered)?;
+    if rec.revoked {
+        return Err(Refusal::Revoked);
+    }
+    signed.verify(chain_id).map_err(Refusal::Signature)?;
+    let want = rec.last.as_ref().map_or(0, |l| l.seq + 1);
+    if r.seq != want {
+        return Err(Refusal::Sequence { got: r.seq, want });
+    }
+    if r.timestamp_ms.abs_diff(block_ms) > rules.time_tolerance_ms {
+        return Err(Refusal::TimeOutOfTolerance {
+            timestamp_ms: r.timestamp_ms,
+            block_ms,
+        });
+    }
+    let taken_in = rules.period_of(r.timestamp_ms);
+    if taken_in != Some(r.period) {
+        return Err(Refusal::WrongPeriod {
+            got: r.period,
+            want: taken_in,
+        });
+    }
+    if let Some(last) = &rec.last {
+        if r.timestamp_ms <= last.timestamp_ms {
+            return Err(Refusal::TimeBackwards);
+        }
+        if r.export_wh < last.export_wh || r.import_wh < last.import_wh {
+            return Err(Refusal::CounterBackwards);
+        }
+        let claimed_wh =
+            (r.export_wh - last.export_wh).saturating_add(r.import_wh - last.import_wh);
+        let bound_wh = rules.energy_bound_wh(rec.rated_power_w, r.timestamp_ms - last.timestamp_ms);
+        if claimed_wh > bound_wh {
+            return Err(Refusal::Implausible {
+                claimed_wh,
+                bound_wh,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Executor {
+    pub(crate) fn register_device(
+        &self,
+        state: &mut StateStack,
+        sender: Address,
+        device: Address,
+        owner: Address,
+        kind: &str,
+        rated_power_w: u64,
+    ) -> Result<Done, Fail> {
+        self.require_role(state, &sender, Roles::GRID_COMPANY, "registering a device")?;
+        register(state, device, owner, kind, rated_power_w)?;
+        Ok(Done {
+            gas: 0,
+            result: Vec::new(),
+            events: vec![chain_event(
+                "device_registered",
+                &[
+                    ("device", device.to_hex()),
+                    ("owner", owner.to_hex()),
+                    ("kind", kind.to_string()),
+                    ("rated_power_w", rated_power_w.to_string()),
+                ],
+            )],
+        })
+    }
+
+    pub(crate) fn revoke_device(
+        &self,
+        state: &mut StateStack,
+        sender: Address,
+        device_id: Address,
+    ) -> Result<Done, Fail> {
+        self.require_role(state, &sender, Roles::GRID_COMPANY, "revoking a device")?;
+        let mut rec = device(state, &device_id)?.ok_or_else(|| {
+            op(
+                ErrorCode::NotFound,
+                format!("no device {}", device_id.to_hex()),
+            )
+        })?;
+        if rec.revoked {
+            return Err(op(ErrorCode::InvalidInput, "device is already revoked"));
+        }
+        rec.revoked = true;
+        save(state, &device_id, &rec);
+        Ok(Done {
+            gas: 0,
+            result: Vec::new(),
+            events: vec![chain_event(
+                "device_revoked",
+                &[("device", device_id.to_hex())],
+            )],
+        })
+    }
+
+    /// Applies a batch of readings: accepted ones advance their devices, refused ones are
+    /// listed. The transaction fails only if the batch is malformed or nothing was accepted.
+    pub(crate) fn readings(
+        &self,
+        block: &BlockEnv,
+        state: &mut StateStack,
+        readings: &[SignedReading],
+        budget: u64,
+    ) -> Result<Done, Fail> {
+        let Some(rules) = &self.params.readings else {
+            return Err(op(
+                ErrorCode::InvalidInput,
+                "this chain takes no meter readings",
+            ));
+        };
+        if readings.is_empty() || readings.len() > MAX_READINGS_PER_TX {
+            return Err(op(
+                ErrorCode::InvalidInput,
+                format!("a batch holds 1 to {MAX_READINGS_PER_TX} readings"),
+            ));
+        }
+        let contract = match &rules.reading_contract {
+            Some(l) => state
+                .get(&crate::label_key(l))?
+                .and_then(|b| Address::from_slice(&b)),
+            None => None,
+        };
+        let mut gas = 0u64;
+        let mut events = Vec::new();
+        let mut refused = Vec::new();
+        for (index, signed) in readings.iter().enumerate() {
+            let id = signed.reading.device;
+            let record = device(state, &id)?;
+            if let Err(why) = check_reading(
+                rules,
+                &block.chain_id,
+                block.time_ms,
+                record.as_ref(),
+                signed,
+            ) {
+                refused.push(serde_json::json!({"index": index, "device": id.to_hex(), "reason": why.to_string()}));
+                events.push(chain_event(
+                    "reading_refused",
+                    &[("device", id.to_hex()), ("reason", why.to_string())],
+                ));
+                continue;
+            }
+            let Some(mut rec) = record else { continue };
+            let r = &signed.reading;
+            if rec.plugin != Some(r.plugin) {
+                events.push(chain_event(
+                    "device_plugin",
+                    &[("device", id.to_hex()), ("plugin", r.plugin.to_hex())],
+                ));
+                rec.plugin = Some(r.plugin);
+            }
+            // Report the open period's energy once readings have moved past it.
+            match rec.open_period.clone() {
+                None => rec.open_period = Some(period_start(r)),
+                Some(open)
+                    if r.period > open.period
+                        && block.time_ms >= rules.period_start(open.period + 1) =>
+                {
+                    let last = rec.last.as_ref().unwrap_or(r);
+                    let produced = last.export_wh - open.export_wh;
+                    let consumed = last.import_wh - open.import_wh;
+                    if let Some(c) = contract {
+                        let used = self.report_energy(
+                            block,
+                            state,
+                            c,
+                            id,
+                            open.period,
+                            produced,
+                            consumed,
+                            budget.saturating_sub(gas),
+                            &mut events,
+                        )?;
+                        gas = gas.saturating_add(used);
+                    }
+                    rec.open_period = Some(PeriodStart {
+                        period: r.period,
+                        export_wh: last.export_wh,
+                        import_wh: last.import_wh,
+                    });
+                }
+                Some(_) => {}
+            }
+            rec.last = Some(r.clone());
+            save(state, &id, &rec);
+        }
+        let accepted = readings.len() - refused.len();
+        if accepted == 0 {
+            let first = refused[0]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return Err(Fail::Op(OpError(
+                ErrorCode::InvalidInput,
+                format!("no reading accepted; the first was refused: {first}"),
+                gas,
+            )));
+        }
+        events.push(chain_event(
+            "readings",
+            &[
+                ("accepted", accepted.to_string()),
+                ("refused", refused.len().to_string()),
+            ],
+        ));
+        Ok(Done {
+            gas,
+            result: serde_json::json!({"accepted": accepted, "refused": refused})
+                .to_string()
+                .into_bytes(),
+            events,
+        })
+    }
+
+    /// Reports a period's energy to the reading contract as the device. A refusal there (the
+    /// period already settled, the device unknown to the market) is recorded, not fatal.
+    #[allow(clippy::too_many_arguments)]
+    fn report_energy(
+        &self,
+        block: &BlockEnv,
+        state: &mut StateStack,
+        contract: Address,
+        device: Address,
+        period: u64,
+        produced_wh: u64,
+        consumed_wh: u64,
+        budget: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<u64, Fail> {
+        let msg = serde_json::json!({"reading": {"period": period, "produced_wh": produced_wh, "consumed_wh": consumed_wh}});
+        state.push_layer();
+        match self.call(
+            block,
+            state,
+            contract,
+            Entry::Execute,
+            Some(device),
+            0,
+            msg.to_string().as_bytes(),
+            budget,
+        ) {
+            Ok(done) => {
+                state.commit_layer();
+                events.extend(done.events);
+                Ok(done.gas)
+            }
+            Err(Fail::Op(OpError(_, message, gas))) => {
+                state.discard_layer();
+                events.push(chain_event(
+                    "reading_not_reported",
+                    &[
+                        ("device", device.to_hex()),
+                        ("period", period.to_string()),
+                        ("reason", message),
+                    ],
+                ));
+                Ok(gas)
+            }
+            Err(host) => {
+                state.discard_layer();
+                Err(host)
+            }
+        }
+    }
+}
+
+fn period_start(r: &MeterReading) -> PeriodStart {
+    PeriodStart {
+        period: r.period,
+        export_wh: r.export_wh,
+        import_wh: r.import_wh,
+    }
+}
+
+/// Adds a device to the registry (genesis and `RegisterDevice`).
+pub(crate) fn register(
+    state: &mut StateStack,
+    device_id: Address,
+    owner: Address,
+    kind: &str,
+    rated_power_w: u64,
+) -> Result<(), Fail> {
+    if rated_power_w == 0 {
+        return Err(op(ErrorCode::InvalidInput, "rated power must be positive"));
+    }
+    if kind.is_empty() || kind.len() > 64 {
+        return Err(op(ErrorCode::InvalidInput, "kind must be 1 to 64 bytes"));
+    }
+    if device(state, &device_id)?.is_some() {
+        return Err(op(
+            ErrorCode::InvalidInput,
+            format!("device {} is already registered", device_id.to_hex()),
+        ));
+    }
+    save(
+        state,
+        &device_id,
+        &DeviceRecord {
+            owner,
+            kind: kind.to_string(),
+            rated_power_w,
+            revoked: false,
+            plugin: None,
+            last: None,
+            open_period: None,
+        },
+    );
+    let mut list = device_list(state)?;
+    list.push(device_id);
+    state.set(schema::meta_key(schema::META_DEVICES), codec::encode(&list));
+    Ok(())
+}

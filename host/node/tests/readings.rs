@@ -1,0 +1,361 @@
+//! Meter readings on chain: only registered devices' correctly signed, fresh, plausible
+//! readings are accepted, and only accepted readings reach settlement.
+
+use gridledger_node::Rejected;
+use gridledger_node::genesis::{
+    DevicesConfig, GenesisAccount, GenesisContract, GenesisDevice, MarketClock,
+};
+use gridledger_node::testing::{TEST_CHAIN_ID, TestChain, test_genesis};
+use gridledger_types::{Hash32, Keypair, MeterReading, Payload, Receipt, SignedReading};
+use std::path::Path;
+
+const T0: u64 = 1_767_225_600_000;
+const PERIOD: u64 = 10_000;
+/// The wind meter's rated power: 36 kW, so 100 Wh per 10 s.
+const RATED_W: u64 = 36_000;
+
+fn account(name: &str) -> GenesisAccount {
+    GenesisAccount {
+        name: name.into(),
+        address: None,
+        dev_seed: Some(format!("readings {name}")),
+        balance: 1_000_000_000,
+        roles: vec![],
+    }
+}
+
+fn key(name: &str) -> Keypair {
+    Keypair::from_seed_phrase(&format!("readings {name}"))
+}
+
+/// Period 0 starts at T0 + PERIOD. The wind and house meters are registered at genesis; the
+/// market accepts readings from both.
+fn chain() -> TestChain {
+    let mut genesis = test_genesis(
+        [
+            "regulator",
+            "wind",
+            "house",
+            "meter-wind",
+            "meter-house",
+            "relay",
+            "stranger",
+        ]
+        .into_iter()
+        .map(account)
+        .collect(),
+    );
+    let params = r#"{"f_min":100000,"f_max":400000,"reference_price":200000,"mu_min":"0.5","mu_max":"1.5","mu_slope":"1","shortfall_penalty":50000,"overdraw_penalty":40000,"grid_tariff":300000,"mechanism":"pay_as_clear"}"#;
+    genesis.contracts = vec![
+        GenesisContract { label: "pricing".into(), wasm: "pricing.wasm".into(), msg: format!(r#"{{"params":{params},"admin":"{{account:regulator}}"}}"#), funds: 0, creator: "regulator".into(), admin: Some("regulator".into()) },
+        GenesisContract {
+            label: "market".into(),
+            wasm: "market.wasm".into(),
+            msg: r#"{"pricing":"{contract:pricing}","grid_company":"{account:grid-company}","admin":"{account:grid-company}","start_ms":{market_start_ms},"period_ms":{period_ms},"devices":[["{account:meter-wind}","{account:wind}"],["{account:meter-house}","{account:house}"]]}"#.into(),
+            funds: 1_000_000,
+            creator: "grid-company".into(),
+            admin: Some("regulator".into()),
+        },
+    ];
+    genesis.market = Some(MarketClock {
+        period_ms: PERIOD,
+        start_ms: Some(T0 + PERIOD),
+        sudo_contracts: vec!["market".into()],
+        sudo_gas: 1_000_000_000,
+        stats_contract: Some("market".into()),
+    });
+    genesis.devices = Some(DevicesConfig {
+        reading_contract: Some("market".into()),
+        time_tolerance_ms: 5_000,
+        field_period_ms: None,
+        registered: vec![
+            GenesisDevice {
+                device: "meter-wind".into(),
+                owner: "wind".into(),
+                kind: "wind_turbine".into(),
+                rated_power_w: RATED_W,
+            },
+            GenesisDevice {
+                device: "meter-house".into(),
+                owner: "house".into(),
+                kind: "household_load".into(),
+                rated_power_w: RATED_W,
+            },
+        ],
+    });
+    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contracts");
+    TestChain::with_genesis(genesis, &contracts)
+}
+
+fn period_of(t: u64) -> u64 {
+    (t - T0 - PERIOD) / PERIOD
+}
+
+fn reading(device: &str, seq: u64, export_wh: u64, import_wh: u64, t: u64) -> MeterReading {
+    MeterReading {
+        device: key(device).address(),
+        period: period_of(t),
+        export_wh,
+        import_wh,
+        power_w: 0,
+        timestamp_ms: t,
+        seq,
+        plugin: Hash32([7; 32]),
+    }
+}
+
+/// Signed by the key the reading names.
+fn signed(r: MeterReading) -> SignedReading {
+    let name = ["meter-wind", "meter-house", "stranger"]
+        .into_iter()
+        .find(|d| key(d).address() == r.device)
+        .expect("a known device");
+    r.sign(TEST_CHAIN_ID, &key(name))
+}
+
+/// Relays readings in a block at `t`.
+fn relay(chain: &mut TestChain, t: u64, readings: Vec<SignedReading>) -> Receipt {
+    chain.block_at(t - 1);
+    let tx = chain.sign(&key("relay"), Payload::Readings { readings }, 500_000_000);
+    let hash = chain.node.submit(&tx.encode()).expect("admitted");
+    chain.block_at(t);
+    match chain.node.tx_status(&hash).unwrap() {
+        gridledger_node::TxStatus::Included {
+            receipts, index, ..
+        } => receipts[index as usize].clone(),
+        other => panic!("not included: {other:?}"),
+    }
+}
+
+fn refused_reasons(r: &Receipt) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&r.result).unwrap_or_default();
+    v["refused"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x["reason"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn only_fresh_plausible_readings_from_registered_devices_are_accepted() {
+    let mut chain = chain();
+    let t1 = T0 + PERIOD + 2_000;
+    let first = relay(
+        &mut chain,
+        t1,
+        vec![signed(reading("meter-wind", 0, 1_000, 0, t1))],
+    );
+    assert!(first.is_success(), "{:?}", first.error);
+    let wind = key("meter-wind").address();
+    let accepted = chain.node.device(&wind).unwrap().unwrap();
+    assert_eq!(accepted.last.as_ref().map(|r| r.seq), Some(0));
+    assert_eq!(accepted.plugin, Some(Hash32([7; 32])));
+
+    // 1 s later: at most 36,000 W × 1 s = 10 Wh (+1 for rounding).
+    let t2 = t1 + 1_000;
+    let mut forged = signed(reading("meter-wind", 1, 1_005, 0, t2));
+    forged.signature = key("stranger").sign(&forged.reading.signing_bytes(TEST_CHAIN_ID));
+    let mut tampered = signed(reading("meter-wind", 1, 1_005, 0, t2));
+    tampered.reading.export_wh = 1_006;
+    let cases: Vec<(SignedReading, &str)> = vec![
+        (forged, "bad signature"),
+        (tampered, "bad signature"),
+        (signed(reading("stranger", 0, 5, 0, t2)), "not registered"),
+        (
+            signed(reading("meter-wind", 0, 1_005, 0, t2)),
+            "sequence 0 is not the next one (1)",
+        ),
+        (
+            signed(reading("meter-wind", 2, 1_005, 0, t2)),
+            "sequence 2 is not the next one (1)",
+        ),
+        (
+            signed(reading("meter-wind", 1, 999, 0, t2)),
+            "went backwards",
+        ),
+        (
+            signed(reading("meter-wind", 1, 1_005, 0, t1)),
+            "not after the previous",
+        ),
+        (
+            signed(reading("meter-wind", 1, 1_005, 0, t2 + 6_000)),
+            "strays too far",
+        ),
+        (
+            signed(reading("meter-wind", 1, 1_012, 0, t2)),
+            "more than the device's rated power allows (11 Wh)",
+        ),
+        (
+            signed(MeterReading {
+                period: period_of(t2) + 1,
+                ..reading("meter-wind", 1, 1_005, 0, t2)
+            }),
+            "was taken in period 0",
+        ),
+    ];
+    for (bad, why) in cases {
+        let root_before = chain.node.device(&wind).unwrap();
+        let r = relay(&mut chain, t2, vec![bad]);
+        let error = r
+            .error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_default();
+        assert!(error.contains(why), "want {why:?}, got {error:?}");
+        assert_eq!(
+            chain.node.device(&wind).unwrap(),
+            root_before,
+            "a refused reading changed the device ({why})"
+        );
+    }
+
+    // A good one beside a bad one: the good one is accepted, the bad one listed.
+    let r = relay(
+        &mut chain,
+        t2,
+        vec![
+            signed(reading("meter-wind", 1, 1_011, 0, t2)),
+            signed(reading("stranger", 0, 5, 0, t2)),
+        ],
+    );
+    assert!(r.is_success(), "{:?}", r.error);
+    assert_eq!(
+        refused_reasons(&r),
+        vec!["device is not registered".to_string()]
+    );
+    assert_eq!(
+        chain
+            .node
+            .device(&wind)
+            .unwrap()
+            .unwrap()
+            .last
+            .map(|l| l.export_wh),
+        Some(1_011)
+    );
+
+    // Revoked by the grid company: refused from then on. Only the grid company may revoke.
+    let stranger = key("stranger");
+    let r = chain.send(&stranger, Payload::RevokeDevice { device: wind });
+    assert!(
+        r.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("grid_company")),
+        "{:?}",
+        r.error
+    );
+    let gc = chain.grid_company.clone();
+    assert!(
+        chain
+            .send(&gc, Payload::RevokeDevice { device: wind })
+            .is_success()
+    );
+    let t3 = chain.time_ms() + 1_000;
+    let r = relay(
+        &mut chain,
+        t3,
+        vec![signed(reading("meter-wind", 2, 1_012, 0, t3))],
+    );
+    assert!(r.error.is_some_and(|e| e.message.contains("revoked")));
+}
+
+#[test]
+fn device_keys_sign_readings_not_transactions() {
+    let mut chain = chain();
+    let meter = key("meter-wind");
+    let tx = chain.sign(
+        &meter,
+        Payload::Transfer {
+            to: key("wind").address(),
+            amount: 1,
+        },
+        1_000_000,
+    );
+    assert!(matches!(
+        chain.node.submit(&tx.encode()),
+        Err(Rejected::DeviceSender(_))
+    ));
+
+    // Registration: grid company only, once per device.
+    let stranger = key("stranger");
+    let register = |device: &Keypair| Payload::RegisterDevice {
+        device: device.address(),
+        owner: key("wind").address(),
+        kind: "pv".into(),
+        rated_power_w: 5_000,
+    };
+    let new_meter = Keypair::from_seed_phrase("a new meter");
+    assert!(chain.send(&stranger, register(&new_meter)).error.is_some());
+    let gc = chain.grid_company.clone();
+    assert!(chain.send(&gc, register(&new_meter)).is_success());
+    let again = chain.send(&gc, register(&new_meter));
+    assert!(
+        again
+            .error
+            .is_some_and(|e| e.message.contains("already registered"))
+    );
+    assert_eq!(chain.node.devices().unwrap().len(), 3);
+}
+
+#[test]
+fn settlement_uses_the_energy_of_accepted_readings() {
+    let mut chain = chain();
+    let market = chain.node.contract_by_label("market").unwrap().unwrap();
+    chain.block_at(T0 + 1_000);
+    let offer = chain.send(
+        &key("wind"),
+        Payload::Execute {
+            contract: market,
+            msg: br#"{"offer":{"period":1,"wh":300,"min_price":150000,"renewable":true}}"#.to_vec(),
+            funds: 15_000,
+        },
+    );
+    assert!(offer.is_success(), "{:?}", offer.error);
+    let bid = chain.send(
+        &key("house"),
+        Payload::Execute {
+            contract: market,
+            msg: br#"{"bid":{"period":1,"wh":300,"max_price":250000}}"#.to_vec(),
+            funds: 75_000,
+        },
+    );
+    assert!(bid.is_success(), "{:?}", bid.error);
+
+    // Readings every 5 s through periods 0..=2; the wind meter exports 50 Wh and the house
+    // meter imports 40 Wh each time (36 kW × 5 s allows 51 Wh).
+    let mut seq = 0;
+    let mut t = T0 + PERIOD + 1_000;
+    while t < T0 + 4 * PERIOD {
+        let r = relay(
+            &mut chain,
+            t,
+            vec![
+                signed(reading("meter-wind", seq, 50 * seq, 0, t)),
+                signed(reading("meter-house", seq, 0, 40 * seq, t)),
+            ],
+        );
+        assert!(
+            r.is_success() && refused_reasons(&r).is_empty(),
+            "{:?} {:?}",
+            r.error,
+            refused_reasons(&r)
+        );
+        seq += 1;
+        t += 5_000;
+    }
+    // Period 1 held the readings at +21 s and +26 s; its energy runs from the last reading of
+    // period 0 to the last of period 1: 2 × 50 Wh out, 2 × 40 Wh in. The seller delivered
+    // 100 of the 300 Wh it sold, and pays the shortfall penalty on the rest.
+    chain.block_at(T0 + 5 * PERIOD);
+    let summary = chain.query(market, r#"{"period":{"period":1}}"#).unwrap();
+    assert_eq!(summary["settled"], true, "{summary}");
+    assert_eq!(summary["delivered_wh"], 100, "{summary}");
+    assert_eq!(
+        summary["penalties"].as_u64().map(|p| p > 0),
+        Some(true),
+        "{summary}"
+    );
+}
