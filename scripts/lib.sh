@@ -2,9 +2,15 @@
 # toolchain is missing, then build the contracts.
 
 ensure_wasm_target() {
-    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    local installed
+    installed=$(rustup target list --installed 2>/dev/null || true)
+    if ! grep -qx wasm32-unknown-unknown <<<"$installed"; then
         echo "==> installing the wasm32-unknown-unknown target (contracts compile to it)"
         rustup target add wasm32-unknown-unknown
+    fi
+    if ! grep -qx wasm32-wasip2 <<<"$installed"; then
+        echo "==> installing the wasm32-wasip2 target (device plugins compile to it)"
+        rustup target add wasm32-wasip2
     fi
 }
 
@@ -16,6 +22,6 @@ ensure_cargo_component() {
 }
 
 build_contracts() {
-    echo "==> building contracts into target/contracts"
+    echo "==> building contracts into target/contracts, device plugins into target/device-plugins"
     cargo run -q -p gridledger-build
 }

@@ -1,4 +1,8 @@
-//! Builds every contract under `contracts/` into a WebAssembly component.
+//! Builds every contract under `contracts/` into a WebAssembly component, and every device
+//! plugin under `device-plugins/` into a WASI 0.2 component.
+//!
+//! Device plugins: `cargo build --target wasm32-wasip2`, whose linker already emits a
+//! component. Output: `target/device-plugins/<name>.wasm`.
 //!
 //! Equivalent to `cargo component build --target wasm32-unknown-unknown` for each contract,
 //! without needing cargo-component: a plain `cargo build` for wasm32-unknown-unknown (the
@@ -27,8 +31,9 @@ fn main() -> Result<()> {
             _ => names.push(a),
         }
     }
+    let build_plugins = names.is_empty();
     if names.is_empty() {
-        names = contract_crates(&root.join("contracts"))?;
+        names = crates_in(&root.join("contracts"))?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // One cargo invocation per contract: built together, cargo would unify features, and a
@@ -64,6 +69,42 @@ fn main() -> Result<()> {
         std::fs::write(&dest, &component)?;
         println!("{} ({} bytes)", dest.display(), component.len());
     }
+    if build_plugins {
+        build_device_plugins(&root, &cargo)?;
+    }
+    Ok(())
+}
+
+/// Builds each crate under `device-plugins/` for wasm32-wasip2 into `target/device-plugins`.
+fn build_device_plugins(root: &Path, cargo: &str) -> Result<()> {
+    let names = crates_in(&root.join("device-plugins"))?;
+    let mut args = vec![
+        "build",
+        "--profile",
+        "contract",
+        "--target",
+        "wasm32-wasip2",
+    ];
+    for n in &names {
+        args.extend(["-p", n.as_str()]);
+    }
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(&args)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of the device plugins failed");
+    }
+    let out_dir = root.join("target/device-plugins");
+    std::fs::create_dir_all(&out_dir)?;
+    for n in &names {
+        let file = format!("{}.wasm", n.replace('-', "_"));
+        let built = root.join("target/wasm32-wasip2/contract").join(&file);
+        let dest = out_dir.join(&file);
+        std::fs::copy(&built, &dest).with_context(|| format!("copying {}", built.display()))?;
+        println!("{}", dest.display());
+    }
     Ok(())
 }
 
@@ -75,8 +116,8 @@ fn componentize(module: &[u8]) -> Result<Vec<u8>> {
         .encode()
 }
 
-/// Crates under `contracts/` (directories with a Cargo.toml).
-fn contract_crates(dir: &Path) -> Result<Vec<String>> {
+/// Crates in `dir` (directories with a Cargo.toml), by package name.
+fn crates_in(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

@@ -1,0 +1,140 @@
+//! The island's simulated devices, as a device plugin.
+//!
+//! Each device follows one column of the genesis profile CSV (average W per quarter hour,
+//! generated with windpowerlib, pvlib and demandlib; see `genesis/profiles/`), scaled by its
+//! number of units. The CSV is read from the plugin's granted directory (`/data`). One market
+//! period of the devnet stands for one profile row; within a period, power moves linearly
+//! towards the next row's value, so readings change smoothly.
+
+use serde::Deserialize;
+
+wit_bindgen::generate!({
+    path: "../../sdk/wit/device.wit",
+    world: "device-plugin",
+});
+
+use exports::gridledger::device::driver::{Channel, Guest, Info, Sample};
+
+#[derive(Deserialize)]
+struct Config {
+    /// Path of the profile CSV inside the granted directory.
+    profile: String,
+    market_start_ms: u64,
+    period_ms: u64,
+    devices: Vec<DeviceConfig>,
+}
+
+#[derive(Deserialize)]
+struct DeviceConfig {
+    name: String,
+    /// Profile column (W per unit; a battery's is signed: positive discharges).
+    column: String,
+    units: u64,
+    /// A load: its profile is power drawn from the grid.
+    #[serde(default)]
+    consumer: bool,
+}
+
+struct Device {
+    name: String,
+    /// W per profile row, signed: positive exports.
+    rows: Vec<i64>,
+}
+
+struct Sim {
+    start_ms: u64,
+    period_ms: u64,
+    devices: Vec<Device>,
+}
+
+static SIM: std::sync::Mutex<Option<Sim>> = std::sync::Mutex::new(None);
+
+fn load(config: &str) -> Result<Sim, String> {
+    let c: Config = serde_json::from_str(config).map_err(|e| format!("config: {e}"))?;
+    if c.period_ms == 0 {
+        return Err("config: period_ms must be positive".into());
+    }
+    let text =
+        std::fs::read_to_string(&c.profile).map_err(|e| format!("reading {}: {e}", c.profile))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().ok_or("empty profile")?.split(',').collect();
+    let rows: Vec<Vec<&str>> = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').collect())
+        .collect();
+    if rows.is_empty() {
+        return Err("profile has no rows".into());
+    }
+    let mut devices = Vec::new();
+    for d in c.devices {
+        let col = header
+            .iter()
+            .position(|h| *h == d.column)
+            .ok_or_else(|| format!("{}: no column {}", d.name, d.column))?;
+        let sign = if d.consumer { -1 } else { 1 };
+        let values = rows
+            .iter()
+            .map(|r| {
+                let w: i64 = r
+                    .get(col)
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or_else(|| format!("{}: bad value in column {}", d.name, d.column))?;
+                Ok(sign * w * d.units as i64)
+            })
+            .collect::<Result<Vec<i64>, String>>()?;
+        devices.push(Device {
+            name: d.name,
+            rows: values,
+        });
+    }
+    Ok(Sim {
+        start_ms: c.market_start_ms,
+        period_ms: c.period_ms,
+        devices,
+    })
+}
+
+impl Sim {
+    fn power(&self, d: &Device, now_ms: u64) -> i64 {
+        let since = now_ms.saturating_sub(self.start_ms);
+        let row = (since / self.period_ms) as usize;
+        let frac = (since % self.period_ms) as i128;
+        let a = d.rows[row % d.rows.len()] as i128;
+        let b = d.rows[(row + 1) % d.rows.len()] as i128;
+        (a + (b - a) * frac / self.period_ms as i128) as i64
+    }
+}
+
+struct Plugin;
+
+impl Guest for Plugin {
+    fn init(config: String) -> Result<Info, String> {
+        let sim = load(&config)?;
+        *SIM.lock().map_err(|_| "poisoned")? = Some(sim);
+        Ok(Info {
+            model: "island-sim".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            channels: vec![Channel {
+                name: "power".into(),
+                unit: "W".into(),
+            }],
+        })
+    }
+
+    fn poll(now_ms: u64) -> Result<Vec<Sample>, String> {
+        let guard = SIM.lock().map_err(|_| "poisoned")?;
+        let sim = guard.as_ref().ok_or("poll before init")?;
+        Ok(sim
+            .devices
+            .iter()
+            .map(|d| Sample {
+                device: d.name.clone(),
+                power_w: sim.power(d, now_ms),
+                export_wh: None,
+                import_wh: None,
+            })
+            .collect())
+    }
+}
+
+export!(Plugin);

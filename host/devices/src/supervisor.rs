@@ -1,0 +1,442 @@
+//! Supervising plugins: polling, restarts with backoff, and hot swap with rollback.
+//!
+//! Each plugin runs in one task that owns its instance, so polls never overlap and a swap
+//! happens between two polls. The devices' counters and sequence numbers live in the task's
+//! [`Meter`]s, not in the plugin, so across a restart or a swap no reading is lost or signed
+//! twice.
+
+use crate::manifest::PluginManifest;
+use crate::meter::{ChainClock, Meter};
+use crate::runtime::{PluginCode, PluginError, PluginRuntime, RunningPlugin, Sample};
+use gridledger_types::{Hash32, SignedReading};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Polls a new version must pass after a swap; a failure among them rolls it back.
+pub const PROBATION_POLLS: u32 = 3;
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Swap records kept in the status.
+const SWAP_HISTORY: usize = 32;
+
+/// The time source readings are stamped with (wall clock; tests may drive their own).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The wall clock, ms since the Unix epoch.
+pub fn wall_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
+/// What operators see about a plugin.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PluginStatus {
+    pub id: String,
+    /// `running`, or `restarting` while backing off after a failure.
+    pub state: String,
+    pub model: String,
+    pub version: String,
+    pub code_hash: String,
+    pub devices: Vec<String>,
+    pub polls: u64,
+    pub failures: u64,
+    pub restarts: u64,
+    /// Readings signed and handed on.
+    pub readings: u64,
+    /// Samples refused as nonsense.
+    pub dropped_samples: u64,
+    pub last_error: Option<String>,
+    pub swaps: Vec<SwapRecord>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SwapRecord {
+    pub at_ms: u64,
+    pub from: String,
+    pub to: String,
+    pub version: String,
+    /// `swapped`, `refused: …` or `rolled back: …`.
+    pub outcome: String,
+    /// From the command to the new version's first reading (or to the refusal).
+    pub ms: u64,
+}
+
+/// The result of a swap that took.
+#[derive(Clone, Debug, Serialize)]
+pub struct SwapReport {
+    pub plugin: String,
+    pub from: String,
+    pub to: String,
+    pub version: String,
+    /// From the command to the first reading from the new version.
+    pub swap_ms: u64,
+    pub readings_in_first_poll: usize,
+}
+
+enum Command {
+    Swap {
+        code: PluginCode,
+        reply: oneshot::Sender<Result<SwapReport, String>>,
+    },
+}
+
+/// A running plugin's door: its status and its swap command.
+#[derive(Clone)]
+pub struct PluginHandle {
+    pub id: String,
+    pub devices: Vec<String>,
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<PluginStatus>,
+}
+
+impl PluginHandle {
+    pub fn status(&self) -> PluginStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the status satisfies `done` (or the plugin's task ends).
+    pub async fn wait_for(&self, done: impl FnMut(&PluginStatus) -> bool) -> PluginStatus {
+        let mut rx = self.status.clone();
+        match rx.wait_for(done).await {
+            Ok(s) => s.clone(),
+            Err(_) => self.status(),
+        }
+    }
+
+    /// Swaps in `code` between two polls, after a health check; waits for the new version's
+    /// first reading. On failure the old version keeps (or goes back to) running.
+    pub async fn swap(&self, code: PluginCode) -> Result<SwapReport, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Swap { code, reply })
+            .await
+            .map_err(|_| "the plugin has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the plugin stopped during the swap".to_string())?
+    }
+}
+
+/// Everything a plugin task needs.
+pub struct PluginTask {
+    pub runtime: Arc<PluginRuntime>,
+    pub manifest: PluginManifest,
+    pub code: PluginCode,
+    pub meters: Vec<Meter>,
+    pub clock: ChainClock,
+    pub now: Clock,
+    /// Signed readings go here, one batch per poll.
+    pub out: mpsc::Sender<Vec<SignedReading>>,
+}
+
+impl PluginTask {
+    /// Starts the task; it runs until `stop` turns true or the reading channel closes.
+    pub fn spawn(self, stop: watch::Receiver<bool>) -> PluginHandle {
+        let (commands, rx) = mpsc::channel(4);
+        let devices: Vec<String> = self.meters.iter().map(|m| m.name.clone()).collect();
+        let (status, status_rx) = watch::channel(PluginStatus {
+            id: self.manifest.id.clone(),
+            state: "restarting".into(),
+            code_hash: self.code.hash.to_hex(),
+            devices: devices.clone(),
+            ..Default::default()
+        });
+        let handle = PluginHandle {
+            id: self.manifest.id.clone(),
+            devices,
+            commands,
+            status: status_rx,
+        };
+        let sup = Supervisor {
+            poll_every: Duration::from_millis(self.manifest.poll_ms.max(1)),
+            task: self,
+            status,
+            instance: None,
+            previous: None,
+            probation: 0,
+            pending: None,
+            backoff: BACKOFF_FIRST,
+            next_start: Instant::now(),
+            last_poll_ms: 0,
+        };
+        tokio::spawn(sup.run(rx, stop));
+        handle
+    }
+}
+
+/// A swap waiting for the new version's first reading.
+struct PendingSwap {
+    reply: oneshot::Sender<Result<SwapReport, String>>,
+    started: Instant,
+    from: Hash32,
+}
+
+struct Supervisor {
+    task: PluginTask,
+    poll_every: Duration,
+    status: watch::Sender<PluginStatus>,
+    instance: Option<RunningPlugin>,
+    /// The version before a swap, kept for rollback while the new one is on probation.
+    previous: Option<PluginCode>,
+    probation: u32,
+    pending: Option<PendingSwap>,
+    backoff: Duration,
+    next_start: Instant,
+    last_poll_ms: u64,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(self.poll_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    if *stop.borrow() { break; }
+                }
+                Some(Command::Swap { code, reply }) = commands.recv() => {
+                    self.swap(code, reply).await;
+                }
+                _ = ticker.tick() => {
+                    if !self.tick().await { break; }
+                }
+            }
+        }
+        tracing::info!(plugin = %self.task.manifest.id, "plugin stopped");
+    }
+
+    /// One poll (starting the plugin first if it is down). `false`: nobody takes readings.
+    async fn tick(&mut self) -> bool {
+        if self.instance.is_none() {
+            if Instant::now() < self.next_start {
+                return true;
+            }
+            let code = self.task.code.clone();
+            match self.task.runtime.start(&code, &self.task.manifest).await {
+                Ok(i) => {
+                    self.note_running(&i);
+                    self.instance = Some(i);
+                }
+                Err(e) => {
+                    self.failed(e);
+                    return true;
+                }
+            }
+        }
+        let now_ms = self.now_ms();
+        let Some(instance) = self.instance.as_mut() else {
+            return true;
+        };
+        let code_hash = instance.code_hash;
+        match instance.poll(now_ms).await {
+            Ok(samples) => {
+                let (readings, nonsense) = self.take(&samples, now_ms, code_hash);
+                let count = readings.len();
+                self.status.send_modify(|s| {
+                    s.polls += 1;
+                    s.readings += count as u64;
+                });
+                if !readings.is_empty() && self.task.out.send(readings).await.is_err() {
+                    return false;
+                }
+                if let Some(p) = self.pending.take() {
+                    let report = SwapReport {
+                        plugin: self.task.manifest.id.clone(),
+                        from: p.from.to_hex(),
+                        to: code_hash.to_hex(),
+                        version: self.status.borrow().version.clone(),
+                        swap_ms: p.started.elapsed().as_millis() as u64,
+                        readings_in_first_poll: count,
+                    };
+                    self.record_swap(&report.from, &report.to, "swapped".into(), report.swap_ms);
+                    tracing::info!(plugin = %report.plugin, to = %report.to, ms = report.swap_ms, "plugin swapped");
+                    let _ = p.reply.send(Ok(report));
+                }
+                match nonsense {
+                    Some(why) => self.failed(PluginError::Reported(why)),
+                    None => {
+                        self.backoff = BACKOFF_FIRST;
+                        self.probation = self.probation.saturating_sub(1);
+                        if self.probation == 0 {
+                            self.previous = None;
+                        }
+                    }
+                }
+            }
+            Err(e) => self.failed(e),
+        }
+        true
+    }
+
+    /// A fresh timestamp, strictly after the previous poll's.
+    fn now_ms(&mut self) -> u64 {
+        let t = (self.task.now)().max(self.last_poll_ms + 1);
+        self.last_poll_ms = t;
+        t
+    }
+
+    /// Signs the sensible samples; names the first nonsense one, if any.
+    fn take(
+        &mut self,
+        samples: &[Sample],
+        now_ms: u64,
+        plugin: Hash32,
+    ) -> (Vec<SignedReading>, Option<String>) {
+        let mut out = Vec::with_capacity(samples.len());
+        let mut seen = std::collections::HashSet::new();
+        let mut first_bad = None;
+        let id = self.task.manifest.id.clone();
+        for s in samples {
+            let result = match self.task.meters.iter_mut().find(|m| m.name == s.device) {
+                None => Err(format!(
+                    "reported for {:?}, which it was not granted",
+                    s.device
+                )),
+                Some(_) if !seen.insert(s.device.clone()) => {
+                    Err(format!("reported {:?} twice in one poll", s.device))
+                }
+                Some(m) => m.read(&self.task.clock, s, now_ms, plugin),
+            };
+            match result {
+                Ok(r) => out.push(r),
+                Err(why) => {
+                    tracing::warn!(plugin = %id, device = %s.device, %why, "sample dropped");
+                    self.status.send_modify(|s| s.dropped_samples += 1);
+                    first_bad.get_or_insert(why);
+                }
+            }
+        }
+        (out, first_bad)
+    }
+
+    fn note_running(&self, i: &RunningPlugin) {
+        self.status.send_modify(|s| {
+            s.state = "running".into();
+            s.model = i.info.model.clone();
+            s.version = i.info.version.clone();
+            s.code_hash = i.code_hash.to_hex();
+        });
+    }
+
+    /// A failed start or poll: drop the instance; roll back a swap on probation, or restart
+    /// after a growing backoff.
+    fn failed(&mut self, e: PluginError) {
+        let id = self.task.manifest.id.clone();
+        tracing::warn!(plugin = %id, error = %e, "plugin failed; its instance is dropped");
+        self.instance = None;
+        self.status.send_modify(|s| {
+            s.failures += 1;
+            s.last_error = Some(e.to_string());
+            s.state = "restarting".into();
+        });
+        if self.probation > 0
+            && let Some(old) = self.previous.take()
+        {
+            let bad = std::mem::replace(&mut self.task.code, old);
+            self.probation = 0;
+            let why = format!("rolled back: {e}");
+            tracing::warn!(plugin = %id, from = %bad.hash, to = %self.task.code.hash, "new plugin version failed on probation; rolled back");
+            let ms = self
+                .pending
+                .as_ref()
+                .map_or(0, |p| p.started.elapsed().as_millis() as u64);
+            self.record_swap(
+                &bad.hash.to_hex(),
+                &self.task.code.hash.to_hex(),
+                why.clone(),
+                ms,
+            );
+            if let Some(p) = self.pending.take() {
+                let _ = p.reply.send(Err(why));
+            }
+            self.next_start = Instant::now();
+            return;
+        }
+        self.status.send_modify(|s| s.restarts += 1);
+        self.next_start = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Health-checks `code` (start, `init`, one poll whose samples must all make sense), then
+    /// puts it in place and polls at once; the first reading answers the command.
+    async fn swap(&mut self, code: PluginCode, reply: oneshot::Sender<Result<SwapReport, String>>) {
+        let started = Instant::now();
+        let from = self.task.code.hash;
+        let id = self.task.manifest.id.clone();
+        let checked = self.health_check(&code).await;
+        let fresh = match checked {
+            Ok(f) => f,
+            Err(why) => {
+                let why = format!("refused: {why}");
+                tracing::warn!(plugin = %id, to = %code.hash, %why, "plugin swap refused; the running version stays");
+                self.record_swap(
+                    &from.to_hex(),
+                    &code.hash.to_hex(),
+                    why.clone(),
+                    started.elapsed().as_millis() as u64,
+                );
+                let _ = reply.send(Err(why));
+                return;
+            }
+        };
+        self.note_running(&fresh);
+        self.previous = Some(std::mem::replace(&mut self.task.code, code));
+        self.instance = Some(fresh);
+        self.probation = PROBATION_POLLS;
+        self.pending = Some(PendingSwap {
+            reply,
+            started,
+            from,
+        });
+        self.tick().await;
+    }
+
+    async fn health_check(&mut self, code: &PluginCode) -> Result<RunningPlugin, String> {
+        let mut fresh = self
+            .task
+            .runtime
+            .start(code, &self.task.manifest)
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = self.now_ms();
+        let samples = fresh.poll(now).await.map_err(|e| e.to_string())?;
+        if samples.is_empty() {
+            return Err("its health-check poll returned no samples".into());
+        }
+        for s in &samples {
+            let m = self
+                .task
+                .meters
+                .iter()
+                .find(|m| m.name == s.device)
+                .ok_or_else(|| format!("reported for {:?}, which it was not granted", s.device))?;
+            m.check(&self.task.clock, s, now)
+                .map_err(|e| format!("{}: {e}", s.device))?;
+        }
+        Ok(fresh)
+    }
+
+    fn record_swap(&self, from: &str, to: &str, outcome: String, ms: u64) {
+        let at_ms = (self.task.now)();
+        self.status.send_modify(|s| {
+            let version = s.version.clone();
+            s.swaps.push(SwapRecord {
+                at_ms,
+                from: from.to_string(),
+                to: to.to_string(),
+                version,
+                outcome,
+                ms,
+            });
+            if s.swaps.len() > SWAP_HISTORY {
+                s.swaps.remove(0);
+            }
+        });
+    }
+}
