@@ -3,13 +3,14 @@
 //! Each device follows one column of the genesis profile CSV (average W per quarter hour,
 //! generated with windpowerlib, pvlib and demandlib; see `genesis/profiles/`), scaled by its
 //! number of units. The CSV is read from the plugin's granted directory (`/data`). One market
-//! period of the devnet stands for one profile row; within a period, power moves linearly
-//! towards the next row's value, so readings change smoothly.
+//! period of the devnet stands for one profile row. Like a real fleet, a device strays from
+//! its profile (the forecast) by up to ±5 % each period, and its power flickers by ±1 % from
+//! one poll to the next.
 
 use serde::Deserialize;
 
 wit_bindgen::generate!({
-    path: "../../sdk/wit/device.wit",
+    path: "../../sdk/wit/device/device.wit",
     world: "device-plugin",
 });
 
@@ -96,13 +97,22 @@ fn load(config: &str) -> Result<Sim, String> {
 
 impl Sim {
     fn power(&self, d: &Device, now_ms: u64) -> i64 {
-        let since = now_ms.saturating_sub(self.start_ms);
-        let row = (since / self.period_ms) as usize;
-        let frac = (since % self.period_ms) as i128;
-        let a = d.rows[row % d.rows.len()] as i128;
-        let b = d.rows[(row + 1) % d.rows.len()] as i128;
-        (a + (b - a) * frac / self.period_ms as i128) as i64
+        let period = now_ms.saturating_sub(self.start_ms) / self.period_ms;
+        let base = d.rows[(period % d.rows.len() as u64) as usize] as i128;
+        // Per mille: 950..=1050 for the period, then 990..=1010 for this poll.
+        let drift = 950 + (fnv(&d.name, period) % 101) as i128;
+        let flicker = 990 + (fnv(&d.name, now_ms) % 21) as i128;
+        (base * drift / 1000 * flicker / 1000) as i64
     }
+}
+
+/// FNV-1a of a name and a number: cheap, deterministic variation.
+fn fnv(name: &str, n: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes().chain(n.to_le_bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 struct Plugin;

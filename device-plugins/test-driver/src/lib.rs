@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 wit_bindgen::generate!({
-    path: "../../sdk/wit/device.wit",
+    path: "../../sdk/wit/device/device.wit",
     world: "device-plugin",
 });
 

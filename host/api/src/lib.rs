@@ -1,6 +1,7 @@
 //! The node's HTTP JSON API (axum). All routes are under `/v1`; errors are JSON
 //! `{"error": message, "code": identifier}` with a 4xx status for the client's mistakes.
 
+pub mod plugins;
 pub mod proofs;
 
 use axum::body::Bytes;
@@ -84,9 +85,30 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/contracts/{address}", get(get_contract))
         .route("/v1/contracts/{address}/query", post(query_contract))
         .route("/v1/labels/{label}", get(get_label))
+        .route("/v1/devices", get(get_devices))
         .route("/v1/proposals/{id}", get(get_proposal))
         .route("/v1/state/{key}/proof", get(state_proof))
         .with_state(node)
+}
+
+/// Registered devices with their latest accepted readings.
+async fn get_devices(State(node): State<Arc<Node>>) -> ApiResult<Json<Value>> {
+    let devices: Vec<Value> = node
+        .devices()?
+        .into_iter()
+        .map(|(id, d)| {
+            json!({
+                "device": id.to_hex(),
+                "owner": d.owner.to_hex(),
+                "kind": d.kind,
+                "rated_power_w": d.rated_power_w,
+                "revoked": d.revoked,
+                "plugin": d.plugin.map(|h| h.to_hex()),
+                "last_reading": d.last,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "devices": devices })))
 }
 
 fn parse_address(s: &str) -> ApiResult<Address> {
@@ -248,6 +270,9 @@ fn payload_kind(t: &SignedTx) -> &'static str {
         Burn { .. } => "burn",
         Propose { .. } => "propose",
         Vote { .. } => "vote",
+        RegisterDevice { .. } => "register_device",
+        RevokeDevice { .. } => "revoke_device",
+        Readings { .. } => "readings",
     }
 }
 

@@ -44,10 +44,14 @@ impl Client {
     }
 
     pub fn post_json(&self, path: &str, body: Vec<u8>) -> Result<Value> {
+        self.post_bytes(path, body, "application/json")
+    }
+
+    pub fn post_bytes(&self, path: &str, body: Vec<u8>, content_type: &str) -> Result<Value> {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(body)
             .send()
             .with_context(|| format!("reaching {}", self.base))?;

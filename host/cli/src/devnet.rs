@@ -32,6 +32,41 @@ pub struct DevnetArgs {
     /// Override the genesis block interval.
     #[arg(long)]
     block_ms: Option<u64>,
+    /// Where the device plugin components are (built by `cargo run -p gridledger-build`).
+    #[arg(long, default_value = "target/device-plugins")]
+    plugins_dir: PathBuf,
+}
+
+/// Starts the island's device plugin (unless the simulation is off) and returns the API
+/// router, with the plugin routes when plugins run.
+async fn start_plugins(
+    args: &DevnetArgs,
+    genesis: &Genesis,
+    node: &Arc<Node>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<axum::Router> {
+    let api = gridledger_api::router(node.clone());
+    if args.no_simulation {
+        return Ok(api);
+    }
+    let Some(manifest) =
+        crate::plugins::island_manifest(genesis, &args.genesis, &args.plugins_dir)?
+    else {
+        return Ok(api);
+    };
+    let keys: std::collections::BTreeMap<String, gridledger_types::Keypair> =
+        genesis.dev_keys().into_iter().collect();
+    let relay = keys
+        .get("device-gateway")
+        .or_else(|| keys.get("grid-company"))
+        .context("the devnet relays readings from account device-gateway (or grid-company)")?
+        .clone();
+    let meters = manifest.devices.len();
+    let set = crate::plugins::start(node.clone(), vec![manifest], relay, stop)
+        .await?
+        .context("plugins")?;
+    println!("plugins: island-sim reads {meters} meters; swap with `gridledger plugin swap`");
+    Ok(api.merge(gridledger_api::plugins::router(set)))
 }
 
 fn now_ms() -> u64 {
@@ -86,8 +121,9 @@ pub fn run(args: DevnetArgs) -> Result<()> {
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sim = sim.map(|s| Arc::new(Mutex::new(s)));
-        let producer = tokio::spawn(produce(node.clone(), interval, stop_rx, sim));
-        axum::serve(listener, gridledger_api::router(node.clone()))
+        let producer = tokio::spawn(produce(node.clone(), interval, stop_rx.clone(), sim));
+        let api = start_plugins(&args, &genesis, &node, stop_rx).await?;
+        axum::serve(listener, api)
             .with_graceful_shutdown(shutdown_signal())
             .await?;
         let _ = stop_tx.send(true);
@@ -241,9 +277,12 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
         println!("API: http://{addr}");
         std::io::stdout().flush()?;
         let sim_task = sim.map(|s| tokio::spawn(follow(node.clone(), s)));
-        axum::serve(listener, gridledger_api::router(node.clone()))
+        let (plugins_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let api = start_plugins(&args, &genesis, &node, stop_rx).await?;
+        axum::serve(listener, api)
             .with_graceful_shutdown(shutdown_signal())
             .await?;
+        let _ = plugins_stop.send(true);
         if let Some(t) = sim_task {
             t.abort();
         }

@@ -5,6 +5,7 @@ mod bench_cluster;
 mod bench_market;
 mod client;
 mod devnet;
+mod plugins;
 mod sim;
 mod validators;
 
@@ -149,6 +150,14 @@ enum Command {
     /// Governance: regulators propose and vote.
     #[command(subcommand)]
     Gov(GovCmd),
+    /// Device plugins of a running node: health and hot swap.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+    /// Registered devices with their latest accepted readings.
+    Devices {
+        #[command(flatten)]
+        node: NodeArg,
+    },
     /// Print the hash of this build's VM settings (genesis pins it).
     VmHash,
     /// Benchmarks.
@@ -196,6 +205,25 @@ enum GovCmd {
     /// Show a proposal: action, votes, status (with its dry run once passed).
     Show {
         proposal: u64,
+        #[command(flatten)]
+        node: NodeArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Replace the plugin behind a device (or plugin id) with a new component, while the node
+    /// runs: health check first, switch between polls, roll back if its first polls fail.
+    Swap {
+        /// A device name (as the plugin's manifest names it) or a plugin id.
+        target: String,
+        /// The new component (a WASI 0.2 component exporting gridledger:device/driver).
+        wasm: PathBuf,
+        #[command(flatten)]
+        node: NodeArg,
+    },
+    /// Each plugin's state, version, code hash, polls, failures and swap history.
+    Status {
         #[command(flatten)]
         node: NodeArg,
     },
@@ -418,6 +446,27 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
+        Command::Plugin(PluginCmd::Swap { target, wasm, node }) => {
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+            let report = Client::new(&node.node).post_bytes(
+                &format!("/v1/plugins/{target}/swap"),
+                bytes,
+                "application/wasm",
+            )?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::Status { node }) => {
+            let v = Client::new(&node.node).get("/v1/plugins")?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Command::Devices { node } => {
+            let v = Client::new(&node.node).get("/v1/devices")?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
         Command::Account { address, node } => {
             println!(
                 "{}",

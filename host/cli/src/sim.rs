@@ -1,6 +1,7 @@
-//! The devnet's simulated island: participants forecast, offer and bid from their profiles,
-//! and their meters report what was delivered, every period, through ordinary signed
-//! transactions. The chain clears and settles by itself.
+//! The devnet's simulated island: participants forecast, offer and bid from their profiles
+//! through ordinary signed transactions; the chain clears and settles by itself. What was
+//! delivered comes from the device plugins' signed readings when genesis registers devices
+//! (the island does); otherwise the meters report each period here.
 
 use anyhow::{Context, Result, bail};
 use gridledger_node::Node;
@@ -32,6 +33,8 @@ pub struct Simulation {
     period_ms: u64,
     shortfall_penalty: u64,
     last_period: Option<u64>,
+    /// Meters report through transactions (no registered devices, so no plugins).
+    meters_report: bool,
 }
 
 fn parse_profiles(text: &str) -> Result<(BTreeMap<String, Vec<i64>>, usize)> {
@@ -132,6 +135,7 @@ impl Simulation {
             period_ms: clock.period_ms,
             shortfall_penalty,
             last_period: None,
+            meters_report: genesis.devices.is_none(),
         }))
     }
 
@@ -211,7 +215,7 @@ impl Simulation {
                 );
             }
         }
-        if first || period == 0 {
+        if first || period == 0 || !self.meters_report {
             return;
         }
         // Meters report the period just delivered: the profile, give or take 5 %.

@@ -287,6 +287,8 @@ fn island_devnet_trades_clears_and_settles_by_itself() {
         .arg(repo().join("genesis/island.toml"))
         .arg("--contracts-dir")
         .arg(repo().join("target/contracts"))
+        .arg("--plugins-dir")
+        .arg(repo().join("target/device-plugins"))
         .stdout(Stdio::piped())
         .spawn()
         .expect("start devnet");
@@ -316,8 +318,67 @@ fn island_devnet_trades_clears_and_settles_by_itself() {
         line.contains("traded") && line.contains("renewable") && line.contains("μ"),
         "{line}"
     );
-    let status = get(&format!("{}/v1/status", url.unwrap()));
+    let url = url.unwrap();
+    let status = get(&format!("{url}/v1/status"));
     assert!(status["settled_periods"].as_u64().unwrap() >= 1, "{status}");
+    // What was delivered came from the device plugin's signed readings: the simulation
+    // reports no meter readings when genesis registers devices.
+    let delivered: f64 = line
+        .split("delivered ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .expect("delivered kWh");
+    assert!(delivered > 0.0, "{line}");
+    let plugins = get(&format!("{url}/v1/plugins"));
+    let sim = &plugins["plugins"][0];
+    assert_eq!(sim["state"], "running", "{plugins}");
+    assert!(sim["readings"].as_u64().unwrap() >= 9, "{plugins}");
+    let sim_hash = sim["code_hash"].as_str().unwrap().to_string();
+    let devices = get(&format!("{url}/v1/devices"));
+    let devices = devices["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 9);
+    assert!(
+        devices.iter().all(|d| d["plugin"] == sim_hash.as_str()),
+        "{devices:?}"
+    );
+
+    // Hot swap through the CLI: a bad component is refused, a good one takes over, and the
+    // chain records the new plugin's code hash with every device.
+    let contract = repo().join("target/contracts/counter.wasm");
+    let (ok, _, err) = cli(
+        &url,
+        &["plugin", "swap", "meter-wind-1", contract.to_str().unwrap()],
+    );
+    assert!(!ok && err.contains("swap_refused"), "{err}");
+    let driver = repo().join("target/device-plugins/test_driver.wasm");
+    let (ok, out, err) = cli(
+        &url,
+        &["plugin", "swap", "meter-wind-1", driver.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let new_hash = report["to"].as_str().unwrap().to_string();
+    assert_ne!(new_hash, sim_hash);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let devices = get(&format!("{url}/v1/devices"));
+        if devices["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["plugin"] == new_hash.as_str())
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{devices}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, out, _) = cli(&url, &["plugin", "status"]);
+    assert!(
+        ok && out.contains("\"swapped\"") && out.contains("test-driver"),
+        "{out}"
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -1,7 +1,7 @@
 //! The device plugin host.
 //!
 //! Meters, inverters, turbines and batteries are read by *plugins*: WASI 0.2 components that
-//! export the `gridledger:device/driver` interface (`sdk/wit/device.wit`). The host:
+//! export the `gridledger:device/driver` interface (`sdk/wit/device/device.wit`). The host:
 //!
 //! - runs each plugin with the capabilities its manifest grants and no others
 //!   ([`runtime`], [`manifest`]), every call bounded in memory and time;
@@ -13,7 +13,9 @@
 pub mod manifest;
 pub mod meter;
 pub mod runtime;
+pub mod set;
 pub mod supervisor;
 
 pub use manifest::{DeviceBinding, PluginManifest};
 pub use runtime::{PluginCode, PluginError, PluginRuntime, RunningPlugin, Sample};
+pub use set::{PluginSet, RegisteredDevice};

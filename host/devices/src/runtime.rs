@@ -16,7 +16,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../../sdk/wit/device.wit",
+        path: "../../sdk/wit/device/device.wit",
         world: "device-plugin",
         exports: { default: async },
     });
@@ -130,7 +130,7 @@ impl PluginRuntime {
         }
         Ok(PluginCode {
             component,
-            hash: Hash32::tagged(b"", &[wasm]),
+            hash: crate::set::PluginSet::code_hash(wasm),
         })
     }
 

@@ -1,0 +1,196 @@
+//! Device plugins in a running node: started from their manifests, their signed readings
+//! relayed to the chain in `Readings` transactions by the node's gateway account.
+
+use anyhow::{Context, Result, bail};
+use gridledger_devices::meter::{ChainClock, MeterPosition};
+use gridledger_devices::supervisor::wall_clock;
+use gridledger_devices::{DeviceBinding, PluginManifest, PluginSet, RegisteredDevice};
+use gridledger_node::{Genesis, Node, Rejected};
+use gridledger_types::{Keypair, Payload, SignedReading, TxBody};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Most readings relayed in one transaction.
+const MAX_BATCH: usize = 2_000;
+/// Gas per reading beyond the transaction's size: its signature check and, once a period,
+/// its energy report to the market.
+const GAS_PER_READING: u64 = 2_000_000;
+
+/// Starts the plugins and the relay of their readings. `None` if there are no plugins.
+pub async fn start(
+    node: Arc<Node>,
+    manifests: Vec<PluginManifest>,
+    relay: Keypair,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<Arc<PluginSet>>> {
+    if manifests.is_empty() {
+        return Ok(None);
+    }
+    let rules = node
+        .reading_rules()
+        .context("plugins report meter readings, but genesis has no [devices] section")?;
+    let clock = ChainClock {
+        chain_id: node.chain_id().to_string(),
+        market_start_ms: rules.market_start_ms,
+        period_ms: rules.period_ms,
+        field_period_ms: rules.field_period_ms,
+    };
+    let (out, readings) = mpsc::channel(64);
+    let chain = node.clone();
+    let registered = move |id: &gridledger_types::Address| {
+        let rec = chain.device(id).ok().flatten().filter(|r| !r.revoked)?;
+        Some(RegisteredDevice {
+            rated_power_w: rec.rated_power_w,
+            position: rec
+                .last
+                .map_or_else(MeterPosition::default, |l| MeterPosition {
+                    next_seq: l.seq + 1,
+                    export_wh: l.export_wh,
+                    import_wh: l.import_wh,
+                    last_timestamp_ms: l.timestamp_ms,
+                }),
+        })
+    };
+    let set = PluginSet::start(
+        manifests,
+        clock,
+        wall_clock(),
+        registered,
+        out,
+        stop.clone(),
+    )
+    .await?;
+    tokio::spawn(relay_readings(node, relay, readings, stop));
+    Ok(Some(set))
+}
+
+/// Batches what the plugins read and submits it, retrying while the mempool is busy.
+async fn relay_readings(
+    node: Arc<Node>,
+    relay: Keypair,
+    mut incoming: mpsc::Receiver<Vec<SignedReading>>,
+    stop: watch::Receiver<bool>,
+) {
+    while let Some(mut batch) = incoming.recv().await {
+        while batch.len() < MAX_BATCH {
+            match incoming.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match submit(&node, &relay, batch.clone()) {
+                Ok(()) => break,
+                Err(Rejected::MempoolFull) if !*stop.borrow() => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::warn!(readings = batch.len(), error = %e, "readings could not be relayed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn submit(node: &Node, relay: &Keypair, readings: Vec<SignedReading>) -> Result<(), Rejected> {
+    let nonce = node
+        .next_nonce(&relay.address())
+        .map_err(|e| Rejected::Malformed(e.to_string()))?;
+    let n = readings.len() as u64;
+    let payload = Payload::Readings { readings };
+    let tx = TxBody {
+        chain_id: node.chain_id().to_string(),
+        sender: relay.address(),
+        nonce,
+        gas_limit: 0,
+        payload,
+    };
+    let size = tx.clone().sign(relay).encode().len() as u64;
+    let g = node.vm().config().gas.clone();
+    let tx = TxBody {
+        gas_limit: g.tx_base + g.tx_per_byte * (size + 16) + GAS_PER_READING * n,
+        ..tx
+    }
+    .sign(relay);
+    node.submit(&tx.encode()).map(|_| ())
+}
+
+/// The devnet's plugin: `island-sim` reporting for every simulated participant's meter,
+/// reading the genesis profiles from its granted directory.
+pub fn island_manifest(
+    genesis: &Genesis,
+    genesis_path: &Path,
+    plugins_dir: &Path,
+) -> Result<Option<PluginManifest>> {
+    let (Some(sim), Some(market), Some(_)) =
+        (&genesis.simulation, &genesis.market, &genesis.devices)
+    else {
+        return Ok(None);
+    };
+    let profile = genesis_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&sim.profiles);
+    let (Some(dir), Some(file)) = (profile.parent(), profile.file_name()) else {
+        bail!("bad profile path {}", profile.display());
+    };
+    let wasm = plugins_dir.join("island_sim.wasm");
+    if !wasm.exists() {
+        bail!(
+            "{} is missing (build the plugins: cargo run -p gridledger-build)",
+            wasm.display()
+        );
+    }
+    let seed_of = |name: &str| {
+        genesis
+            .accounts
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.dev_seed.clone())
+            .with_context(|| format!("meter {name} needs a dev_seed in the devnet"))
+    };
+    let mut devices = Vec::new();
+    let mut bindings = Vec::new();
+    for p in &sim.participants {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), p.meter.clone().into());
+        t.insert("column".into(), p.profile.clone().into());
+        t.insert("units".into(), (p.units as i64).into());
+        t.insert("consumer".into(), (!p.producer).into());
+        devices.push(toml::Value::Table(t));
+        bindings.push(DeviceBinding {
+            name: p.meter.clone(),
+            dev_seed: Some(seed_of(&p.meter)?),
+            key_file: None,
+        });
+    }
+    let mut config = toml::Table::new();
+    config.insert(
+        "profile".into(),
+        format!("/data/{}", file.to_string_lossy()).into(),
+    );
+    config.insert(
+        "market_start_ms".into(),
+        (market.start(genesis.genesis_time_ms) as i64).into(),
+    );
+    config.insert("period_ms".into(), (market.period_ms as i64).into());
+    config.insert("devices".into(), devices.into());
+    Ok(Some(PluginManifest {
+        id: "island-sim".into(),
+        wasm,
+        version: None,
+        code_hash: None,
+        poll_ms: 1_000,
+        memory_limit_bytes: 32 << 20,
+        time_limit_ms: 1_000,
+        connect: Vec::new(),
+        read_dir: Some(dir.to_path_buf()),
+        config,
+        devices: bindings,
+    }))
+}

@@ -1,0 +1,145 @@
+//! The plugins of one node, started from their manifests, with one door for operators:
+//! status and swap.
+
+use crate::manifest::PluginManifest;
+use crate::meter::{ChainClock, Meter, MeterPosition};
+use crate::runtime::{PluginCode, PluginRuntime};
+use crate::supervisor::{Clock, PluginHandle, PluginStatus, PluginTask, SwapReport};
+use gridledger_types::{Address, Hash32, Keypair, SignedReading};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// What the chain says about a device: its rating and where its readings stand.
+#[derive(Clone, Debug)]
+pub struct RegisteredDevice {
+    pub rated_power_w: u64,
+    pub position: MeterPosition,
+}
+
+/// Why the plugins could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {plugin}: {reason}")]
+pub struct StartError {
+    pub plugin: String,
+    pub reason: String,
+}
+
+pub struct PluginSet {
+    runtime: Arc<PluginRuntime>,
+    handles: Vec<PluginHandle>,
+}
+
+impl PluginSet {
+    /// Loads and checks every manifest's plugin (file hash and version pins, device keys,
+    /// devices registered and not revoked), then starts them all. Readings go to `out`.
+    pub async fn start(
+        manifests: Vec<PluginManifest>,
+        clock: ChainClock,
+        now: Clock,
+        registered: impl Fn(&Address) -> Option<RegisteredDevice>,
+        out: mpsc::Sender<Vec<SignedReading>>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Arc<PluginSet>, StartError> {
+        let runtime = Arc::new(PluginRuntime::new().map_err(|e| StartError {
+            plugin: "*".into(),
+            reason: format!("{e:#}"),
+        })?);
+        let mut handles = Vec::new();
+        for m in manifests {
+            let fail = |reason: String| StartError {
+                plugin: m.id.clone(),
+                reason,
+            };
+            let wasm =
+                std::fs::read(&m.wasm).map_err(|e| fail(format!("{}: {e}", m.wasm.display())))?;
+            let code = runtime.load(&wasm).map_err(|e| fail(e.to_string()))?;
+            if let Some(pin) = &m.code_hash
+                && !pin.eq_ignore_ascii_case(&code.hash.to_hex())
+            {
+                return Err(fail(format!(
+                    "{} has SHA-256 {}, the manifest pins {pin}",
+                    m.wasm.display(),
+                    code.hash
+                )));
+            }
+            if let Some(want) = &m.version {
+                let first = runtime
+                    .start(&code, &m)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                if &first.info.version != want {
+                    return Err(fail(format!(
+                        "reports version {}, the manifest pins {want}",
+                        first.info.version
+                    )));
+                }
+            }
+            let mut meters = Vec::new();
+            for d in &m.devices {
+                let key = device_key(d).map_err(|e| fail(format!("device {}: {e}", d.name)))?;
+                let reg = registered(&key.address()).ok_or_else(|| {
+                    fail(format!(
+                        "device {} ({}) is not registered on chain, or is revoked",
+                        d.name,
+                        key.address()
+                    ))
+                })?;
+                meters.push(Meter::new(&d.name, key, reg.rated_power_w, reg.position));
+            }
+            let task = PluginTask {
+                runtime: runtime.clone(),
+                manifest: m,
+                code,
+                meters,
+                clock: clock.clone(),
+                now: now.clone(),
+                out: out.clone(),
+            };
+            handles.push(task.spawn(stop.clone()));
+        }
+        Ok(Arc::new(PluginSet { runtime, handles }))
+    }
+
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        self.handles.iter().map(|h| h.status()).collect()
+    }
+
+    /// The plugin named `target`, or the one reporting for the device named `target`.
+    pub fn find(&self, target: &str) -> Option<&PluginHandle> {
+        self.handles.iter().find(|h| h.id == target).or_else(|| {
+            self.handles
+                .iter()
+                .find(|h| h.devices.iter().any(|d| d == target))
+        })
+    }
+
+    /// Swaps the plugin behind `target` for the component `wasm`.
+    pub async fn swap(&self, target: &str, wasm: &[u8]) -> Result<SwapReport, String> {
+        let handle = self
+            .find(target)
+            .ok_or_else(|| format!("no plugin or device named {target:?}"))?;
+        let code: PluginCode = self.runtime.load(wasm).map_err(|e| e.to_string())?;
+        handle.swap(code).await
+    }
+
+    /// SHA-256 of a component file, as the manifest's `code_hash` pins it.
+    pub fn code_hash(wasm: &[u8]) -> Hash32 {
+        Hash32::tagged(b"", &[wasm])
+    }
+}
+
+fn device_key(d: &crate::manifest::DeviceBinding) -> Result<Keypair, String> {
+    match (&d.dev_seed, &d.key_file) {
+        (Some(seed), None) => Ok(Keypair::from_seed_phrase(seed)),
+        (None, Some(path)) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes = hex::decode(text.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| format!("{}: expected 64 hex digits", path.display()))?;
+            Ok(Keypair::from_secret(bytes))
+        }
+        _ => Err("give exactly one of dev_seed, key_file".into()),
+    }
+}
