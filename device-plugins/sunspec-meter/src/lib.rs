@@ -119,7 +119,7 @@ async fn connect(m: &MeterConfig, timeout: Duration) -> Result<AsyncDevice<Conn>
 
 async fn read(device: &AsyncDevice<Conn>) -> Result<Measured, String> {
     let ids = device.models.supported_model_ids();
-    let has = |id: u16| ids.iter().any(|m| u16::from(*m) == id);
+    let has = |id: u16| ids.contains(&id);
     Ok(if has(203) {
         read_meter_model!(device, sunspec::models::model203::Model203)
     } else if has(204) {
