@@ -36,6 +36,13 @@ pub struct NodeConfig {
     pub peers: Vec<PeerConfig>,
     /// Overrides the genesis block interval.
     pub block_interval_ms: Option<u64>,
+    /// Device plugins this node runs (`[[plugins]]`, each with its grants and devices).
+    #[serde(default)]
+    pub plugins: Vec<gridledger_devices::PluginManifest>,
+    /// The account relaying the plugins' readings: a key file (hex secret) ...
+    pub relay_key: Option<PathBuf>,
+    /// ... or a dev key from a phrase (devnets only).
+    pub relay_dev_seed: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -77,10 +84,17 @@ impl NodeConfig {
                 *p = base.join(&*p);
             }
         }
-        if let Some(k) = &mut cfg.keys
-            && k.is_relative()
-        {
-            *k = base.join(&*k);
+        let relative = cfg.keys.iter_mut().chain(cfg.relay_key.iter_mut()).chain(
+            cfg.plugins.iter_mut().flat_map(|p| {
+                std::iter::once(&mut p.wasm)
+                    .chain(p.read_dir.iter_mut())
+                    .chain(p.devices.iter_mut().filter_map(|d| d.key_file.as_mut()))
+            }),
+        );
+        for p in relative {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
         Ok(cfg)
     }
@@ -103,6 +117,21 @@ impl NodeConfig {
                 Ok(ValidatorKeys { bls, network })
             }
             _ => bail!("give exactly one of keys, dev_seed"),
+        }
+    }
+
+    fn relay(&self) -> Result<gridledger_types::Keypair> {
+        match (&self.relay_key, &self.relay_dev_seed) {
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Ok(gridledger_types::Keypair::from_secret(hex32(
+                    "relay_key",
+                    &text,
+                )?))
+            }
+            (None, Some(seed)) => Ok(gridledger_types::Keypair::from_seed_phrase(seed)),
+            _ => bail!("plugins need exactly one of relay_key, relay_dev_seed"),
         }
     }
 }
@@ -173,11 +202,79 @@ pub fn run_node(config: &Path) -> Result<()> {
                 block_interval_ms: interval,
             },
         );
-        axum::serve(listener, gridledger_api::router(node.clone()))
+        let (plugins_stop, stop_rx) = watch::channel(false);
+        let mut api = gridledger_api::router(node.clone());
+        if !cfg.plugins.is_empty() {
+            let relay = cfg.relay()?;
+            let n = cfg.plugins.len();
+            if let Some(set) =
+                crate::plugins::start(node.clone(), cfg.plugins, relay, stop_rx).await?
+            {
+                println!("plugins: {n} running");
+                api = api.merge(gridledger_api::plugins::router(set));
+            }
+        }
+        axum::serve(listener, api)
             .with_graceful_shutdown(crate::devnet::shutdown_signal())
             .await?;
+        let _ = plugins_stop.send(true);
         running.stop().await?;
         println!("stopped at height {}", node.head().height);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_manifests_in_node_toml_resolve_paths_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            r#"
+genesis = "island.toml"
+data_dir = "data"
+api = "127.0.0.1:8480"
+listen = "127.0.0.1:9000"
+validator = "validator-1"
+dev_seed = "v1"
+relay_dev_seed = "gateway"
+
+[[plugins]]
+id = "pcc-meter"
+wasm = "plugins/sunspec_meter.wasm"
+connect = ["127.0.0.1:1502"]
+time_limit_ms = 500
+config = { meters = [{ device = "meter-pcc", addr = "127.0.0.1:1502" }] }
+
+[[plugins.devices]]
+name = "meter-pcc"
+key_file = "keys/meter-pcc.key"
+"#,
+        )
+        .unwrap();
+        let cfg = NodeConfig::load(&path).unwrap();
+        let p = &cfg.plugins[0];
+        assert_eq!(p.wasm, dir.path().join("plugins/sunspec_meter.wasm"));
+        assert_eq!(p.connect, vec!["127.0.0.1:1502".parse().unwrap()]);
+        assert_eq!(
+            p.devices[0].key_file.as_deref(),
+            Some(dir.path().join("keys/meter-pcc.key").as_path())
+        );
+        assert_eq!(p.poll_ms, 1_000, "defaults apply");
+        assert!(p.config_json().contains("meter-pcc"));
+        assert!(cfg.relay().is_ok());
+
+        // An unknown field in a manifest is an error, not silently ignored.
+        std::fs::write(
+            &path,
+            "genesis = \"g\"\ndata_dir = \"d\"\napi = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\nvalidator = \"v\"\n[[plugins]]\nid = \"x\"\nwasm = \"x.wasm\"\ndevices = []\ninherit_network = true\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", NodeConfig::load(&path).err().unwrap());
+        assert!(e.contains("inherit_network"), "{e}");
+    }
 }
