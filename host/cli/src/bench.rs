@@ -35,6 +35,22 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 100)]
         block_ms: u64,
     },
+    /// 1,000 simulated devices behind one plugin: readings polled, signed and relayed per
+    /// second; readings the chain checks and applies per second; the time of a hot swap.
+    Devices {
+        /// Print one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1_000)]
+        devices: usize,
+        /// Seconds of polling to measure.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value = "target/device-plugins")]
+        plugins_dir: PathBuf,
+        #[arg(long, default_value = "genesis/profiles/island_profiles.csv")]
+        profiles: PathBuf,
+    },
     /// A bare component call against a realistic contract call, on the same engine.
     Vm {
         /// Print one JSON object on the last line.
@@ -64,6 +80,13 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             txs,
             block_ms,
         } => crate::bench_cluster::run(json, txs, block_ms),
+        BenchCmd::Devices {
+            json,
+            devices,
+            seconds,
+            plugins_dir,
+            profiles,
+        } => crate::bench_devices::run(json, devices, seconds, &plugins_dir, &profiles),
     }
 }
 

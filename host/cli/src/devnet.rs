@@ -62,11 +62,11 @@ async fn start_plugins(
         .context("the devnet relays readings from account device-gateway (or grid-company)")?
         .clone();
     let meters = manifest.devices.len();
-    let set = crate::plugins::start(node.clone(), vec![manifest], relay, stop)
+    let plugins = crate::plugins::start(node.clone(), vec![manifest], relay, stop)
         .await?
         .context("plugins")?;
     println!("plugins: island-sim reads {meters} meters; swap with `gridledger plugin swap`");
-    Ok(api.merge(gridledger_api::plugins::router(set)))
+    Ok(api.merge(gridledger_api::plugins::router(plugins.set)))
 }
 
 fn now_ms() -> u64 {

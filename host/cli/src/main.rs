@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_cluster;
+mod bench_devices;
 mod bench_market;
 mod client;
 mod devnet;

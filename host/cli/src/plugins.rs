@@ -9,6 +9,7 @@ use gridledger_node::{Genesis, Node, Rejected};
 use gridledger_types::{Keypair, Payload, SignedReading, TxBody};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -18,13 +19,19 @@ const MAX_BATCH: usize = 2_000;
 /// its energy report to the market.
 const GAS_PER_READING: u64 = 2_000_000;
 
+/// A node's running plugins and the count of readings its relay got into the mempool.
+pub struct Plugins {
+    pub set: Arc<PluginSet>,
+    pub relayed: Arc<AtomicU64>,
+}
+
 /// Starts the plugins and the relay of their readings. `None` if there are no plugins.
 pub async fn start(
     node: Arc<Node>,
     manifests: Vec<PluginManifest>,
     relay: Keypair,
     stop: watch::Receiver<bool>,
-) -> Result<Option<Arc<PluginSet>>> {
+) -> Result<Option<Plugins>> {
     if manifests.is_empty() {
         return Ok(None);
     }
@@ -62,8 +69,9 @@ pub async fn start(
         stop.clone(),
     )
     .await?;
-    tokio::spawn(relay_readings(node, relay, readings, stop));
-    Ok(Some(set))
+    let relayed = Arc::new(AtomicU64::new(0));
+    tokio::spawn(relay_readings(node, relay, readings, relayed.clone(), stop));
+    Ok(Some(Plugins { set, relayed }))
 }
 
 /// Batches what the plugins read and submits it, retrying while the mempool is busy.
@@ -71,6 +79,7 @@ async fn relay_readings(
     node: Arc<Node>,
     relay: Keypair,
     mut incoming: mpsc::Receiver<Vec<SignedReading>>,
+    relayed: Arc<AtomicU64>,
     stop: watch::Receiver<bool>,
 ) {
     while let Some(mut batch) = incoming.recv().await {
@@ -83,7 +92,10 @@ async fn relay_readings(
         let mut wait = Duration::from_millis(50);
         loop {
             match submit(&node, &relay, batch.clone()) {
-                Ok(()) => break,
+                Ok(()) => {
+                    relayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    break;
+                }
                 Err(Rejected::MempoolFull) if !*stop.borrow() => {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(2));

@@ -207,11 +207,11 @@ pub fn run_node(config: &Path) -> Result<()> {
         if !cfg.plugins.is_empty() {
             let relay = cfg.relay()?;
             let n = cfg.plugins.len();
-            if let Some(set) =
+            if let Some(plugins) =
                 crate::plugins::start(node.clone(), cfg.plugins, relay, stop_rx).await?
             {
                 println!("plugins: {n} running");
-                api = api.merge(gridledger_api::plugins::router(set));
+                api = api.merge(gridledger_api::plugins::router(plugins.set));
             }
         }
         axum::serve(listener, api)

@@ -1,0 +1,38 @@
+//! The benchmark commands keep their promise to tools: one JSON object on the last line,
+//! with the named figures.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn bench_devices_prints_its_figures_as_json() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args([
+            "bench",
+            "devices",
+            "--json",
+            "--devices",
+            "30",
+            "--seconds",
+            "0.5",
+        ])
+        .arg("--plugins-dir")
+        .arg(repo.join("target/device-plugins"))
+        .arg("--profiles")
+        .arg(repo.join("genesis/profiles/island_profiles.csv"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    for key in ["readings_per_sec", "applied_readings_per_sec", "swap_ms"] {
+        assert!(last[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {last}");
+    }
+    assert_eq!(last["devices"], 30);
+}
