@@ -147,4 +147,7 @@ impl Guest for Plugin {
     }
 }
 
+// Only the component exports the driver: a native build (tests, clippy) has no use for the
+// symbols, and the host linker cannot take their names.
+#[cfg(target_arch = "wasm32")]
 export!(Plugin);
