@@ -103,6 +103,8 @@ pub struct Node {
 struct ConsensusCommit {
     digest: gridledger_consensus::Digest,
     proof: Vec<u8>,
+    /// The proposal, encoded: stored so peers catching up can fetch it later.
+    proposal: Vec<u8>,
     proposer: Address,
 }
 
@@ -313,9 +315,23 @@ impl Node {
             Some(ConsensusCommit {
                 digest: proposal.digest(),
                 proof: proof.encode(),
+                proposal: borsh::to_vec(proposal)
+                    .map_err(|e| NodeError::Config(format!("encoding a proposal: {e}")))?,
                 proposer,
             }),
         )
+    }
+
+    /// A proposal this node finalized, by digest (for peers that are catching up).
+    pub fn finalized_proposal(
+        &self,
+        digest: &gridledger_consensus::Digest,
+    ) -> Result<Option<gridledger_consensus::Proposal>, NodeError> {
+        Ok(self
+            .store
+            .snapshot()?
+            .proposal(&digest.0)?
+            .and_then(|b| borsh::from_slice(&b).ok()))
     }
 
     /// The proof that the block at `height` is final (blocks made by consensus only).
@@ -455,7 +471,11 @@ impl Node {
             txs.clone(),
             &receipts,
             &changes,
-            consensus.as_ref().map(|c| c.proof.as_slice()),
+            consensus.as_ref().map(|c| gridledger_state::Finalized {
+                proof: &c.proof,
+                digest: c.digest.0,
+                proposal: &c.proposal,
+            }),
         )?;
         *self.head.write() = header.clone();
 
@@ -735,7 +755,7 @@ fn commit_block(
     txs: Vec<SignedTx>,
     receipts: &[Receipt],
     changes: &Changes,
-    finality: Option<&[u8]>,
+    finalized: Option<gridledger_state::Finalized<'_>>,
 ) -> Result<Header, NodeError> {
     let tx_bytes: Vec<Vec<u8>> = txs.iter().map(|t| t.encode()).collect();
     let receipt_bytes: Vec<Vec<u8>> = receipts.iter().map(|r| r.encode()).collect();
@@ -756,7 +776,7 @@ fn commit_block(
         header: header.clone(),
         txs,
     };
-    store.commit_final_block(&block, receipts, changes, prepared, finality)?;
+    store.commit_final_block(&block, receipts, changes, prepared, finalized)?;
     Ok(header)
 }
 

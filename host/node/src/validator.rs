@@ -179,6 +179,13 @@ pub async fn run(
             }
             Some((from, msg)) = inbound.recv() => match msg {
                 NetMessage::Consensus(m) => {
+                    // A block that left the engine's memory (or came before a restart) is
+                    // answered from the store.
+                    if let Message::Fetch(digest) = &*m
+                        && let Ok(Some(p)) = node.finalized_proposal(digest)
+                    {
+                        driver.net.send(from, encode_consensus(&Message::Block(p)));
+                    }
                     driver.note_in_flight(&m);
                     let actions = driver.engine.handle(Input::Message { from, message: *m });
                     if let Err(e) = driver.apply(actions) { break Err(e); }

@@ -208,3 +208,39 @@ async fn four_validators_finalize_and_a_restarted_one_catches_up() {
         stop(r).await;
     }
 }
+
+/// A validator that fell behind catches up even when its peers restarted since: they hand it
+/// the blocks it lacks from their stores, not from memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_validator_catches_up_after_its_peers_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..N).map(|_| free_addr()).collect();
+    let mut running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
+    reach(&running[0].node, 3).await;
+
+    // Validator 3 stops; the others finalize 20 more blocks, then stop too.
+    let lagging = running.pop().unwrap();
+    let behind = lagging.node.head().height;
+    stop(lagging).await;
+    let target = running[0].node.head().height + 20;
+    for r in &running {
+        reach(&r.node, target).await;
+    }
+    for r in running {
+        stop(r).await;
+    }
+
+    // All four start again. The blocks validator 3 lacks are in nobody's memory now.
+    let running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
+    let late = running[3].node.clone();
+    assert!(late.head().height <= behind + 1, "it starts behind");
+    reach(&late, target + 5).await;
+    reach(&running[0].node, target + 5).await;
+    assert_eq!(
+        block_hash(&late, target + 5),
+        block_hash(&running[0].node, target + 5)
+    );
+    for r in running {
+        stop(r).await;
+    }
+}

@@ -33,6 +33,18 @@ const TX_INDEX: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("tx_in
 const FINALITY: TableDefinition<u64, &[u8]> = TableDefinition::new("finality");
 /// What the consensus engine must remember across a crash (its view, what it signed).
 const CONSENSUS: TableDefinition<&str, &[u8]> = TableDefinition::new("consensus");
+/// Consensus proposal digest → the finalized proposal (encoded), so a validator can hand any
+/// finalized block to a peer that is catching up, long after it left memory.
+const PROPOSALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("proposals");
+
+/// What consensus stores with a block it finalized.
+pub struct Finalized<'a> {
+    /// The block's finality proof (encoded).
+    pub proof: &'a [u8],
+    /// The proposal the block was executed from: its digest and its encoding.
+    pub digest: [u8; 32],
+    pub proposal: &'a [u8],
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,6 +114,7 @@ impl Store {
         w.open_table(TX_INDEX).map_err(db)?;
         w.open_table(FINALITY).map_err(db)?;
         w.open_table(CONSENSUS).map_err(db)?;
+        w.open_table(PROPOSALS).map_err(db)?;
         w.commit().map_err(db)
     }
 
@@ -133,6 +146,7 @@ impl Store {
             by_hash: r.open_table(BLOCK_BY_HASH).map_err(db)?,
             tx_index: r.open_table(TX_INDEX).map_err(db)?,
             finality: r.open_table(FINALITY).map_err(db)?,
+            proposals: r.open_table(PROPOSALS).map_err(db)?,
         })
     }
 
@@ -172,15 +186,15 @@ impl Store {
         self.commit_final_block(block, receipts, changes, prepared, None)
     }
 
-    /// [`Store::commit_block`], with the proof of the block's finality written in the same
-    /// transaction.
+    /// [`Store::commit_block`], with the proof of the block's finality and its proposal
+    /// written in the same transaction.
     pub fn commit_final_block(
         &self,
         block: &Block,
         receipts: &[Receipt],
         changes: &Changes,
         prepared: PreparedRoot,
-        finality: Option<&[u8]>,
+        finalized: Option<Finalized<'_>>,
     ) -> Result<(), StoreError> {
         let height = block.header.height;
         let head = self.snapshot()?.head_height()?;
@@ -229,10 +243,14 @@ impl Store {
                 .map_err(db)?
                 .insert(block_hash.0.as_slice(), height)
                 .map_err(db)?;
-            if let Some(f) = finality {
+            if let Some(f) = finalized {
                 w.open_table(FINALITY)
                     .map_err(db)?
-                    .insert(height, f)
+                    .insert(height, f.proof)
+                    .map_err(db)?;
+                w.open_table(PROPOSALS)
+                    .map_err(db)?
+                    .insert(f.digest.as_slice(), f.proposal)
                     .map_err(db)?;
             }
             let mut tx_index = w.open_table(TX_INDEX).map_err(db)?;
@@ -262,6 +280,7 @@ pub struct Snapshot {
     by_hash: ReadOnlyTable<&'static [u8], u64>,
     tx_index: ReadOnlyTable<&'static [u8], (u64, u32)>,
     finality: ReadOnlyTable<u64, &'static [u8]>,
+    proposals: ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
 
 impl Snapshot {
@@ -317,6 +336,15 @@ impl Snapshot {
         Ok(self
             .finality
             .get(height)
+            .map_err(db)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// A finalized consensus proposal (encoded), by digest.
+    pub fn proposal(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .proposals
+            .get(digest.as_slice())
             .map_err(db)?
             .map(|v| v.value().to_vec()))
     }
