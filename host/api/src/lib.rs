@@ -1,8 +1,11 @@
 //! The node's HTTP JSON API (axum). All routes are under `/v1`; errors are JSON
 //! `{"error": message, "code": identifier}` with a 4xx status for the client's mistakes.
 
+pub mod live;
+pub mod openapi;
 pub mod plugins;
 pub mod proofs;
+pub mod web;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};

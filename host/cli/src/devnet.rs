@@ -37,22 +37,20 @@ pub struct DevnetArgs {
     plugins_dir: PathBuf,
 }
 
-/// Starts the island's device plugin (unless the simulation is off) and returns the API
-/// router, with the plugin routes when plugins run.
+/// Starts the island's device plugin (unless the simulation is off).
 async fn start_plugins(
     args: &DevnetArgs,
     genesis: &Genesis,
     node: &Arc<Node>,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<axum::Router> {
-    let api = gridledger_api::router(node.clone());
+) -> Result<Option<Arc<gridledger_devices::PluginSet>>> {
     if args.no_simulation {
-        return Ok(api);
+        return Ok(None);
     }
     let Some(manifest) =
         crate::plugins::island_manifest(genesis, &args.genesis, &args.plugins_dir)?
     else {
-        return Ok(api);
+        return Ok(None);
     };
     let keys: std::collections::BTreeMap<String, gridledger_types::Keypair> =
         genesis.dev_keys().into_iter().collect();
@@ -66,7 +64,7 @@ async fn start_plugins(
         .await?
         .context("plugins")?;
     println!("plugins: island-sim reads {meters} meters; swap with `gridledger plugin swap`");
-    Ok(api.merge(gridledger_api::plugins::router(plugins.set)))
+    Ok(Some(plugins.set))
 }
 
 fn now_ms() -> u64 {
@@ -116,13 +114,14 @@ pub fn run(args: DevnetArgs) -> Result<()> {
                 key_dir.join(format!("{name}.key")).display()
             );
         }
-        println!("API: http://{addr}");
+        println!("web app and API: http://{addr}");
         std::io::stdout().flush()?;
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sim = sim.map(|s| Arc::new(Mutex::new(s)));
         let producer = tokio::spawn(produce(node.clone(), interval, stop_rx.clone(), sim));
-        let api = start_plugins(&args, &genesis, &node, stop_rx).await?;
+        let plugins = start_plugins(&args, &genesis, &node, stop_rx).await?;
+        let api = gridledger_api::web::app(node.clone(), plugins, None);
         axum::serve(listener, api)
             .with_graceful_shutdown(shutdown_signal())
             .await?;
@@ -274,11 +273,12 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
                 },
             ));
         }
-        println!("API: http://{addr}");
+        println!("web app and API: http://{addr}");
         std::io::stdout().flush()?;
         let sim_task = sim.map(|s| tokio::spawn(follow(node.clone(), s)));
         let (plugins_stop, stop_rx) = tokio::sync::watch::channel(false);
-        let api = start_plugins(&args, &genesis, &node, stop_rx).await?;
+        let plugins = start_plugins(&args, &genesis, &node, stop_rx).await?;
+        let api = gridledger_api::web::app(node.clone(), plugins, Some(running[0].status.clone()));
         axum::serve(listener, api)
             .with_graceful_shutdown(shutdown_signal())
             .await?;

@@ -150,14 +150,15 @@ pub fn validator_index(genesis: &Genesis, account: &str) -> Result<u16> {
 pub struct Running {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
+    pub status: Arc<ValidatorStatus>,
 }
 
 impl Running {
     pub fn start(node: Arc<Node>, keys: ValidatorKeys, opts: ValidatorOptions) -> Running {
         let (stop, rx) = watch::channel(false);
         let status = Arc::new(ValidatorStatus::default());
-        let task = tokio::spawn(validator::run(node, keys, opts, status, rx));
-        Running { stop, task }
+        let task = tokio::spawn(validator::run(node, keys, opts, status.clone(), rx));
+        Running { stop, task, status }
     }
 
     pub async fn stop(self) -> Result<()> {
@@ -192,7 +193,7 @@ pub fn run_node(config: &Path) -> Result<()> {
             node.head().height,
             cfg.listen
         );
-        println!("API: http://{}", listener.local_addr()?);
+        println!("web app and API: http://{}", listener.local_addr()?);
         let running = Running::start(
             node.clone(),
             keys,
@@ -203,17 +204,16 @@ pub fn run_node(config: &Path) -> Result<()> {
             },
         );
         let (plugins_stop, stop_rx) = watch::channel(false);
-        let mut api = gridledger_api::router(node.clone());
+        let mut plugins = None;
         if !cfg.plugins.is_empty() {
             let relay = cfg.relay()?;
             let n = cfg.plugins.len();
-            if let Some(plugins) =
-                crate::plugins::start(node.clone(), cfg.plugins, relay, stop_rx).await?
-            {
-                println!("plugins: {n} running");
-                api = api.merge(gridledger_api::plugins::router(plugins.set));
-            }
+            plugins = crate::plugins::start(node.clone(), cfg.plugins, relay, stop_rx)
+                .await?
+                .map(|p| p.set);
+            println!("plugins: {n} running");
         }
+        let api = gridledger_api::web::app(node.clone(), plugins, Some(running.status.clone()));
         axum::serve(listener, api)
             .with_graceful_shutdown(crate::devnet::shutdown_signal())
             .await?;

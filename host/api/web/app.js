@@ -1,0 +1,303 @@
+// The gridledger web app: market, grid and chain pages over the node's documented HTTP API
+// (/openapi.json), kept live by the server-sent block stream (/v1/events).
+"use strict";
+
+const TOK = 1e6; // micro-tokens per token
+const MAX_POINTS = 120;
+
+// ---------- API ----------
+
+async function api(path, body) {
+  const init = body === undefined ? {} : {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  };
+  const resp = await fetch(path, init);
+  const data = await resp.json();
+  if (!resp.ok) throw new Error(`${data.code || resp.status}: ${data.error || ""}`);
+  return data;
+}
+
+const state = {
+  status: null,
+  directory: null, // address -> account name
+  contracts: {},   // label -> address
+  marketConfig: null,
+  power: [],       // [{t, gen, load}] from device readings
+  latency: [],     // [{height, ms}]
+  blocks: [],      // latest committed blocks, newest first
+};
+
+async function query(label, msg) {
+  const addr = state.contracts[label];
+  if (!addr) throw new Error(`no contract ${label}`);
+  return api(`/v1/contracts/${addr}/query`, msg);
+}
+
+async function loadDirectory() {
+  const d = await api("/v1/directory");
+  state.directory = Object.fromEntries(d.accounts.map((a) => [a.address, a.name]));
+  state.contracts = Object.fromEntries(d.contracts.map((c) => [c.label, c.address]));
+  if (state.contracts.market) state.marketConfig = await query("market", { config: {} });
+}
+
+// ---------- formatting ----------
+
+const el = (html) => { const t = document.createElement("template"); t.innerHTML = html.trim(); return t.content.firstChild; };
+const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+const name = (addr) => (state.directory && state.directory[addr]) || (addr ? addr.slice(0, 10) + "…" : "–");
+const tok = (micro, digits = 3) => (micro / TOK).toFixed(digits);
+const kwh = (wh) => (wh / 1000).toLocaleString(undefined, { maximumFractionDigits: 1 });
+const kw = (w) => (w / 1000).toLocaleString(undefined, { maximumFractionDigits: 1 });
+const fixed = (s) => Number.parseFloat(s);
+const short = (h) => (h ? h.slice(0, 10) + "…" : "–");
+const time = (ms) => new Date(ms).toLocaleTimeString();
+
+function periodOf(ms) {
+  const c = state.marketConfig;
+  if (!c || ms < c.start_ms) return null;
+  return Math.floor((ms - c.start_ms) / c.period_ms);
+}
+
+/// The profile quarter-hour a devnet period stands for (96 per day).
+const clock = (p) => { const r = p % 96; return `${String(Math.floor(r / 4)).padStart(2, "0")}:${String((r % 4) * 15).padStart(2, "0")}`; };
+
+function card(label, value, sub = "") {
+  return `<div class="card"><div class="label">${esc(label)}</div><div class="value">${value}</div><div class="sub">${sub}</div></div>`;
+}
+
+function table(headers, rows, empty = "nothing yet") {
+  if (!rows.length) return `<div class="empty">${esc(empty)}</div>`;
+  const th = headers.map((h) => `<th class="${h.num ? "num" : ""}">${esc(h.label)}</th>`).join("");
+  const tr = rows.map((r) => `<tr>${r.map((c, i) => `<td class="${headers[i].num ? "num" : ""}">${c}</td>`).join("")}</tr>`).join("");
+  return `<table><thead><tr>${th}</tr></thead><tbody>${tr}</tbody></table>`;
+}
+
+// ---------- charts (uPlot) ----------
+
+const charts = {};
+
+/// A uPlot chart, redrawn in place when it exists. `axes.x`: for a count axis (heights,
+/// periods), its legend label and how to show a value; without it, the x axis is time.
+function chart(id, target, series, data, axes) {
+  const width = Math.max(320, target.clientWidth - 8);
+  if (charts[id] && charts[id].root.isConnected) {
+    charts[id].setData(data);
+    return;
+  }
+  target.innerHTML = "";
+  const x = axes.x;
+  charts[id] = new uPlot({
+    width, height: 240,
+    scales: { x: { time: !x } },
+    series: [x ? { label: x.label, value: (u, v) => (v == null ? "–" : x.fmt(v)) } : { label: "time" }, ...series],
+    axes: [x ? { space: 70, incrs: [1, 2, 4, 8, 16, 32, 64, 128], values: (u, vs) => vs.map(x.fmt) } : {}, ...(axes.y || [{}])],
+    legend: { live: true },
+  }, data, target);
+}
+
+// ---------- pages ----------
+
+const pages = {
+  async market(root) {
+    if (!state.contracts.market) { root.innerHTML = `<h2>Market</h2><div class="empty">This chain has no market contract.</div>`; return; }
+    const now = state.status.time_ms;
+    const current = periodOf(now) ?? 0;
+    const next = current + 1;
+    const stats = await query("market", { stats: {} });
+    const price = await query("pricing", { price: { period: next } });
+    // The last 48 periods, those that cleared, oldest first.
+    const wanted = [];
+    for (let p = current; p >= 0 && p > current - 48; p--) wanted.unshift(p);
+    const recent = (await Promise.all(wanted.map((p) => query("market", { period: { period: p } }))))
+      .filter((s) => s && s.cleared);
+    const last = recent[recent.length - 1];
+    const orders = await query("market", { orders: { period: next, limit: 500 } });
+    const trades = last ? await query("market", { trades: { period: last.period, limit: 200 } }) : [];
+
+    const share = (s) => (s.traded_wh ? (100 * s.renewable_wh) / s.traded_wh : 0);
+    root.innerHTML = `
+      <h2>Market <span class="muted">· period ${current} (${clock(current)}) being delivered</span></h2>
+      <div class="cards">
+        ${card(`Next period ${next}`, `${tok(price.price)} <small>tok/kWh</small>`, `reference price · band ${tok(price.f_min)}–${tok(price.f_max)}`)}
+        ${card("Subsidy factor μ", fixed(price.mu).toFixed(3), fixed(price.mu) > 1 ? "renewables short: producing pays more" : "renewables plentiful: consuming earns points")}
+        ${card("Forecasts so far: supply / demand", `${kwh(price.supply_wh)} / ${kwh(price.demand_wh)} <small>kWh</small>`, `<div class="bar"><span style="width:${Math.min(100, (100 * price.supply_wh) / Math.max(1, price.demand_wh))}%;background:var(--green)"></span></div>`)}
+        ${card(last ? `Cleared period ${last.period}` : "Cleared", last ? `${tok(last.clearing_price)} <small>tok/kWh</small>` : "–", last ? `${kwh(last.traded_wh)} kWh traded, ${share(last).toFixed(0)} % renewable` : "")}
+        ${card("Settled periods", stats.settled_periods, `subsidy pool ${tok(stats.pool, 0)} tok`)}
+      </div>
+      <div class="panel"><h3>Price, μ and renewable share by period</h3><div id="price-chart"></div></div>
+      <div class="grid2">
+        <div class="panel"><h3>Order book · period ${next}</h3><div id="book"></div></div>
+        <div class="panel"><h3>Trades · period ${last ? last.period : "–"}</h3><div id="trades"></div></div>
+      </div>`;
+
+    const xs = recent.map((s) => s.period);
+    chart("price", root.querySelector("#price-chart"), [
+      { label: "clearing price (tok/kWh)", stroke: "#2b6cb0", width: 2, scale: "tok" },
+      { label: "μ", stroke: "#d69e2e", width: 2, scale: "mu" },
+      { label: "renewable share (%)", stroke: "#1f9d55", width: 2, scale: "pct" },
+    ], [xs, recent.map((s) => s.clearing_price / TOK), recent.map((s) => fixed(s.mu)), recent.map(share)],
+    { x: { label: "period", fmt: (p) => `${clock(p)}` }, y: [{ scale: "tok", label: "tok/kWh" }, { scale: "mu", side: 1, label: "μ", grid: { show: false } }] });
+
+    const side = (s) => orders.filter((o) => o.side === s);
+    const depth = (list, desc) => {
+      const byPrice = new Map();
+      for (const o of list) byPrice.set(o.price, (byPrice.get(o.price) || 0) + (o.wh - o.filled_wh));
+      const prices = [...byPrice.keys()].sort((a, b) => (desc ? b - a : a - b));
+      let cum = 0;
+      return prices.map((p) => { cum += byPrice.get(p); return [p, byPrice.get(p), cum]; });
+    };
+    const bids = depth(side("buy"), true);
+    const offers = depth(side("sell"), false);
+    const rows = [];
+    for (let i = 0; i < Math.max(bids.length, offers.length); i++) {
+      const b = bids[i], o = offers[i];
+      rows.push([b ? kwh(b[2]) : "", b ? kwh(b[1]) : "", b ? `<b style="color:var(--blue)">${tok(b[0])}</b>` : "",
+        o ? `<b style="color:var(--green)">${tok(o[0])}</b>` : "", o ? kwh(o[1]) : "", o ? kwh(o[2]) : ""]);
+    }
+    root.querySelector("#book").innerHTML = table([
+      { label: "bids Σ kWh", num: true }, { label: "kWh", num: true }, { label: "bid tok/kWh", num: true },
+      { label: "offer tok/kWh", num: true }, { label: "kWh", num: true }, { label: "offers Σ kWh", num: true },
+    ], rows, "no orders for the next period yet");
+    root.querySelector("#trades").innerHTML = table([
+      { label: "seller" }, { label: "buyer" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true }, { label: "" },
+    ], trades.map((t) => [esc(name(t.seller)), esc(name(t.buyer)), kwh(t.wh), tok(t.price),
+      t.renewable ? `<span class="tag green">renewable</span>` : `<span class="tag">grid</span>`]), "no trades in the last cleared period");
+  },
+
+  async grid(root) {
+    const devices = (await api("/v1/devices")).devices;
+    let plugins = [];
+    try { plugins = (await api("/v1/plugins")).plugins; } catch (_) { /* this node runs no plugins */ }
+    const gen = devices.reduce((a, d) => a + Math.max(0, (d.last_reading && d.last_reading.power_w) || 0), 0);
+    const load = devices.reduce((a, d) => a - Math.min(0, (d.last_reading && d.last_reading.power_w) || 0), 0);
+    root.innerHTML = `
+      <h2>Grid <span class="muted">· ${devices.length} registered devices</span></h2>
+      <div class="cards">
+        ${card("Generation now", `${kw(gen)} <small>kW</small>`, "sum of exporting devices")}
+        ${card("Load now", `${kw(load)} <small>kW</small>`, "sum of importing devices")}
+        ${card("Plugins", plugins.length, plugins.map((p) => `${esc(p.model)} ${esc(p.version)}`).join(", "))}
+      </div>
+      <div class="panel"><h3>Generation vs load (signed readings)</h3><div id="power-chart"></div></div>
+      <div class="panel"><h3>Devices and their latest signed readings</h3><div id="devices"></div></div>
+      <div class="panel"><h3>Plugins</h3><div id="plugins"></div></div>`;
+    const series = state.power.slice(-MAX_POINTS);
+    chart("power", root.querySelector("#power-chart"), [
+      { label: "generation (kW)", stroke: "#1f9d55", width: 2, fill: "rgba(31,157,85,0.08)" },
+      { label: "load (kW)", stroke: "#c53030", width: 2 },
+    ], [series.map((p) => p.t / 1000), series.map((p) => p.gen / 1000), series.map((p) => p.load / 1000)], {});
+    root.querySelector("#devices").innerHTML = table([
+      { label: "device" }, { label: "kind" }, { label: "owner" }, { label: "power kW", num: true },
+      { label: "export kWh", num: true }, { label: "import kWh", num: true }, { label: "seq", num: true },
+      { label: "rated kW", num: true }, { label: "plugin" }, { label: "" },
+    ], devices.map((d) => {
+      const r = d.last_reading;
+      return [esc(name(d.device)), esc(d.kind), esc(name(d.owner)), r ? kw(r.power_w) : "–", r ? kwh(r.export_wh) : "–",
+        r ? kwh(r.import_wh) : "–", r ? r.seq : "–", kw(d.rated_power_w), `<span class="mono">${short(d.plugin)}</span>`,
+        d.revoked ? `<span class="tag red">revoked</span>` : `<span class="tag green">active</span>`];
+    }));
+    root.querySelector("#plugins").innerHTML = table([
+      { label: "plugin" }, { label: "model" }, { label: "version" }, { label: "state" }, { label: "polls", num: true },
+      { label: "readings", num: true }, { label: "failures", num: true }, { label: "restarts", num: true },
+      { label: "code hash" }, { label: "last swap" },
+    ], plugins.map((p) => {
+      const s = p.swaps[p.swaps.length - 1];
+      return [esc(p.id), esc(p.model), esc(p.version),
+        p.state === "running" ? `<span class="tag green">running</span>` : `<span class="tag amber">${esc(p.state)}</span>`,
+        p.polls, p.readings, p.failures, p.restarts, `<span class="mono">${short(p.code_hash)}</span>`,
+        s ? `${esc(s.outcome)} (${s.ms} ms)` : "–"];
+    }), "this node runs no plugins");
+  },
+
+  async chain(root) {
+    const s = state.status;
+    root.innerHTML = `
+      <h2>Chain <span class="muted">· ${esc(s.chain_id)}</span></h2>
+      <div class="cards">
+        ${card("Height", s.height, `finalized ${s.finalized_height}`)}
+        ${card("Mempool", s.mempool, "transactions waiting")}
+        ${card("Validators", s.validators.length, s.validators.length ? "Simplex BFT, BLS-aggregated votes" : "one node makes every block")}
+        ${card("Finality latency", state.latency.length ? `${state.latency[state.latency.length - 1].ms} <small>ms</small>` : "–", "block time to commit")}
+      </div>
+      <div class="panel"><h3>Finality latency per block</h3><div id="latency-chart"></div></div>
+      <div class="grid2">
+        <div class="panel"><h3>Blocks as they finalize</h3><div id="blocks"></div></div>
+        <div class="panel"><h3>Validators</h3><div id="validators"></div></div>
+      </div>`;
+    const lat = state.latency.slice(-MAX_POINTS);
+    chart("latency", root.querySelector("#latency-chart"), [
+      { label: "latency (ms)", stroke: "#2b6cb0", width: 2 },
+    ], [lat.map((p) => p.height), lat.map((p) => p.ms)], { x: { label: "block", fmt: (h) => String(h) } });
+    root.querySelector("#blocks").innerHTML = table([
+      { label: "height", num: true }, { label: "time" }, { label: "txs", num: true }, { label: "gas", num: true },
+      { label: "proposer" }, { label: "hash" },
+    ], state.blocks.slice(0, 20).map((b) => [b.height, time(b.time_ms), b.tx_count, b.gas_used.toLocaleString(),
+      esc(name(b.proposer)), `<span class="mono">${short(b.hash)}</span>`]), "waiting for the next block");
+    root.querySelector("#validators").innerHTML = table([
+      { label: "#", num: true }, { label: "account" }, { label: "BLS key" },
+    ], s.validators.map((v) => [v.index, esc(v.account), `<span class="mono">${short(v.bls_public)}</span>`]), "no validator set: a single node");
+  },
+};
+
+// ---------- live updates ----------
+
+let current = null;
+let rendering = false;
+let again = false;
+
+async function render() {
+  if (rendering) { again = true; return; }
+  rendering = true;
+  const page = (location.hash || "#market").slice(1);
+  const root = document.getElementById("page");
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
+  try {
+    state.status = await api("/v1/status");
+    document.getElementById("chain-id").textContent = state.status.chain_id;
+    document.getElementById("head-height").textContent = state.status.height;
+    document.getElementById("final-height").textContent = state.status.finalized_height;
+    if (current !== page) { root.innerHTML = ""; current = page; }
+    await (pages[page] || pages.market)(root);
+  } catch (e) {
+    root.innerHTML = `<div class="panel error">Could not load this page: ${esc(e.message)}</div>`;
+  }
+  rendering = false;
+  if (again) { again = false; render(); }
+}
+
+async function sampleDevices() {
+  try {
+    const devices = (await api("/v1/devices")).devices;
+    let gen = 0, load = 0;
+    for (const d of devices) {
+      const w = (d.last_reading && d.last_reading.power_w) || 0;
+      if (w > 0) gen += w; else load -= w;
+    }
+    state.power.push({ t: Date.now(), gen, load });
+    if (state.power.length > MAX_POINTS) state.power.shift();
+  } catch (_) { /* devices are optional */ }
+}
+
+function live() {
+  const dot = document.getElementById("live-dot");
+  const events = new EventSource("/v1/events");
+  let last = 0;
+  events.addEventListener("block", (m) => {
+    const b = JSON.parse(m.data);
+    dot.classList.add("on");
+    state.blocks.unshift(b);
+    state.blocks.length = Math.min(state.blocks.length, 50);
+    state.latency.push({ height: b.height, ms: b.finality_latency_ms });
+    if (state.latency.length > MAX_POINTS) state.latency.shift();
+    // Redraw at most once a second: blocks can come faster than pages load.
+    const now = Date.now();
+    if (now - last > 1000) { last = now; sampleDevices().then(render); }
+  });
+  events.onerror = () => dot.classList.remove("on");
+}
+
+window.addEventListener("hashchange", render);
+loadDirectory().then(() => { render(); live(); sampleDevices(); }).catch((e) => {
+  document.getElementById("page").innerHTML = `<div class="panel error">Could not reach the node: ${esc(e.message)}</div>`;
+});
