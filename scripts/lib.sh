@@ -25,3 +25,20 @@ build_contracts() {
     echo "==> building contracts into target/contracts, device plugins into target/device-plugins"
     cargo run -q -p gridledger-build
 }
+
+# The web app's browser tests: Debian's chromium, and the app's pinned npm packages.
+ensure_browser() {
+    if ! command -v chromium >/dev/null 2>&1; then
+        echo "==> installing Debian's chromium (the web app's browser tests)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo=sudo
+        $sudo apt-get update -qq
+        $sudo apt-get install -y -qq chromium >/dev/null
+    fi
+    if [ ! -d host/api/web/node_modules/playwright-core ]; then
+        echo "==> installing the web app's pinned npm packages (npm ci)"
+        (cd host/api/web && npm ci --silent --no-audit --no-fund)
+    fi
+    echo "==> checking the vendored uPlot against the lockfile"
+    node host/api/web/sync-vendor.mjs --check
+}

@@ -1,0 +1,127 @@
+//! The web app in a real headless browser (Debian's chromium, driven by playwright-core)
+//! against a real `gridledger devnet`, plus the machine-facing routes beside it: the live block
+//! stream, the metrics and the OpenAPI document.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn pages_load_live_without_errors_and_the_machine_routes_answer() {
+    let web = repo().join("host/api/web");
+    assert!(
+        web.join("node_modules/playwright-core").exists(),
+        "run `npm ci` in host/api/web (scripts/test does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args(["devnet", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--genesis")
+        .arg(repo().join("genesis/island.toml"))
+        .arg("--contracts-dir")
+        .arg(repo().join("target/contracts"))
+        .arg("--plugins-dir")
+        .arg(repo().join("target/device-plugins"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start devnet");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Wait for the first settled period, so the market page has history to chart.
+    let mut url = None;
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(90))
+            .expect("a settled period within 90 s");
+        if let Some(i) = line.find("http://127.0.0.1:") {
+            url = Some(line[i..].trim().to_string());
+        }
+        if line.starts_with("period ") {
+            break;
+        }
+    }
+    let url = url.expect("the devnet printed its URL");
+
+    // The live stream: a `block` event with the fields the pages use.
+    let mut events = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .get(format!("{url}/v1/events"))
+        .send()
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("\n\n") {
+        let n = events.read(&mut buf).expect("the stream sends");
+        assert!(n > 0, "the stream ended");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.starts_with("event: block"), "{seen}");
+    let data = seen.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let block: serde_json::Value = serde_json::from_str(data).unwrap();
+    for key in ["height", "hash", "finality_latency_ms", "gas_used", "tx_count"] {
+        assert!(!block[key].is_null(), "{key} in {block}");
+    }
+    drop(events);
+
+    // Metrics for operators, in Prometheus text format.
+    let metrics = reqwest::blocking::get(format!("{url}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    for name in [
+        "gridledger_block_height ",
+        "gridledger_finality_latency_seconds_bucket",
+        "gridledger_mempool_transactions ",
+        "gridledger_block_gas_used_sum",
+        "gridledger_plugin_polls_total{plugin=\"island-sim\"}",
+        "gridledger_plugin_failures_total",
+        "gridledger_peers_connected 3",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    let openapi: serde_json::Value = reqwest::blocking::get(format!("{url}/openapi.json"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(openapi["paths"]["/v1/events"].is_object());
+
+    // Every page in headless Chromium: live content, no console errors, a screenshot each.
+    let shots = repo().join("target/screenshots");
+    let out = Command::new("node")
+        .arg(web.join("e2e/pages.mjs"))
+        .arg(&url)
+        .arg(&shots)
+        .current_dir(&web)
+        .output()
+        .expect("run node");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in ["market", "grid", "chain"] {
+        assert!(shots.join(format!("{page}.png")).exists());
+    }
+}
