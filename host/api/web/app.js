@@ -240,6 +240,203 @@ const pages = {
   },
 };
 
+// ---------- keys and transactions, in the browser ----------
+// The secret key stays in this tab (sessionStorage); transactions are signed here with
+// WebCrypto Ed25519 and sent to the node already signed.
+
+const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const unhex = (h) => new Uint8Array(h.match(/../g).map((x) => parseInt(x, 16)));
+const cat = (...parts) => { const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0)); let i = 0; for (const p of parts) { out.set(p, i); i += p.length; } return out; };
+const le = (n, bytes) => { const b = new Uint8Array(bytes); let v = BigInt(n); for (let i = 0; i < bytes; i++) { b[i] = Number(v & 0xffn); v >>= 8n; } return b; };
+const utf8 = (s) => new TextEncoder().encode(s);
+const vec = (b) => cat(le(b.length, 4), b);
+const PKCS8_ED25519 = unhex("302e020100300506032b657004220420");
+const TX_GAS = 30_000_000;
+
+async function importKey(secretHex) {
+  const clean = secretHex.trim().replace(/^0x/, "");
+  if (!/^[0-9a-fA-F]{64}$/.test(clean)) throw new Error("a key is 64 hex digits (the contents of a .key file)");
+  const key = await crypto.subtle.importKey("pkcs8", cat(PKCS8_ED25519, unhex(clean)), { name: "Ed25519" }, true, ["sign"]);
+  const jwk = await crypto.subtle.exportKey("jwk", key);
+  const pub = Uint8Array.from(atob(jwk.x.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+  return { key, address: hex(pub) };
+}
+
+/// Signs and submits `Execute { contract, msg, funds }` (borsh, as `TxBody::signing_bytes`),
+/// then waits for its receipt.
+async function execute(me, contract, msg, funds) {
+  const account = await api(`/v1/accounts/${me.address}`);
+  const body = cat(vec(utf8(state.status.chain_id)), unhex(me.address), le(account.nonce, 8), le(TX_GAS, 8),
+    new Uint8Array([3]), unhex(contract), vec(utf8(JSON.stringify(msg))), le(funds, 8));
+  const signature = new Uint8Array(await crypto.subtle.sign("Ed25519", me.key, cat(utf8("gridledger/tx/v1"), body)));
+  const { hash } = await api("/v1/txs", { tx: hex(cat(body, signature)) });
+  for (let i = 0; i < 100; i++) {
+    const t = await api(`/v1/txs/${hash}`);
+    if (t.status === "included") {
+      const mine = JSON.parse(sessionStorage.getItem("gridledger-txs") || "[]");
+      mine.unshift({ hash, what: Object.keys(msg)[0], ok: t.receipt.success });
+      sessionStorage.setItem("gridledger-txs", JSON.stringify(mine.slice(0, 20)));
+      if (!t.receipt.success) throw new Error(t.receipt.error.message);
+      return t;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`transaction ${hash} not included yet`);
+}
+
+let me = null;
+
+async function restoreKey() {
+  const saved = sessionStorage.getItem("gridledger-key");
+  if (saved && !me) me = await importKey(saved);
+}
+
+/// Where a node error belongs in the order form.
+function fieldOf(message) {
+  if (/price|band/i.test(message)) return "price";
+  if (/balance|funds|insufficient|escrow|margin|bond/i.test(message)) return "energy";
+  return "form";
+}
+
+pages.participant = async function (root) {
+  await restoreKey();
+  if (!me) {
+    if (!root.querySelector("#key-form")) {
+      root.innerHTML = `
+        <h2>Participant</h2>
+        <div class="panel" id="key-form">
+          <h3>Use your key</h3>
+          <p class="muted">Paste your secret key (64 hex digits, e.g. the devnet's <span class="mono">target/devnet/keys/household-demo.key</span>).
+          It stays in this browser tab: transactions are signed here and only signed transactions reach the node.</p>
+          <input id="secret" type="password" placeholder="secret key, hex" size="70" autocomplete="off">
+          <button id="use-key">Use key</button> <span id="key-error" class="error"></span>
+        </div>`;
+      root.querySelector("#use-key").onclick = async () => {
+        try {
+          const value = root.querySelector("#secret").value;
+          me = await importKey(value);
+          sessionStorage.setItem("gridledger-key", value.trim());
+          root.innerHTML = "";
+          render();
+        } catch (e) { root.querySelector("#key-error").textContent = e.message; }
+      };
+    }
+    return;
+  }
+  const current = periodOf(state.status.time_ms) ?? 0;
+  const next = current + 1;
+  const account = await api(`/v1/accounts/${me.address}`);
+  const points = await query("market", { points: { account: me.address } });
+  const price = await query("pricing", { price: { period: next } });
+  const openPeriods = [next, next + 1];
+  const open = (await Promise.all(openPeriods.map((p) => query("market", { orders: { period: p, limit: 500 } }))))
+    .flat().filter((o) => o.owner === me.address);
+  const past = [];
+  for (let p = current; p >= 0 && p > current - 12; p--) past.push(p);
+  const trades = (await Promise.all(past.map((p) => query("market", { trades: { period: p, limit: 500 } }))))
+    .flat().filter((t) => t.buyer === me.address || t.seller === me.address);
+  const txs = JSON.parse(sessionStorage.getItem("gridledger-txs") || "[]");
+
+  const formHtml = `
+    <div class="panel" id="order-panel"><h3>Place an order for period ${next}</h3>
+      <div class="form">
+        <label>Side <select id="side"><option value="buy">bid (buy)</option><option value="sell">offer (sell)</option></select></label>
+        <label>Energy, kWh <input id="energy" type="number" step="0.001" value="5"><span class="field-error" id="energy-error"></span></label>
+        <label>Price, tok/kWh <input id="price" type="number" step="0.001" value="${tok(price.f_max, 3)}"><span class="field-error" id="price-error"></span></label>
+        <label class="muted">band ${tok(price.f_min)}–${tok(price.f_max)} tok/kWh</label>
+        <button id="place">Place order</button>
+      </div>
+      <div id="form-message"></div>
+    </div>`;
+  const body = `
+    <h2>Participant <span class="muted">· ${esc(name(me.address))}</span> <button id="forget" class="small">forget key</button></h2>
+    <div class="cards">
+      ${card("Balance", `${tok(account.balance)} <small>tok</small>`, `<span class="mono">${short(me.address)}</span>`)}
+      ${card("Incentive points", points, "1 per renewable Wh bought when μ < 1")}
+      ${card("Open orders", open.length, `periods ${next}–${next + 1}`)}
+    </div>
+    <div class="grid2">
+      <div id="form-slot"></div>
+      <div class="panel"><h3>Open orders</h3><div id="open"></div></div>
+    </div>
+    <div class="grid2">
+      <div class="panel"><h3>Trades and settlement</h3><div id="my-trades"></div></div>
+      <div class="panel"><h3>Your transactions</h3><div id="my-txs"></div></div>
+    </div>`;
+  // Keep the form (and what the user typed) across live refreshes.
+  const form = root.querySelector("#order-panel");
+  root.innerHTML = body;
+  if (form) root.querySelector("#form-slot").replaceWith(form);
+  else root.querySelector("#form-slot").outerHTML = formHtml;
+  root.querySelector("#forget").onclick = () => { sessionStorage.removeItem("gridledger-key"); me = null; root.innerHTML = ""; render(); };
+  root.querySelector("#order-panel h3").textContent = `Place an order for period ${next}`;
+  root.querySelector("#place").onclick = () => placeOrder(root, next, price);
+
+  root.querySelector("#open").innerHTML = table([
+    { label: "period", num: true }, { label: "side" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true },
+    { label: "escrow tok", num: true }, { label: "" },
+  ], open.map((o) => [o.period, o.side === "buy" ? "bid" : "offer", kwh(o.wh), tok(o.price), tok(o.escrow),
+    `<button class="small cancel" data-period="${o.period}" data-id="${o.id}">cancel</button>`]), "no open orders");
+  for (const b of root.querySelectorAll("button.cancel")) {
+    b.onclick = async () => {
+      b.disabled = true;
+      try { await execute(me, state.contracts.market, { cancel: { period: Number(b.dataset.period), id: Number(b.dataset.id) } }, 0); }
+      catch (e) { root.querySelector("#form-message").innerHTML = `<span class="error">${esc(e.message)}</span>`; }
+      render();
+    };
+  }
+  root.querySelector("#my-trades").innerHTML = table([
+    { label: "period", num: true }, { label: "side" }, { label: "with" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true },
+  ], trades.map((t) => [t.period, t.buyer === me.address ? "bought" : "sold",
+    esc(name(t.buyer === me.address ? t.seller : t.buyer)), kwh(t.wh), tok(t.price)]), "no trades in the last 12 periods");
+  root.querySelector("#my-txs").innerHTML = table([
+    { label: "what" }, { label: "result" }, { label: "transaction" }, { label: "proof" },
+  ], txs.map((t) => [esc(t.what), t.ok ? `<span class="tag green">ok</span>` : `<span class="tag red">failed</span>`,
+    `<span class="mono">${short(t.hash)}</span>`, `<a href="#" class="proof" data-hash="${t.hash}">download</a>`]),
+  "none yet; each one can be downloaded with its Merkle and finality proofs for gridledger verify");
+  for (const a of root.querySelectorAll("a.proof")) {
+    a.onclick = async (ev) => {
+      ev.preventDefault();
+      const t = await api(`/v1/txs/${a.dataset.hash}`);
+      const blob = new Blob([JSON.stringify(t.proof, null, 2)], { type: "application/json" });
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(blob);
+      link.download = `tx-${a.dataset.hash.slice(0, 12)}.json`;
+      link.click();
+    };
+  }
+};
+
+async function placeOrder(root, period, price) {
+  const show = (field, message) => {
+    for (const f of ["energy", "price"]) root.querySelector(`#${f}-error`).textContent = "";
+    root.querySelector("#form-message").innerHTML = "";
+    if (field === "form") root.querySelector("#form-message").innerHTML = `<span class="error">${esc(message)}</span>`;
+    else if (field) root.querySelector(`#${field}-error`).textContent = message;
+  };
+  const side = root.querySelector("#side").value;
+  const wh = Math.round(Number(root.querySelector("#energy").value) * 1000);
+  const perKwh = Math.round(Number(root.querySelector("#price").value) * TOK);
+  if (!(wh > 0)) return show("energy", "enter a positive amount of energy");
+  if (!(perKwh > 0)) return show("price", "enter a positive price");
+  const button = root.querySelector("#place");
+  button.disabled = true;
+  show(null);
+  try {
+    const rate = side === "buy" ? perKwh : price.shortfall_penalty;
+    const escrow = await query("market", { escrow: { side, wh, price: rate } });
+    const msg = side === "buy"
+      ? { bid: { period, wh, max_price: perKwh } }
+      : { offer: { period, wh, min_price: perKwh, renewable: false } };
+    await execute(me, state.contracts.market, msg, escrow);
+    root.querySelector("#form-message").innerHTML = `<span class="ok">${side === "buy" ? "Bid" : "Offer"} placed for period ${period}: ${tok(escrow)} tok held in escrow.</span>`;
+  } catch (e) {
+    show(fieldOf(e.message), e.message);
+  }
+  button.disabled = false;
+  render();
+}
+
 // ---------- live updates ----------
 
 let current = null;

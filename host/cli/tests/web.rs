@@ -1,6 +1,8 @@
 //! The web app in a real headless browser (Debian's chromium, driven by playwright-core)
-//! against a real `gridledger devnet`, plus the machine-facing routes beside it: the live block
-//! stream, the metrics and the OpenAPI document.
+//! against a real `gridledger devnet`: every page loads live without console errors, and on the
+//! participant page bad input is refused by its field while a bid placed in the page reaches
+//! the order book and, once cleared, the trades (`host/api/web/e2e/pages.mjs`). Plus the
+//! machine-facing routes beside it: the live block stream, the metrics, the OpenAPI document.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -43,6 +45,7 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
     });
     // Wait for the first settled period, so the market page has history to chart.
     let mut url = None;
+    let mut demo = None;
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(90))
@@ -50,10 +53,16 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
         if let Some(i) = line.find("http://127.0.0.1:") {
             url = Some(line[i..].trim().to_string());
         }
+        if let Some(rest) = line.trim().strip_prefix("account household-demo") {
+            demo = rest.split_whitespace().next().map(str::to_string);
+        }
         if line.starts_with("period ") {
             break;
         }
     }
+    // The participant page trades as household-demo, with the key the devnet wrote for it.
+    let demo_address = demo.expect("the devnet lists household-demo");
+    let demo_key = std::fs::read_to_string(dir.path().join("keys/household-demo.key")).unwrap();
     let url = url.expect("the devnet printed its URL");
 
     // The live stream: a `block` event with the fields the pages use.
@@ -74,7 +83,13 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
     assert!(seen.starts_with("event: block"), "{seen}");
     let data = seen.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
     let block: serde_json::Value = serde_json::from_str(data).unwrap();
-    for key in ["height", "hash", "finality_latency_ms", "gas_used", "tx_count"] {
+    for key in [
+        "height",
+        "hash",
+        "finality_latency_ms",
+        "gas_used",
+        "tx_count",
+    ] {
         assert!(!block[key].is_null(), "{key} in {block}");
     }
     drop(events);
@@ -108,6 +123,8 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
         .arg(web.join("e2e/pages.mjs"))
         .arg(&url)
         .arg(&shots)
+        .env("PARTICIPANT_KEY", demo_key.trim())
+        .env("PARTICIPANT_ADDRESS", demo_address)
         .current_dir(&web)
         .output()
         .expect("run node");
@@ -121,7 +138,9 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for page in ["market", "grid", "chain"] {
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("participant: ok"), "{log}");
+    for page in ["market", "grid", "chain", "participant"] {
         assert!(shots.join(format!("{page}.png")).exists());
     }
 }

@@ -1,6 +1,11 @@
 // Loads each page of the web app in headless Chromium against a running node, waits for its
 // live content, fails on any console error or page error, and saves a screenshot of each.
 //
+// With PARTICIPANT_KEY and PARTICIPANT_ADDRESS set (an account with tokens and no other
+// traffic), it also trades on the participant page: bad input is refused next to its field
+// with nothing sent (or, for what only the node can judge, with the node's error); a bid
+// appears in the order book and, after clearing, among the account's trades.
+//
 // Usage: node e2e/pages.mjs <node URL> <screenshot dir>
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -38,10 +43,65 @@ try {
     await page.screenshot({ path: `${outDir}/${p.name}.png`, fullPage: true });
     console.log(`${p.name}: ok (${outDir}/${p.name}.png)`);
   }
+  if (process.env.PARTICIPANT_KEY) await participant(page);
 } finally {
   await browser.close();
 }
 if (failures.length) {
   console.error(failures.join("\n"));
   process.exit(1);
+}
+
+async function nonce() {
+  const r = await fetch(`${url}/v1/accounts/${process.env.PARTICIPANT_ADDRESS}`);
+  return (await r.json()).nonce;
+}
+
+async function participant(page) {
+  await page.goto(`${url}/#participant`);
+  await page.fill("#secret", process.env.PARTICIPANT_KEY);
+  await page.click("#use-key");
+  await page.waitForSelector("#place", { timeout: 30_000 });
+  const order = async (energy, price) => {
+    await page.fill("#energy", energy);
+    await page.fill("#price", price);
+    await page.click("#place");
+  };
+  const errorOf = async (field) => {
+    await page.waitForFunction((f) => document.querySelector(`#${f}-error`)?.textContent.length > 0, field, { timeout: 30_000 });
+    return page.textContent(`#${field}-error`);
+  };
+
+  // A negative amount is refused in the page; nothing reaches the node.
+  const before = await nonce();
+  await order("-5", "0.3");
+  const negative = await errorOf("energy");
+  if (!/positive/.test(negative)) failures.push(`participant: negative energy said "${negative}"`);
+  if ((await nonce()) !== before) failures.push("participant: a refused form sent a transaction");
+
+  // A price outside the band, and more than the balance: the node's errors, by their fields.
+  await order("5", "0.9");
+  const band = await errorOf("price");
+  if (!/band/.test(band)) failures.push(`participant: out-of-band price said "${band}"`);
+  await order("100000", "0.39");
+  const broke = await errorOf("energy");
+  if (!/insufficient|balance|funds/i.test(broke)) failures.push(`participant: overdraft said "${broke}"`);
+
+  // A good bid: placed, in the order book (or already cleared), then among the trades.
+  await order("5", "0.39");
+  await page.waitForSelector("#form-message .ok", { timeout: 30_000 });
+  await page.screenshot({ path: `${outDir}/participant.png`, fullPage: true });
+  await page.goto(`${url}/#market`);
+  await page.waitForSelector("#book table, #book .empty", { timeout: 30_000 });
+  const market = await page.textContent("#page");
+  if (!market.includes("0.390") && !market.includes("household-demo")) failures.push("market: the bid is not in the order book");
+  await page.goto(`${url}/#participant`);
+  try {
+    await page.waitForFunction(() => document.querySelector("#my-trades")?.textContent.includes("bought"), null, { timeout: 45_000 });
+  } catch (_) {
+    failures.push("participant: the bid never showed up among the trades");
+  }
+  await page.goto(`${url}/#market`);
+  await page.waitForSelector("#price-chart .uplot", { timeout: 30_000 });
+  console.log("participant: ok");
 }
