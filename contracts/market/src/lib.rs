@@ -94,6 +94,17 @@ pub struct Reading {
     pub consumed_wh: u64,
 }
 
+/// One participant's part in a period, from its trades and its meter's reading.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyRecord {
+    pub participant: Address,
+    pub sold_wh: u64,
+    pub bought_wh: u64,
+    /// From the accepted reading, if one arrived.
+    pub produced_wh: Option<u64>,
+    pub consumed_wh: Option<u64>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeriodSummary {
     pub period: u64,
@@ -182,6 +193,11 @@ pub enum QueryMsg {
     },
     Points {
         account: Address,
+    },
+    /// Each participant in a period's trades: energy sold and bought, and what its meter
+    /// reported (for supervision: delivery reliability and over-draw).
+    Parties {
+        period: u64,
     },
     /// What an order must send: a bid's margin at its price, an offer's bond at the penalty rate.
     Escrow {
@@ -698,6 +714,27 @@ impl Contract for Market {
             }
             QueryMsg::Points { account } => {
                 Response::json(&POINTS.may_load(&account)?.unwrap_or(0))
+            }
+            QueryMsg::Parties { period } => {
+                let mut parties: std::collections::BTreeMap<Address, (u64, u64)> =
+                    Default::default();
+                for t in TRADES.prefixed(&period, Iter::Ascending) {
+                    let (_, t) = t?;
+                    parties.entry(t.seller).or_default().0 += t.wh;
+                    parties.entry(t.buyer).or_default().1 += t.wh;
+                }
+                let mut out = Vec::with_capacity(parties.len());
+                for (participant, (sold_wh, bought_wh)) in parties {
+                    let reading = READINGS.may_load(&(period, participant))?;
+                    out.push(PartyRecord {
+                        participant,
+                        sold_wh,
+                        bought_wh,
+                        produced_wh: reading.as_ref().map(|r| r.produced_wh),
+                        consumed_wh: reading.map(|r| r.consumed_wh),
+                    });
+                }
+                Response::json(&out)
             }
             QueryMsg::Escrow { side, wh, price } => Response::json(&match side {
                 Side::Buy => value_ceil(wh, price),

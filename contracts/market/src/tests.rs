@@ -229,6 +229,16 @@ fn a_period_clears_and_settles() {
     );
     let stats: Stats = s.chain.query(s.market, &QueryMsg::Stats {}).unwrap();
     assert_eq!(stats.settled_periods, 1);
+    // Supervision sees each party's contract against its meter.
+    let parties: Vec<PartyRecord> = s
+        .chain
+        .query(s.market, &QueryMsg::Parties { period: 0 })
+        .unwrap();
+    let wind = parties.iter().find(|p| p.participant == addr("wind")).unwrap();
+    assert_eq!((wind.sold_wh, wind.produced_wh), (1_000, Some(900)));
+    let house = parties.iter().find(|p| p.participant == addr("house")).unwrap();
+    assert_eq!(house.consumed_wh, Some(850));
+    assert!(house.bought_wh > 0 && house.sold_wh == 0);
     // The market holds nothing for period 0 any more: only the pool is left.
     assert_eq!(s.chain.balance(s.market), stats.pool);
     // Settling again is refused.

@@ -89,6 +89,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/contracts/{address}/query", post(query_contract))
         .route("/v1/labels/{label}", get(get_label))
         .route("/v1/devices", get(get_devices))
+        .route("/v1/proposals", get(list_proposals))
         .route("/v1/proposals/{id}", get(get_proposal))
         .route("/v1/state/{key}/proof", get(state_proof))
         .with_state(node)
@@ -337,6 +338,11 @@ async fn get_label(
         .contract_by_label(&label)?
         .ok_or_else(|| ApiError::not_found(format!("no contract labelled {label}")))?;
     Ok(Json(json!({"label": label, "address": addr})))
+}
+
+/// The latest 200 proposals, newest first.
+async fn list_proposals(State(node): State<Arc<Node>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "proposals": node.proposals(200)? })))
 }
 
 async fn get_proposal(

@@ -51,13 +51,14 @@ pub fn document() -> Value {
             "/v1/state/{key}/proof": get("State proof of any key", vec![param("key", "state key, hex"), height_param()], "Proof bundle"),
             "/v1/contracts/{address}": get("A contract: code hash, name, version, admin, label, balance", vec![param("address", "contract address, hex")], "Contract"),
             "/v1/contracts/{address}/query": {"post": {
-                "summary": "Ask a contract a question (no transaction). The market answers config, stats, period, orders, trades, points, escrow; pricing answers params, price, subsidy.",
+                "summary": "Ask a contract a question (no transaction). The market answers config, stats, period, orders, trades, parties, points, escrow; pricing answers params, price, subsidy.",
                 "parameters": [param("address", "contract address, hex")],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}, "example": {"period": {"period": 12}}}}},
                 "responses": ok("The contract's JSON answer")
             }},
             "/v1/labels/{label}": get("Address of a genesis contract by label", vec![param("label", "e.g. market, pricing")], "Address"),
             "/v1/directory": get("Names genesis gives accounts (with roles) and contracts", vec![], "Directory"),
+            "/v1/proposals": get("The latest 200 governance proposals, newest first: action, votes, status, enactment", vec![], "Proposals"),
             "/v1/proposals/{id}": get("A governance proposal: action, votes, status", vec![param("id", "proposal number")], "Proposal"),
             "/v1/devices": get("Registered devices: owner, kind, rated power, revoked, plugin code hash, latest accepted reading", vec![], "Devices"),
             "/v1/plugins": get("This node's device plugins: state, model, version, code hash, polls, failures, restarts, readings, swap history (404 if it runs none)", vec![], "Plugins"),

@@ -437,6 +437,132 @@ async function placeOrder(root, period, price) {
   render();
 }
 
+// ---------- supervision (regulator) ----------
+
+const HISTORY = 24; // periods the supervision page looks back over
+const fromHex = (h) => { try { return new TextDecoder().decode(unhex(h)); } catch (_) { return h; } };
+let auditFilter = { text: "", kind: "all" };
+
+function describeAction(a) {
+  if (a.upgrade) return `upgrade ${name(a.upgrade.contract)} to code ${short(a.upgrade.code_hash)}${a.upgrade.rollback ? " (rollback)" : ""}`;
+  if (a.execute) return `on ${name(a.execute.contract)}: ${fromHex(a.execute.msg)}`;
+  return JSON.stringify(a);
+}
+
+function csvCell(v) {
+  const t = String(v);
+  return /[",\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+}
+
+pages.supervision = async function (root) {
+  const current = periodOf(state.status.time_ms) ?? 0;
+  const { proposals } = await api("/v1/proposals");
+  const params = await query("pricing", { params: {} });
+  const periods = [];
+  for (let p = current; p >= 0 && p > current - HISTORY; p--) periods.push(p);
+  const [summaries, parties, trades] = await Promise.all([
+    Promise.all(periods.map((p) => query("market", { period: { period: p } }))),
+    Promise.all(periods.map((p) => query("market", { parties: { period: p } }))),
+    Promise.all(periods.map((p) => query("market", { trades: { period: p, limit: 500 } }))),
+  ]);
+
+  // Delivery reliability per participant, over the settled periods.
+  const settled = new Set(summaries.filter((s) => s && s.settled).map((s) => s.period));
+  const agg = new Map();
+  parties.forEach((list, i) => {
+    if (!settled.has(periods[i])) return;
+    for (const p of list) {
+      const a = agg.get(p.participant) || { sold: 0, delivered: 0, bought: 0, overdraw: 0, missing: 0 };
+      a.sold += p.sold_wh;
+      a.bought += p.bought_wh;
+      if (p.sold_wh > 0) {
+        if (p.produced_wh == null) a.missing++;
+        a.delivered += Math.min(p.sold_wh, p.produced_wh || 0);
+      }
+      if (p.bought_wh > 0 && p.consumed_wh != null) a.overdraw += Math.max(0, p.consumed_wh - p.bought_wh);
+      agg.set(p.participant, a);
+    }
+  });
+  const reliability = [...agg.entries()].sort((x, y) => name(x[0]).localeCompare(name(y[0])));
+
+  // The audit log: every trade and every settlement of the periods looked at.
+  const rows = [];
+  trades.forEach((list) => list.forEach((t) => rows.push({
+    period: t.period, kind: "trade", seller: name(t.seller), buyer: name(t.buyer), kwh: t.wh / 1000,
+    price: t.price / TOK, value: Math.floor((t.wh * t.price) / 1000) / TOK, note: t.renewable ? "renewable" : "",
+  })));
+  summaries.forEach((s) => { if (s && s.settled) rows.push({
+    period: s.period, kind: "settlement", seller: "", buyer: "", kwh: s.delivered_wh / 1000, price: s.clearing_price / TOK,
+    value: s.settled_value / TOK, note: `subsidy ${tok(s.subsidy_paid)} · penalties ${tok(s.penalties)} · imbalance ${tok(s.imbalance_paid)}`,
+  }); });
+  rows.sort((a, b) => b.period - a.period || a.kind.localeCompare(b.kind));
+
+  const keepFilter = root.querySelector("#audit-filter");
+  root.innerHTML = `
+    <h2>Supervision <span class="muted">· the regulator's view of the last ${HISTORY} periods</span></h2>
+    <div class="cards">
+      ${card("Price band", `${tok(params.f_min)}–${tok(params.f_max)}`, "tok/kWh, set by the regulators")}
+      ${card("μ range", `${fixed(params.mu_min).toFixed(2)}–${fixed(params.mu_max).toFixed(2)}`, `slope ${fixed(params.mu_slope)}`)}
+      ${card("Penalties", `${tok(params.shortfall_penalty)} / ${tok(params.overdraw_penalty)}`, "shortfall / over-draw, tok/kWh")}
+      ${card("Proposals", proposals.length, proposals.filter((p) => p.status.status === "voting").length + " open for votes")}
+    </div>
+    <div class="panel"><h3>Proposals and votes</h3><div id="proposals"></div></div>
+    <div class="panel"><h3>Delivery reliability and penalties per participant</h3><div id="reliability"></div>
+      <p class="muted">Penalties estimated at today's rates from contracted energy, metered delivery and over-draw.</p></div>
+    <div class="panel"><h3>Audit log</h3>
+      <div class="toolbar"><input id="audit-filter" placeholder="filter: name, period, kind…" size="40">
+        <select id="audit-kind"><option value="all">trades and settlements</option><option value="trade">trades</option><option value="settlement">settlements</option></select>
+        <button id="audit-csv">Export CSV</button> <span id="audit-count" class="muted"></span></div>
+      <div id="audit"></div></div>`;
+
+  root.querySelector("#proposals").innerHTML = table([
+    { label: "#", num: true }, { label: "proposer" }, { label: "action" }, { label: "enact at", num: true },
+    { label: "for" }, { label: "against" }, { label: "status" },
+  ], proposals.map((p) => [p.id, esc(name(p.proposer)), esc(describeAction(p.action)), p.enact_height,
+    esc(p.approvals.map(name).join(", ")), esc(p.rejections.map(name).join(", ")),
+    `<span class="tag ${p.status.status === "enacted" ? "green" : p.status.status === "voting" ? "amber" : p.status.status === "passed" ? "green" : "red"}">${esc(p.status.status)}</span>`]),
+  "no proposals yet: the regulators propose with `gridledger gov`");
+
+  root.querySelector("#reliability").innerHTML = table([
+    { label: "participant" }, { label: "sold kWh", num: true }, { label: "delivered kWh", num: true }, { label: "reliability", num: true },
+    { label: "bought kWh", num: true }, { label: "over-draw kWh", num: true }, { label: "penalties tok", num: true }, { label: "missing readings", num: true },
+  ], reliability.map(([who, a]) => {
+    const pct = a.sold ? (100 * a.delivered) / a.sold : null;
+    const penalty = ((a.sold - a.delivered) * params.shortfall_penalty + a.overdraw * params.overdraw_penalty) / 1000;
+    return [esc(name(who)), kwh(a.sold), kwh(a.delivered),
+      pct == null ? "–" : `<span class="tag ${pct >= 98 ? "green" : pct >= 90 ? "amber" : "red"}">${pct.toFixed(1)} %</span>`,
+      kwh(a.bought), kwh(a.overdraw), tok(penalty), a.missing];
+  }), "no settled periods yet");
+
+  const filterInput = root.querySelector("#audit-filter");
+  const kindSelect = root.querySelector("#audit-kind");
+  filterInput.value = auditFilter.text;
+  kindSelect.value = auditFilter.kind;
+  const shown = () => rows.filter((r) => (auditFilter.kind === "all" || r.kind === auditFilter.kind)
+    && (!auditFilter.text || Object.values(r).join(" ").toLowerCase().includes(auditFilter.text.toLowerCase())));
+  const draw = () => {
+    const list = shown();
+    root.querySelector("#audit-count").textContent = `${list.length} of ${rows.length} records`;
+    root.querySelector("#audit").innerHTML = table([
+      { label: "period", num: true }, { label: "kind" }, { label: "seller" }, { label: "buyer" }, { label: "kWh", num: true },
+      { label: "tok/kWh", num: true }, { label: "value tok", num: true }, { label: "" },
+    ], list.slice(0, 300).map((r) => [r.period, r.kind, esc(r.seller), esc(r.buyer), r.kwh.toFixed(3), r.price.toFixed(6),
+      r.value.toFixed(6), esc(r.note)]), "no records match");
+  };
+  filterInput.oninput = () => { auditFilter.text = filterInput.value; draw(); };
+  kindSelect.onchange = () => { auditFilter.kind = kindSelect.value; draw(); };
+  root.querySelector("#audit-csv").onclick = () => {
+    const head = ["period", "kind", "seller", "buyer", "kwh", "price_tok_per_kwh", "value_tok", "note"];
+    const lines = [head.join(","), ...shown().map((r) => [r.period, r.kind, r.seller, r.buyer, r.kwh, r.price, r.value, r.note].map(csvCell).join(","))];
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+    link.download = `gridledger-audit-${periods[periods.length - 1]}-${periods[0]}.csv`;
+    link.click();
+  };
+  draw();
+  if (keepFilter && document.activeElement === keepFilter) filterInput.focus();
+};
+
 // ---------- live updates ----------
 
 let current = null;

@@ -140,7 +140,8 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
     );
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(log.contains("participant: ok"), "{log}");
-    for page in ["market", "grid", "chain", "participant"] {
+    assert!(log.contains("supervision: csv export ok"), "{log}");
+    for page in ["market", "grid", "chain", "supervision", "participant"] {
         assert!(shots.join(format!("{page}.png")).exists());
     }
 }

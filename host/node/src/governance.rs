@@ -85,6 +85,14 @@ pub(crate) fn load(state: &dyn StateRead, id: u64) -> Result<Option<Proposal>, F
     }
 }
 
+/// How many proposals were ever made (their ids are 0 up to this).
+pub(crate) fn proposal_count(state: &dyn StateRead) -> Result<u64, Fail> {
+    match state.get(&next_key())? {
+        Some(b) => decode("proposal counter", &b),
+        None => Ok(0),
+    }
+}
+
 fn save(state: &mut StateStack, p: &Proposal) {
     state.set(proposal_key(p.id), codec::encode(p));
 }

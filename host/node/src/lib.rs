@@ -656,6 +656,20 @@ impl Node {
         governance::load(&snap, id).map_err(fail_to_node)
     }
 
+    /// The latest `limit` governance proposals, newest first.
+    pub fn proposals(&self, limit: usize) -> Result<Vec<governance::Proposal>, NodeError> {
+        let snap = self.store.snapshot()?;
+        let mut out = Vec::new();
+        let mut id = governance::proposal_count(&snap).map_err(fail_to_node)?;
+        while id > 0 && out.len() < limit {
+            id -= 1;
+            if let Some(p) = governance::load(&snap, id).map_err(fail_to_node)? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
     /// Address of a contract deployed at genesis, by label.
     pub fn contract_by_label(&self, label: &str) -> Result<Option<Address>, NodeError> {
         let snap = self.store.snapshot()?;

@@ -22,6 +22,7 @@ const pages = [
   { name: "market", ready: "#price-chart .uplot", text: ["Order book", "Trades", "Subsidy factor"] },
   { name: "grid", ready: "#devices table", text: ["Generation vs load", "wind_turbine", "island-sim"] },
   { name: "chain", ready: "#blocks table", text: ["Finality latency", "validator-1"] },
+  { name: "supervision", ready: "#audit table", text: ["Proposals and votes", "Delivery reliability", "wind-1", "settlement"] },
 ];
 
 const browser = await chromium.launch({
@@ -43,6 +44,7 @@ try {
     await page.screenshot({ path: `${outDir}/${p.name}.png`, fullPage: true });
     console.log(`${p.name}: ok (${outDir}/${p.name}.png)`);
   }
+  await auditExport(page);
   if (process.env.PARTICIPANT_KEY) await participant(page);
 } finally {
   await browser.close();
@@ -104,4 +106,19 @@ async function participant(page) {
   await page.goto(`${url}/#market`);
   await page.waitForSelector("#price-chart .uplot", { timeout: 30_000 });
   console.log("participant: ok");
+}
+
+/// The audit log filters, and exports what it shows as CSV.
+async function auditExport(page) {
+  await page.goto(`${url}/#supervision`);
+  await page.waitForSelector("#audit table", { timeout: 60_000 });
+  await page.fill("#audit-filter", "wind-1");
+  await page.selectOption("#audit-kind", "trade");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#audit-csv")]);
+  const path = await download.path();
+  const csv = (await import("node:fs")).readFileSync(path, "utf8").trim().split("\n");
+  if (csv[0] !== "period,kind,seller,buyer,kwh,price_tok_per_kwh,value_tok,note") failures.push(`audit csv header: ${csv[0]}`);
+  if (csv.length < 2) failures.push("audit csv: no rows for wind-1's trades");
+  if (!csv.slice(1).every((l) => l.includes(",trade,") && l.includes("wind-1"))) failures.push("audit csv: the filter was not applied");
+  console.log(`supervision: csv export ok (${csv.length - 1} rows)`);
 }
