@@ -234,9 +234,15 @@ fn a_period_clears_and_settles() {
         .chain
         .query(s.market, &QueryMsg::Parties { period: 0 })
         .unwrap();
-    let wind = parties.iter().find(|p| p.participant == addr("wind")).unwrap();
+    let wind = parties
+        .iter()
+        .find(|p| p.participant == addr("wind"))
+        .unwrap();
     assert_eq!((wind.sold_wh, wind.produced_wh), (1_000, Some(900)));
-    let house = parties.iter().find(|p| p.participant == addr("house")).unwrap();
+    let house = parties
+        .iter()
+        .find(|p| p.participant == addr("house"))
+        .unwrap();
     assert_eq!(house.consumed_wh, Some(850));
     assert!(house.bought_wh > 0 && house.sold_wh == 0);
     // The market holds nothing for period 0 any more: only the pool is left.

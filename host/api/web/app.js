@@ -423,6 +423,12 @@ async function placeOrder(root, period, price) {
   button.disabled = true;
   show(null);
   try {
+    // The next period, unless its gate closes before the order could be in a block.
+    const head = (await api("/v1/status")).time_ms;
+    const c = state.marketConfig;
+    const now = periodOf(head) ?? 0;
+    const left = c.start_ms + (now + 1) * c.period_ms - head;
+    period = now + (left < 2000 ? 2 : 1);
     const rate = side === "buy" ? perKwh : price.shortfall_penalty;
     const escrow = await query("market", { escrow: { side, wh, price: rate } });
     const msg = side === "buy"
