@@ -211,6 +211,18 @@ impl Live {
             for e in block.receipts.iter().flat_map(|r| &r.events) {
                 *kinds.entry(e.kind.as_str()).or_default() += 1;
             }
+            // Who signed the certificate that finalized it (consensus blocks only).
+            let cert = self
+                .node
+                .finality(h.height)
+                .ok()
+                .flatten()
+                .and_then(|p| p.certificate());
+            let signers = cert
+                .as_ref()
+                .map(|c| c.signer_indices())
+                .unwrap_or_default();
+            let view = cert.map(|c| c.view);
             let event = serde_json::json!({
                 "height": h.height,
                 "hash": h.hash().to_hex(),
@@ -221,6 +233,8 @@ impl Live {
                 "gas_used": gas,
                 "finality_latency_ms": latency_ms,
                 "events": kinds,
+                "view": view,
+                "signers": signers,
             });
             let _ = self.events.send(Arc::new(event.to_string()));
         }

@@ -181,7 +181,8 @@ const pages = {
       </div>
       <div class="panel"><h3>Generation vs load (signed readings)</h3><div id="power-chart"></div></div>
       <div class="panel"><h3>Devices and their latest signed readings</h3><div id="devices"></div></div>
-      <div class="panel"><h3>Plugins</h3><div id="plugins"></div></div>`;
+      <div class="panel"><h3>Plugins</h3><div id="plugins"></div></div>
+      <div class="panel"><h3>Swap history</h3><div id="swaps"></div></div>`;
     const series = state.power.slice(-MAX_POINTS);
     chart("power", root.querySelector("#power-chart"), [
       { label: "generation (kW)", stroke: "#1f9d55", width: 2, fill: "rgba(31,157,85,0.08)" },
@@ -208,6 +209,12 @@ const pages = {
         p.polls, p.readings, p.failures, p.restarts, `<span class="mono">${short(p.code_hash)}</span>`,
         s ? `${esc(s.outcome)} (${s.ms} ms)` : "–"];
     }), "this node runs no plugins");
+    const swaps = plugins.flatMap((p) => p.swaps.map((w) => ({ plugin: p.id, ...w }))).sort((a, b) => b.at_ms - a.at_ms);
+    root.querySelector("#swaps").innerHTML = table([
+      { label: "when" }, { label: "plugin" }, { label: "from" }, { label: "to" }, { label: "version" }, { label: "outcome" }, { label: "ms", num: true },
+    ], swaps.map((w) => [time(w.at_ms), esc(w.plugin), `<span class="mono">${short(w.from)}</span>`, `<span class="mono">${short(w.to)}</span>`,
+      esc(w.version), w.outcome === "swapped" ? `<span class="tag green">swapped</span>` : `<span class="tag red">${esc(w.outcome)}</span>`, w.ms]),
+    "no swaps yet: `gridledger plugin swap <device> <plugin.wasm>`");
   },
 
   async chain(root) {
@@ -231,12 +238,19 @@ const pages = {
     ], [lat.map((p) => p.height), lat.map((p) => p.ms)], { x: { label: "block", fmt: (h) => String(h) } });
     root.querySelector("#blocks").innerHTML = table([
       { label: "height", num: true }, { label: "time" }, { label: "txs", num: true }, { label: "gas", num: true },
-      { label: "proposer" }, { label: "hash" },
+      { label: "proposer" }, { label: "votes", num: true }, { label: "hash" },
     ], state.blocks.slice(0, 20).map((b) => [b.height, time(b.time_ms), b.tx_count, b.gas_used.toLocaleString(),
-      esc(name(b.proposer)), `<span class="mono">${short(b.hash)}</span>`]), "waiting for the next block");
+      esc(name(b.proposer)), b.signers && b.signers.length ? `${b.signers.length}/${s.validators.length}` : "–",
+      `<span class="mono">${short(b.hash)}</span>`]), "waiting for the next block");
+    // Votes: who signed the finalization certificate of each recent block.
+    const recentCerts = state.blocks.filter((b) => Array.isArray(b.signers) && b.signers.length);
+    const latest = recentCerts[0];
     root.querySelector("#validators").innerHTML = table([
-      { label: "#", num: true }, { label: "account" }, { label: "BLS key" },
-    ], s.validators.map((v) => [v.index, esc(v.account), `<span class="mono">${short(v.bls_public)}</span>`]), "no validator set: a single node");
+      { label: "#", num: true }, { label: "account" }, { label: "BLS key" }, { label: "latest finalization" },
+      { label: `signed, last ${recentCerts.length} blocks`, num: true },
+    ], s.validators.map((v) => [v.index, esc(v.account), `<span class="mono">${short(v.bls_public)}</span>`,
+      latest ? (latest.signers.includes(v.index) ? `<span class="tag green">signed</span>` : `<span class="tag amber">absent</span>`) : "–",
+      recentCerts.filter((b) => b.signers.includes(v.index)).length]), "no validator set: a single node");
   },
 };
 
@@ -336,6 +350,16 @@ pages.participant = async function (root) {
   const trades = (await Promise.all(past.map((p) => query("market", { trades: { period: p, limit: 500 } }))))
     .flat().filter((t) => t.buyer === me.address || t.seller === me.address);
   const txs = JSON.parse(sessionStorage.getItem("gridledger-txs") || "[]");
+  // Settlement: what I sold or bought in each recent period against what my meter reported.
+  const [mySummaries, myParties] = await Promise.all([
+    Promise.all(past.map((p) => query("market", { period: { period: p } }))),
+    Promise.all(past.map((p) => query("market", { parties: { period: p } }))),
+  ]);
+  const settlements = [];
+  past.forEach((p, i) => {
+    const mine = myParties[i].find((x) => x.participant === me.address);
+    if (mine) settlements.push({ period: p, settled: !!(mySummaries[i] && mySummaries[i].settled), ...mine });
+  });
 
   const formHtml = `
     <div class="panel" id="order-panel"><h3>Place an order for period ${next}</h3>
@@ -353,6 +377,7 @@ pages.participant = async function (root) {
     <div class="cards">
       ${card("Balance", `${tok(account.balance)} <small>tok</small>`, `<span class="mono">${short(me.address)}</span>`)}
       ${card("Incentive points", points, "1 per renewable Wh bought when μ < 1")}
+      ${card("In escrow", `${tok(open.reduce((a, o) => a + o.escrow, 0))} <small>tok</small>`, "margins and bonds of open orders")}
       ${card("Open orders", open.length, `periods ${next}–${next + 1}`)}
     </div>
     <div class="grid2">
@@ -360,9 +385,10 @@ pages.participant = async function (root) {
       <div class="panel"><h3>Open orders</h3><div id="open"></div></div>
     </div>
     <div class="grid2">
-      <div class="panel"><h3>Trades and settlement</h3><div id="my-trades"></div></div>
-      <div class="panel"><h3>Your transactions</h3><div id="my-txs"></div></div>
-    </div>`;
+      <div class="panel"><h3>Trades</h3><div id="my-trades"></div></div>
+      <div class="panel"><h3>Settlement</h3><div id="my-settlement"></div></div>
+    </div>
+    <div class="panel"><h3>Your transactions</h3><div id="my-txs"></div></div>`;
   // Keep the form (and what the user typed) across live refreshes.
   const form = root.querySelector("#order-panel");
   root.innerHTML = body;
@@ -389,6 +415,13 @@ pages.participant = async function (root) {
     { label: "period", num: true }, { label: "side" }, { label: "with" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true },
   ], trades.map((t) => [t.period, t.buyer === me.address ? "bought" : "sold",
     esc(name(t.buyer === me.address ? t.seller : t.buyer)), kwh(t.wh), tok(t.price)]), "no trades in the last 12 periods");
+  root.querySelector("#my-settlement").innerHTML = table([
+    { label: "period", num: true }, { label: "sold kWh", num: true }, { label: "metered out", num: true },
+    { label: "bought kWh", num: true }, { label: "metered in", num: true }, { label: "" },
+  ], settlements.map((x) => [x.period, kwh(x.sold_wh), x.produced_wh == null ? "–" : kwh(x.produced_wh), kwh(x.bought_wh),
+    x.consumed_wh == null ? "–" : kwh(x.consumed_wh),
+    x.settled ? `<span class="tag green">settled</span>` : `<span class="tag amber">awaiting readings</span>`]),
+  "nothing to settle in the last 12 periods");
   root.querySelector("#my-txs").innerHTML = table([
     { label: "what" }, { label: "result" }, { label: "transaction" }, { label: "proof" },
   ], txs.map((t) => [esc(t.what), t.ok ? `<span class="tag green">ok</span>` : `<span class="tag red">failed</span>`,

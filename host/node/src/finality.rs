@@ -101,6 +101,14 @@ impl FinalityProof {
     }
 
     /// The proposal this block came from.
+    /// The finalization certificate, decoded (`None` if it does not decode).
+    pub fn certificate(&self) -> Option<Certificate<Bls>> {
+        match gridledger_consensus::wire::decode::<Bls>(&self.certificate) {
+            Ok(Message::Certificate(c)) => Some(c),
+            _ => None,
+        }
+    }
+
     pub fn block_proposal(&self) -> Option<&ProposalHeader> {
         self.links.last()
     }
