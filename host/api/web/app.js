@@ -246,10 +246,10 @@ const pages = {
     const recentCerts = state.blocks.filter((b) => Array.isArray(b.signers) && b.signers.length);
     const latest = recentCerts[0];
     root.querySelector("#validators").innerHTML = table([
-      { label: "#", num: true }, { label: "account" }, { label: "BLS key" }, { label: "latest finalization" },
+      { label: "#", num: true }, { label: "account" }, { label: "BLS key" }, { label: "latest finality certificate" },
       { label: `signed, last ${recentCerts.length} blocks`, num: true },
     ], s.validators.map((v) => [v.index, esc(v.account), `<span class="mono">${short(v.bls_public)}</span>`,
-      latest ? (latest.signers.includes(v.index) ? `<span class="tag green">signed</span>` : `<span class="tag amber">absent</span>`) : "–",
+      latest ? (latest.signers.includes(v.index) ? `<span class="tag green">in certificate</span>` : `<span class="tag">not counted</span>`) : "–",
       recentCerts.filter((b) => b.signers.includes(v.index)).length]), "no validator set: a single node");
   },
 };
