@@ -45,7 +45,7 @@ impl Validator {
         let mut lines = BufReader::new(stdout).lines();
         loop {
             let line = lines.next().expect("node printed its API").unwrap();
-            if line.starts_with("API: ") {
+            if line.contains("API: http://") {
                 break;
             }
         }
