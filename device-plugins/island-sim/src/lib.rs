@@ -3,7 +3,10 @@
 //! Each device follows one column of the genesis profile CSV (average W per quarter hour,
 //! generated with windpowerlib, pvlib and demandlib; see `genesis/profiles/`), scaled by its
 //! number of units. The CSV is read from the plugin's granted directory (`/data`). One market
-//! period of the devnet stands for one profile row. Like a real fleet, a device strays from
+//! period of the devnet stands for one profile row (a quarter hour). A device with a `battery`
+//! section is a store: its profile is what it is asked to do, and it does what its state of
+//! charge and its charge and discharge limits allow (the state of charge follows from the day's
+//! rows so far, so a restarted plugin finds it again). Like a real fleet, a device strays from
 //! its profile (the forecast) by up to ±5 % each period, and its power flickers by ±1 % from
 //! one poll to the next.
 
@@ -34,12 +37,45 @@ struct DeviceConfig {
     /// A load: its profile is power drawn from the grid.
     #[serde(default)]
     consumer: bool,
+    battery: Option<Battery>,
+}
+
+/// A battery's limits. Its profile column is the requested power (positive discharges).
+#[derive(Deserialize, Clone, Copy, Debug)]
+struct Battery {
+    capacity_wh: i64,
+    /// State of charge at the start of each day (profile row 0).
+    initial_wh: i64,
+    max_charge_w: i64,
+    max_discharge_w: i64,
+}
+
+impl Battery {
+    /// What the battery can do of `want` W for a quarter hour with `soc_wh` stored.
+    fn limit(&self, want: i64, soc_wh: i64) -> i64 {
+        if want >= 0 {
+            want.min(self.max_discharge_w).min(soc_wh * 4)
+        } else {
+            want.max(-self.max_charge_w)
+                .max(-(self.capacity_wh - soc_wh) * 4)
+        }
+    }
+
+    /// Power in row `row` of the day, after the rows before it moved the state of charge.
+    fn power(&self, rows: &[i64], row: usize) -> (i64, i64) {
+        let mut soc = self.initial_wh.clamp(0, self.capacity_wh);
+        for want in &rows[..row] {
+            soc = (soc - self.limit(*want, soc) / 4).clamp(0, self.capacity_wh);
+        }
+        (self.limit(rows[row], soc), soc)
+    }
 }
 
 struct Device {
     name: String,
     /// W per profile row, signed: positive exports.
     rows: Vec<i64>,
+    battery: Option<Battery>,
 }
 
 struct Sim {
@@ -86,6 +122,7 @@ fn load(config: &str) -> Result<Sim, String> {
         devices.push(Device {
             name: d.name,
             rows: values,
+            battery: d.battery,
         });
     }
     Ok(Sim {
@@ -98,11 +135,51 @@ fn load(config: &str) -> Result<Sim, String> {
 impl Sim {
     fn power(&self, d: &Device, now_ms: u64) -> i64 {
         let period = now_ms.saturating_sub(self.start_ms) / self.period_ms;
-        let base = d.rows[(period % d.rows.len() as u64) as usize] as i128;
+        let row = (period % d.rows.len() as u64) as usize;
         // Per mille: 950..=1050 for the period, then 990..=1010 for this poll.
         let drift = 950 + (fnv(&d.name, period) % 101) as i128;
         let flicker = 990 + (fnv(&d.name, now_ms) % 21) as i128;
-        (base * drift / 1000 * flicker / 1000) as i64
+        match &d.battery {
+            // A store follows its request only as far as its state of charge allows.
+            Some(b) => {
+                let (power, soc) = b.power(&d.rows, row);
+                let varied = (power as i128 * flicker / 1000) as i64;
+                b.limit(varied, soc)
+            }
+            None => (d.rows[row] as i128 * drift / 1000 * flicker / 1000) as i64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_battery_stays_within_its_charge_and_limits() {
+        let b = Battery {
+            capacity_wh: 1_000,
+            initial_wh: 100,
+            max_charge_w: 2_000,
+            max_discharge_w: 3_000,
+        };
+        // Asked to charge 5 kW for 4 quarter hours, then discharge 5 kW for 4.
+        let rows = [-5_000, -5_000, -5_000, -5_000, 5_000, 5_000, 5_000, 5_000];
+        let mut soc_seen = Vec::new();
+        for row in 0..rows.len() {
+            let (p, soc) = b.power(&rows, row);
+            assert!((0..=1_000).contains(&soc), "row {row}: soc {soc}");
+            assert!((-2_000..=3_000).contains(&p), "row {row}: {p} W");
+            soc_seen.push((p, soc));
+        }
+        // Charging is capped at 2 kW (500 Wh a quarter hour), then by the room left...
+        assert_eq!(soc_seen[0], (-2_000, 100));
+        assert_eq!(soc_seen[1], (-1_600, 600));
+        assert_eq!(soc_seen[2], (0, 1_000), "full: no more charge");
+        // ...discharging at 3 kW (750 Wh) until empty.
+        assert_eq!(soc_seen[4], (3_000, 1_000));
+        assert_eq!(soc_seen[5], (1_000, 250), "only what is left");
+        assert_eq!(soc_seen[6], (0, 0));
     }
 }
 

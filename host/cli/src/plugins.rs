@@ -174,6 +174,14 @@ pub fn island_manifest(
         t.insert("column".into(), p.profile.clone().into());
         t.insert("units".into(), (p.units as i64).into());
         t.insert("consumer".into(), (!p.producer).into());
+        if let Some(b) = &p.battery {
+            let mut limits = toml::Table::new();
+            limits.insert("capacity_wh".into(), (b.capacity_wh as i64).into());
+            limits.insert("initial_wh".into(), (b.initial_wh as i64).into());
+            limits.insert("max_charge_w".into(), (b.max_charge_w as i64).into());
+            limits.insert("max_discharge_w".into(), (b.max_discharge_w as i64).into());
+            t.insert("battery".into(), limits.into());
+        }
         devices.push(toml::Value::Table(t));
         bindings.push(DeviceBinding {
             name: p.meter.clone(),

@@ -169,6 +169,20 @@ pub struct Participant {
     pub renewable: bool,
     /// Limit price, micro-tokens per kWh: an offer's minimum or a bid's maximum.
     pub limit_price: u64,
+    /// A store: its profile is what it is asked to do; its device plugin applies these limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery: Option<BatteryLimits>,
+}
+
+/// A battery's size and limits (for its simulated device).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatteryLimits {
+    pub capacity_wh: u64,
+    /// State of charge at the start of each simulated day.
+    pub initial_wh: u64,
+    pub max_charge_w: u64,
+    pub max_discharge_w: u64,
 }
 
 /// Delivery periods and the contracts that move with them.
