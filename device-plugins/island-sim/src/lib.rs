@@ -151,38 +151,6 @@ impl Sim {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_battery_stays_within_its_charge_and_limits() {
-        let b = Battery {
-            capacity_wh: 1_000,
-            initial_wh: 100,
-            max_charge_w: 2_000,
-            max_discharge_w: 3_000,
-        };
-        // Asked to charge 5 kW for 4 quarter hours, then discharge 5 kW for 4.
-        let rows = [-5_000, -5_000, -5_000, -5_000, 5_000, 5_000, 5_000, 5_000];
-        let mut soc_seen = Vec::new();
-        for row in 0..rows.len() {
-            let (p, soc) = b.power(&rows, row);
-            assert!((0..=1_000).contains(&soc), "row {row}: soc {soc}");
-            assert!((-2_000..=3_000).contains(&p), "row {row}: {p} W");
-            soc_seen.push((p, soc));
-        }
-        // Charging is capped at 2 kW (500 Wh a quarter hour), then by the room left...
-        assert_eq!(soc_seen[0], (-2_000, 100));
-        assert_eq!(soc_seen[1], (-1_600, 600));
-        assert_eq!(soc_seen[2], (0, 1_000), "full: no more charge");
-        // ...discharging at 3 kW (750 Wh) until empty.
-        assert_eq!(soc_seen[4], (3_000, 1_000));
-        assert_eq!(soc_seen[5], (1_000, 250), "only what is left");
-        assert_eq!(soc_seen[6], (0, 0));
-    }
-}
-
 /// FNV-1a of a name and a number: cheap, deterministic variation.
 fn fnv(name: &str, n: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -228,3 +196,35 @@ impl Guest for Plugin {
 // symbols, and the host linker cannot take their names.
 #[cfg(target_arch = "wasm32")]
 export!(Plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_battery_stays_within_its_charge_and_limits() {
+        let b = Battery {
+            capacity_wh: 1_000,
+            initial_wh: 100,
+            max_charge_w: 2_000,
+            max_discharge_w: 3_000,
+        };
+        // Asked to charge 5 kW for 4 quarter hours, then discharge 5 kW for 4.
+        let rows = [-5_000, -5_000, -5_000, -5_000, 5_000, 5_000, 5_000, 5_000];
+        let mut soc_seen = Vec::new();
+        for row in 0..rows.len() {
+            let (p, soc) = b.power(&rows, row);
+            assert!((0..=1_000).contains(&soc), "row {row}: soc {soc}");
+            assert!((-2_000..=3_000).contains(&p), "row {row}: {p} W");
+            soc_seen.push((p, soc));
+        }
+        // Charging is capped at 2 kW (500 Wh a quarter hour), then by the room left...
+        assert_eq!(soc_seen[0], (-2_000, 100));
+        assert_eq!(soc_seen[1], (-1_600, 600));
+        assert_eq!(soc_seen[2], (0, 1_000), "full: no more charge");
+        // ...discharging at 3 kW (750 Wh) until empty.
+        assert_eq!(soc_seen[4], (3_000, 1_000));
+        assert_eq!(soc_seen[5], (1_000, 250), "only what is left");
+        assert_eq!(soc_seen[6], (0, 0));
+    }
+}
