@@ -75,33 +75,17 @@ pub fn run(
     });
     let node = Node::in_memory(genesis.clone(), Path::new("."))?;
 
-    let (Some(dir), Some(file)) = (profiles.parent(), profiles.file_name()) else {
-        anyhow::bail!("bad profile path {}", profiles.display());
-    };
-    let mut config = toml::Table::new();
-    config.insert(
-        "profile".into(),
-        format!("/data/{}", file.to_string_lossy()).into(),
-    );
-    config.insert(
-        "market_start_ms".into(),
-        (genesis.genesis_time_ms as i64).into(),
-    );
-    config.insert("period_ms".into(), 60_000.into());
-    config.insert("mode".into(), "steady".into());
-    config.insert("power_w".into(), 1_000.into());
     let list: Vec<toml::Value> = (0..devices)
         .map(|i| {
             let (column, consumer) = COLUMNS[i % COLUMNS.len()];
-            let mut t = toml::Table::new();
-            t.insert("name".into(), name(i).into());
-            t.insert("column".into(), column.into());
-            t.insert("units".into(), 1.into());
-            t.insert("consumer".into(), consumer.into());
-            toml::Value::Table(t)
+            crate::plugins::sim_device(&name(i), column, 1, consumer).into()
         })
         .collect();
-    config.insert("devices".into(), list.into());
+    let (dir, mut config) =
+        crate::plugins::island_sim_config(profiles, genesis.genesis_time_ms, 60_000, list)?;
+    // Read by test-driver, the version swapped in.
+    config.insert("mode".into(), "steady".into());
+    config.insert("power_w".into(), 1_000.into());
     let manifest = gridledger_devices::PluginManifest {
         id: "bench".into(),
         wasm: plugins_dir.join("island_sim.wasm"),
@@ -112,7 +96,7 @@ pub fn run(
         memory_limit_bytes: 64 << 20,
         time_limit_ms: 5_000,
         connect: Vec::new(),
-        read_dir: Some(dir.to_path_buf()),
+        read_dir: Some(dir),
         config,
         devices: (0..devices)
             .map(|i| gridledger_devices::DeviceBinding {

@@ -148,9 +148,6 @@ pub fn island_manifest(
         .parent()
         .unwrap_or(Path::new("."))
         .join(&sim.profiles);
-    let (Some(dir), Some(file)) = (profile.parent(), profile.file_name()) else {
-        bail!("bad profile path {}", profile.display());
-    };
     let wasm = plugins_dir.join("island_sim.wasm");
     if !wasm.exists() {
         bail!(
@@ -169,11 +166,7 @@ pub fn island_manifest(
     let mut devices = Vec::new();
     let mut bindings = Vec::new();
     for p in &sim.participants {
-        let mut t = toml::Table::new();
-        t.insert("name".into(), p.meter.clone().into());
-        t.insert("column".into(), p.profile.clone().into());
-        t.insert("units".into(), (p.units as i64).into());
-        t.insert("consumer".into(), (!p.producer).into());
+        let mut t = sim_device(&p.meter, &p.profile, p.units, !p.producer);
         if let Some(b) = &p.battery {
             let mut limits = toml::Table::new();
             limits.insert("capacity_wh".into(), (b.capacity_wh as i64).into());
@@ -189,17 +182,12 @@ pub fn island_manifest(
             key_file: None,
         });
     }
-    let mut config = toml::Table::new();
-    config.insert(
-        "profile".into(),
-        format!("/data/{}", file.to_string_lossy()).into(),
-    );
-    config.insert(
-        "market_start_ms".into(),
-        (market.start(genesis.genesis_time_ms) as i64).into(),
-    );
-    config.insert("period_ms".into(), (market.period_ms as i64).into());
-    config.insert("devices".into(), devices.into());
+    let (dir, config) = island_sim_config(
+        &profile,
+        market.start(genesis.genesis_time_ms),
+        market.period_ms,
+        devices,
+    )?;
     Ok(Some(PluginManifest {
         id: "island-sim".into(),
         wasm,
@@ -209,8 +197,40 @@ pub fn island_manifest(
         memory_limit_bytes: 32 << 20,
         time_limit_ms: 1_000,
         connect: Vec::new(),
-        read_dir: Some(dir.to_path_buf()),
+        read_dir: Some(dir),
         config,
         devices: bindings,
     }))
+}
+
+/// One device in the `island-sim` plugin's config: a profile column times `units`.
+pub fn sim_device(name: &str, column: &str, units: u64, consumer: bool) -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("name".into(), name.into());
+    t.insert("column".into(), column.into());
+    t.insert("units".into(), (units as i64).into());
+    t.insert("consumer".into(), consumer.into());
+    t
+}
+
+/// The `island-sim` config for `devices`, reading `profile` from the directory it is granted
+/// (returned beside the config).
+pub fn island_sim_config(
+    profile: &Path,
+    market_start_ms: u64,
+    period_ms: u64,
+    devices: Vec<toml::Value>,
+) -> Result<(std::path::PathBuf, toml::Table)> {
+    let (Some(dir), Some(file)) = (profile.parent(), profile.file_name()) else {
+        bail!("bad profile path {}", profile.display());
+    };
+    let mut config = toml::Table::new();
+    config.insert(
+        "profile".into(),
+        format!("/data/{}", file.to_string_lossy()).into(),
+    );
+    config.insert("market_start_ms".into(), (market_start_ms as i64).into());
+    config.insert("period_ms".into(), (period_ms as i64).into());
+    config.insert("devices".into(), devices.into());
+    Ok((dir.to_path_buf(), config))
 }
