@@ -17,7 +17,7 @@ use gridledger_node::{Node, NodeError, QueryError, TxStatus};
 use gridledger_types::merkle::ListProof;
 use gridledger_types::schema;
 use gridledger_types::{Address, Block, Hash32, Receipt, SignedTx, hash::parse_hex32};
-use proofs::{StateProofBundle, TxProof};
+use proofs::{StateProofBundle, StateProofsBundle, TxProof};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -92,6 +92,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/proposals", get(list_proposals))
         .route("/v1/proposals/{id}", get(get_proposal))
         .route("/v1/state/{key}/proof", get(state_proof))
+        .route("/v1/state/proofs", get(state_proofs))
         .with_state(node)
 }
 
@@ -407,16 +408,33 @@ struct ProofParams {
 }
 
 fn prove(node: &Node, key: &[u8], height: Option<u64>) -> ApiResult<StateProofBundle> {
+    let StateProofsBundle {
+        header,
+        mut proofs,
+        finality,
+    } = prove_keys(node, &[key.to_vec()], height)?;
+    Ok(StateProofBundle {
+        header,
+        proof: proofs.remove(0),
+        finality,
+    })
+}
+
+/// Proves `keys` into the header at `height` (default: the head).
+fn prove_keys(node: &Node, keys: &[Vec<u8>], height: Option<u64>) -> ApiResult<StateProofsBundle> {
     let snap = node.snapshot()?;
     let height = height.unwrap_or(node.head().height);
     let header = snap
         .block(height)?
         .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?
         .header;
-    let proof = snap.prove(key, height)?;
-    Ok(StateProofBundle {
+    let proofs = keys
+        .iter()
+        .map(|k| snap.prove(k, height))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StateProofsBundle {
         header,
-        proof,
+        proofs,
         finality: finality(node, height)?,
     })
 }
@@ -443,6 +461,39 @@ async fn state_proof(
     let key =
         hex::decode(&key).map_err(|e| ApiError::bad("bad_key", format!("key is not hex: {e}")))?;
     Ok(Json(prove(&node, &key, p.height)?))
+}
+
+/// Most keys one `/v1/state/proofs` request may ask for.
+const MAX_PROOF_KEYS: usize = 64;
+
+#[derive(Deserialize)]
+struct ProofsParams {
+    /// State keys, hex, separated by commas.
+    keys: String,
+    height: Option<u64>,
+}
+
+/// Proofs of several raw state keys into one header: a record and what it depends on.
+async fn state_proofs(
+    State(node): State<Arc<Node>>,
+    Query(p): Query<ProofsParams>,
+) -> ApiResult<Json<StateProofsBundle>> {
+    let keys = p
+        .keys
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            hex::decode(k)
+                .map_err(|e| ApiError::bad("bad_key", format!("key {k:?} is not hex: {e}")))
+        })
+        .collect::<ApiResult<Vec<Vec<u8>>>>()?;
+    if keys.is_empty() || keys.len() > MAX_PROOF_KEYS {
+        return Err(ApiError::bad(
+            "bad_key",
+            format!("ask for 1 to {MAX_PROOF_KEYS} keys, not {}", keys.len()),
+        ));
+    }
+    Ok(Json(prove_keys(&node, &keys, p.height)?))
 }
 
 /// Proof of an account's balance and nonce.

@@ -68,6 +68,16 @@ pub struct StateProofBundle {
     pub finality: Option<Finality>,
 }
 
+/// Several state keys (values or absences) proven into one block header: a market record
+/// and what it depends on, say, a trade or a period's settlement with its meter reading.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StateProofsBundle {
+    pub header: Header,
+    pub proofs: Vec<StateProof>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finality: Option<Finality>,
+}
+
 fn check_header(header: &Header, trusted: Option<&Hash32>) -> Result<(), String> {
     match trusted {
         Some(h) if header.hash() != *h => Err(format!(
@@ -113,5 +123,27 @@ impl StateProofBundle {
             ));
         }
         self.proof.verify(&self.header.state_root)
+    }
+}
+
+impl StateProofsBundle {
+    pub fn verify(&self, trusted: Option<&Hash32>) -> Result<(), String> {
+        check_header(&self.header, trusted)?;
+        if self.proofs.is_empty() {
+            return Err("the bundle proves no key".into());
+        }
+        for p in &self.proofs {
+            if p.height != self.header.height {
+                return Err(format!(
+                    "key {}: proof is for height {}, header is {}",
+                    hex::encode(&p.key),
+                    p.height,
+                    self.header.height
+                ));
+            }
+            p.verify(&self.header.state_root)
+                .map_err(|e| format!("key {}: {e}", hex::encode(&p.key)))?;
+        }
+        Ok(())
     }
 }

@@ -298,6 +298,77 @@ async function execute(me, contract, msg, funds) {
   throw new Error(`transaction ${hash} not included yet`);
 }
 
+// ---------- proofs of market records ----------
+// Trades and settlements are written by the market at period boundaries, not by a transaction
+// of their own, so their proof is of the market's storage: the keys below (the SDK's map-key
+// encoding, documented with /v1/state/proofs), proven into a finalized header.
+
+const be = (n, bytes) => le(n, bytes).reverse();
+const keyPart = (b) => { const out = []; for (const x of b) { out.push(x); if (x === 0) out.push(0xff); } out.push(0, 0); return new Uint8Array(out); };
+const marketKey = (namespace, ...parts) => hex(cat(new Uint8Array([4]), unhex(state.contracts.market), keyPart(utf8(namespace)), ...parts));
+const recordKey = {
+  trade: (period, index) => marketKey("trd", be(period, 8), be(index, 8)),
+  period: (period) => marketKey("per", be(period, 8)),
+  reading: (period, who) => marketKey("rd", be(period, 8), unhex(who)),
+};
+
+/// A market `Trade` from its postcard bytes (varints, addresses as their 32 bytes, a bool byte).
+function decodeTrade(bytes) {
+  let i = 0;
+  const byte = () => { if (i >= bytes.length) throw new Error("the proven trade is truncated"); return bytes[i++]; };
+  const varint = () => { let v = 0n, shift = 0n; for (;;) { const b = byte(); v |= BigInt(b & 0x7f) << shift; if (!(b & 0x80)) return Number(v); shift += 7n; } };
+  const address = () => { if (i + 32 > bytes.length) throw new Error("the proven trade is truncated"); i += 32; return hex(bytes.subarray(i - 32, i)); };
+  const t = { period: varint(), seller: address(), buyer: address(), offer_id: varint(), bid_id: varint(), wh: varint(), price: varint(), renewable: byte() === 1 };
+  if (i !== bytes.length) throw new Error("the proven trade has trailing bytes");
+  return t;
+}
+
+function saveJson(file, value) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([JSON.stringify(value, null, 2)], { type: "application/json" }));
+  link.download = file;
+  link.click();
+}
+
+// What "verify" found per record (by its keys), kept across the pages' live redraws.
+const proofMarks = new Map();
+
+/// A "verify" link for a record: its state keys, the file name, and the trade shown (if any).
+const proofLink = (keys, file, trade) => proofMarks.get(keys.join(",")) ||
+  `<a href="#" class="record-proof" data-keys="${keys.join(",")}" data-file="${esc(file)}"${trade ? ` data-trade="${esc(JSON.stringify(trade))}"` : ""}>verify</a>`;
+
+/// Wires the "verify" links under `root`. A click fetches the bundle, checks here that it
+/// proves exactly the record's keys, that every one holds a value, and that a trade's proven
+/// value is the row shown; then saves it for `gridledger verify --genesis`, which checks the
+/// Merkle paths and the validators' finality certificate offline.
+function wireRecordProofs(root) {
+  const mark = (a, html) => {
+    proofMarks.set(a.dataset.keys, html);
+    // The page may have been redrawn by a live update while the proof was on its way.
+    if (a.parentElement) a.outerHTML = html;
+  };
+  for (const a of root.querySelectorAll("a.record-proof")) {
+    a.onclick = async (ev) => {
+      ev.preventDefault();
+      try {
+        const keys = a.dataset.keys.split(",");
+        const bundle = await api(`/v1/state/proofs?keys=${a.dataset.keys}`);
+        if (bundle.proofs.map((p) => p.key).join(",") !== keys.join(",")) throw new Error("the node proved other keys");
+        if (bundle.proofs.some((p) => p.value == null)) throw new Error("the record is not in the chain's state");
+        if (a.dataset.trade) {
+          const shown = JSON.parse(a.dataset.trade);
+          const proven = decodeTrade(unhex(bundle.proofs[0].value));
+          for (const k of Object.keys(proven)) if (proven[k] !== shown[k]) throw new Error(`the proven trade differs in ${k}`);
+        }
+        saveJson(a.dataset.file, bundle);
+        mark(a, `<span class="tag green" title="saved ${esc(a.dataset.file)}: check it with gridledger verify --genesis">✓ block ${bundle.header.height}${bundle.finality ? ", final" : ""}</span>`);
+      } catch (e) {
+        mark(a, `<span class="tag red" title="${esc(e.message)}">✗ ${esc(e.message)}</span>`);
+      }
+    };
+  }
+}
+
 let me = null;
 
 async function restoreKey() {
@@ -347,8 +418,10 @@ pages.participant = async function (root) {
     .flat().filter((o) => o.owner === me.address);
   const past = [];
   for (let p = current; p >= 0 && p > current - 12; p--) past.push(p);
+  // A trade's index within its period is its position in the `trades` answer: its storage key.
   const trades = (await Promise.all(past.map((p) => query("market", { trades: { period: p, limit: 500 } }))))
-    .flat().filter((t) => t.buyer === me.address || t.seller === me.address);
+    .flatMap((list) => list.map((t, index) => ({ trade: t, index })))
+    .filter(({ trade: t }) => t.buyer === me.address || t.seller === me.address);
   const txs = JSON.parse(sessionStorage.getItem("gridledger-txs") || "[]");
   // Settlement: what I sold or bought in each recent period against what my meter reported.
   const [mySummaries, myParties] = await Promise.all([
@@ -412,15 +485,20 @@ pages.participant = async function (root) {
     };
   }
   root.querySelector("#my-trades").innerHTML = table([
-    { label: "period", num: true }, { label: "side" }, { label: "with" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true },
-  ], trades.map((t) => [t.period, t.buyer === me.address ? "bought" : "sold",
-    esc(name(t.buyer === me.address ? t.seller : t.buyer)), kwh(t.wh), tok(t.price)]), "no trades in the last 12 periods");
+    { label: "period", num: true }, { label: "side" }, { label: "with" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true }, { label: "proof" },
+  ], trades.map(({ trade: t, index }) => [t.period, t.buyer === me.address ? "bought" : "sold",
+    esc(name(t.buyer === me.address ? t.seller : t.buyer)), kwh(t.wh), tok(t.price),
+    proofLink([recordKey.trade(t.period, index)], `trade-${t.period}-${index}.json`, t)]), "no trades in the last 12 periods");
   root.querySelector("#my-settlement").innerHTML = table([
     { label: "period", num: true }, { label: "sold kWh", num: true }, { label: "metered out", num: true },
-    { label: "bought kWh", num: true }, { label: "metered in", num: true }, { label: "" },
+    { label: "bought kWh", num: true }, { label: "metered in", num: true }, { label: "" }, { label: "proof" },
   ], settlements.map((x) => [x.period, kwh(x.sold_wh), x.produced_wh == null ? "–" : kwh(x.produced_wh), kwh(x.bought_wh),
     x.consumed_wh == null ? "–" : kwh(x.consumed_wh),
-    x.settled ? `<span class="tag green">settled</span>` : `<span class="tag amber">awaiting readings</span>`]),
+    x.settled ? `<span class="tag green">settled</span>` : `<span class="tag amber">awaiting readings</span>`,
+    // The settlement's proof: the period's summary, my meter reading and my trades in it.
+    x.settled && x.produced_wh != null ? proofLink([recordKey.period(x.period), recordKey.reading(x.period, me.address),
+      ...trades.filter(({ trade: t }) => t.period === x.period).map(({ index }) => recordKey.trade(x.period, index))],
+    `settlement-${x.period}.json`) : ""]),
   "nothing to settle in the last 12 periods");
   root.querySelector("#my-txs").innerHTML = table([
     { label: "what" }, { label: "result" }, { label: "transaction" }, { label: "proof" },
@@ -431,13 +509,10 @@ pages.participant = async function (root) {
     a.onclick = async (ev) => {
       ev.preventDefault();
       const t = await api(`/v1/txs/${a.dataset.hash}`);
-      const blob = new Blob([JSON.stringify(t.proof, null, 2)], { type: "application/json" });
-      const link = document.createElement("a");
-      link.href = URL.createObjectURL(blob);
-      link.download = `tx-${a.dataset.hash.slice(0, 12)}.json`;
-      link.click();
+      saveJson(`tx-${a.dataset.hash.slice(0, 12)}.json`, t.proof);
     };
   }
+  wireRecordProofs(root);
 };
 
 async function placeOrder(root, period, price) {
@@ -526,13 +601,15 @@ pages.supervision = async function (root) {
 
   // The audit log: every trade and every settlement of the periods looked at.
   const rows = [];
-  trades.forEach((list) => list.forEach((t) => rows.push({
+  trades.forEach((list) => list.forEach((t, index) => rows.push({
     period: t.period, kind: "trade", seller: name(t.seller), buyer: name(t.buyer), kwh: t.wh / 1000,
     price: t.price / TOK, value: Math.floor((t.wh * t.price) / 1000) / TOK, note: t.renewable ? "renewable" : "",
+    proof: () => proofLink([recordKey.trade(t.period, index)], `trade-${t.period}-${index}.json`, t),
   })));
   summaries.forEach((s) => { if (s && s.settled) rows.push({
     period: s.period, kind: "settlement", seller: "", buyer: "", kwh: s.delivered_wh / 1000, price: s.clearing_price / TOK,
     value: s.settled_value / TOK, note: `subsidy ${tok(s.subsidy_paid)} · penalties ${tok(s.penalties)} · imbalance ${tok(s.imbalance_paid)}`,
+    proof: () => proofLink([recordKey.period(s.period)], `settlement-${s.period}.json`),
   }); });
   rows.sort((a, b) => b.period - a.period || a.kind.localeCompare(b.kind));
 
@@ -578,15 +655,16 @@ pages.supervision = async function (root) {
   filterInput.value = auditFilter.text;
   kindSelect.value = auditFilter.kind;
   const shown = () => rows.filter((r) => (auditFilter.kind === "all" || r.kind === auditFilter.kind)
-    && (!auditFilter.text || Object.values(r).join(" ").toLowerCase().includes(auditFilter.text.toLowerCase())));
+    && (!auditFilter.text || [r.period, r.kind, r.seller, r.buyer, r.note].join(" ").toLowerCase().includes(auditFilter.text.toLowerCase())));
   const draw = () => {
     const list = shown();
     root.querySelector("#audit-count").textContent = `${list.length} of ${rows.length} records`;
     root.querySelector("#audit").innerHTML = table([
       { label: "period", num: true }, { label: "kind" }, { label: "seller" }, { label: "buyer" }, { label: "kWh", num: true },
-      { label: "tok/kWh", num: true }, { label: "value tok", num: true }, { label: "" },
+      { label: "tok/kWh", num: true }, { label: "value tok", num: true }, { label: "" }, { label: "proof" },
     ], list.slice(0, 300).map((r) => [r.period, r.kind, esc(r.seller), esc(r.buyer), r.kwh.toFixed(3), r.price.toFixed(6),
-      r.value.toFixed(6), esc(r.note)]), "no records match");
+      r.value.toFixed(6), esc(r.note), r.proof()]), "no records match");
+    wireRecordProofs(root.querySelector("#audit"));
   };
   filterInput.oninput = () => { auditFilter.text = filterInput.value; draw(); };
   kindSelect.onchange = () => { auditFilter.kind = kindSelect.value; draw(); };

@@ -9,11 +9,11 @@ mod devnet;
 mod plugins;
 mod sim;
 mod validators;
+mod verify;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use client::Client;
-use gridledger_api::proofs::{StateProofBundle, TxProof};
 use gridledger_types::{Address, GovAction, Hash32, Keypair, Payload, hash::parse_hex32};
 use std::path::PathBuf;
 
@@ -517,7 +517,7 @@ fn run(cli: Cli) -> Result<()> {
             file,
             header_hash,
             genesis,
-        } => verify(&file, header_hash.as_deref(), genesis.as_deref()),
+        } => verify::run(&file, header_hash.as_deref(), genesis.as_deref()),
         Command::Gov(g) => match g {
             GovCmd::ProposeUpgrade {
                 signer,
@@ -580,88 +580,4 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(b) => bench::run(b),
     }
-}
-
-/// Verifies a proof bundle file offline.
-/// Checks a bundle's finality against the validator set of `genesis`, if given.
-fn verify_finality(
-    header: &gridledger_types::Header,
-    finality: Option<&gridledger_api::proofs::Finality>,
-    genesis: Option<&std::path::Path>,
-) -> Result<bool> {
-    let Some(path) = genesis else {
-        return Ok(false);
-    };
-    let g = gridledger_node::Genesis::load(path)?;
-    if g.chain_id != header.chain_id {
-        bail!(
-            "INVALID: the header is of chain {}, the genesis of {}",
-            header.chain_id,
-            g.chain_id
-        );
-    }
-    let set = gridledger_consensus::ValidatorSet::<gridledger_consensus::crypto::Bls>::new(
-        g.validator_set()?.iter().map(|v| v.bls).collect(),
-        g.chain_id.as_bytes().to_vec(),
-    );
-    let f = finality.context("INVALID: the bundle carries no finality proof")?;
-    f.verify(header, &set)
-        .map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
-    Ok(true)
-}
-
-fn verify(
-    file: &PathBuf,
-    header_hash: Option<&str>,
-    genesis: Option<&std::path::Path>,
-) -> Result<()> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).context("proof file is not JSON")?;
-    let trusted = header_hash.map(parse_hash).transpose()?;
-    let finalized;
-    if v.get("tx_proof").is_some() {
-        let p: TxProof = serde_json::from_value(v).context("not a transaction proof bundle")?;
-        p.verify(trusted.as_ref())
-            .map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
-        finalized = verify_finality(&p.header, p.finality.as_ref(), genesis)?;
-        println!(
-            "valid: transaction {} is #{} of block {} ({}), receipt {}",
-            p.receipt.tx_hash.to_hex(),
-            p.tx_proof.index,
-            p.header.height,
-            p.header.hash().to_hex(),
-            if p.receipt.is_success() {
-                "success"
-            } else {
-                "failed"
-            }
-        );
-    } else {
-        let p: StateProofBundle = serde_json::from_value(v).context("not a state proof bundle")?;
-        p.verify(trusted.as_ref())
-            .map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
-        finalized = verify_finality(&p.header, p.finality.as_ref(), genesis)?;
-        match &p.proof.value {
-            Some(val) => println!(
-                "valid: key {} = {} at height {}",
-                hex::encode(&p.proof.key),
-                hex::encode(val),
-                p.header.height
-            ),
-            None => println!(
-                "valid: key {} is absent at height {}",
-                hex::encode(&p.proof.key),
-                p.header.height
-            ),
-        }
-    }
-    if finalized {
-        println!("final: a quorum of the genesis validators finalized this header");
-    } else if trusted.is_none() {
-        println!(
-            "note: checked against the bundle's own header; pass --genesis to check its finality certificate, or --header-hash to anchor it to a header you trust"
-        );
-    }
-    Ok(())
 }

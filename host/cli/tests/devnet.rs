@@ -237,6 +237,37 @@ fn devnet_serves_executes_proves_and_restarts() {
     let (ok, out, _) = cli(&net.url, &["verify", sp.to_str().unwrap()]);
     assert!(ok && out.contains("absent"), "{out}");
 
+    // Several keys into one header: the account (present) and the unused address (absent);
+    // a request for no keys, a non-hex key or too many keys is refused.
+    let account_key = format!("01{addr}");
+    let nobody_key = format!("01{nobody}");
+    let bundle = reqwest::blocking::get(format!(
+        "{}/v1/state/proofs?keys={account_key},{nobody_key}",
+        net.url
+    ))
+    .unwrap()
+    .text()
+    .unwrap();
+    std::fs::write(&sp, &bundle).unwrap();
+    let (ok, out, err) = cli(&net.url, &["verify", sp.to_str().unwrap()]);
+    assert!(ok && out.contains("valid: 2 keys"), "{out}{err}");
+    assert!(
+        out.contains(&format!("key {nobody_key} is absent")),
+        "{out}"
+    );
+    let mut forged: serde_json::Value = serde_json::from_str(&bundle).unwrap();
+    forged["proofs"][1]["value"] = serde_json::json!("00");
+    std::fs::write(&sp, forged.to_string()).unwrap();
+    let (ok, _, err) = cli(&net.url, &["verify", sp.to_str().unwrap()]);
+    assert!(!ok && err.contains("INVALID: key"), "{err}");
+    let too_many = vec![account_key.as_str(); 65].join(",");
+    for keys in ["", "zz", too_many.as_str()] {
+        let resp =
+            reqwest::blocking::get(format!("{}/v1/state/proofs?keys={keys}", net.url)).unwrap();
+        assert_eq!(resp.status(), 400, "keys={keys}");
+        assert_eq!(resp.json::<serde_json::Value>().unwrap()["code"], "bad_key");
+    }
+
     // Garbage through the API: a clear 400, and the node keeps going.
     let resp = reqwest::blocking::Client::new()
         .post(format!("{}/v1/txs", net.url))

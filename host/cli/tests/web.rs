@@ -1,7 +1,8 @@
 //! The web app in a real headless browser (Debian's chromium, driven by playwright-core)
 //! against a real `gridledger devnet`: every page loads live without console errors, and on the
 //! participant page bad input is refused by its field while a bid placed in the page reaches
-//! the order book and, once cleared, the trades (`host/api/web/e2e/pages.mjs`). Plus the
+//! the order book and, once cleared, the trades (`host/api/web/e2e/pages.mjs`), and the proofs
+//! the pages save for a trade and a settlement pass `gridledger verify --genesis`. Plus the
 //! machine-facing routes beside it: the live block stream, the metrics, the OpenAPI document.
 
 use std::io::{BufRead, BufReader, Read};
@@ -119,12 +120,17 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
 
     // Every page in headless Chromium: live content, no console errors, a screenshot each.
     let shots = repo().join("target/screenshots");
+    let trade_proof = shots.join("trade-proof.json");
+    let settlement_proof = shots.join("settlement-proof.json");
+    for stale in [&trade_proof, &settlement_proof] {
+        let _ = std::fs::remove_file(stale);
+    }
     let out = Command::new("node")
         .arg(web.join("e2e/pages.mjs"))
         .arg(&url)
         .arg(&shots)
         .env("PARTICIPANT_KEY", demo_key.trim())
-        .env("PARTICIPANT_ADDRESS", demo_address)
+        .env("PARTICIPANT_ADDRESS", &demo_address)
         .current_dir(&web)
         .output()
         .expect("run node");
@@ -144,4 +150,53 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
     for page in ["market", "grid", "chain", "supervision", "participant"] {
         assert!(shots.join(format!("{page}.png")).exists());
     }
+
+    // The proofs the pages saved for a trade and a settlement check out offline, finality
+    // included, and say what they prove; a tampered trade does not.
+    let genesis = repo().join("genesis/island.toml");
+    let verify = |file: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+            .arg("verify")
+            .arg(file)
+            .arg("--genesis")
+            .arg(&genesis)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = verify(&trade_proof);
+    assert!(ok, "{said}");
+    assert!(said.contains("market trade #"), "{said}");
+    assert!(
+        said.contains(&format!("\"buyer\":\"{demo_address}\"")),
+        "{said}"
+    );
+    assert!(said.contains("final: a quorum"), "{said}");
+    let (ok, said) = verify(&settlement_proof);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("market summary of period") && said.contains("\"settled\":true"),
+        "{said}"
+    );
+    assert!(said.contains("final: a quorum"), "{said}");
+    let mut tampered: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trade_proof).unwrap()).unwrap();
+    let value = tampered["proofs"][0]["value"].as_str().unwrap().to_string();
+    // The last byte is the trade's `renewable` flag.
+    let flipped = format!(
+        "{}{}",
+        &value[..value.len() - 2],
+        if value.ends_with("01") { "00" } else { "01" }
+    );
+    tampered["proofs"][0]["value"] = serde_json::json!(flipped);
+    std::fs::write(&trade_proof, tampered.to_string()).unwrap();
+    let (ok, said) = verify(&trade_proof);
+    assert!(
+        !ok && said.contains("INVALID"),
+        "a tampered trade must not verify: {said}"
+    );
 }

@@ -110,6 +110,10 @@ async function participant(page) {
   } catch (_) {
     failures.push("participant: the bid never showed up among the trades");
   }
+  // The trade's "verify": the page checks the bundle against the row and saves it (the Rust
+  // test then checks it with `gridledger verify --genesis`).
+  await saveRecordProof(page, "#my-trades", "tr:has-text('bought') a.record-proof", `${outDir}/trade-proof.json`);
+  await page.screenshot({ path: `${outDir}/participant-trades.png`, fullPage: true });
   await page.goto(`${url}/#market`);
   await page.waitForSelector("#price-chart .uplot", { timeout: 30_000 });
   console.log("participant: ok");
@@ -128,4 +132,24 @@ async function auditExport(page) {
   if (csv.length < 2) failures.push("audit csv: no rows for wind-1's trades");
   if (!csv.slice(1).every((l) => l.includes(",trade,") && l.includes("wind-1"))) failures.push("audit csv: the filter was not applied");
   console.log(`supervision: csv export ok (${csv.length - 1} rows)`);
+  // A settlement's "verify" from the audit log.
+  await page.fill("#audit-filter", "");
+  await page.selectOption("#audit-kind", "settlement");
+  await saveRecordProof(page, "#audit", "a.record-proof", `${outDir}/settlement-proof.json`);
+}
+
+/// Clicks the first "verify" link matching `selector` inside `container`, saves the bundle it
+/// downloads to `path` and waits for the page's own check to mark the record proven.
+async function saveRecordProof(page, container, selector, path) {
+  try {
+    const link = page.locator(`${container} ${selector}`).first();
+    await link.waitFor({ timeout: 30_000 });
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: 30_000 }), link.click()]);
+    await download.saveAs(path);
+    await page.waitForFunction((c) => document.querySelector(c)?.textContent.includes("✓ block"), container, { timeout: 10_000 });
+    if (await page.locator(`${container} .tag.red`).count()) failures.push(`${container}: a record failed its check`);
+    console.log(`proof saved: ${path}`);
+  } catch (e) {
+    failures.push(`${container} ${selector}: no proof, or not marked proven (${e.message.split("\n")[0]})`);
+  }
 }
