@@ -127,6 +127,15 @@ fn op(code: ErrorCode, msg: impl Into<String>) -> Fail {
     Fail::Op(OpError(code, msg.into(), 0))
 }
 
+/// Whether executing a transaction must check its signature. A node skips the check only for
+/// the exact bytes it already verified when admitting them to its mempool (the transaction
+/// hash covers the signature), so each validator checks each signature once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureCheck {
+    Verify,
+    AlreadyVerified,
+}
+
 /// The successful outcome of an operation.
 pub(crate) struct Done {
     pub(crate) gas: u64,
@@ -147,13 +156,24 @@ impl Executor {
 
     /// The stateless checks: signature, chain id, gas floor.
     pub fn check_stateless(&self, tx: &SignedTx, encoded_len: usize) -> Result<(), Rejected> {
+        self.check_stateless_as(tx, encoded_len, SignatureCheck::Verify)
+    }
+
+    fn check_stateless_as(
+        &self,
+        tx: &SignedTx,
+        encoded_len: usize,
+        signature: SignatureCheck,
+    ) -> Result<(), Rejected> {
         if tx.body.chain_id != self.params.chain_id {
             return Err(Rejected::WrongChain {
                 got: tx.body.chain_id.clone(),
                 want: self.params.chain_id.clone(),
             });
         }
-        tx.verify_signature().map_err(Rejected::BadSignature)?;
+        if signature == SignatureCheck::Verify {
+            tx.verify_signature().map_err(Rejected::BadSignature)?;
+        }
         let need = self.intrinsic_gas(tx, encoded_len);
         if tx.body.gas_limit < need {
             return Err(Rejected::GasTooLow {
@@ -210,11 +230,12 @@ impl Executor {
         state: &mut StateStack,
         tx: &SignedTx,
         encoded_len: usize,
+        signature: SignatureCheck,
     ) -> Result<Result<Receipt, Rejected>, HostFault> {
         let body = &tx.body;
         let mut sender = ledger::account(state, &body.sender)?;
         if let Err(r) = self
-            .check_stateless(tx, encoded_len)
+            .check_stateless_as(tx, encoded_len, signature)
             .and_then(|_| self.check_stateful(state, tx, sender.nonce))
         {
             return Ok(Err(r));

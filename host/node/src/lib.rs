@@ -14,7 +14,7 @@ pub mod mempool;
 pub mod testing;
 pub mod validator;
 
-pub use exec::{ChainParams, Executor, Rejected};
+pub use exec::{ChainParams, Executor, Rejected, SignatureCheck};
 pub use genesis::{Genesis, GenesisError, MarketClock};
 
 use gridledger_state::{Changes, Snapshot, StateStack, Store, StoreError};
@@ -309,9 +309,20 @@ impl Node {
             Some(p) => (p.time_ms, p.txs),
             None => (head.time_ms + 1, Vec::new()),
         };
+        // What this node admitted to its mempool it has verified already.
+        let candidates = {
+            let pool = self.mempool.lock();
+            with_lengths(txs, |t| {
+                if pool.contains(&t.hash()) {
+                    SignatureCheck::AlreadyVerified
+                } else {
+                    SignatureCheck::Verify
+                }
+            })
+        };
         self.build_block(
             time_ms,
-            with_lengths(txs),
+            candidates,
             Some(ConsensusCommit {
                 digest: proposal.digest(),
                 proof: proof.encode(),
@@ -370,8 +381,12 @@ impl Node {
     /// Checks a transaction a peer passed on and queues it (without passing it on again).
     pub fn submit_relayed(&self, bytes: &[u8]) -> Result<Hash32, Rejected> {
         let tx = SignedTx::decode(bytes).map_err(|e| Rejected::Malformed(e.to_string()))?;
-        self.exec.check_stateless(&tx, bytes.len())?;
         let hash = tx.hash();
+        // Gossip brings most transactions more than once: a duplicate costs no signature check.
+        if self.mempool.lock().contains(&hash) {
+            return Err(Rejected::Duplicate);
+        }
+        self.exec.check_stateless(&tx, bytes.len())?;
         let snap = self
             .store
             .snapshot()
@@ -396,7 +411,13 @@ impl Node {
 
     /// Executes pending transactions into the next block and commits it.
     pub fn produce_block(&self, now_ms: u64) -> Result<Arc<CommittedBlock>, NodeError> {
-        let candidates = self.mempool.lock().select(MAX_BLOCK_TXS);
+        let candidates = self
+            .mempool
+            .lock()
+            .select(MAX_BLOCK_TXS)
+            .into_iter()
+            .map(|(tx, len)| (tx, len, SignatureCheck::AlreadyVerified))
+            .collect();
         self.build_block(now_ms, candidates, None)
     }
 
@@ -408,13 +429,13 @@ impl Node {
         now_ms: u64,
         txs: Vec<SignedTx>,
     ) -> Result<Arc<CommittedBlock>, NodeError> {
-        self.build_block(now_ms, with_lengths(txs), None)
+        self.build_block(now_ms, with_lengths(txs, |_| SignatureCheck::Verify), None)
     }
 
     fn build_block(
         &self,
         now_ms: u64,
-        candidates: Vec<(SignedTx, usize)>,
+        candidates: Vec<(SignedTx, usize, SignatureCheck)>,
         consensus: Option<ConsensusCommit>,
     ) -> Result<Arc<CommittedBlock>, NodeError> {
         let _guard = self.producing.lock();
@@ -431,11 +452,14 @@ impl Node {
         let mut txs = Vec::new();
         let mut receipts = Vec::new();
         let mut refused: Vec<Address> = Vec::new();
-        for (tx, len) in candidates {
+        for (tx, len, signature) in candidates {
             if refused.contains(&tx.body.sender) {
                 continue;
             }
-            match self.exec.apply(&block_env, &mut state, &tx, len)? {
+            match self
+                .exec
+                .apply(&block_env, &mut state, &tx, len, signature)?
+            {
                 Ok(r) => {
                     receipts.push(r);
                     txs.push(tx);
@@ -734,12 +758,17 @@ fn reading_rules(genesis: &Genesis) -> Option<devices::ReadingRules> {
     })
 }
 
-/// Transactions with their encoded lengths (what block building charges gas for).
-fn with_lengths(txs: Vec<SignedTx>) -> Vec<(SignedTx, usize)> {
+/// Transactions with their encoded lengths (what block building charges gas for) and whether
+/// their signatures still need checking.
+fn with_lengths(
+    txs: Vec<SignedTx>,
+    check: impl Fn(&SignedTx) -> SignatureCheck,
+) -> Vec<(SignedTx, usize, SignatureCheck)> {
     txs.into_iter()
         .map(|t| {
             let len = t.encode().len();
-            (t, len)
+            let c = check(&t);
+            (t, len, c)
         })
         .collect()
 }

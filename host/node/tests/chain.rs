@@ -510,3 +510,54 @@ fn restart_resumes_with_the_same_state_root() {
         .expect("must refuse");
     assert!(err.to_string().contains("VM settings"), "{err}");
 }
+
+/// Executing a finalized proposal skips the signature check only for the exact bytes this node
+/// verified when admitting them to its mempool: a transaction it never saw is checked, and
+/// one with a bad signature is left out of the block.
+#[test]
+fn finalized_proposals_check_the_signatures_the_mempool_did_not() {
+    use gridledger_consensus::crypto::{Bls, BlsSecret, VoteScheme};
+    use gridledger_consensus::{Certificate, Digest, Proposal, VoteKind};
+    use gridledger_node::finality::{BlockPayload, FinalityProof, ProposalHeader};
+
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000);
+    let bob = chain.account("bob", 1_000_000);
+    let transfer = Payload::Transfer {
+        to: Address([9; 32]),
+        amount: 1,
+    };
+    let pooled = chain.sign(&alice, transfer.clone(), TX_GAS);
+    chain.node.submit(&pooled.encode()).expect("admitted");
+    let mut unseen_forged = chain.sign(&bob, transfer, TX_GAS);
+    unseen_forged.signature = Signature([7; 64]);
+
+    let head = chain.node.head();
+    let proposal = Proposal {
+        view: 7,
+        height: head.height + 1,
+        parent: Digest::ZERO,
+        parent_view: 0,
+        payload: BlockPayload {
+            time_ms: head.time_ms + 1_000,
+            txs: vec![unseen_forged, pooled.clone()],
+        }
+        .encode(),
+    };
+    // The node does not re-check the certificate (consensus did); any well-formed one will do.
+    let certificate = Certificate::<Bls> {
+        kind: VoteKind::Finalize,
+        view: 7,
+        digest: proposal.digest(),
+        signers: vec![1],
+        signature: Bls::sign(&BlsSecret::from_seed(b"test validator"), b"finalize"),
+    };
+    let proof = FinalityProof::new(&certificate, vec![ProposalHeader::of(&proposal)]);
+    let block = chain
+        .node
+        .commit_finalized(&proposal, &proof, chain.grid_company.address())
+        .expect("committed");
+    assert_eq!(block.tx_hashes, vec![pooled.hash()]);
+    assert_eq!(chain.nonce(&alice.address()), 1);
+    assert_eq!(chain.nonce(&bob.address()), 0, "the forged transfer ran");
+}
