@@ -28,9 +28,15 @@ pub enum BenchCmd {
         /// Print one JSON object on the last line.
         #[arg(long)]
         json: bool,
-        /// Transfers to finalize.
-        #[arg(long, default_value_t = 40_000)]
+        /// Transfers submitted at once for the throughput figure.
+        #[arg(long, default_value_t = 20_000)]
         txs: usize,
+        /// Transfers per second offered for the latency figures...
+        #[arg(long, default_value_t = 2_000)]
+        rate: usize,
+        /// ...for this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
         /// Least time between blocks.
         #[arg(long, default_value_t = 100)]
         block_ms: u64,
@@ -78,8 +84,18 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Cluster {
             json,
             txs,
+            rate,
+            seconds,
             block_ms,
-        } => crate::bench_cluster::run(json, txs, block_ms),
+        } => crate::bench_cluster::run(
+            json,
+            crate::bench_cluster::Load {
+                burst: txs,
+                rate,
+                seconds,
+                block_ms,
+            },
+        ),
         BenchCmd::Devices {
             json,
             devices,

@@ -46,6 +46,15 @@ fn qc_verify_us(n: usize) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() * 1e6 / rounds as f64)
 }
 
+/// CPU time this process has used (user + system), from `/proc/self/stat` (Linux only).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -53,7 +62,25 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-pub fn run(json: bool, txs: usize, block_ms: u64) -> Result<()> {
+/// What one run measures.
+pub struct Load {
+    /// Transfers submitted all at once (the throughput phase).
+    pub burst: usize,
+    /// Transfers per second offered in the latency phase, and for how long.
+    pub rate: usize,
+    pub seconds: f64,
+    pub block_ms: u64,
+}
+
+pub fn run(json: bool, load: Load) -> Result<()> {
+    let Load {
+        burst,
+        rate,
+        seconds,
+        block_ms,
+    } = load;
+    let paced = (rate as f64 * seconds) as usize;
+    let txs = burst + paced;
     let qc4 = qc_verify_us(4)?;
     let qc100 = qc_verify_us(100)?;
     println!("verify a quorum certificate of 4 validators:   {qc4:.0} µs");
@@ -143,30 +170,43 @@ pub fn run(json: bool, txs: usize, block_ms: u64) -> Result<()> {
                 )
             })
             .collect();
-        let outcome = drive(&nodes, &signed).await;
+        let outcome = async {
+            let saturated = drive(&nodes, &signed[..burst], None).await?;
+            let steady = drive(&nodes, &signed[burst..], Some(rate)).await?;
+            Ok::<_, anyhow::Error>((saturated, steady))
+        }
+        .await;
         for r in running {
             r.stop().await?;
         }
         outcome
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let (elapsed, mut latencies) = result?;
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    let tps = txs as f64 / elapsed;
-    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    let (saturated, steady) = result?;
+    let tps = saturated.finalized_per_sec;
     println!(
-        "{txs} transfers finalized by {VALIDATORS} validators in {elapsed:.2} s: {tps:.0} tx/s; submit→final p50 {p50:.0} ms, p99 {p99:.0} ms"
+        "throughput: {burst} transfers submitted at once, finalized in {:.2} s: {tps:.0} tx/s (submit→final p50 {:.0} ms, p99 {:.0} ms: the backlog draining)",
+        saturated.elapsed, saturated.p50_ms, saturated.p99_ms
+    );
+    println!(
+        "latency: {paced} transfers offered at {rate} tx/s: {:.0} tx/s finalized, submit→final p50 {:.0} ms, p99 {:.0} ms",
+        steady.finalized_per_sec, steady.p50_ms, steady.p99_ms
     );
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "finalized_tx_per_sec": tps,
-                "p50_ms": p50,
-                "p99_ms": p99,
+                "p50_ms": steady.p50_ms,
+                "p99_ms": steady.p99_ms,
+                "latency_offered_tx_per_sec": rate,
+                "latency_finalized_tx_per_sec": steady.finalized_per_sec,
+                "saturated_p50_ms": saturated.p50_ms,
+                "saturated_p99_ms": saturated.p99_ms,
                 "qc_verify_4_us": qc4,
                 "qc_verify_100_us": qc100,
-                "txs": txs,
+                "burst_txs": burst,
+                "paced_txs": paced,
                 "validators": VALIDATORS,
                 "block_ms": block_ms,
             })
@@ -175,13 +215,23 @@ pub fn run(json: bool, txs: usize, block_ms: u64) -> Result<()> {
     Ok(())
 }
 
-/// Submits every transaction (round robin over the validators, waiting for room when a
-/// mempool is full) and waits until node 0 has committed them all. Returns the elapsed
-/// seconds and each transaction's submit-to-commit latency in ms.
-async fn drive(nodes: &[Arc<Node>], txs: &[SignedTx]) -> Result<(f64, Vec<f64>)> {
+/// What one phase measured.
+struct Phase {
+    elapsed: f64,
+    finalized_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Submits the transactions round robin over the validators, all at once (waiting for room
+/// when a mempool is full) or at `rate` per second, and waits until node 0 has committed them
+/// all. Latency is from a transaction's submission to node 0 committing its block.
+async fn drive(nodes: &[Arc<Node>], txs: &[SignedTx], rate: Option<usize>) -> Result<Phase> {
     let mut blocks = nodes[0].subscribe();
     let mut submitted: HashMap<gridledger_types::Hash32, Instant> = HashMap::new();
     let mut latencies = Vec::with_capacity(txs.len());
+    let mut block_sizes = Vec::new();
+    let cpu_before = cpu_seconds();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(300);
     let mut next = 0;
@@ -193,8 +243,12 @@ async fn drive(nodes: &[Arc<Node>], txs: &[SignedTx]) -> Result<(f64, Vec<f64>)>
                 txs.len()
             );
         }
-        // Submit until the mempools push back.
-        while next < txs.len() {
+        // Submit until the mempools push back, or up to what the rate allows by now.
+        let due = match rate {
+            Some(r) => ((start.elapsed().as_secs_f64() * r as f64) as usize + 1).min(txs.len()),
+            None => txs.len(),
+        };
+        while next < due {
             let tx = &txs[next];
             match nodes[next % nodes.len()].submit(&tx.encode()) {
                 Ok(h) => {
@@ -208,9 +262,16 @@ async fn drive(nodes: &[Arc<Node>], txs: &[SignedTx]) -> Result<(f64, Vec<f64>)>
                 tokio::task::yield_now().await;
             }
         }
-        match tokio::time::timeout(Duration::from_secs(30), blocks.recv()).await {
+        // Paced: wake at least every 5 ms to submit what is due.
+        let wait = if rate.is_some() && next < txs.len() {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_secs(30)
+        };
+        match tokio::time::timeout(wait, blocks.recv()).await {
             Ok(Ok(b)) => {
                 let now = Instant::now();
+                block_sizes.push((now - start, b.tx_hashes.len()));
                 for h in &b.tx_hashes {
                     if let Some(t) = submitted.remove(h) {
                         latencies.push((now - t).as_secs_f64() * 1e3);
@@ -220,8 +281,31 @@ async fn drive(nodes: &[Arc<Node>], txs: &[SignedTx]) -> Result<(f64, Vec<f64>)>
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
                 bail!("the benchmark fell {n} blocks behind the chain")
             }
-            _ => bail!("no block for 30 s"),
+            Ok(Err(_)) => bail!("node 0 stopped"),
+            Err(_) if wait < Duration::from_secs(30) => {}
+            Err(_) => bail!("no block for 30 s"),
         }
     }
-    Ok((start.elapsed().as_secs_f64(), latencies))
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    if let (Some(a), Some(b)) = (cpu_before, cpu_seconds()) {
+        println!(
+            "CPU: {:.2} cores busy on average while measuring",
+            (b - a) / elapsed
+        );
+    }
+    if !block_sizes.is_empty() {
+        let n = block_sizes.len();
+        println!(
+            "{n} blocks, {:.0} transactions and {:.0} ms apart on average",
+            txs.len() as f64 / n as f64,
+            elapsed * 1e3 / n as f64
+        );
+    }
+    Ok(Phase {
+        elapsed,
+        finalized_per_sec: txs.len() as f64 / elapsed,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+    })
 }

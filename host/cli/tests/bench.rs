@@ -36,3 +36,40 @@ fn bench_devices_prints_its_figures_as_json() {
     }
     assert_eq!(last["devices"], 30);
 }
+
+#[test]
+fn bench_cluster_prints_its_figures_as_json() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args([
+            "bench",
+            "cluster",
+            "--json",
+            "--txs",
+            "300",
+            "--rate",
+            "200",
+            "--seconds",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    for key in [
+        "finalized_tx_per_sec",
+        "p50_ms",
+        "p99_ms",
+        "qc_verify_4_us",
+        "qc_verify_100_us",
+    ] {
+        assert!(last[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {last}");
+    }
+    assert!(last["p50_ms"].as_f64() <= last["p99_ms"].as_f64(), "{last}");
+    assert_eq!(last["paced_txs"], 200);
+}

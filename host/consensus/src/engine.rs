@@ -47,11 +47,16 @@ impl Tip {
     };
 }
 
-/// What the engine needs back after a crash: its view and what it signed.
+/// What the engine needs back after a crash: its view, what it signed, and the certificates
+/// of the views after its finalized tip (wire-encoded). Without those, validators that all
+/// restarted could never again vote for a block: a proposal must extend a notarized parent
+/// across nullified views, and a view notarized before the restart, whose finalize votes
+/// were already cast, can be neither re-notarized from memory nor nullified.
 #[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Durable {
     pub view: View,
     pub safety: SafetyRecord,
+    pub certificates: Vec<Vec<u8>>,
 }
 
 pub enum Input<S: VoteScheme> {
@@ -78,6 +83,9 @@ pub enum Action<S: VoteScheme> {
     },
     /// Write this to disk before carrying out the actions after it.
     Persist(Durable),
+    /// Store this block before carrying out the actions after it (we are about to vote for
+    /// it): after a restart it is served to peers that fetch it, from disk.
+    PersistBlock(Proposal),
     /// It is our turn to lead `view`: build a payload on `parent` and call
     /// [`Engine::propose`].
     Propose {
@@ -153,6 +161,20 @@ impl<S: VoteScheme> Engine<S> {
         let durable = durable.unwrap_or_default();
         let mut safety = durable.safety;
         safety.raise_floor(tip.view);
+        let (mut notarizations, mut nullifications) = (BTreeMap::new(), BTreeMap::new());
+        for bytes in &durable.certificates {
+            // Our own disk, written after each was checked; one that no longer decodes is
+            // dropped, and peers' certificates will do.
+            if let Ok(Message::Certificate(c)) = crate::wire::decode::<S>(bytes)
+                && c.view > tip.view
+            {
+                match c.kind {
+                    VoteKind::Notarize => notarizations.insert(c.view, c),
+                    VoteKind::Nullify => nullifications.insert(c.view, c),
+                    VoteKind::Finalize => None,
+                };
+            }
+        }
         Engine {
             view: durable.view.max(tip.view + 1),
             cfg,
@@ -161,8 +183,8 @@ impl<S: VoteScheme> Engine<S> {
             rounds: BTreeMap::new(),
             blocks: HashMap::new(),
             finalized_window: VecDeque::new(),
-            notarizations: BTreeMap::new(),
-            nullifications: BTreeMap::new(),
+            notarizations,
+            nullifications,
             pending_finality: None,
             last_finality: None,
             fetching: BTreeSet::new(),
@@ -186,8 +208,18 @@ impl<S: VoteScheme> Engine<S> {
         &self.cfg.validators
     }
 
-    /// Enters the current view: arms its timer, and proposes if we lead it.
+    /// Enters the current view: arms its timer, and proposes if we lead it. Blocks named by
+    /// certificates restored from disk are asked for (peers serve them from their stores).
     pub fn start(&mut self) -> Vec<Action<S>> {
+        let missing: Vec<Digest> = self
+            .notarizations
+            .values()
+            .map(|c| c.digest)
+            .filter(|d| !self.blocks.contains_key(d))
+            .collect();
+        for d in missing {
+            self.fetch(d);
+        }
         self.enter_view(self.view);
         std::mem::take(&mut self.out)
     }
@@ -218,6 +250,7 @@ impl<S: VoteScheme> Engine<S> {
             if self.safety.notarize(view, digest) {
                 self.proposed = Some(view);
                 let signature = self.sign(VoteKind::Notarize, view, &digest);
+                self.out.push(Action::PersistBlock(proposal.clone()));
                 self.persist();
                 self.blocks.insert(digest, proposal.clone());
                 self.round(view).proposal = Some(digest);
@@ -253,9 +286,16 @@ impl<S: VoteScheme> Engine<S> {
     }
 
     fn persist(&mut self) {
+        let certificates = self
+            .notarizations
+            .values()
+            .chain(self.nullifications.values())
+            .map(|c| crate::wire::encode::<S>(&Message::Certificate(c.clone())))
+            .collect();
         self.out.push(Action::Persist(Durable {
             view: self.view,
             safety: self.safety.clone(),
+            certificates,
         }));
     }
 
@@ -272,6 +312,11 @@ impl<S: VoteScheme> Engine<S> {
         self.view = view;
         self.timeouts_in_view = 0;
         self.persist();
+        // Blocks still missing are asked for again once a view: a lost request or answer
+        // must not leave us behind while views move on without timing out.
+        for d in self.fetching.clone() {
+            self.out.push(Action::Broadcast(Message::Fetch(d)));
+        }
         self.out.push(Action::SetTimer {
             view,
             after_ms: self.timeout_for_view(),
@@ -443,6 +488,7 @@ impl<S: VoteScheme> Engine<S> {
             return;
         }
         self.safety.notarize(view, digest);
+        self.out.push(Action::PersistBlock(p.clone()));
         self.cast(VoteKind::Notarize, view, digest);
     }
 
@@ -559,6 +605,7 @@ impl<S: VoteScheme> Engine<S> {
             VoteKind::Notarize => {
                 let digest = cert.digest;
                 self.notarizations.insert(view, cert.clone());
+                self.persist();
                 if !self.blocks.contains_key(&digest) {
                     self.fetch(digest);
                 }
@@ -577,6 +624,7 @@ impl<S: VoteScheme> Engine<S> {
             }
             VoteKind::Nullify => {
                 self.nullifications.insert(view, cert.clone());
+                self.persist();
                 if view >= self.view {
                     self.failed_views += 1;
                     self.out.push(Action::Broadcast(Message::Certificate(cert)));

@@ -186,6 +186,8 @@ impl Ord for Queued {
 struct Disk {
     durable: Option<Durable>,
     chain: Vec<(View, Digest)>,
+    /// Blocks voted for or finalized: what the node driver answers a `Fetch` with from disk.
+    blocks: std::collections::HashMap<Digest, Proposal>,
 }
 
 struct Sim<'a> {
@@ -313,6 +315,13 @@ impl Sim<'_> {
     fn dispatch(&mut self, event: Event) {
         match event {
             Event::Deliver { to, from, message } => {
+                // Like the node driver: a block asked for is served from disk too.
+                if let Message::Fetch(digest) = &message
+                    && self.engines[to as usize].is_some()
+                    && let Some(p) = self.disks[to as usize].blocks.get(digest).cloned()
+                {
+                    self.send(to, from, Message::Block(p));
+                }
                 if let Some(e) = self.engines[to as usize].as_mut() {
                     let actions = e.handle(Input::Message { from, message });
                     self.apply(to, actions);
@@ -390,6 +399,9 @@ impl Sim<'_> {
                     );
                 }
                 Action::Persist(d) => self.disks[me as usize].durable = Some(d),
+                Action::PersistBlock(p) => {
+                    self.disks[me as usize].blocks.insert(p.digest(), p);
+                }
                 Action::Propose { view, .. } => {
                     let payload = format!("block of view {view} by {me}").into_bytes();
                     if !self.sc.honest(me) {
@@ -419,6 +431,9 @@ impl Sim<'_> {
                         ));
                     }
                     chain.push((proposal.view, proposal.digest()));
+                    self.disks[me as usize]
+                        .blocks
+                        .insert(proposal.digest(), proposal.clone());
                     self.out.finalized_at[me as usize].push((self.now, proposal.view));
                 }
                 Action::Misbehaviour(m) => {

@@ -199,3 +199,32 @@ fn more_faults_than_f_may_stall_but_never_fork() {
         }
     }
 }
+
+/// Every validator crashes at the same moment (a power cut on the island) and restarts: they
+/// come back from disk alone, with no peer holding anything in memory, and finalize again.
+/// Without the certificates persisted, a view notarized just before the cut (whose finalize
+/// votes were already cast, so it can never be nullified) would stall them for good.
+#[test]
+fn all_validators_restarting_at_once_finalize_again() {
+    for seed in 0..seeds(20) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut sc = Scenario::calm(4, seed);
+        sc.duration_ms = 6_000;
+        sc.max_delay_ms = rng.gen_range(5..40);
+        let cut = rng.gen_range(1_000..2_000);
+        for node in 0..4 {
+            sc.crashes.push(Crash {
+                node,
+                at_ms: cut,
+                restart_ms: Some(cut + rng.gen_range(100..600)),
+            });
+        }
+        let out = run(&sc);
+        out.check_agreement(&all(4)).unwrap();
+        let after = out.views_to_finality_after_heal(&all(4));
+        assert!(
+            after.is_some_and(|v| v <= VIEWS_TO_RECOVER),
+            "seed {seed}: finality {after:?} views after the restart"
+        );
+    }
+}

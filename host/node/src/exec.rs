@@ -80,6 +80,8 @@ impl ChainParams {
 pub struct Executor {
     pub vm: Vm,
     pub params: ChainParams,
+    /// Senders' public keys, decompressed once.
+    pub keys: gridledger_types::keys::KeyCache,
 }
 
 /// A failed operation: the receipt's error, and the gas it burnt before failing.
@@ -172,7 +174,9 @@ impl Executor {
             });
         }
         if signature == SignatureCheck::Verify {
-            tx.verify_signature().map_err(Rejected::BadSignature)?;
+            self.keys
+                .verify(&tx.body.sender, &tx.body.signing_bytes(), &tx.signature)
+                .map_err(Rejected::BadSignature)?;
         }
         let need = self.intrinsic_gas(tx, encoded_len);
         if tx.body.gas_limit < need {

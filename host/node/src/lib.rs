@@ -174,6 +174,7 @@ impl Node {
                 gov_regulators: genesis.regulators() as u32,
                 readings: reading_rules(&genesis),
             },
+            keys: Default::default(),
         };
         let genesis_hash = genesis.hash();
         let snap = store.snapshot()?;
@@ -333,8 +334,9 @@ impl Node {
         )
     }
 
-    /// A proposal this node finalized, by digest (for peers that are catching up).
-    pub fn finalized_proposal(
+    /// A proposal this node voted for or finalized, by digest (for peers that are catching
+    /// up, or that restarted together with this node).
+    pub fn consensus_proposal(
         &self,
         digest: &gridledger_consensus::Digest,
     ) -> Result<Option<gridledger_consensus::Proposal>, NodeError> {
@@ -370,8 +372,22 @@ impl Node {
         })
     }
 
-    pub fn save_consensus_state(&self, bytes: &[u8]) -> Result<(), NodeError> {
-        Ok(self.store.save_consensus_state(bytes)?)
+    /// Durably saves the consensus engine's state (if given) and the proposals it is about
+    /// to vote for, in one write.
+    pub fn save_consensus(
+        &self,
+        state: Option<&[u8]>,
+        proposals: &[gridledger_consensus::Proposal],
+    ) -> Result<(), NodeError> {
+        let proposals = proposals
+            .iter()
+            .map(|p| {
+                borsh::to_vec(p)
+                    .map(|b| (p.digest().0, b))
+                    .map_err(|e| NodeError::Config(format!("encoding a proposal: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.store.save_consensus(state, &proposals)?)
     }
 
     pub fn consensus_state(&self) -> Result<Option<Vec<u8>>, NodeError> {
@@ -382,26 +398,41 @@ impl Node {
     pub fn submit_relayed(&self, bytes: &[u8]) -> Result<Hash32, Rejected> {
         let tx = SignedTx::decode(bytes).map_err(|e| Rejected::Malformed(e.to_string()))?;
         let hash = tx.hash();
-        // Gossip brings most transactions more than once: a duplicate costs no signature check.
+        let snapshot = || {
+            self.store
+                .state_view()
+                .map_err(|e| Rejected::Malformed(format!("node busy: {e}")))
+        };
+        let committed_nonce = |snap: &gridledger_state::StateView| {
+            ledger::account(snap, &tx.body.sender)
+                .map(|a| a.nonce)
+                .unwrap_or(0)
+        };
+        // Gossip brings most transactions more than once, some after their block: neither a
+        // duplicate nor a used nonce costs a signature check. (Nonces only grow, so any view
+        // of the state is recent enough to refuse a used one.)
         if self.mempool.lock().contains(&hash) {
             return Err(Rejected::Duplicate);
         }
+        let used = committed_nonce(&snapshot()?);
+        if tx.body.nonce < used {
+            return Err(Rejected::NonceReplayed {
+                got: tx.body.nonce,
+                want: used,
+            });
+        }
         self.exec.check_stateless(&tx, bytes.len())?;
-        let snap = self
-            .store
-            .snapshot()
-            .map_err(|e| Rejected::Malformed(format!("node busy: {e}")))?;
         let mut pool = self.mempool.lock();
+        // Read the state under the pool lock: a block commits its state before it prunes the
+        // pool, so this view never misses a transaction the pool has just let go.
+        let snap = snapshot()?;
         if pool.contains(&hash) {
             return Err(Rejected::Duplicate);
         }
         if pool.is_full() {
             return Err(Rejected::MempoolFull);
         }
-        let state_nonce = ledger::account(&snap, &tx.body.sender)
-            .map(|a| a.nonce)
-            .unwrap_or(0);
-        let expected = pool.next_nonce(&tx.body.sender, state_nonce);
+        let expected = pool.next_nonce(&tx.body.sender, committed_nonce(&snap));
         // Fee affordability is checked against committed state; pending spends are caught at
         // execution, where an unaffordable transaction is dropped.
         self.exec.check_stateful(&snap, &tx, expected)?;

@@ -57,11 +57,20 @@ pub fn validator_set(node: &Node) -> ValidatorSet<Bls> {
 /// What validators send each other: consensus messages and transactions passed on.
 enum NetMessage {
     Consensus(Box<Message<Bls>>),
-    Transaction(Vec<u8>),
+    /// Transactions the sender admitted, in the order it admitted them.
+    Transactions(Vec<Vec<u8>>),
 }
 
 const TAG_CONSENSUS: u8 = 0;
-const TAG_TRANSACTION: u8 = 1;
+const TAG_TRANSACTIONS: u8 = 1;
+/// Most transactions passed on in one message, and about the most bytes.
+const GOSSIP_BATCH_TXS: usize = 512;
+const GOSSIP_BATCH_BYTES: usize = 1 << 20;
+/// Passed-on transactions waiting for admission; beyond this, more are dropped (with a
+/// warning), since their senders still hold and can propose them.
+const ADMISSION_QUEUE_TXS: usize = 50_000;
+/// Transactions admitted per turn on the blocking pool.
+const ADMISSION_BATCH: usize = 512;
 /// Transactions in one proposal.
 const MAX_PROPOSAL_TXS: usize = crate::MAX_BLOCK_TXS;
 
@@ -76,7 +85,9 @@ fn decoder() -> Decoder<NetMessage> {
         Some((&TAG_CONSENSUS, rest)) => gridledger_consensus::wire::decode::<Bls>(rest)
             .map(|m| NetMessage::Consensus(Box::new(m)))
             .map_err(|e| e.to_string()),
-        Some((&TAG_TRANSACTION, rest)) => Ok(NetMessage::Transaction(rest.to_vec())),
+        Some((&TAG_TRANSACTIONS, rest)) => borsh::from_slice::<Vec<Vec<u8>>>(rest)
+            .map(NetMessage::Transactions)
+            .map_err(|e| format!("transaction batch: {e}")),
         _ => Err("unknown message tag".into()),
     })
 }
@@ -135,7 +146,7 @@ pub async fn run(
         inbound_tx,
     )?;
     let durable = match node.consensus_state()? {
-        Some(b) => Some(borsh::from_slice::<Durable>(&b).context("stored consensus state")?),
+        Some(b) => Some(decode_durable(&b)?),
         None => None,
     };
     let timeout_ms = opts.block_interval_ms * 2 + 1_000;
@@ -168,6 +179,7 @@ pub async fn run(
     );
     let start = driver.engine.start();
     driver.apply(start)?;
+    let (admission, admitting) = spawn_admission(node.clone());
     let mut submitted = node.subscribe_submitted();
     let result = loop {
         let timer = driver.timer.map(|(_, at)| at);
@@ -182,7 +194,7 @@ pub async fn run(
                     // A block that left the engine's memory (or came before a restart) is
                     // answered from the store.
                     if let Message::Fetch(digest) = &*m
-                        && let Ok(Some(p)) = node.finalized_proposal(digest)
+                        && let Ok(Some(p)) = node.consensus_proposal(digest)
                     {
                         driver.net.send(from, encode_consensus(&Message::Block(p)));
                     }
@@ -190,14 +202,25 @@ pub async fn run(
                     let actions = driver.engine.handle(Input::Message { from, message: *m });
                     if let Err(e) = driver.apply(actions) { break Err(e); }
                 }
-                NetMessage::Transaction(bytes) => {
-                    let _ = node.submit_relayed(&bytes);
-                }
+                // Checked off this loop: signatures must not hold up votes.
+                NetMessage::Transactions(batch) => admission.push(batch),
             },
             tx = submitted.recv() => match tx {
-                Ok(bytes) => {
-                    let mut out = vec![TAG_TRANSACTION];
-                    out.extend_from_slice(&bytes);
+                Ok(first) => {
+                    // Pass on everything submitted so far in one message.
+                    let mut batch = vec![first.to_vec()];
+                    let mut bytes = first.len();
+                    while batch.len() < GOSSIP_BATCH_TXS && bytes < GOSSIP_BATCH_BYTES {
+                        match submitted.try_recv() {
+                            Ok(next) => {
+                                bytes += next.len();
+                                batch.push(next.to_vec());
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let mut out = vec![TAG_TRANSACTIONS];
+                    out.extend(borsh::to_vec(&batch).context("encoding a gossip batch")?);
                     driver.net.broadcast(Arc::new(out));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -228,8 +251,101 @@ pub async fn run(
     if let Err(e) = &result {
         tracing::error!("validator {me} stopped: {e:#}");
     }
+    // Stop admitting (and wait for a batch in progress) so no task holds the node past this.
+    admission.close();
+    let _ = admitting.await;
     driver.net.shutdown().await;
     result
+}
+
+/// Transactions passed on by peers, admitted into the mempool by a task of their own on the
+/// blocking pool (each costs a signature check), so that they never hold up consensus.
+/// Peers' refusals are expected (duplicates, nonces already used) and not reported.
+struct Admission {
+    queue: parking_lot::Mutex<std::collections::VecDeque<Vec<u8>>>,
+    ready: tokio::sync::Notify,
+    dropped: AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Admission {
+    fn push(&self, batch: Vec<Vec<u8>>) {
+        let mut queue = self.queue.lock();
+        let room = ADMISSION_QUEUE_TXS.saturating_sub(queue.len());
+        if batch.len() > room {
+            self.dropped
+                .fetch_add((batch.len() - room) as u64, Ordering::Relaxed);
+        }
+        queue.extend(batch.into_iter().take(room));
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> Vec<Vec<u8>> {
+        let mut queue = self.queue.lock();
+        let n = queue.len().min(ADMISSION_BATCH);
+        queue.drain(..n).collect()
+    }
+}
+
+fn spawn_admission(node: Arc<Node>) -> (Arc<Admission>, tokio::task::JoinHandle<()>) {
+    let admission = Arc::new(Admission {
+        queue: Default::default(),
+        ready: tokio::sync::Notify::new(),
+        dropped: AtomicU64::new(0),
+        closed: Default::default(),
+    });
+    let queue = admission.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            queue.ready.notified().await;
+            if queue.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            while !queue.closed.load(Ordering::Relaxed) {
+                let batch = queue.take();
+                if batch.is_empty() {
+                    break;
+                }
+                let node = node.clone();
+                let admitted = tokio::task::spawn_blocking(move || {
+                    for bytes in &batch {
+                        let _ = node.submit_relayed(bytes);
+                    }
+                })
+                .await;
+                if admitted.is_err() {
+                    tracing::error!("admitting passed-on transactions panicked");
+                }
+            }
+            let dropped = queue.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                tracing::warn!(
+                    "{dropped} passed-on transactions dropped: the admission queue was full"
+                );
+            }
+        }
+    });
+    (admission, task)
+}
+
+/// The engine's saved state; from before certificates were saved too, its view and safety
+/// record alone.
+fn decode_durable(bytes: &[u8]) -> Result<Durable> {
+    if let Ok(d) = borsh::from_slice::<Durable>(bytes) {
+        return Ok(d);
+    }
+    let (view, safety) = borsh::from_slice(bytes).context("stored consensus state")?;
+    Ok(Durable {
+        view,
+        safety,
+        certificates: Vec::new(),
+    })
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -277,6 +393,28 @@ impl Driver {
     }
 
     fn apply(&mut self, actions: Vec<Action<Bls>>) -> Result<()> {
+        // Everything to persist in this batch, in one durable write before anything else is
+        // carried out. Writing the last state early is safe: it only records more of what we
+        // signed, before the messages carrying it leave.
+        let state = actions.iter().rev().find_map(|a| match a {
+            Action::Persist(d) => Some(d),
+            _ => None,
+        });
+        let blocks: Vec<Proposal> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::PersistBlock(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        if state.is_some() || !blocks.is_empty() {
+            let bytes = state
+                .map(borsh::to_vec)
+                .transpose()
+                .context("encoding consensus state")?;
+            let node = self.node.clone();
+            tokio::task::block_in_place(|| node.save_consensus(bytes.as_deref(), &blocks))?;
+        }
         let mut finalized: Vec<(Proposal, Certificate<Bls>)> = Vec::new();
         for action in actions {
             match action {
@@ -288,10 +426,7 @@ impl Driver {
                     self.timer = Some((view, Instant::now() + Duration::from_millis(after_ms)));
                     self.status.view.store(view, Ordering::Relaxed);
                 }
-                Action::Persist(d) => {
-                    let bytes = borsh::to_vec(&d).context("encoding consensus state")?;
-                    self.node.save_consensus_state(&bytes)?;
-                }
+                Action::Persist(_) | Action::PersistBlock(_) => {}
                 Action::Propose { view, .. } => {
                     // Pace blocks: no sooner than one interval after the last one.
                     let since = now_ms().saturating_sub(self.node.head().time_ms);

@@ -15,4 +15,4 @@ pub mod store;
 pub use overlay::{Changes, StateRead, StateStack};
 pub use overlay::{EmptyState, ReadError};
 pub use proof::StateProof;
-pub use store::{Finalized, PreparedRoot, Snapshot, Store, StoreError};
+pub use store::{Finalized, PreparedRoot, Snapshot, StateView, Store, StoreError};

@@ -118,13 +118,26 @@ impl Store {
         w.commit().map_err(db)
     }
 
-    /// Durably replaces the consensus engine's saved state.
-    pub fn save_consensus_state(&self, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Durably saves, in one write, what consensus must find after a crash: the engine's
+    /// state (if it changed) and the proposals it is about to vote for, by digest.
+    pub fn save_consensus(
+        &self,
+        state: Option<&[u8]>,
+        proposals: &[([u8; 32], Vec<u8>)],
+    ) -> Result<(), StoreError> {
         let w = self.db.begin_write().map_err(db)?;
-        w.open_table(CONSENSUS)
-            .map_err(db)?
-            .insert("engine", bytes)
-            .map_err(db)?;
+        if let Some(bytes) = state {
+            w.open_table(CONSENSUS)
+                .map_err(db)?
+                .insert("engine", bytes)
+                .map_err(db)?;
+        }
+        {
+            let mut t = w.open_table(PROPOSALS).map_err(db)?;
+            for (digest, bytes) in proposals {
+                t.insert(digest.as_slice(), bytes.as_slice()).map_err(db)?;
+            }
+        }
         w.commit().map_err(db)
     }
 
@@ -138,7 +151,7 @@ impl Store {
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let r = self.db.begin_read().map_err(db)?;
         Ok(Snapshot {
-            state: r.open_table(STATE).map_err(db)?,
+            state: StateView(r.open_table(STATE).map_err(db)?),
             nodes: r.open_table(TREE_NODES).map_err(db)?,
             values: r.open_table(TREE_VALUES).map_err(db)?,
             blocks: r.open_table(BLOCKS).map_err(db)?,
@@ -148,6 +161,13 @@ impl Store {
             finality: r.open_table(FINALITY).map_err(db)?,
             proposals: r.open_table(PROPOSALS).map_err(db)?,
         })
+    }
+
+    /// The committed state alone: cheaper to open than a whole [`Snapshot`], for checks that
+    /// read a key or two (a sender's nonce and balance on admission).
+    pub fn state_view(&self) -> Result<StateView, StoreError> {
+        let r = self.db.begin_read().map_err(db)?;
+        Ok(StateView(r.open_table(STATE).map_err(db)?))
     }
 
     /// Computes the state root after applying `changes` at `version` on top of the latest
@@ -272,7 +292,7 @@ fn value_key(key_hash: KeyHash, version: Version) -> Vec<u8> {
 
 /// A consistent, read-only view of the store at one moment.
 pub struct Snapshot {
-    state: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    state: StateView,
     nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
     values: ReadOnlyTable<&'static [u8], &'static [u8]>,
     blocks: ReadOnlyTable<u64, &'static [u8]>,
@@ -373,7 +393,26 @@ impl Snapshot {
 
 impl StateRead for Snapshot {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        Ok(self.state.get(key).map_err(db)?.map(|v| v.value().to_vec()))
+        self.state.get(key)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        descending: bool,
+    ) -> Result<Vec<crate::overlay::Entry>, ReadError> {
+        self.state.scan(prefix, start_after, limit, descending)
+    }
+}
+
+/// A read-only view of the committed key-value state (no tree, no blocks).
+pub struct StateView(ReadOnlyTable<&'static [u8], &'static [u8]>);
+
+impl StateRead for StateView {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(self.0.get(key).map_err(db)?.map(|v| v.value().to_vec()))
     }
 
     fn scan(
@@ -387,7 +426,7 @@ impl StateRead for Snapshot {
             return Ok(Vec::new());
         };
         let range = self
-            .state
+            .0
             .range::<&[u8]>((
                 lo.as_ref().map(|v| v.as_slice()),
                 hi.as_ref().map(|v| v.as_slice()),
