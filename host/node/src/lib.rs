@@ -30,7 +30,8 @@ use std::sync::Arc;
 
 /// Most transactions per block.
 pub const MAX_BLOCK_TXS: usize = 2_000;
-const MEMPOOL_CAPACITY: usize = 20_000;
+/// Transactions a node holds waiting for a block; beyond this it answers `busy`.
+pub const MEMPOOL_CAPACITY: usize = 20_000;
 /// Most period boundaries handled in one block after the node was stopped.
 const MAX_CATCH_UP_PERIODS: u64 = 16;
 /// Gas for each genesis contract's instantiation.

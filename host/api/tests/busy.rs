@@ -1,0 +1,71 @@
+//! A full mempool answers a submission with `503` and code `busy` over HTTP, and the
+//! transaction is neither queued nor silently dropped as if accepted.
+
+use gridledger_node::genesis::GenesisAccount;
+use gridledger_node::testing::{TEST_CHAIN_ID, TX_GAS, test_genesis};
+use gridledger_node::{MEMPOOL_CAPACITY, Node};
+use gridledger_types::{Address, Keypair, Payload, SignedTx, TxBody};
+use std::path::Path;
+
+fn transfer(key: &Keypair, nonce: u64) -> SignedTx {
+    TxBody {
+        chain_id: TEST_CHAIN_ID.into(),
+        sender: key.address(),
+        nonce,
+        gas_limit: TX_GAS / 100,
+        payload: Payload::Transfer {
+            to: Address([3; 32]),
+            amount: 1,
+        },
+    }
+    .sign(key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mempool_answers_busy_with_503() {
+    let sender = Keypair::from_seed_phrase("busy sender");
+    let genesis = test_genesis(vec![GenesisAccount {
+        name: "busy-sender".into(),
+        address: None,
+        dev_seed: Some("busy sender".into()),
+        balance: 1_000_000_000_000,
+        roles: vec![],
+    }]);
+    let node = Node::in_memory(genesis, Path::new(".")).unwrap();
+    for nonce in 0..MEMPOOL_CAPACITY as u64 {
+        node.submit(&transfer(&sender, nonce).encode())
+            .unwrap_or_else(|e| panic!("transaction {nonce} refused: {e}"));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = gridledger_api::router(node.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let one_more = transfer(&sender, MEMPOOL_CAPACITY as u64);
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{url}/v1/txs"))
+        .json(&serde_json::json!({"tx": hex::encode(one_more.encode())}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "busy", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("retry"), "{body}");
+    let status: serde_json::Value = client
+        .get(format!("{url}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["mempool"], MEMPOOL_CAPACITY, "nothing was queued");
+    let tx = client
+        .get(format!("{url}/v1/txs/{}", one_more.hash().to_hex()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tx.status(), 404, "the refused transaction is unknown");
+}
