@@ -1,103 +1,15 @@
 //! End to end: a real `gridledger devnet` process on loopback, driven by the real CLI.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod support;
+
 use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_gridledger");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct Devnet {
-    child: Child,
-    url: String,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Devnet {
-    fn start(data_dir: &Path) -> Devnet {
-        let mut child = Command::new(BIN)
-            .args(["devnet", "--port", "0", "--block-ms", "50", "--data-dir"])
-            .arg(data_dir)
-            .arg("--genesis")
-            .arg(repo().join("genesis/devnet.toml"))
-            .arg("--contracts-dir")
-            .arg(repo().join("target/contracts"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start devnet");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let url = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(120))
-                .expect("devnet printed its URL");
-            if let Some(i) = line.find("http://127.0.0.1:") {
-                break line[i..].trim().to_string();
-            }
-        };
-        Devnet {
-            child,
-            url,
-            lines: rx,
-        }
-    }
-
-    /// Sends SIGTERM and waits for a clean exit; returns what it printed last.
-    fn stop(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert!(
-            exit.success(),
-            "devnet must exit cleanly on SIGTERM, got {exit}"
-        );
-        self.lines.try_iter().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("GRIDLEDGER_NODE", url)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn get(url: &str) -> serde_json::Value {
-    reqwest::blocking::get(url).unwrap().json().unwrap()
-}
+use support::{Devnet, cli, get, repo};
 
 #[test]
 fn devnet_serves_executes_proves_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("chain");
-    let net = Devnet::start(&data);
+    let net = Devnet::start("devnet.toml", &data, &["--block-ms", "50"]);
     let status = get(&format!("{}/v1/status", net.url));
     assert_eq!(status["chain_id"], "gridledger-devnet");
     assert!(status["height"].is_u64());
@@ -293,7 +205,7 @@ fn devnet_serves_executes_proves_and_restarts() {
     assert!(tail.contains("stopped at height"), "{tail}");
 
     // Restart on the same directory: the same chain, resumed.
-    let net = Devnet::start(&data);
+    let net = Devnet::start("devnet.toml", &data, &["--block-ms", "50"]);
     let status = get(&format!("{}/v1/status", net.url));
     assert!(status["height"].as_u64().unwrap() >= height);
     let (ok, out, _) = cli(
@@ -311,45 +223,14 @@ fn devnet_serves_executes_proves_and_restarts() {
 #[test]
 fn island_devnet_trades_clears_and_settles_by_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["devnet", "--port", "0", "--data-dir"])
-        .arg(dir.path())
-        .arg("--genesis")
-        .arg(repo().join("genesis/island.toml"))
-        .arg("--contracts-dir")
-        .arg(repo().join("target/contracts"))
-        .arg("--plugins-dir")
-        .arg(repo().join("target/device-plugins"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start devnet");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut url = None;
-    let line = loop {
-        // Orders go in during one 5 s period, clear at the next, settle two later.
-        let line = rx
-            .recv_timeout(Duration::from_secs(90))
-            .expect("a settled period within 90 s");
-        if let Some(i) = line.find("http://127.0.0.1:") {
-            url = Some(line[i..].trim().to_string());
-        }
-        if line.starts_with("period ") {
-            break line;
-        }
-    };
+    let net = Devnet::start("island.toml", dir.path(), &[]);
+    // Orders go in during one 5 s period, clear at the next, settle two later.
+    let line = net.wait_for("period ", Duration::from_secs(90));
     assert!(
         line.contains("traded") && line.contains("renewable") && line.contains("μ"),
         "{line}"
     );
-    let url = url.unwrap();
+    let url = net.url.clone();
     let status = get(&format!("{url}/v1/status"));
     assert!(status["settled_periods"].as_u64().unwrap() >= 1, "{status}");
     // What was delivered came from the device plugin's signed readings: the simulation
@@ -410,8 +291,5 @@ fn island_devnet_trades_clears_and_settles_by_itself() {
         ok && out.contains("\"swapped\"") && out.contains("test-driver"),
         "{out}"
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    net.stop();
 }

@@ -5,15 +5,13 @@
 //! the pages save for a trade and a settlement pass `gridledger verify --genesis`. Plus the
 //! machine-facing routes beside it: the live block stream, the metrics, the OpenAPI document.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod support;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::{Devnet, repo};
 
 #[test]
 fn pages_load_live_without_errors_and_the_machine_routes_answer() {
@@ -23,48 +21,15 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
         "run `npm ci` in host/api/web (scripts/test does)"
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gridledger"))
-        .args(["devnet", "--port", "0", "--data-dir"])
-        .arg(dir.path())
-        .arg("--genesis")
-        .arg(repo().join("genesis/island.toml"))
-        .arg("--contracts-dir")
-        .arg(repo().join("target/contracts"))
-        .arg("--plugins-dir")
-        .arg(repo().join("target/device-plugins"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start devnet");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let net = Devnet::start("island.toml", dir.path(), &[]);
     // Wait for the first settled period, so the market page has history to chart.
-    let mut url = None;
-    let mut demo = None;
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(90))
-            .expect("a settled period within 90 s");
-        if let Some(i) = line.find("http://127.0.0.1:") {
-            url = Some(line[i..].trim().to_string());
-        }
-        if let Some(rest) = line.trim().strip_prefix("account household-demo") {
-            demo = rest.split_whitespace().next().map(str::to_string);
-        }
-        if line.starts_with("period ") {
-            break;
-        }
-    }
+    net.wait_for("period ", Duration::from_secs(90));
     // The participant page trades as household-demo, with the key the devnet wrote for it.
-    let demo_address = demo.expect("the devnet lists household-demo");
+    let demo_address = net
+        .account("household-demo")
+        .expect("the devnet lists household-demo");
     let demo_key = std::fs::read_to_string(dir.path().join("keys/household-demo.key")).unwrap();
-    let url = url.expect("the devnet printed its URL");
+    let url = net.url.clone();
 
     // The live stream: a `block` event with the fields the pages use.
     let mut events = reqwest::blocking::Client::builder()
@@ -134,10 +99,7 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
         .current_dir(&web)
         .output()
         .expect("run node");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    net.stop();
     assert!(
         out.status.success(),
         "{}{}",
