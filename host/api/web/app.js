@@ -491,14 +491,15 @@ pages.participant = async function (root) {
     proofLink([recordKey.trade(t.period, index)], `trade-${t.period}-${index}.json`, t)]), "no trades in the last 12 periods");
   root.querySelector("#my-settlement").innerHTML = table([
     { label: "period", num: true }, { label: "sold kWh", num: true }, { label: "metered out", num: true },
-    { label: "bought kWh", num: true }, { label: "metered in", num: true }, { label: "" }, { label: "proof" },
+    { label: "bought kWh", num: true }, { label: "metered in", num: true }, { label: "" },
   ], settlements.map((x) => [x.period, kwh(x.sold_wh), x.produced_wh == null ? "–" : kwh(x.produced_wh), kwh(x.bought_wh),
     x.consumed_wh == null ? "–" : kwh(x.consumed_wh),
-    x.settled ? `<span class="tag green">settled</span>` : `<span class="tag amber">awaiting readings</span>`,
-    // The settlement's proof: the period's summary, my meter reading and my trades in it.
-    x.settled && x.produced_wh != null ? proofLink([recordKey.period(x.period), recordKey.reading(x.period, me.address),
-      ...trades.filter(({ trade: t }) => t.period === x.period).map(({ index }) => recordKey.trade(x.period, index))],
-    `settlement-${x.period}.json`) : ""]),
+    // A settled period's proof: the period's summary, my meter reading and my trades in it.
+    !x.settled ? `<span class="tag amber">awaiting readings</span>`
+      : x.produced_wh == null && x.consumed_wh == null ? `<span class="tag green">settled</span>`
+        : `<span class="tag green">settled</span> ${proofLink([recordKey.period(x.period), recordKey.reading(x.period, me.address),
+          ...trades.filter(({ trade: t }) => t.period === x.period).map(({ index }) => recordKey.trade(x.period, index))],
+        `settlement-${x.period}.json`)}`]),
   "nothing to settle in the last 12 periods");
   root.querySelector("#my-txs").innerHTML = table([
     { label: "what" }, { label: "result" }, { label: "transaction" }, { label: "proof" },
