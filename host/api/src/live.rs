@@ -152,8 +152,16 @@ pub struct Live {
     plugins: Option<Arc<PluginSet>>,
     validator: Option<Arc<ValidatorStatus>>,
     metrics: Arc<Mutex<Metrics>>,
-    events: broadcast::Sender<Arc<String>>,
+    events: broadcast::Sender<BlockEvent>,
+    /// The latest events, for clients that reconnect with `Last-Event-ID`.
+    recent: Arc<Mutex<std::collections::VecDeque<BlockEvent>>>,
 }
+
+/// A block's height and its event JSON.
+type BlockEvent = (u64, Arc<String>);
+
+/// Events kept for clients that reconnect (about a minute of blocks at the fastest pace).
+const RECENT_EVENTS: usize = 512;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -176,6 +184,7 @@ impl Live {
             validator,
             metrics: Arc::new(Mutex::new(Metrics::new())),
             events,
+            recent: Default::default(),
         };
         let head = live.node.head().height as i64;
         {
@@ -236,20 +245,56 @@ impl Live {
                 "view": view,
                 "signers": signers,
             });
-            let _ = self.events.send(Arc::new(event.to_string()));
+            let event = (h.height, Arc::new(event.to_string()));
+            {
+                let mut recent = self.recent.lock();
+                if recent.len() == RECENT_EVENTS {
+                    recent.pop_front();
+                }
+                recent.push_back(event.clone());
+            }
+            let _ = self.events.send(event);
         }
     }
 }
 
-/// `GET /v1/events`: one `block` event per committed block, as JSON.
+/// `GET /v1/events`: one `block` event per committed block, as JSON, with the block height as
+/// its id. A client that reconnects with `Last-Event-ID` (browsers do) first gets the events
+/// it missed, as far back as the last [`RECENT_EVENTS`]. A client that lags behind the live
+/// stream skips what it missed.
 pub async fn events(
     State(live): State<Live>,
+    headers: axum::http::HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = BroadcastStream::new(live.events.subscribe()).filter_map(|msg| {
-        // A client that lags behind skips what it missed.
-        msg.ok()
-            .map(|json| Ok(Event::default().event("block").data(json.as_str())))
-    });
+    // Subscribe before reading the backlog, so no event falls between the two.
+    let live_events = BroadcastStream::new(live.events.subscribe());
+    let after: Option<u64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok());
+    let missed: Vec<BlockEvent> = match after {
+        Some(h) => live
+            .recent
+            .lock()
+            .iter()
+            .filter(|(height, _)| *height > h)
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let sent_up_to = missed.last().map(|(h, _)| *h).or(after).unwrap_or(0);
+    let stream = tokio_stream::iter(missed)
+        .chain(
+            live_events
+                .filter_map(|msg| msg.ok())
+                .filter(move |(height, _)| *height > sent_up_to),
+        )
+        .map(|(height, json)| {
+            Ok(Event::default()
+                .event("block")
+                .id(height.to_string())
+                .data(json.as_str()))
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

@@ -82,7 +82,7 @@ pub fn document() -> Value {
                 }
             }},
             "/v1/events": {"get": {
-                "summary": "Server-sent events: one `block` event per committed block (height, hash, time_ms, proposer, tx_count, receipt_count, gas_used, finality_latency_ms, event kinds, and the view and signer indices of the certificate that finalized it)",
+                "summary": "Server-sent events: one `block` event per committed block (height, hash, time_ms, proposer, tx_count, receipt_count, gas_used, finality_latency_ms, event kinds, and the view and signer indices of the certificate that finalized it), with the height as the event id. Reconnecting with Last-Event-ID replays the events missed (up to the last 512).",
                 "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
             }},
             "/metrics": {"get": {

@@ -35,6 +35,22 @@ async function query(label, msg) {
   return api(`/v1/contracts/${addr}/query`, msg);
 }
 
+// A settled period is final (a period settles once): its summary, trades and parties are
+// fetched once per tab, which keeps the pages' queries per redraw to the open periods.
+const settledCache = new Map(); // "what:period" -> answer
+
+async function settledOr(what, period, fetch) {
+  const key = `${what}:${period}`;
+  if (settledCache.has(key)) return settledCache.get(key);
+  const answer = await fetch();
+  const summary = what === "period" ? answer : settledCache.get(`period:${period}`);
+  if (summary && summary.settled) settledCache.set(key, answer);
+  return answer;
+}
+const periodSummary = (p) => settledOr("period", p, () => query("market", { period: { period: p } }));
+const periodTrades = (p) => settledOr("trades", p, () => query("market", { trades: { period: p, limit: 500 } }));
+const periodParties = (p) => settledOr("parties", p, () => query("market", { parties: { period: p } }));
+
 async function loadDirectory() {
   const d = await api("/v1/directory");
   state.directory = Object.fromEntries(d.accounts.map((a) => [a.address, a.name]));
@@ -110,11 +126,11 @@ const pages = {
     // The last 48 periods, those that cleared, oldest first.
     const wanted = [];
     for (let p = current; p >= 0 && p > current - 48; p--) wanted.unshift(p);
-    const recent = (await Promise.all(wanted.map((p) => query("market", { period: { period: p } }))))
+    const recent = (await Promise.all(wanted.map(periodSummary)))
       .filter((s) => s && s.cleared);
     const last = recent[recent.length - 1];
     const orders = await query("market", { orders: { period: next, limit: 500 } });
-    const trades = last ? await query("market", { trades: { period: last.period, limit: 200 } }) : [];
+    const trades = last ? await periodTrades(last.period) : [];
 
     const share = (s) => (s.traded_wh ? (100 * s.renewable_wh) / s.traded_wh : 0);
     root.innerHTML = `
@@ -419,14 +435,15 @@ pages.participant = async function (root) {
   const past = [];
   for (let p = current; p >= 0 && p > current - 12; p--) past.push(p);
   // A trade's index within its period is its position in the `trades` answer: its storage key.
-  const trades = (await Promise.all(past.map((p) => query("market", { trades: { period: p, limit: 500 } }))))
+  await Promise.all(past.map(periodSummary));
+  const trades = (await Promise.all(past.map(periodTrades)))
     .flatMap((list) => list.map((t, index) => ({ trade: t, index })))
     .filter(({ trade: t }) => t.buyer === me.address || t.seller === me.address);
   const txs = JSON.parse(sessionStorage.getItem("gridledger-txs") || "[]");
   // Settlement: what I sold or bought in each recent period against what my meter reported.
   const [mySummaries, myParties] = await Promise.all([
-    Promise.all(past.map((p) => query("market", { period: { period: p } }))),
-    Promise.all(past.map((p) => query("market", { parties: { period: p } }))),
+    Promise.all(past.map(periodSummary)),
+    Promise.all(past.map(periodParties)),
   ]);
   const settlements = [];
   past.forEach((p, i) => {
@@ -576,9 +593,9 @@ pages.supervision = async function (root) {
   const periods = [];
   for (let p = current; p >= 0 && p > current - HISTORY; p--) periods.push(p);
   const [summaries, parties, trades] = await Promise.all([
-    Promise.all(periods.map((p) => query("market", { period: { period: p } }))),
-    Promise.all(periods.map((p) => query("market", { parties: { period: p } }))),
-    Promise.all(periods.map((p) => query("market", { trades: { period: p, limit: 500 } }))),
+    Promise.all(periods.map(periodSummary)),
+    Promise.all(periods.map(periodParties)),
+    Promise.all(periods.map(periodTrades)),
   ]);
 
   // Delivery reliability per participant, over the settled periods.

@@ -31,24 +31,36 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
     let demo_key = std::fs::read_to_string(dir.path().join("keys/household-demo.key")).unwrap();
     let url = net.url.clone();
 
-    // The live stream: a `block` event with the fields the pages use.
-    let mut events = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-        .get(format!("{url}/v1/events"))
-        .send()
-        .unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !seen.contains("\n\n") {
-        let n = events.read(&mut buf).expect("the stream sends");
-        assert!(n > 0, "the stream ended");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    assert!(seen.starts_with("event: block"), "{seen}");
-    let data = seen.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-    let block: serde_json::Value = serde_json::from_str(data).unwrap();
+    // The live stream: a `block` event with the fields the pages use, its height as its id.
+    let first_event = |last_event_id: Option<u64>| {
+        let mut request = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+            .get(format!("{url}/v1/events"));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let mut events = request.send().unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while !seen.contains("\n\n") {
+            let n = events.read(&mut buf).expect("the stream sends");
+            assert!(n > 0, "the stream ended");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(seen.starts_with("event: block"), "{seen}");
+        let field = |name: &str| {
+            seen.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {seen}"))
+                .to_string()
+        };
+        let block: serde_json::Value = serde_json::from_str(&field("data: ")).unwrap();
+        assert_eq!(field("id: "), block["height"].to_string(), "{seen}");
+        block
+    };
+    let block = first_event(None);
     for key in [
         "height",
         "hash",
@@ -58,7 +70,10 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
     ] {
         assert!(!block[key].is_null(), "{key} in {block}");
     }
-    drop(events);
+    // A client that reconnects with Last-Event-ID gets what it missed first.
+    let height = block["height"].as_u64().unwrap();
+    let resumed = first_event(Some(height - 3));
+    assert_eq!(resumed["height"], height - 2, "{resumed}");
 
     // Metrics for operators, in Prometheus text format.
     let metrics = reqwest::blocking::get(format!("{url}/metrics"))
