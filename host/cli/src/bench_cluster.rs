@@ -169,7 +169,7 @@ pub fn run(json: bool, load: Load) -> Result<()> {
                     },
                 )
             })
-            .collect::<Result<_>>()?;
+            .collect();
         let outcome = async {
             let saturated = drive(&nodes, &signed[..burst], None).await?;
             let steady = drive(&nodes, &signed[burst..], Some(rate)).await?;

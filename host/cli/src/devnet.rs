@@ -271,7 +271,7 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
                     peers: peers.clone(),
                     block_interval_ms: interval,
                 },
-            )?);
+            ));
         }
         println!("web app and API: http://{addr}");
         std::io::stdout().flush()?;

@@ -146,45 +146,24 @@ pub fn validator_index(genesis: &Genesis, account: &str) -> Result<u16> {
         .with_context(|| format!("{account} is not a validator in genesis"))
 }
 
-/// A validator on a tokio runtime of its own (one worker thread and its blocking pool): in a
-/// devnet, the validators and the web API never wait behind each other's tasks, as they would
-/// not if each ran on its own machine.
+/// A validator running on the current runtime.
 pub struct Running {
     stop: watch::Sender<bool>,
-    thread: std::thread::JoinHandle<Result<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
     pub status: Arc<ValidatorStatus>,
 }
 
 impl Running {
-    pub fn start(node: Arc<Node>, keys: ValidatorKeys, opts: ValidatorOptions) -> Result<Running> {
+    pub fn start(node: Arc<Node>, keys: ValidatorKeys, opts: ValidatorOptions) -> Running {
         let (stop, rx) = watch::channel(false);
         let status = Arc::new(ValidatorStatus::default());
-        let name = format!("validator-{}", opts.listen.port());
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(name.clone())
-            .enable_all()
-            .build()
-            .context("starting a validator's runtime")?;
-        let s = status.clone();
-        let thread = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || rt.block_on(validator::run(node, keys, opts, s, rx)))
-            .context("starting a validator's thread")?;
-        Ok(Running {
-            stop,
-            thread,
-            status,
-        })
+        let task = tokio::spawn(validator::run(node, keys, opts, status.clone(), rx));
+        Running { stop, task, status }
     }
 
-    /// Tells the validator to stop and waits until it has (its store and port released).
     pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(true);
-        let thread = self.thread;
-        tokio::task::spawn_blocking(move || thread.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("the validator's thread panicked"))?
+        self.task.await?
     }
 }
 
@@ -223,7 +202,7 @@ pub fn run_node(config: &Path) -> Result<()> {
                 peers,
                 block_interval_ms: interval,
             },
-        )?;
+        );
         let (plugins_stop, stop_rx) = watch::channel(false);
         let mut plugins = None;
         if !cfg.plugins.is_empty() {
