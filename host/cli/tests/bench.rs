@@ -4,6 +4,17 @@
 use std::path::Path;
 use std::process::Command;
 
+/// The JSON object on the last line of a benchmark that succeeded.
+fn last_json(out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+}
+
 #[test]
 fn bench_devices_prints_its_figures_as_json() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -23,14 +34,7 @@ fn bench_devices_prints_its_figures_as_json() {
         .arg(repo.join("genesis/profiles/island_profiles.csv"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    let last = last_json(&out);
     for key in ["readings_per_sec", "applied_readings_per_sec", "swap_ms"] {
         assert!(last[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {last}");
     }
@@ -53,14 +57,7 @@ fn bench_cluster_prints_its_figures_as_json() {
         ])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    let last = last_json(&out);
     for key in [
         "finalized_tx_per_sec",
         "p50_ms",
