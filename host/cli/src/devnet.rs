@@ -1,5 +1,5 @@
-//! `gridledger devnet`: the genesis validators (each with its own store and QUIC endpoint on
-//! loopback, in one process) finalizing blocks by consensus, the first one's API on loopback,
+//! `gridledger devnet`: the genesis validators (in one process, each with its own store, QUIC
+//! endpoint on loopback and tokio runtime) finalizing blocks by consensus, the first one's API on loopback,
 //! and the island's simulated participants trading. A genesis without validators runs one node
 //! that makes a block on a timer.
 
@@ -263,7 +263,7 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
             .collect();
         let mut running = Vec::new();
         for (i, (n, k)) in nodes.iter().zip(keys).enumerate() {
-            running.push(Running::start(
+            running.push(Running::start_isolated(
                 n.clone(),
                 k,
                 ValidatorOptions {
@@ -271,7 +271,7 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
                     peers: peers.clone(),
                     block_interval_ms: interval,
                 },
-            ));
+            )?);
         }
         println!("web app and API: http://{addr}");
         std::io::stdout().flush()?;

@@ -146,24 +146,70 @@ pub fn validator_index(genesis: &Genesis, account: &str) -> Result<u16> {
         .with_context(|| format!("{account} is not a validator in genesis"))
 }
 
-/// A validator running on the current runtime.
+/// A running validator: a task on the current runtime, or a thread with a runtime of its own.
 pub struct Running {
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<()>>,
+    done: Done,
     pub status: Arc<ValidatorStatus>,
 }
 
+enum Done {
+    Task(tokio::task::JoinHandle<Result<()>>),
+    Thread(std::thread::JoinHandle<Result<()>>),
+}
+
 impl Running {
+    /// Starts the validator as a task on the current runtime (a `gridledger node` process is
+    /// one validator; the cluster benchmark lets four share the machine's cores this way).
     pub fn start(node: Arc<Node>, keys: ValidatorKeys, opts: ValidatorOptions) -> Running {
         let (stop, rx) = watch::channel(false);
         let status = Arc::new(ValidatorStatus::default());
         let task = tokio::spawn(validator::run(node, keys, opts, status.clone(), rx));
-        Running { stop, task, status }
+        Running {
+            stop,
+            done: Done::Task(task),
+            status,
+        }
     }
 
+    /// Starts the validator on a tokio runtime of its own (one worker and its blocking pool,
+    /// on a thread of its own): several validators in one process, and the web API beside
+    /// them, never wait behind each other's tasks, as they would not on separate machines.
+    pub fn start_isolated(
+        node: Arc<Node>,
+        keys: ValidatorKeys,
+        opts: ValidatorOptions,
+    ) -> Result<Running> {
+        let (stop, rx) = watch::channel(false);
+        let status = Arc::new(ValidatorStatus::default());
+        let name = format!("validator-{}", opts.listen.port());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name.clone())
+            .enable_all()
+            .build()
+            .context("starting a validator's runtime")?;
+        let s = status.clone();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || rt.block_on(validator::run(node, keys, opts, s, rx)))
+            .context("starting a validator's thread")?;
+        Ok(Running {
+            stop,
+            done: Done::Thread(thread),
+            status,
+        })
+    }
+
+    /// Tells the validator to stop and waits until it has (its store and port released).
     pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(true);
-        self.task.await?
+        match self.done {
+            Done::Task(task) => task.await?,
+            Done::Thread(thread) => tokio::task::spawn_blocking(move || thread.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("the validator's thread panicked"))?,
+        }
     }
 }
 

@@ -233,6 +233,15 @@ fn island_devnet_trades_clears_and_settles_by_itself() {
     let url = net.url.clone();
     let status = get(&format!("{url}/v1/status"));
     assert!(status["settled_periods"].as_u64().unwrap() >= 1, "{status}");
+    // Each of the four validators runs on a tokio runtime of its own (named after its port).
+    let mut runtimes: Vec<String> = net
+        .thread_names()
+        .into_iter()
+        .filter(|n| n.starts_with("validator-"))
+        .collect();
+    runtimes.sort();
+    runtimes.dedup();
+    assert_eq!(runtimes.len(), 4, "{runtimes:?}");
     // What was delivered came from the device plugin's signed readings: the simulation
     // reports no meter readings when genesis registers devices.
     let delivered: f64 = line

@@ -76,6 +76,15 @@ impl Devnet {
         })
     }
 
+    /// The names of the process's threads (Linux: `/proc/PID/task/*/comm`).
+    pub fn thread_names(&self) -> Vec<String> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).unwrap();
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_string())
+            .collect()
+    }
+
     /// The next line starting with `prefix`, waiting up to `within`.
     pub fn wait_for(&self, prefix: &str, within: Duration) -> String {
         let deadline = std::time::Instant::now() + within;
