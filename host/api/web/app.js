@@ -80,7 +80,9 @@ function periodOf(ms) {
 const clock = (p) => { const r = p % 96; return `${String(Math.floor(r / 4)).padStart(2, "0")}:${String((r % 4) * 15).padStart(2, "0")}`; };
 
 function card(label, value, sub = "") {
-  return `<div class="card"><div class="label">${esc(label)}</div><div class="value">${value}</div><div class="sub">${sub}</div></div>`;
+  // Labels are shown in capitals; a symbol such as μ must keep its case (Μ reads as M).
+  const shown = esc(label).replace(/μ/g, `<span class="sym">μ</span>`);
+  return `<div class="card"><div class="label">${shown}</div><div class="value">${value}</div><div class="sub">${sub}</div></div>`;
 }
 
 function table(headers, rows, empty = "nothing yet") {
@@ -133,6 +135,8 @@ const pages = {
     const trades = last ? await periodTrades(last.period) : [];
 
     const share = (s) => (s.traded_wh ? (100 * s.renewable_wh) / s.traded_wh : 0);
+    // A period that traded nothing has no clearing price or share: a gap, not a zero.
+    const traded = (s, v) => (s.traded_wh ? v : null);
     root.innerHTML = `
       <h2>Market <span class="muted">· period ${current} (${clock(current)}) being delivered</span></h2>
       <div class="cards">
@@ -153,7 +157,7 @@ const pages = {
       { label: "clearing price (tok/kWh)", stroke: "#2b6cb0", width: 2, scale: "tok" },
       { label: "μ", stroke: "#d69e2e", width: 2, scale: "mu" },
       { label: "renewable share (%)", stroke: "#1f9d55", width: 2, scale: "pct" },
-    ], [xs, recent.map((s) => s.clearing_price / TOK), recent.map((s) => fixed(s.mu)), recent.map(share)],
+    ], [xs, recent.map((s) => traded(s, s.clearing_price / TOK)), recent.map((s) => fixed(s.mu)), recent.map((s) => traded(s, share(s)))],
     { x: { label: "period", fmt: (p) => `${clock(p)}` }, y: [{ scale: "tok", label: "tok/kWh" }, { scale: "mu", side: 1, label: "μ", grid: { show: false } }] });
 
     const side = (s) => orders.filter((o) => o.side === s);
