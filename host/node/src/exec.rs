@@ -161,11 +161,49 @@ impl Executor {
         self.check_stateless_as(tx, encoded_len, SignatureCheck::Verify)
     }
 
+    /// [`Executor::check_stateless`] for many transactions, each answered as alone; their
+    /// signatures are checked as one batch.
+    pub fn check_stateless_batch(&self, txs: &[(&SignedTx, usize)]) -> Vec<Result<(), Rejected>> {
+        let txs_only: Vec<&SignedTx> = txs.iter().map(|(t, _)| *t).collect();
+        let signatures = self.check_signatures(&txs_only);
+        txs.iter()
+            .zip(signatures)
+            .map(|((tx, len), signature)| self.check_stateless_with(tx, *len, || signature))
+            .collect()
+    }
+
+    /// Each transaction's signature, checked as one batch.
+    pub fn check_signatures(&self, txs: &[&SignedTx]) -> Vec<Result<(), String>> {
+        let signing: Vec<Vec<u8>> = txs.iter().map(|t| t.body.signing_bytes()).collect();
+        let items: Vec<_> = txs
+            .iter()
+            .zip(&signing)
+            .map(|(t, msg)| (&t.body.sender, msg.as_slice(), &t.signature))
+            .collect();
+        self.keys.verify_batch(&items)
+    }
+
     fn check_stateless_as(
         &self,
         tx: &SignedTx,
         encoded_len: usize,
         signature: SignatureCheck,
+    ) -> Result<(), Rejected> {
+        self.check_stateless_with(tx, encoded_len, || match signature {
+            SignatureCheck::Verify => {
+                self.keys
+                    .verify(&tx.body.sender, &tx.body.signing_bytes(), &tx.signature)
+            }
+            SignatureCheck::AlreadyVerified => Ok(()),
+        })
+    }
+
+    /// Chain id, then the signature (as `signature` answers), then the gas floor.
+    fn check_stateless_with(
+        &self,
+        tx: &SignedTx,
+        encoded_len: usize,
+        signature: impl FnOnce() -> Result<(), String>,
     ) -> Result<(), Rejected> {
         if tx.body.chain_id != self.params.chain_id {
             return Err(Rejected::WrongChain {
@@ -173,11 +211,7 @@ impl Executor {
                 want: self.params.chain_id.clone(),
             });
         }
-        if signature == SignatureCheck::Verify {
-            self.keys
-                .verify(&tx.body.sender, &tx.body.signing_bytes(), &tx.signature)
-                .map_err(Rejected::BadSignature)?;
-        }
+        signature().map_err(Rejected::BadSignature)?;
         let need = self.intrinsic_gas(tx, encoded_len);
         if tx.body.gas_limit < need {
             return Err(Rejected::GasTooLow {

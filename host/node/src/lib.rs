@@ -311,8 +311,9 @@ impl Node {
             Some(p) => (p.time_ms, p.txs),
             None => (head.time_ms + 1, Vec::new()),
         };
-        // What this node admitted to its mempool it has verified already.
-        let candidates = {
+        // What this node admitted to its mempool it has verified already; the rest is
+        // checked here as one batch, and what fails is left for execution to refuse.
+        let mut candidates = {
             let pool = self.mempool.lock();
             with_lengths(txs, |t| {
                 if pool.contains(&t.hash()) {
@@ -322,6 +323,18 @@ impl Node {
                 }
             })
         };
+        let unchecked: Vec<usize> = (0..candidates.len())
+            .filter(|&i| candidates[i].2 == SignatureCheck::Verify)
+            .collect();
+        let checks = {
+            let txs: Vec<&SignedTx> = unchecked.iter().map(|&i| &candidates[i].0).collect();
+            self.exec.check_signatures(&txs)
+        };
+        for (&i, check) in unchecked.iter().zip(checks) {
+            if check.is_ok() {
+                candidates[i].2 = SignatureCheck::AlreadyVerified;
+            }
+        }
         self.build_block(
             time_ms,
             candidates,
@@ -397,47 +410,80 @@ impl Node {
 
     /// Checks a transaction a peer passed on and queues it (without passing it on again).
     pub fn submit_relayed(&self, bytes: &[u8]) -> Result<Hash32, Rejected> {
+        let (tx, hash) = self.precheck(bytes)?;
+        self.exec.check_stateless(&tx, bytes.len())?;
+        self.admit(tx, hash, bytes.len())
+    }
+
+    /// [`Node::submit_relayed`] for a batch peers passed on, in order, each answered as alone;
+    /// their signatures are checked as one batch.
+    pub fn submit_relayed_batch(&self, batch: &[Vec<u8>]) -> Vec<Result<Hash32, Rejected>> {
+        let mut answers: Vec<Result<(SignedTx, Hash32), Rejected>> =
+            batch.iter().map(|b| self.precheck(b)).collect();
+        let pending: Vec<usize> = (0..answers.len()).filter(|&i| answers[i].is_ok()).collect();
+        let checks = {
+            let txs: Vec<(&SignedTx, usize)> = pending
+                .iter()
+                .filter_map(|&i| answers[i].as_ref().ok().map(|(t, _)| (t, batch[i].len())))
+                .collect();
+            self.exec.check_stateless_batch(&txs)
+        };
+        for (&i, check) in pending.iter().zip(checks) {
+            if let Err(e) = check {
+                answers[i] = Err(e);
+            }
+        }
+        answers
+            .into_iter()
+            .zip(batch)
+            .map(|(a, b)| a.and_then(|(tx, hash)| self.admit(tx, hash, b.len())))
+            .collect()
+    }
+
+    fn state_view(&self) -> Result<gridledger_state::StateView, Rejected> {
+        self.store
+            .state_view()
+            .map_err(|e| Rejected::Malformed(format!("node busy: {e}")))
+    }
+
+    /// What is refused before its signature is checked: undecodable bytes, a duplicate, a used
+    /// nonce. Gossip brings most transactions more than once, some after their block: neither
+    /// a duplicate nor a used nonce costs a signature check. (Nonces only grow, so any view of
+    /// the state is recent enough to refuse a used one.)
+    fn precheck(&self, bytes: &[u8]) -> Result<(SignedTx, Hash32), Rejected> {
         let tx = SignedTx::decode(bytes).map_err(|e| Rejected::Malformed(e.to_string()))?;
         let hash = tx.hash();
-        let snapshot = || {
-            self.store
-                .state_view()
-                .map_err(|e| Rejected::Malformed(format!("node busy: {e}")))
-        };
-        let committed_nonce = |snap: &gridledger_state::StateView| {
-            ledger::account(snap, &tx.body.sender)
-                .map(|a| a.nonce)
-                .unwrap_or(0)
-        };
-        // Gossip brings most transactions more than once, some after their block: neither a
-        // duplicate nor a used nonce costs a signature check. (Nonces only grow, so any view
-        // of the state is recent enough to refuse a used one.)
         if self.mempool.lock().contains(&hash) {
             return Err(Rejected::Duplicate);
         }
-        let used = committed_nonce(&snapshot()?);
+        let used = committed_nonce(&self.state_view()?, &tx.body.sender);
         if tx.body.nonce < used {
             return Err(Rejected::NonceReplayed {
                 got: tx.body.nonce,
                 want: used,
             });
         }
-        self.exec.check_stateless(&tx, bytes.len())?;
+        Ok((tx, hash))
+    }
+
+    /// Queues a transaction whose stateless checks passed, if its nonce is next and its
+    /// sender can pay.
+    fn admit(&self, tx: SignedTx, hash: Hash32, encoded_len: usize) -> Result<Hash32, Rejected> {
         let mut pool = self.mempool.lock();
         // Read the state under the pool lock: a block commits its state before it prunes the
         // pool, so this view never misses a transaction the pool has just let go.
-        let snap = snapshot()?;
+        let snap = self.state_view()?;
         if pool.contains(&hash) {
             return Err(Rejected::Duplicate);
         }
         if pool.is_full() {
             return Err(Rejected::MempoolFull);
         }
-        let expected = pool.next_nonce(&tx.body.sender, committed_nonce(&snap));
+        let expected = pool.next_nonce(&tx.body.sender, committed_nonce(&snap, &tx.body.sender));
         // Fee affordability is checked against committed state; pending spends are caught at
         // execution, where an unaffordable transaction is dropped.
         self.exec.check_stateful(&snap, &tx, expected)?;
-        pool.insert(tx, bytes.len());
+        pool.insert(tx, encoded_len);
         Ok(hash)
     }
 
@@ -788,6 +834,11 @@ fn reading_rules(genesis: &Genesis) -> Option<devices::ReadingRules> {
         time_tolerance_ms: d.time_tolerance_ms,
         field_period_ms: d.field_period_ms.unwrap_or(m.period_ms),
     })
+}
+
+/// The nonce `who` has used up to, in committed state.
+fn committed_nonce(snap: &gridledger_state::StateView, who: &Address) -> u64 {
+    ledger::account(snap, who).map(|a| a.nonce).unwrap_or(0)
 }
 
 /// Transactions with their encoded lengths (what block building charges gas for) and whether

@@ -314,9 +314,7 @@ fn spawn_admission(node: Arc<Node>) -> (Arc<Admission>, tokio::task::JoinHandle<
                 }
                 let node = node.clone();
                 let admitted = tokio::task::spawn_blocking(move || {
-                    for bytes in &batch {
-                        let _ = node.submit_relayed(bytes);
-                    }
+                    node.submit_relayed_batch(&batch);
                 })
                 .await;
                 if admitted.is_err() {

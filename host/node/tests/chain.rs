@@ -523,12 +523,14 @@ fn finalized_proposals_check_the_signatures_the_mempool_did_not() {
     let mut chain = TestChain::new();
     let alice = chain.account("alice", 1_000_000);
     let bob = chain.account("bob", 1_000_000);
+    let carol = chain.account("carol", 1_000_000);
     let transfer = Payload::Transfer {
         to: Address([9; 32]),
         amount: 1,
     };
     let pooled = chain.sign(&alice, transfer.clone(), TX_GAS);
     chain.node.submit(&pooled.encode()).expect("admitted");
+    let unseen_good = chain.sign(&carol, transfer.clone(), TX_GAS);
     let mut unseen_forged = chain.sign(&bob, transfer, TX_GAS);
     unseen_forged.signature = Signature([7; 64]);
 
@@ -540,7 +542,7 @@ fn finalized_proposals_check_the_signatures_the_mempool_did_not() {
         parent_view: 0,
         payload: BlockPayload {
             time_ms: head.time_ms + 1_000,
-            txs: vec![unseen_forged, pooled.clone()],
+            txs: vec![unseen_forged, pooled.clone(), unseen_good.clone()],
         }
         .encode(),
     };
@@ -557,7 +559,89 @@ fn finalized_proposals_check_the_signatures_the_mempool_did_not() {
         .node
         .commit_finalized(&proposal, &proof, chain.grid_company.address())
         .expect("committed");
-    assert_eq!(block.tx_hashes, vec![pooled.hash()]);
+    assert_eq!(block.tx_hashes, vec![pooled.hash(), unseen_good.hash()]);
     assert_eq!(chain.nonce(&alice.address()), 1);
+    assert_eq!(chain.nonce(&carol.address()), 1);
     assert_eq!(chain.nonce(&bob.address()), 0, "the forged transfer ran");
+}
+
+/// A batch that peers passed on is answered transaction by transaction as each would be alone
+/// (its signatures checked together); only the good ones are queued, in order.
+#[test]
+fn a_relayed_batch_answers_each_transaction_as_alone() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000);
+    let bob = chain.account("bob", 1_000_000);
+    let transfer = Payload::Transfer {
+        to: Address([9; 32]),
+        amount: 1,
+    };
+    let first = chain.sign(&alice, transfer.clone(), TX_GAS);
+    let second = TxBody {
+        nonce: 1,
+        ..first.body.clone()
+    }
+    .sign(&alice);
+    let mut tampered = chain.sign(&bob, transfer.clone(), TX_GAS);
+    tampered.signature.0[40] ^= 1;
+    let gap = TxBody {
+        nonce: 5,
+        ..chain.sign(&bob, transfer, TX_GAS).body
+    }
+    .sign(&bob);
+    // A small-order key as sender, with a "signature" that plain ZIP 215 accepts for it.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut forged = [0u8; 64];
+    forged[..32].copy_from_slice(&identity);
+    let small_order_sender = gridledger_types::SignedTx {
+        body: TxBody {
+            sender: Address(identity),
+            nonce: 0,
+            ..first.body.clone()
+        },
+        signature: Signature(forged),
+    };
+    let batch = vec![
+        first.encode(),
+        tampered.encode(),
+        first.encode(),
+        vec![0xff; 10],
+        small_order_sender.encode(),
+        second.encode(),
+        gap.encode(),
+    ];
+    let answers = chain.node.submit_relayed_batch(&batch);
+    assert!(
+        matches!(answers[0], Ok(h) if h == first.hash()),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[1], Err(Rejected::BadSignature(_))),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[2], Err(Rejected::Duplicate)),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[3], Err(Rejected::Malformed(_))),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[4], Err(Rejected::BadSignature(_))),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[5], Ok(h) if h == second.hash()),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[6], Err(Rejected::NonceGap { .. })),
+        "{answers:?}"
+    );
+    assert_eq!(chain.node.mempool_len(), 2);
+    chain.next_block();
+    assert_eq!(chain.nonce(&alice.address()), 2);
+    assert_eq!(chain.nonce(&bob.address()), 0);
 }
