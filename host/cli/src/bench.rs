@@ -31,11 +31,11 @@ pub enum BenchCmd {
         /// Transfers submitted at once for the throughput figure.
         #[arg(long, default_value_t = 20_000)]
         txs: usize,
-        /// Transfers per second offered for the latency figures...
-        #[arg(long, default_value_t = 2_000)]
+        /// Transfers per second offered for the latency figures (the aim's rate)...
+        #[arg(long, default_value_t = 5_000)]
         rate: usize,
         /// ...for this many seconds.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 8.0)]
         seconds: f64,
         /// Least time between blocks.
         #[arg(long, default_value_t = 100)]
