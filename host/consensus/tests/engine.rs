@@ -1,5 +1,5 @@
-//! The engine driven by hand: the safety record survives a restart, and bad certificates and
-//! relayed votes are refused.
+//! The engine driven by hand: the safety record survives a restart, and bad certificates,
+//! votes with bad signatures and relayed votes are refused.
 
 use gridledger_consensus::crypto::{SimScheme, VoteScheme};
 use gridledger_consensus::types::bitmap;
@@ -173,4 +173,45 @@ fn certificates_that_do_not_verify_change_nothing() {
         message: Message::Certificate(cert(bitmap([0, 1, 3], 4))),
     });
     assert_eq!(e.view(), 2, "a good nullification moves the view on");
+}
+
+#[test]
+fn a_vote_with_a_bad_signature_does_not_count() {
+    let mut e = engine(2, None);
+    e.start();
+    // View 1 times out: validator 2 votes to nullify it.
+    e.handle(Input::Timeout { view: 1 });
+    let msg = set().vote_bytes(VoteKind::Nullify, 1, &Digest::ZERO);
+    let vote = |signer: u16, key: u64| {
+        Message::Vote(Vote {
+            kind: VoteKind::Nullify,
+            view: 1,
+            digest: Digest::ZERO,
+            signer,
+            signature: SimScheme::sign(&key, &msg),
+        })
+    };
+    e.handle(Input::Message {
+        from: 0,
+        message: vote(0, 0),
+    });
+    // Validator 3's vote carries a signature by another key: three votes are in, a quorum by
+    // count, but the aggregate fails, the bad vote is found, and no certificate forms.
+    let actions = e.handle(Input::Message {
+        from: 3,
+        message: vote(3, 1),
+    });
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Misbehaviour(m) if m.contains("bad Nullify vote signatures") && m.contains("[3]"))),
+        "{actions:?}"
+    );
+    assert_eq!(e.view(), 1, "no nullification from a forged vote");
+    // A good vote from the same validator still counts afterwards.
+    e.handle(Input::Message {
+        from: 3,
+        message: vote(3, 3),
+    });
+    assert_eq!(e.view(), 2);
 }
