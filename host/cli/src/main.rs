@@ -7,6 +7,7 @@ mod bench_market;
 mod client;
 mod devnet;
 mod plugins;
+mod relay;
 mod sim;
 mod validators;
 mod verify;

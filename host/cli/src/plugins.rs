@@ -1,23 +1,16 @@
 //! Device plugins in a running node: started from their manifests, their signed readings
-//! relayed to the chain in `Readings` transactions by the node's gateway account.
+//! handed to the relay ([`crate::relay`]).
 
 use anyhow::{Context, Result, bail};
 use gridledger_devices::meter::{ChainClock, MeterPosition};
 use gridledger_devices::supervisor::wall_clock;
 use gridledger_devices::{DeviceBinding, PluginManifest, PluginSet, RegisteredDevice};
-use gridledger_node::{Genesis, Node, Rejected};
-use gridledger_types::{Keypair, Payload, SignedReading, TxBody};
+use gridledger_node::{Genesis, Node};
+use gridledger_types::Keypair;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
 use tokio::sync::{mpsc, watch};
-
-/// Most readings relayed in one transaction.
-const MAX_BATCH: usize = 2_000;
-/// Gas per reading beyond the transaction's size: its signature check and, once a period,
-/// its energy report to the market.
-const GAS_PER_READING: u64 = 2_000_000;
 
 /// A node's running plugins and the count of readings its relay got into the mempool.
 pub struct Plugins {
@@ -70,66 +63,15 @@ pub async fn start(
     )
     .await?;
     let relayed = Arc::new(AtomicU64::new(0));
-    tokio::spawn(relay_readings(node, relay, readings, relayed.clone(), stop));
+    tokio::spawn(crate::relay::run(
+        node,
+        relay,
+        set.clone(),
+        readings,
+        relayed.clone(),
+        stop,
+    ));
     Ok(Some(Plugins { set, relayed }))
-}
-
-/// Batches what the plugins read and submits it, retrying while the mempool is busy.
-async fn relay_readings(
-    node: Arc<Node>,
-    relay: Keypair,
-    mut incoming: mpsc::Receiver<Vec<SignedReading>>,
-    relayed: Arc<AtomicU64>,
-    stop: watch::Receiver<bool>,
-) {
-    while let Some(mut batch) = incoming.recv().await {
-        while batch.len() < MAX_BATCH {
-            match incoming.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
-            }
-        }
-        let mut wait = Duration::from_millis(50);
-        loop {
-            match submit(&node, &relay, batch.clone()) {
-                Ok(()) => {
-                    relayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    break;
-                }
-                Err(Rejected::MempoolFull) if !*stop.borrow() => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => {
-                    tracing::warn!(readings = batch.len(), error = %e, "readings could not be relayed");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-fn submit(node: &Node, relay: &Keypair, readings: Vec<SignedReading>) -> Result<(), Rejected> {
-    let nonce = node
-        .next_nonce(&relay.address())
-        .map_err(|e| Rejected::Malformed(e.to_string()))?;
-    let n = readings.len() as u64;
-    let payload = Payload::Readings { readings };
-    let tx = TxBody {
-        chain_id: node.chain_id().to_string(),
-        sender: relay.address(),
-        nonce,
-        gas_limit: 0,
-        payload,
-    };
-    let size = tx.clone().sign(relay).encode().len() as u64;
-    let g = node.vm().config().gas.clone();
-    let tx = TxBody {
-        gas_limit: g.tx_base + g.tx_per_byte * (size + 16) + GAS_PER_READING * n,
-        ..tx
-    }
-    .sign(relay);
-    node.submit(&tx.encode()).map(|_| ())
 }
 
 /// The devnet's plugin: `island-sim` reporting for every simulated participant's meter,

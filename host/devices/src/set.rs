@@ -122,6 +122,27 @@ impl PluginSet {
         handle.swap(code).await
     }
 
+    /// Continues every device's sequence numbers from `next_seq` (the chain's, by device
+    /// address; a device it has no answer for keeps its own). Returns, for every device, the
+    /// time of its plugin's last poll before the change: readings taken up to then carry the
+    /// old numbers. See [`PluginHandle::resync`].
+    pub async fn resync(
+        &self,
+        next_seq: impl Fn(&Address) -> Option<u64>,
+    ) -> Result<std::collections::HashMap<Address, u64>, String> {
+        let mut cutoffs = std::collections::HashMap::new();
+        for h in &self.handles {
+            let wanted = h
+                .addresses
+                .iter()
+                .filter_map(|a| next_seq(a).map(|n| (*a, n)))
+                .collect();
+            let last_poll_ms = h.resync(wanted).await?;
+            cutoffs.extend(h.addresses.iter().map(|a| (*a, last_poll_ms)));
+        }
+        Ok(cutoffs)
+    }
+
     /// SHA-256 of a component file, as the manifest's `code_hash` pins it.
     pub fn code_hash(wasm: &[u8]) -> Hash32 {
         Hash32::tagged(b"", &[wasm])

@@ -8,8 +8,9 @@
 use crate::manifest::PluginManifest;
 use crate::meter::{ChainClock, Meter};
 use crate::runtime::{PluginCode, PluginError, PluginRuntime, RunningPlugin, Sample};
-use gridledger_types::{Hash32, SignedReading};
+use gridledger_types::{Address, Hash32, SignedReading};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -84,6 +85,11 @@ enum Command {
         code: PluginCode,
         reply: oneshot::Sender<Result<SwapReport, String>>,
     },
+    /// Continue these devices' sequence numbers from the chain's (see [`PluginHandle::resync`]).
+    Resync {
+        next_seq: HashMap<Address, u64>,
+        reply: oneshot::Sender<u64>,
+    },
 }
 
 /// A running plugin's door: its status and its swap command.
@@ -91,6 +97,8 @@ enum Command {
 pub struct PluginHandle {
     pub id: String,
     pub devices: Vec<String>,
+    /// The devices' addresses (their keys), in the order of `devices`.
+    pub addresses: Vec<Address>,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<PluginStatus>,
 }
@@ -121,6 +129,21 @@ impl PluginHandle {
             .await
             .map_err(|_| "the plugin stopped during the swap".to_string())?
     }
+
+    /// Sets the next sequence number of the devices named in `next_seq`, between two polls.
+    /// Returns the time of the last poll before it: readings taken after it continue from the
+    /// new numbers, readings taken up to it (perhaps still on their way) do not. Counters are
+    /// kept: the energy read meanwhile still counts, within the chain's bound. For a relay
+    /// whose readings the chain refused, so that the node's numbering ran ahead of the chain's.
+    pub async fn resync(&self, next_seq: HashMap<Address, u64>) -> Result<u64, String> {
+        let (reply, done) = oneshot::channel();
+        self.commands
+            .send(Command::Resync { next_seq, reply })
+            .await
+            .map_err(|_| "the plugin has stopped".to_string())?;
+        done.await
+            .map_err(|_| "the plugin stopped during the resync".to_string())
+    }
 }
 
 /// Everything a plugin task needs.
@@ -140,6 +163,7 @@ impl PluginTask {
     pub fn spawn(self, stop: watch::Receiver<bool>) -> PluginHandle {
         let (commands, rx) = mpsc::channel(4);
         let devices: Vec<String> = self.meters.iter().map(|m| m.name.clone()).collect();
+        let addresses: Vec<Address> = self.meters.iter().map(|m| m.device()).collect();
         let (status, status_rx) = watch::channel(PluginStatus {
             id: self.manifest.id.clone(),
             state: "restarting".into(),
@@ -150,6 +174,7 @@ impl PluginTask {
         let handle = PluginHandle {
             id: self.manifest.id.clone(),
             devices,
+            addresses,
             commands,
             status: status_rx,
         };
@@ -200,9 +225,17 @@ impl Supervisor {
                 _ = stop.changed() => {
                     if *stop.borrow() { break; }
                 }
-                Some(Command::Swap { code, reply }) = commands.recv() => {
-                    self.swap(code, reply).await;
-                }
+                Some(command) = commands.recv() => match command {
+                    Command::Swap { code, reply } => self.swap(code, reply).await,
+                    Command::Resync { next_seq, reply } => {
+                        for m in &mut self.task.meters {
+                            if let Some(&n) = next_seq.get(&m.device()) {
+                                m.position.next_seq = n;
+                            }
+                        }
+                        let _ = reply.send(self.last_poll_ms);
+                    }
+                },
                 _ = ticker.tick() => {
                     if !self.tick().await { break; }
                 }

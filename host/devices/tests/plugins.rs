@@ -360,3 +360,65 @@ async fn a_crashing_plugin_is_restarted_and_its_counters_carry_on() {
     assert!(status.dropped_samples >= 6, "{status:?}");
     let _ = run.stop.send(true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_continues_a_devices_numbering_from_the_chains() {
+    let rt = Arc::new(PluginRuntime::new().unwrap());
+    let sim = rt.load(&plugin_file("island_sim")).unwrap();
+    let mut run = Running::start(sim, manifest("steady", &[]), rt);
+    run.take(9).await;
+    // The chain took only this device's first reading: its numbering goes back to 1.
+    let device = run.handle.addresses[0];
+    let cutoff = run
+        .handle
+        .resync(std::collections::HashMap::from([(device, 1)]))
+        .await
+        .expect("resync");
+    run.take(9).await;
+    let _ = run.stop.send(true);
+    while let Some(b) = run.readings.recv().await {
+        run.seen.extend(b);
+    }
+    let mut by_device: BTreeMap<_, Vec<&SignedReading>> = BTreeMap::new();
+    for r in &run.seen {
+        r.verify("test").unwrap();
+        by_device.entry(r.reading.device).or_default().push(r);
+    }
+    for (d, readings) in &by_device {
+        let seqs: Vec<u64> = readings.iter().map(|r| r.reading.seq).collect();
+        if *d == device {
+            // 0, 1, …, k-1, then 1, 2, …: one restart, from the chain's next number.
+            let k = seqs
+                .windows(2)
+                .position(|w| w[1] != w[0] + 1)
+                .expect("a restart")
+                + 1;
+            assert!(k >= 2, "{seqs:?}");
+            let want: Vec<u64> = (0..k as u64)
+                .chain(1..(seqs.len() - k + 1) as u64)
+                .collect();
+            assert_eq!(seqs, want);
+            // The cut between the old numbering and the new is the time the resync answered.
+            assert!(
+                readings[..k]
+                    .iter()
+                    .all(|r| r.reading.timestamp_ms <= cutoff)
+            );
+            assert!(
+                readings[k..]
+                    .iter()
+                    .all(|r| r.reading.timestamp_ms > cutoff)
+            );
+        } else {
+            let want: Vec<u64> = (0..seqs.len() as u64).collect();
+            assert_eq!(seqs, want, "the other devices are untouched");
+        }
+        // The counters carry on: what was read meanwhile still counts.
+        assert!(
+            readings
+                .windows(2)
+                .all(|w| w[1].reading.export_wh >= w[0].reading.export_wh
+                    && w[1].reading.import_wh >= w[0].reading.import_wh)
+        );
+    }
+}
