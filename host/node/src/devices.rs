@@ -127,20 +127,20 @@ fn op(code: ErrorCode, msg: impl Into<String>) -> Fail {
     Fail::Op(OpError(code, msg.into(), 0))
 }
 
-/// Checks one reading against its device's record; `Ok` is the record after it.
-pub fn check_reading(
+/// Checks one reading against its device's record, given the answer of its signature check.
+fn check_reading(
     rules: &ReadingRules,
-    chain_id: &str,
     block_ms: u64,
     record: Option<&DeviceRecord>,
     signed: &SignedReading,
+    signature: Result<(), String>,
 ) -> Result<(), Refusal> {
     let r = &signed.reading;
     let rec = record.ok_or(Refusal::Unregistered)?;
     if rec.revoked {
         return Err(Refusal::Revoked);
     }
-    signed.verify(chain_id).map_err(Refusal::Signature)?;
+    signature.map_err(Refusal::Signature)?;
     let want = rec.last.as_ref().map_or(0, |l| l.seq + 1);
     if r.seq != want {
         return Err(Refusal::Sequence { got: r.seq, want });
@@ -260,19 +260,26 @@ impl Executor {
                 .and_then(|b| Address::from_slice(&b)),
             None => None,
         };
+        // Every signature in the batch at once (device keys stay decompressed in the cache).
+        let signing: Vec<Vec<u8>> = readings
+            .iter()
+            .map(|r| r.reading.signing_bytes(&block.chain_id))
+            .collect();
+        let items: Vec<_> = readings
+            .iter()
+            .zip(&signing)
+            .map(|(r, msg)| (&r.reading.device, msg.as_slice(), &r.signature))
+            .collect();
+        let signatures = self.keys.verify_batch(&items);
         let mut gas = 0u64;
         let mut events = Vec::new();
         let mut refused = Vec::new();
-        for (index, signed) in readings.iter().enumerate() {
+        for ((index, signed), signature) in readings.iter().enumerate().zip(signatures) {
             let id = signed.reading.device;
             let record = device(state, &id)?;
-            if let Err(why) = check_reading(
-                rules,
-                &block.chain_id,
-                block.time_ms,
-                record.as_ref(),
-                signed,
-            ) {
+            if let Err(why) =
+                check_reading(rules, block.time_ms, record.as_ref(), signed, signature)
+            {
                 refused.push(serde_json::json!({"index": index, "device": id.to_hex(), "reason": why.to_string()}));
                 events.push(chain_event(
                     "reading_refused",
