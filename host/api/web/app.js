@@ -480,7 +480,7 @@ pages.participant = async function (root) {
     </div>
     <div class="grid2">
       <div class="panel"><h3>Trades</h3><div id="my-trades"></div></div>
-      <div class="panel"><h3>Settlement</h3><div id="my-settlement"></div></div>
+      <div class="panel"><h3>Settlement <span class="muted">· kWh</span></h3><div id="my-settlement"></div></div>
     </div>
     <div class="panel"><h3>Your transactions</h3><div id="my-txs"></div></div>`;
   // Keep the form (and what the user typed) across live refreshes.
@@ -511,8 +511,8 @@ pages.participant = async function (root) {
     esc(name(t.buyer === me.address ? t.seller : t.buyer)), kwh(t.wh), tok(t.price),
     proofLink([recordKey.trade(t.period, index)], `trade-${t.period}-${index}.json`, t)]), "no trades in the last 12 periods");
   root.querySelector("#my-settlement").innerHTML = table([
-    { label: "period", num: true }, { label: "sold kWh", num: true }, { label: "metered out", num: true },
-    { label: "bought kWh", num: true }, { label: "metered in", num: true }, { label: "" },
+    { label: "period", num: true }, { label: "sold", num: true }, { label: "metered out", num: true },
+    { label: "bought", num: true }, { label: "metered in", num: true }, { label: "status" },
   ], settlements.map((x) => [x.period, kwh(x.sold_wh), x.produced_wh == null ? "–" : kwh(x.produced_wh), kwh(x.bought_wh),
     x.consumed_wh == null ? "–" : kwh(x.consumed_wh),
     // A settled period's proof: the period's summary, my meter reading and my trades in it.
