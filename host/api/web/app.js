@@ -304,7 +304,9 @@ async function execute(me, contract, msg, funds) {
     new Uint8Array([3]), unhex(contract), vec(utf8(JSON.stringify(msg))), le(funds, 8));
   const signature = new Uint8Array(await crypto.subtle.sign("Ed25519", me.key, cat(utf8("gridledger/tx/v1"), body)));
   const { hash } = await api("/v1/txs", { tx: hex(cat(body, signature)) });
-  for (let i = 0; i < 100; i++) {
+  // Wait up to a minute for its block: giving up sooner would tell the user it failed while
+  // it may still be included.
+  for (let i = 0; i < 240; i++) {
     const t = await api(`/v1/txs/${hash}`);
     if (t.status === "included") {
       const mine = JSON.parse(sessionStorage.getItem("gridledger-txs") || "[]");
