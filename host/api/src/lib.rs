@@ -140,8 +140,12 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "vm_config_hash": node.vm().config_hash().to_hex(),
         "gas_price_per_kgas": node.params().gas_price_per_kgas,
         "settled_periods": node.settled_periods(),
-        // Every committed block is final: validators commit only what consensus finalized.
+        // Every committed block's payload is final: validators commit only what consensus
+        // finalized. A header is final to clients once a quorum certified its execution.
         "finalized_height": head.height,
+        "certified_height": node.certified_height().unwrap_or(0),
+        // false, or what differed: this node computed another header than a quorum certified.
+        "diverged": node.diverged().map_or(json!(false), |why| json!(why)),
         "validators": node.validators().iter().enumerate().map(|(i, v)| json!({
             "index": i,
             "account": v.account,
@@ -423,7 +427,15 @@ fn prove(node: &Node, key: &[u8], height: Option<u64>) -> ApiResult<StateProofBu
 /// Proves `keys` into the header at `height` (default: the head).
 fn prove_keys(node: &Node, keys: &[Vec<u8>], height: Option<u64>) -> ApiResult<StateProofsBundle> {
     let snap = node.snapshot()?;
-    let height = height.unwrap_or(node.head().height);
+    // By default, the latest header a quorum certified (so the bundle is final), or the head
+    // on a chain without validators.
+    let height = match height {
+        Some(h) => h,
+        None => match node.certified_height()? {
+            0 => node.head().height,
+            h => h,
+        },
+    };
     let header = snap
         .block(height)?
         .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?
@@ -439,17 +451,13 @@ fn prove_keys(node: &Node, keys: &[Vec<u8>], height: Option<u64>) -> ApiResult<S
     })
 }
 
-/// The finality part of a proof bundle, for blocks that consensus finalized.
+/// The finality part of a proof bundle: the execution certificate of the header, once a
+/// quorum has certified it (`None` before). A node stores only certificates over its own
+/// headers, so one whose execution diverged never calls what it computed final.
 fn finality(node: &Node, height: u64) -> ApiResult<Option<proofs::Finality>> {
-    let Some(proof) = node.finality(height)? else {
-        return Ok(None);
-    };
-    let key = gridledger_types::schema::meta_key(gridledger_node::finality::CONSENSUS_DIGEST_KEY);
-    let digest_proof = node.snapshot()?.prove(&key, height)?;
-    Ok(Some(proofs::Finality {
-        digest_proof,
-        proof,
-    }))
+    Ok(node
+        .execution_certificate(height)?
+        .map(|certificate| proofs::Finality { certificate }))
 }
 
 /// Proof of a raw state key (hex) at a height (default: latest).

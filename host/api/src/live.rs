@@ -43,6 +43,8 @@ struct Metrics {
     transactions: Counter,
     mempool: Gauge,
     peers: Gauge,
+    certified_height: Gauge,
+    diverged: Gauge,
     plugin_polls: Family<PluginLabel, Counter>,
     plugin_failures: Family<PluginLabel, Counter>,
     plugin_readings: Family<PluginLabel, Counter>,
@@ -64,6 +66,8 @@ impl Metrics {
             transactions: Counter::default(),
             mempool: Gauge::default(),
             peers: Gauge::default(),
+            certified_height: Gauge::default(),
+            diverged: Gauge::default(),
             plugin_polls: Family::default(),
             plugin_failures: Family::default(),
             plugin_readings: Family::default(),
@@ -109,6 +113,16 @@ impl Metrics {
             "peers_connected",
             "Validators this node is connected to",
             m.peers.clone(),
+        );
+        registry.register(
+            "certified_height",
+            "Height of the latest header a quorum of validators certified after executing it",
+            m.certified_height.clone(),
+        );
+        registry.register(
+            "execution_diverged",
+            "1 when a quorum certified another header than this node executed (it stopped voting)",
+            m.diverged.clone(),
         );
         registry.register(
             "plugin_polls",
@@ -307,6 +321,9 @@ pub async fn metrics(State(live): State<Live>) -> Response {
         .unwrap_or_default();
     let mut m = live.metrics.lock();
     m.mempool.set(live.node.mempool_len() as i64);
+    m.certified_height
+        .set(live.node.certified_height().unwrap_or(0) as i64);
+    m.diverged.set(live.node.diverged().is_some() as i64);
     m.peers.set(
         live.validator
             .as_ref()

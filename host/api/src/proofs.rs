@@ -1,9 +1,16 @@
 //! Self-contained proof bundles: what the API hands out and what `gridledger verify` checks
-//! offline, with nothing but the bundle and (optionally) a header hash the verifier trusts.
+//! offline, with nothing but the bundle and the genesis validator set (or a header hash the
+//! verifier trusts).
+//!
+//! What a valid, final bundle proves: the record (a transaction and its receipt, or state
+//! keys' values) is in the block whose header is in the bundle, by Merkle paths into that
+//! header's roots; and a quorum (`n - f`) of the genesis validators signed that header's hash
+//! after executing the chain up to it (an *execution certificate*, one aggregated BLS
+//! signature). While at most `f` validators are faulty, no other header at that height can
+//! carry such a certificate.
 
-use gridledger_consensus::ValidatorSet;
 use gridledger_consensus::crypto::Bls;
-use gridledger_node::finality::{CONSENSUS_DIGEST_KEY, FinalityProof};
+use gridledger_consensus::{Message, ValidatorSet, VoteKind};
 use gridledger_state::StateProof;
 use gridledger_types::merkle::ListProof;
 use gridledger_types::{Hash32, Header, Receipt, SignedTx};
@@ -24,37 +31,39 @@ pub struct TxProof {
     pub finality: Option<Finality>,
 }
 
-/// Proof that a header is final: the digest of the proposal it was executed from, proven
-/// under its own state root, and a quorum certificate finalizing that proposal (or a
-/// descendant, with the proposals linking them).
+/// Proof that a header is final: the execution certificate over its hash, in the consensus
+/// wire encoding (kind `Execute`, `view` = the height, `digest` = the header hash, a signer
+/// bitmap and one aggregated BLS signature).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Finality {
-    pub digest_proof: StateProof,
-    pub proof: FinalityProof,
+    #[serde(with = "hex::serde")]
+    pub certificate: Vec<u8>,
 }
 
 impl Finality {
+    /// Checks that a quorum of `validators` signed exactly this header's hash at its height.
     pub fn verify(&self, header: &Header, validators: &ValidatorSet<Bls>) -> Result<(), String> {
-        if self.digest_proof.key != gridledger_types::schema::meta_key(CONSENSUS_DIGEST_KEY)
-            || self.digest_proof.height != header.height
-        {
-            return Err("finality: the digest proof is for another key or height".into());
+        let cert = match gridledger_consensus::wire::decode::<Bls>(&self.certificate) {
+            Ok(Message::Certificate(c)) => c,
+            _ => return Err("finality: the certificate does not decode".into()),
+        };
+        if cert.kind != VoteKind::Execute {
+            return Err(format!(
+                "finality: a {:?} certificate does not certify a header",
+                cert.kind
+            ));
         }
-        self.digest_proof
-            .verify(&header.state_root)
-            .map_err(|e| format!("finality: {e}"))?;
-        let digest = self
-            .digest_proof
-            .value
-            .as_deref()
-            .and_then(|v| <[u8; 32]>::try_from(v).ok())
-            .ok_or("finality: the block records no proposal digest")?;
-        self.proof
-            .verify(
-                validators,
-                header.height,
-                &gridledger_consensus::Digest(digest),
-            )
+        if cert.view != header.height || cert.digest.0 != header.hash().0 {
+            return Err(format!(
+                "finality: the certificate is over header {} at height {}, not this header ({} at height {})",
+                cert.digest.to_hex(),
+                cert.view,
+                header.hash().to_hex(),
+                header.height
+            ));
+        }
+        validators
+            .verify_certificate(&cert)
             .map_err(|e| format!("finality: {e}"))
     }
 }
@@ -94,6 +103,8 @@ impl TxProof {
     pub fn verify(&self, trusted: Option<&Hash32>) -> Result<(), String> {
         check_header(&self.header, trusted)?;
         let tx = SignedTx::decode(&self.tx).map_err(|e| e.to_string())?;
+        tx.verify_signature()
+            .map_err(|e| format!("the transaction's signature: {e}"))?;
         if tx.hash() != self.receipt.tx_hash {
             return Err("the receipt belongs to another transaction".into());
         }

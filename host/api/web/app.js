@@ -345,6 +345,35 @@ function decodeTrade(bytes) {
   return t;
 }
 
+/// The hash of a block header, as the node computes it: SHA-256 over a tag and the header's
+/// borsh encoding (a length-prefixed chain id, then fixed-width little-endian fields).
+async function headerHash(h) {
+  const id = utf8(h.chain_id);
+  const bytes = cat(utf8("gridledger/header/v1"), le(id.length, 4), id, le(h.height, 8), unhex(h.parent_hash),
+    le(h.time_ms, 8), unhex(h.proposer), unhex(h.tx_root), le(h.tx_count, 4), unhex(h.state_root),
+    unhex(h.receipts_root), le(h.receipt_count, 4));
+  return hex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
+}
+
+/// Whether a bundle's finality is an execution certificate over exactly its header: the
+/// certificate's kind, height and header hash, and a quorum of signers named in its bitmap.
+/// The aggregated BLS signature itself is checked by `gridledger verify --genesis`.
+async function certifiesHeader(bundle) {
+  if (!bundle.finality || !bundle.finality.certificate) return false;
+  const c = unhex(bundle.finality.certificate);
+  // Wire encoding: message tag 2 (certificate), kind 3 (execute), height, digest, signer
+  // bitmap and signature (each with a u32 length).
+  if (c.length < 46 || c[0] !== 2 || c[1] !== 3) throw new Error("the finality certificate is not an execution certificate");
+  const view = new DataView(c.buffer, c.byteOffset);
+  if (view.getBigUint64(2, true) !== BigInt(bundle.header.height)) throw new Error("the certificate is for another height");
+  if (hex(c.subarray(10, 42)) !== await headerHash(bundle.header)) throw new Error("the certificate is over another header");
+  const bitmap = c.subarray(46, 46 + view.getUint32(42, true));
+  const signers = Array.from(bitmap).reduce((n, b) => n + [...b.toString(2)].filter((x) => x === "1").length, 0);
+  const n = (state.status && state.status.validators || []).length;
+  if (signers < n - Math.floor((n - 1) / 3)) throw new Error(`the certificate has ${signers} signers, fewer than a quorum of ${n}`);
+  return true;
+}
+
 function saveJson(file, value) {
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([JSON.stringify(value, null, 2)], { type: "application/json" }));
@@ -361,8 +390,9 @@ const proofLink = (keys, file, trade) => proofMarks.get(keys.join(",")) ||
 
 /// Wires the "verify" links under `root`. A click fetches the bundle, checks here that it
 /// proves exactly the record's keys, that every one holds a value, and that a trade's proven
-/// value is the row shown; then saves it for `gridledger verify --genesis`, which checks the
-/// Merkle paths and the validators' finality certificate offline.
+/// value is the row shown, and that its execution certificate names this header; then saves it
+/// for `gridledger verify --genesis`, which checks the Merkle paths and the certificate's BLS
+/// signature offline.
 function wireRecordProofs(root) {
   const mark = (a, html) => {
     proofMarks.set(a.dataset.keys, html);
@@ -382,8 +412,9 @@ function wireRecordProofs(root) {
           const proven = decodeTrade(unhex(bundle.proofs[0].value));
           for (const k of Object.keys(proven)) if (proven[k] !== shown[k]) throw new Error(`the proven trade differs in ${k}`);
         }
+        const final = await certifiesHeader(bundle);
         saveJson(a.dataset.file, bundle);
-        mark(a, `<span class="tag green" title="saved ${esc(a.dataset.file)}: check it with gridledger verify --genesis">✓ block ${bundle.header.height}${bundle.finality ? ", final" : ""}</span>`);
+        mark(a, `<span class="tag green" title="saved ${esc(a.dataset.file)}: check it with gridledger verify --genesis">✓ block ${bundle.header.height}${final ? ", final" : ", not yet certified"}</span>`);
       } catch (e) {
         mark(a, `<span class="tag red" title="${esc(e.message)}">✗ ${esc(e.message)}</span>`);
       }

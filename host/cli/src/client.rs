@@ -43,6 +43,25 @@ impl Client {
         Self::check(resp)
     }
 
+    /// `GET /v1/txs/{hash}`, asked again (for up to 30 s) while the transaction is included
+    /// but its block's header is not certified yet. The last answer is returned either way.
+    pub fn tx_once_certified(&self, hash: &str) -> Result<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let v = self.get(&format!("/v1/txs/{hash}"))?;
+            let waiting = v["status"] == "included" && v["proof"]["finality"].is_null();
+            if !waiting || std::time::Instant::now() >= deadline {
+                if waiting {
+                    eprintln!(
+                        "note: the block's header is not certified yet; the bundle is not final"
+                    );
+                }
+                return Ok(v);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     pub fn post_json(&self, path: &str, body: Vec<u8>) -> Result<Value> {
         self.post_bytes(path, body, "application/json")
     }

@@ -483,7 +483,13 @@ fn run(cli: Cli) -> Result<()> {
             proof_out,
             node,
         } => {
-            let v = Client::new(&node.node).get(&format!("/v1/txs/{hash}"))?;
+            let client = Client::new(&node.node);
+            let v = match proof_out {
+                // A bundle is final once the validators certified its block's header, a
+                // moment after the block: wait for that (briefly) before saving it.
+                Some(_) => client.tx_once_certified(&hash)?,
+                None => client.get(&format!("/v1/txs/{hash}"))?,
+            };
             if let Some(path) = proof_out {
                 std::fs::write(&path, serde_json::to_string_pretty(&v["proof"])?)?;
             }

@@ -72,7 +72,9 @@ pub fn run(file: &Path, header_hash: Option<&str>, genesis: Option<&Path>) -> Re
         finalized
     };
     if finalized {
-        println!("final: a quorum of the genesis validators finalized this header");
+        println!(
+            "final: a quorum of the genesis validators signed this header's hash after executing the chain up to it"
+        );
     } else if trusted.is_none() {
         println!(
             "note: checked against the bundle's own header; pass --genesis to check its finality certificate, or --header-hash to anchor it to a header you trust"
@@ -102,7 +104,9 @@ fn check_finality(
         g.validator_set()?.iter().map(|v| v.bls).collect(),
         g.chain_id.as_bytes().to_vec(),
     );
-    let f = finality.context("INVALID: the bundle carries no finality proof")?;
+    let f = finality.context(
+        "INVALID: the bundle carries no execution certificate (its header is not certified yet, or never will be)",
+    )?;
     f.verify(header, &set)
         .map_err(|e| anyhow::anyhow!("INVALID: {e}"))?;
     Ok(true)

@@ -64,6 +64,8 @@ fn bench_cluster_prints_its_figures_as_json() {
         "p99_ms",
         "qc_verify_4_us",
         "qc_verify_100_us",
+        "execute_only_tx_per_sec",
+        "round_ms",
     ] {
         assert!(last[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {last}");
     }

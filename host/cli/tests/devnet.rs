@@ -95,7 +95,7 @@ fn devnet_serves_executes_proves_and_restarts() {
     assert!(!ok && err.contains("INVALID"), "{err}");
     let original = std::fs::read_to_string(&proof_file).unwrap();
     let mut forged: serde_json::Value = serde_json::from_str(&original).unwrap();
-    let cert = forged["finality"]["proof"]["certificate"]
+    let cert = forged["finality"]["certificate"]
         .as_str()
         .unwrap()
         .to_string();
@@ -103,7 +103,7 @@ fn devnet_serves_executes_proves_and_restarts() {
     let mut bytes = hex::decode(&cert).unwrap();
     let n = bytes.len();
     bytes[n - 10] ^= 1;
-    forged["finality"]["proof"]["certificate"] = serde_json::json!(hex::encode(bytes));
+    forged["finality"]["certificate"] = serde_json::json!(hex::encode(bytes));
     std::fs::write(&proof_file, forged.to_string()).unwrap();
     let (ok, _, err) = cli(
         &net.url,
@@ -115,6 +115,24 @@ fn devnet_serves_executes_proves_and_restarts() {
         ],
     );
     assert!(!ok && err.contains("INVALID: finality"), "{err}");
+    // The forgery of a made-up header (any state root, so any balance or trade one likes)
+    // under a real certificate: the certificate covers the real header's hash only.
+    let mut forged: serde_json::Value = serde_json::from_str(&original).unwrap();
+    forged["header"]["state_root"] = serde_json::json!("11".repeat(32));
+    std::fs::write(&proof_file, forged.to_string()).unwrap();
+    let (ok, _, err) = cli(
+        &net.url,
+        &[
+            "verify",
+            proof_file.to_str().unwrap(),
+            "--genesis",
+            genesis.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok && err.contains("INVALID: finality: the certificate is over header"),
+        "{err}"
+    );
     std::fs::write(&proof_file, original).unwrap();
     let mut bundle: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&proof_file).unwrap()).unwrap();

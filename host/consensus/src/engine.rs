@@ -12,11 +12,25 @@
 //! three network hops from the proposal.
 
 use crate::crypto::VoteScheme;
+use crate::execution;
 use crate::safety::SafetyRecord;
 use crate::types::{Certificate, Digest, Message, Proposal, ValidatorIndex, View, Vote, VoteKind};
 use crate::validators::ValidatorSet;
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// The application's validity check of a proposal, run before this validator votes for it:
+/// `Ok` or why not. It gets the proposal and its parent's block (`None` when the parent is
+/// the finalized tip and no longer in memory, or genesis). It must be a function of its
+/// inputs and the local clock: a proposal it refuses gets no vote and its view is nullified.
+pub type PayloadCheck =
+    Arc<dyn Fn(&Proposal, Option<&Proposal>) -> Result<(), String> + Send + Sync>;
+
+/// A [`PayloadCheck`] that accepts every payload (the simulator's opaque payloads).
+pub fn accept_any_payload() -> PayloadCheck {
+    Arc::new(|_, _| Ok(()))
+}
 
 /// A validator's settings.
 #[derive(Clone)]
@@ -29,6 +43,8 @@ pub struct Config<S: VoteScheme> {
     pub max_timeout_ms: u64,
     /// Finalized blocks kept in memory to answer peers that fetch them.
     pub keep_finalized: usize,
+    /// What the application requires of a payload before this validator votes for it.
+    pub check: PayloadCheck,
 }
 
 /// The last finalized block, as the application committed it.
@@ -57,6 +73,9 @@ pub struct Durable {
     pub view: View,
     pub safety: SafetyRecord,
     pub certificates: Vec<Vec<u8>>,
+    /// The latest finalization (wire-encoded). Its blocks may not be committed yet when the
+    /// node stops (a crash between this write and the commit): on restart it is applied again.
+    pub finality: Option<Vec<u8>>,
 }
 
 pub enum Input<S: VoteScheme> {
@@ -67,6 +86,9 @@ pub enum Input<S: VoteScheme> {
     },
     /// The timer set for `view` fired.
     Timeout { view: View },
+    /// The application committed the block at `height` into a header with this hash: vote
+    /// for it (see [`crate::execution`]).
+    Executed { height: u64, header: Digest },
 }
 
 #[derive(Debug)]
@@ -102,6 +124,12 @@ pub enum Action<S: VoteScheme> {
     /// Something a peer did that is worth an operator's eye (equivocation, bad signatures,
     /// a block that conflicts with finality).
     Misbehaviour(String),
+    /// A quorum certified the header this validator executed at the certificate's height
+    /// (its `view`): what makes that header final to clients. Store it.
+    ExecutionCertified(Certificate<S>),
+    /// A quorum certified another header than ours at a height we executed. This validator
+    /// has stopped voting for good; the operator must find out why.
+    Diverged(String),
 }
 
 /// Votes gathered for one view.
@@ -113,6 +141,8 @@ struct Round<S: VoteScheme> {
     finalize: HashMap<Digest, BTreeMap<ValidatorIndex, S::Signature>>,
     /// Who has voted, per kind: the first vote of each signer counts, later ones are ignored.
     voted: HashMap<(VoteKind, ValidatorIndex), Digest>,
+    /// The application refused the proposal (we nullified the view instead).
+    refused: bool,
 }
 
 impl<S: VoteScheme> Default for Round<S> {
@@ -123,6 +153,7 @@ impl<S: VoteScheme> Default for Round<S> {
             nullify: BTreeMap::new(),
             finalize: HashMap::new(),
             voted: HashMap::new(),
+            refused: false,
         }
     }
 }
@@ -151,6 +182,7 @@ pub struct Engine<S: VoteScheme> {
     timeouts_in_view: u32,
     proposed: Option<View>,
     propose_requested: Option<View>,
+    execution: execution::Tally<S>,
     out: Vec<Action<S>>,
 }
 
@@ -171,10 +203,21 @@ impl<S: VoteScheme> Engine<S> {
                 match c.kind {
                     VoteKind::Notarize => notarizations.insert(c.view, c),
                     VoteKind::Nullify => nullifications.insert(c.view, c),
-                    VoteKind::Finalize => None,
+                    VoteKind::Finalize | VoteKind::Execute => None,
                 };
             }
         }
+        // A finalization whose blocks were not all committed before the stop.
+        let pending_finality =
+            durable
+                .finality
+                .as_deref()
+                .and_then(|b| match crate::wire::decode::<S>(b) {
+                    Ok(Message::Certificate(c)) if c.kind == VoteKind::Finalize => Some(c),
+                    _ => None,
+                });
+        let last_finality = pending_finality.clone();
+        let pending_finality = pending_finality.filter(|c| c.view > tip.view);
         Engine {
             view: durable.view.max(tip.view + 1),
             cfg,
@@ -185,15 +228,43 @@ impl<S: VoteScheme> Engine<S> {
             finalized_window: VecDeque::new(),
             notarizations,
             nullifications,
-            pending_finality: None,
-            last_finality: None,
+            pending_finality,
+            last_finality,
             fetching: BTreeSet::new(),
             failed_views: 0,
             timeouts_in_view: 0,
             proposed: None,
             propose_requested: None,
+            execution: execution::Tally::default(),
             out: Vec::new(),
         }
+    }
+
+    /// Why this validator stopped voting, if its execution diverged from a quorum's.
+    pub fn diverged(&self) -> Option<&str> {
+        self.execution.diverged()
+    }
+
+    /// A block in memory, by digest.
+    pub fn block(&self, digest: &Digest) -> Option<&Proposal> {
+        self.blocks.get(digest)
+    }
+
+    /// The blocks from `parent` back to (not including) the finalized tip: what a proposal
+    /// on `parent` will be executed after. Empty if the chain is not all in memory.
+    pub fn pending_chain(&self, parent: &Digest) -> Vec<&Proposal> {
+        let mut out = Vec::new();
+        let mut d = *parent;
+        while d != self.tip.digest {
+            match self.blocks.get(&d) {
+                Some(p) if p.height > self.tip.height => {
+                    out.push(p);
+                    d = p.parent;
+                }
+                _ => return Vec::new(),
+            }
+        }
+        out
     }
 
     pub fn view(&self) -> View {
@@ -220,6 +291,7 @@ impl<S: VoteScheme> Engine<S> {
         for d in missing {
             self.fetch(d);
         }
+        self.advance_finality();
         self.enter_view(self.view);
         std::mem::take(&mut self.out)
     }
@@ -228,13 +300,15 @@ impl<S: VoteScheme> Engine<S> {
         match input {
             Input::Message { from, message } => self.on_message(from, message),
             Input::Timeout { view } => self.on_timeout(view),
+            Input::Executed { height, header } => self.on_executed(height, header),
         }
         std::mem::take(&mut self.out)
     }
 
     /// The driver's answer to [`Action::Propose`]: our block for `view`.
     pub fn propose(&mut self, view: View, payload: Vec<u8>) -> Vec<Action<S>> {
-        if view == self.view
+        if self.diverged().is_none()
+            && view == self.view
             && self.proposed != Some(view)
             && self.leads(view)
             && let Some((parent, parent_view, height)) = self.parent_for(view)
@@ -292,10 +366,16 @@ impl<S: VoteScheme> Engine<S> {
             .chain(self.nullifications.values())
             .map(|c| crate::wire::encode::<S>(&Message::Certificate(c.clone())))
             .collect();
+        let finality = self
+            .pending_finality
+            .as_ref()
+            .or(self.last_finality.as_ref())
+            .map(|c| crate::wire::encode::<S>(&Message::Certificate(c.clone())));
         self.out.push(Action::Persist(Durable {
             view: self.view,
             safety: self.safety.clone(),
             certificates,
+            finality,
         }));
     }
 
@@ -388,7 +468,20 @@ impl<S: VoteScheme> Engine<S> {
                     )));
                     return;
                 }
-                self.count_vote(vote);
+                if vote.kind == VoteKind::Execute {
+                    let outcomes = self.execution.count(vote, &self.cfg.validators);
+                    self.on_execution(outcomes);
+                } else {
+                    self.count_vote(vote);
+                }
+            }
+            Message::Certificate(cert) if cert.kind == VoteKind::Execute => {
+                match self.execution.receive(cert, &self.cfg.validators) {
+                    Ok(outcomes) => self.on_execution(outcomes),
+                    Err(e) => self.out.push(Action::Misbehaviour(format!(
+                        "validator {from} sent a bad {e}"
+                    ))),
+                }
             }
             Message::Certificate(cert) => self.on_certificate(cert, true),
             Message::Fetch(digest) => {
@@ -487,14 +580,79 @@ impl<S: VoteScheme> Engine<S> {
             }
             return;
         }
+        if self.rounds.get(&view).is_some_and(|r| r.refused) {
+            return;
+        }
+        if let Err(why) = (self.cfg.check)(p, self.blocks.get(&p.parent)) {
+            // No vote, and no waiting for the timer: the view is nullified now.
+            self.round(view).refused = true;
+            self.out.push(Action::Misbehaviour(format!(
+                "refused the proposal of leader {} for view {view}: {why}",
+                self.cfg.validators.leader(view)
+            )));
+            if self.safety.nullify(view) {
+                self.cast(VoteKind::Nullify, view, Digest::ZERO);
+            }
+            return;
+        }
+        let p = p.clone();
         self.safety.notarize(view, digest);
-        self.out.push(Action::PersistBlock(p.clone()));
+        self.out.push(Action::PersistBlock(p));
         self.cast(VoteKind::Notarize, view, digest);
+    }
+
+    /// The application committed `height`: vote for its header, and see whether a quorum
+    /// already certified it (or another).
+    fn on_executed(&mut self, height: u64, header: Digest) {
+        let outcomes = self.execution.executed(height, header);
+        self.on_execution(outcomes);
+        if self.diverged().is_none() {
+            let signature = self.sign(VoteKind::Execute, height, &header);
+            let vote = Vote {
+                kind: VoteKind::Execute,
+                view: height,
+                digest: header,
+                signer: self.cfg.me,
+                signature,
+            };
+            self.out
+                .push(Action::Broadcast(Message::Vote(vote.clone())));
+            let outcomes = self.execution.count(vote, &self.cfg.validators);
+            self.on_execution(outcomes);
+        }
+    }
+
+    fn on_execution(&mut self, outcomes: Vec<execution::Outcome<S>>) {
+        for o in outcomes {
+            match o {
+                execution::Outcome::Certified(cert) => {
+                    self.out.push(Action::ExecutionCertified(cert));
+                }
+                execution::Outcome::Diverged(why) => {
+                    self.out.push(Action::Diverged(why));
+                }
+                execution::Outcome::Reply(to, cert) if to != self.cfg.me => {
+                    self.out.push(Action::Send {
+                        to,
+                        message: Message::Certificate(cert),
+                    });
+                }
+                execution::Outcome::Reply(..) => {}
+                execution::Outcome::BadVotes(height, bad) => {
+                    self.out.push(Action::Misbehaviour(format!(
+                        "bad execution vote signatures for height {height} from {bad:?}"
+                    )));
+                }
+            }
+        }
     }
 
     /// Signs a vote the safety record already allows, persists the record, sends the vote and
     /// counts it: the record is on disk before the vote leaves.
     fn cast(&mut self, kind: VoteKind, view: View, digest: Digest) {
+        if self.diverged().is_some() {
+            return;
+        }
         let signature = self.sign(kind, view, &digest);
         self.persist();
         let vote = Vote {
@@ -536,6 +694,7 @@ impl<S: VoteScheme> Engine<S> {
             VoteKind::Notarize => round.notarize.entry(vote.digest).or_default(),
             VoteKind::Nullify => &mut round.nullify,
             VoteKind::Finalize => round.finalize.entry(vote.digest).or_default(),
+            VoteKind::Execute => return,
         };
         tally.insert(vote.signer, vote.signature);
         if already || tally.len() < quorum {
@@ -581,6 +740,7 @@ impl<S: VoteScheme> Engine<S> {
                 .pending_finality
                 .as_ref()
                 .is_some_and(|c| c.view >= view),
+            VoteKind::Execute => false,
         }
     }
 
@@ -645,6 +805,7 @@ impl<S: VoteScheme> Engine<S> {
                     self.enter_view(view + 1);
                 }
             }
+            VoteKind::Execute => {}
         }
     }
 
@@ -730,6 +891,27 @@ impl<S: VoteScheme> Engine<S> {
         // us here. Not if we voted to finalize this view.
         if self.safety.nullify(view) {
             self.cast(VoteKind::Nullify, view, Digest::ZERO);
+        }
+        // Our finalize votes for views not yet final, again: after every validator restarted
+        // at once, the votes cast before the stop are gone from every memory but ours.
+        if self.diverged().is_none() {
+            let finalize: Vec<(View, Digest)> = self
+                .safety
+                .finalized
+                .iter()
+                .filter(|(v, _)| **v > self.tip.view)
+                .map(|(v, d)| (*v, *d))
+                .collect();
+            for (v, d) in finalize {
+                let signature = self.sign(VoteKind::Finalize, v, &d);
+                self.out.push(Action::Broadcast(Message::Vote(Vote {
+                    kind: VoteKind::Finalize,
+                    view: v,
+                    digest: d,
+                    signer: self.cfg.me,
+                    signature,
+                })));
+            }
         }
         // What a proposal in this view must extend: the highest notarization and the
         // nullifications after it. A peer that missed them (restarted, cut off) cannot vote

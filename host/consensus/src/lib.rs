@@ -1,6 +1,7 @@
 //! Simplex BFT consensus for gridledger's permissioned validators, as a sans-IO state machine.
 //!
 //! - [`engine`]: the protocol (messages and timer events in, actions out).
+//! - [`execution`]: execution certificates: a quorum's votes over each executed header.
 //! - [`safety`]: what a validator may sign: the rules that keep the chain from forking.
 //! - [`validators`]: the validator set, quorums, and certificate checks.
 //! - [`crypto`]: vote signatures behind [`crypto::VoteScheme`]; BLS12-381 for validators.
@@ -10,12 +11,13 @@
 
 pub mod crypto;
 pub mod engine;
+pub mod execution;
 pub mod safety;
 pub mod sim;
 pub mod types;
 pub mod validators;
 pub mod wire;
 
-pub use engine::{Action, Config, Durable, Engine, Input, Tip};
+pub use engine::{Action, Config, Durable, Engine, Input, PayloadCheck, Tip};
 pub use types::{Certificate, Digest, Message, Proposal, ValidatorIndex, View, Vote, VoteKind};
 pub use validators::{CertError, ValidatorSet};

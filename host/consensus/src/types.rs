@@ -86,6 +86,9 @@ pub enum VoteKind {
     Nullify,
     /// "I saw this view's block notarized and never nullified the view."
     Finalize,
+    /// "Executing the finalized chain up to this height gave the header with this hash."
+    /// Its `view` field carries the height (see [`crate::execution`]).
+    Execute,
 }
 
 /// The bytes a vote signs: a tag naming the chain and the vote kind, the view and the digest.
@@ -95,6 +98,7 @@ pub fn signing_bytes(namespace: &[u8], kind: VoteKind, view: View, digest: &Dige
         VoteKind::Notarize => b"gridledger/consensus/notarize/v1",
         VoteKind::Nullify => b"gridledger/consensus/nullify/v1",
         VoteKind::Finalize => b"gridledger/consensus/finalize/v1",
+        VoteKind::Execute => b"gridledger/consensus/executed/v1",
     };
     let mut out = Vec::with_capacity(tag.len() + namespace.len() + 49);
     out.extend_from_slice(tag);

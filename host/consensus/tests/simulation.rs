@@ -2,7 +2,7 @@
 //! each randomized test runs (CI runs the default; `GRIDLEDGER_SIM_SEEDS=5000 cargo test
 //! --release -p gridledger-consensus --test simulation` runs many more).
 
-use gridledger_consensus::sim::{Crash, Partition, Scenario, run};
+use gridledger_consensus::sim::{Attacks, Crash, Partition, Scenario, run};
 use gridledger_consensus::{ValidatorIndex, View};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -129,6 +129,16 @@ fn random_scenario(seed: u64) -> Scenario {
     });
     if r.gen_bool(0.5) {
         sc.byzantine = Some(r.gen_range(0..n as ValidatorIndex));
+        sc.attacks = Attacks {
+            equivocate: r.gen_bool(0.7),
+            future_time: r.gen_bool(0.3),
+            invalid_payload: r.gen_bool(0.3),
+            unsolicited_blocks: r.gen_bool(0.3),
+            replay: r.gen_bool(0.3),
+        };
+    } else if r.gen_bool(0.5) {
+        // Crashes strike between two actions of a batch, not only between batches.
+        sc.crash_after_actions = Some(r.gen_range(0..6));
     }
     let crashes = if sc.byzantine.is_some() { 0 } else { f };
     for k in 0..crashes {
@@ -155,6 +165,9 @@ fn random_networks_never_fork_and_recover_after_healing() {
         if let Err(e) = out.check_agreement(&honest) {
             panic!("seed {seed}: {e}\n{sc:?}");
         }
+        if let Err(e) = out.check_execution(&honest) {
+            panic!("seed {seed}: {e}\n{sc:?}");
+        }
         let after = out.views_to_finality_after_heal(&honest);
         assert!(
             after.is_some_and(|v| v <= VIEWS_TO_RECOVER),
@@ -169,6 +182,116 @@ fn random_networks_never_fork_and_recover_after_healing() {
         noticed > 0,
         "the byzantine validator's equivocation went unnoticed"
     );
+}
+
+/// A byzantine validator that does everything at once — two blocks per view and votes for
+/// both, conflicting votes for the rivals it sees, blocks from an hour ahead, payloads that do
+/// not parse, blocks nobody asked for, and every message replayed twice — never splits the
+/// honest validators, never gets a bad payload finalized, and costs only its own views.
+#[test]
+fn a_byzantine_validator_with_every_attack_never_forks_or_stalls() {
+    let mut refused = 0;
+    for seed in 0..seeds(40) {
+        let mut r = StdRng::seed_from_u64(seed ^ 0xbad);
+        let mut sc = Scenario::calm(4, seed);
+        sc.duration_ms = 3_000;
+        sc.max_delay_ms = r.gen_range(5..60);
+        sc.loss_per_mille = r.gen_range(0..50);
+        sc.byzantine = Some(r.gen_range(0..4));
+        sc.attacks = Attacks::all();
+        let out = run(&sc);
+        let honest: Vec<ValidatorIndex> = all(4)
+            .into_iter()
+            .filter(|i| Some(*i) != sc.byzantine)
+            .collect();
+        out.check_agreement(&honest)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        out.check_execution(&honest)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        for &i in &honest {
+            let chain = &out.chains[i as usize];
+            assert!(
+                chain.len() > 20,
+                "seed {seed}: validator {i} finalized {}",
+                chain.len()
+            );
+            assert!(
+                !out.certified[i as usize].is_empty(),
+                "seed {seed}: validator {i} certified nothing"
+            );
+            // The byzantine leader's views never finalize one of its bad blocks: every
+            // finalized block of its views would have to be a valid one, and it sends none.
+            let leader_views = chain
+                .iter()
+                .filter(|(v, _)| (*v % 4) as ValidatorIndex == sc.byzantine.unwrap())
+                .count();
+            assert_eq!(leader_views, 0, "seed {seed}: a bad block was finalized");
+        }
+        refused += out.refused_payloads;
+    }
+    assert!(refused > 0, "no payload was ever refused");
+}
+
+/// A validator whose execution differs (from height 3) notices when the others' certificate
+/// arrives, stops voting, and never stores a certificate over its own wrong headers; the
+/// other three carry on finalizing and certifying.
+#[test]
+fn a_validator_that_executes_differently_stops_voting_and_the_rest_carry_on() {
+    for seed in 0..seeds(10) {
+        let mut sc = Scenario::calm(4, seed);
+        sc.duration_ms = 3_000;
+        sc.faulty_executor = Some(2);
+        let out = run(&sc);
+        let honest = [0, 1, 3];
+        out.check_agreement(&all(4)).unwrap();
+        out.check_execution(&honest).unwrap();
+        let why = out.diverged[2].as_deref().expect("validator 2 noticed");
+        assert!(why.contains("height 3"), "{why}");
+        assert!(out.certified[2].iter().all(|(h, _)| *h < 3));
+        for i in honest.map(usize::from) {
+            assert!(out.diverged[i].is_none());
+            let top = out.certified[i].iter().map(|c| c.0).max().unwrap_or(0);
+            // Without validator 2's votes and proposals (its views time out): fewer blocks.
+            assert!(top > 20, "seed {seed}: validator {i} certified up to {top}");
+        }
+        let b0 = &out.headers[0];
+        assert_ne!(out.headers[2][2], b0[2], "its header at 3 differs");
+        assert_eq!(out.headers[2][1], b0[1], "and the one before does not");
+    }
+}
+
+/// The power goes out on every validator at once, in the middle of a batch of actions (after
+/// k of them: between persisting the raised floor and committing, between a commit and its
+/// vote, …): from what is on disk, they all finalize and certify again.
+#[test]
+fn a_power_cut_between_any_two_actions_recovers() {
+    for seed in 0..seeds(40) {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xc0ffee);
+        let mut sc = Scenario::calm(4, seed);
+        sc.duration_ms = 6_000;
+        sc.max_delay_ms = rng.gen_range(5..40);
+        sc.crash_after_actions = Some((seed % 8) as usize);
+        let cut = rng.gen_range(1_000..2_000);
+        for node in 0..4 {
+            sc.crashes.push(Crash {
+                node,
+                at_ms: cut,
+                restart_ms: Some(cut + 200 + rng.gen_range(0..400)),
+            });
+        }
+        let out = run(&sc);
+        out.check_agreement(&all(4)).unwrap();
+        out.check_execution(&all(4)).unwrap();
+        let after = out.views_to_finality_after_heal(&all(4));
+        assert!(
+            after.is_some_and(|v| v <= VIEWS_TO_RECOVER),
+            "seed {seed}: finality {after:?} views after the restart"
+        );
+        let certified_after = out.certified[0]
+            .iter()
+            .any(|(h, _)| *h as usize >= out.chains[0].len().saturating_sub(20));
+        assert!(certified_after, "seed {seed}: certificates resumed");
+    }
 }
 
 #[test]

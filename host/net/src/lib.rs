@@ -281,9 +281,9 @@ async fn send_loop(
                 return;
             }
         };
-        let mut stream = match conn {
+        let (conn, mut stream) = match conn {
             Ok(c) => match c.open_uni().await {
-                Ok(s) => s,
+                Ok(s) => (c, s),
                 Err(_) => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -301,7 +301,14 @@ async fn send_loop(
         connected.fetch_add(1, Ordering::Relaxed);
         tracing::info!("connected to validator {} at {}", peer.index, peer.addr);
         let closed = loop {
-            let Some(msg) = queue.recv().await else {
+            // A connection lost while there is nothing to send is noticed when it closes (the
+            // idle timeout, with keep-alives flowing while it lives), not on the next write:
+            // the connected count stays true during a partition.
+            let next = tokio::select! {
+                m = queue.recv() => m,
+                _ = conn.closed() => break false,
+            };
+            let Some(msg) = next else {
                 let _ = stream.finish();
                 break true;
             };

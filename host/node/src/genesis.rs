@@ -38,6 +38,10 @@ pub struct Genesis {
     /// The validator set, in order (index 0 first). Empty: one node produces every block.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validators: Vec<GenesisValidator>,
+    /// How far ahead of a validator's clock a proposed block time may be (default 2 s);
+    /// a proposal further ahead gets no vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_clock_drift_ms: Option<u64>,
 }
 
 /// A validator: its account, its BLS vote key with proof of possession, and its network
@@ -272,6 +276,11 @@ pub enum GenesisError {
 }
 
 impl Genesis {
+    pub fn max_clock_drift_ms(&self) -> u64 {
+        self.max_clock_drift_ms
+            .unwrap_or(crate::payload::DEFAULT_MAX_CLOCK_DRIFT_MS)
+    }
+
     pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
         let text = std::fs::read_to_string(path).map_err(|e| GenesisError::Read(path.into(), e))?;
         let g: Genesis =

@@ -11,6 +11,7 @@ pub mod finality;
 pub mod genesis;
 pub mod governance;
 pub mod mempool;
+pub mod payload;
 pub mod testing;
 pub mod validator;
 
@@ -98,6 +99,29 @@ pub struct Node {
     /// Transactions accepted by [`Node::submit`], for validators to pass to their peers.
     submitted: tokio::sync::broadcast::Sender<Arc<Vec<u8>>>,
     validators: Vec<genesis::Validator>,
+    /// Set when a quorum certified another header than ours: what differed.
+    diverged: RwLock<Option<String>>,
+    faults: FaultInjection,
+}
+
+/// Test hooks that make this node misbehave on purpose, to prove the others notice: both
+/// off (`u64::MAX`) unless a test turns them on.
+struct FaultInjection {
+    /// From this height on, execution writes one extra state key (a node that computes
+    /// something else).
+    execute_differently_from: std::sync::atomic::AtomicU64,
+    /// At this height, `commit_finalized` fails after executing and before writing (a power
+    /// cut in the middle of a commit).
+    fail_commit_at: std::sync::atomic::AtomicU64,
+}
+
+impl Default for FaultInjection {
+    fn default() -> Self {
+        FaultInjection {
+            execute_differently_from: u64::MAX.into(),
+            fail_commit_at: u64::MAX.into(),
+        }
+    }
 }
 
 /// What consensus adds to a block it finalized.
@@ -213,6 +237,8 @@ impl Node {
             mempool: Mutex::new(Mempool::new(MEMPOOL_CAPACITY)),
             producing: Mutex::new(()),
             blocks,
+            diverged: RwLock::new(None),
+            faults: FaultInjection::default(),
         }))
     }
 
@@ -277,19 +303,78 @@ impl Node {
         &self.validators
     }
 
-    /// Pending transactions for a proposal, leaving out those already in flight.
+    pub fn executor(&self) -> &Executor {
+        &self.exec
+    }
+
+    /// Whether this node's mempool holds (so has verified) the transaction.
+    pub fn admitted(&self, hash: &Hash32) -> bool {
+        self.mempool.lock().contains(hash)
+    }
+
+    /// Why this node's execution is known to differ from a quorum's, if it does.
+    pub fn diverged(&self) -> Option<String> {
+        self.diverged.read().clone()
+    }
+
+    /// Records that a quorum certified another header than this node computed.
+    pub fn set_diverged(&self, why: String) {
+        tracing::error!("this node's execution diverged from the validators': {why}");
+        self.diverged.write().get_or_insert(why);
+    }
+
+    /// Stores the execution certificate (wire-encoded) of the block at `height`.
+    pub fn save_execution_certificate(&self, height: u64, cert: &[u8]) -> Result<(), NodeError> {
+        Ok(self.store.save_execution_certificate(height, cert)?)
+    }
+
+    /// The execution certificate of the block at `height`: a quorum's signatures over its
+    /// header hash, the proof that the header is final.
+    pub fn execution_certificate(&self, height: u64) -> Result<Option<Vec<u8>>, NodeError> {
+        Ok(self.store.snapshot()?.execution_certificate(height)?)
+    }
+
+    /// The highest height a quorum certified (0 if none).
+    pub fn certified_height(&self) -> Result<u64, NodeError> {
+        Ok(self.store.snapshot()?.last_certified_height()?.unwrap_or(0))
+    }
+
+    /// Test hook: from `height` on, this node executes blocks differently from everyone else.
+    #[doc(hidden)]
+    pub fn inject_execution_fault_from(&self, height: u64) {
+        self.faults
+            .execute_differently_from
+            .store(height, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Test hook: committing the finalized block at `height` fails after execution and before
+    /// anything is written, as a power cut there would.
+    #[doc(hidden)]
+    pub fn inject_commit_failure_at(&self, height: u64) {
+        self.faults
+            .fail_commit_at
+            .store(height, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Pending transactions for a proposal, leaving out those already in flight, within the
+    /// payload limits validators enforce ([`payload`]).
     pub fn proposal_candidates(
         &self,
         max: usize,
         in_flight: &std::collections::HashSet<Hash32>,
     ) -> Vec<SignedTx> {
+        let mut bytes = 0usize;
         self.mempool
             .lock()
             .select(max + in_flight.len())
             .into_iter()
-            .map(|(t, _)| t)
-            .filter(|t| !in_flight.contains(&t.hash()))
+            .filter(|(t, _)| !in_flight.contains(&t.hash()))
             .take(max)
+            .take_while(|(_, len)| {
+                bytes += len;
+                bytes <= payload::MAX_PAYLOAD_BYTES
+            })
+            .map(|(t, _)| t)
             .collect()
     }
 
@@ -307,9 +392,17 @@ impl Node {
                 proposal.height, head.height
             )));
         }
+        // Honest validators voted only for payloads that pass `payload::check`, so a finalized
+        // one that does not decode or goes back in time means more than f are faulty: stop,
+        // rather than repair it differently from someone else.
         let (time_ms, txs) = match finality::BlockPayload::decode(&proposal.payload) {
-            Some(p) => (p.time_ms, p.txs),
-            None => (head.time_ms + 1, Vec::new()),
+            Some(p) if p.time_ms > head.time_ms => (p.time_ms, p.txs),
+            _ => {
+                return Err(NodeError::Config(format!(
+                    "the finalized payload at height {} is invalid (it does not decode, or its time is not after its parent's)",
+                    proposal.height
+                )));
+            }
         };
         // What this node admitted to its mempool it has verified already; the rest is
         // checked here as one batch, and what fails is left for execution to refuse.
@@ -334,6 +427,17 @@ impl Node {
             if check.is_ok() {
                 candidates[i].2 = SignatureCheck::AlreadyVerified;
             }
+        }
+        if proposal.height
+            == self
+                .faults
+                .fail_commit_at
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(NodeError::Config(format!(
+                "injected failure while committing height {}",
+                proposal.height
+            )));
         }
         self.build_block(
             time_ms,
@@ -507,7 +611,16 @@ impl Node {
         now_ms: u64,
         txs: Vec<SignedTx>,
     ) -> Result<Arc<CommittedBlock>, NodeError> {
-        self.build_block(now_ms, with_lengths(txs, |_| SignatureCheck::Verify), None)
+        // Signatures as one batch (it accepts exactly what single checks accept); what fails
+        // is checked again, alone, by execution, which refuses it.
+        let checks = self.exec.check_signatures(&txs.iter().collect::<Vec<_>>());
+        let mut candidates = with_lengths(txs, |_| SignatureCheck::Verify);
+        for (c, check) in candidates.iter_mut().zip(checks) {
+            if check.is_ok() {
+                c.2 = SignatureCheck::AlreadyVerified;
+            }
+        }
+        self.build_block(now_ms, candidates, None)
     }
 
     fn build_block(
@@ -561,6 +674,14 @@ impl Node {
                 schema::meta_key(finality::CONSENSUS_DIGEST_KEY),
                 c.digest.0.to_vec(),
             );
+            if height
+                >= self
+                    .faults
+                    .execute_differently_from
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                state.set(schema::meta_key("injected_fault"), codec::encode(&height));
+            }
         }
         let changes = state.take_changes();
         let header = commit_block(

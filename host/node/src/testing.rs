@@ -60,6 +60,7 @@ pub fn test_genesis(extra: Vec<GenesisAccount>) -> Genesis {
         governance: None,
         devices: None,
         validators: Vec::new(),
+        max_clock_drift_ms: None,
     }
 }
 

@@ -12,11 +12,12 @@ use crate::finality::{BlockPayload, FinalityProof, ProposalHeader};
 use anyhow::{Context, Result};
 use gridledger_consensus::crypto::{Bls, BlsSecret};
 use gridledger_consensus::{
-    Action, Certificate, Config, Durable, Engine, Input, Message, Proposal, ValidatorSet, View,
+    Action, Certificate, Config, Digest, Durable, Engine, Input, Message, PayloadCheck, Proposal,
+    ValidatorSet, View,
 };
 use gridledger_net::{Decoder, NetConfig, Network, Peer};
 use gridledger_types::Hash32;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -150,6 +151,9 @@ pub async fn run(
         None => None,
     };
     let timeout_ms = opts.block_interval_ms * 2 + 1_000;
+    let checking = node.clone();
+    let check: PayloadCheck =
+        Arc::new(move |p, parent| crate::payload::check(&checking, p, parent, now_ms()));
     let engine = Engine::new(
         Config {
             me,
@@ -158,6 +162,7 @@ pub async fn run(
             timeout_ms,
             max_timeout_ms: timeout_ms * 8,
             keep_finalized: 10_000,
+            check,
         },
         node.consensus_tip()?,
         durable,
@@ -168,7 +173,6 @@ pub async fn run(
         engine,
         timer: None,
         propose: None,
-        in_flight: HashMap::new(),
         interval: Duration::from_millis(opts.block_interval_ms),
         status,
     };
@@ -177,13 +181,28 @@ pub async fn run(
         node.validators().len(),
         opts.listen
     );
-    let start = driver.engine.start();
+    let mut start = driver.engine.start();
+    // Vote again for what we executed since the last height we saw certified (a stop may
+    // have come before the quorum's votes): a peer that has the certificate answers with it.
+    let head = node.head().height;
+    let from = (node.certified_height()? + 1)
+        .max(head.saturating_sub(64))
+        .max(1);
+    for height in from..=head {
+        if let Some(b) = node.snapshot()?.block(height)? {
+            start.extend(driver.engine.handle(Input::Executed {
+                height,
+                header: Digest(b.header.hash().0),
+            }));
+        }
+    }
     driver.apply(start)?;
+    let mut gauge = tokio::time::interval(Duration::from_secs(1));
     let (admission, admitting) = spawn_admission(node.clone());
     let mut submitted = node.subscribe_submitted();
     let result = loop {
         let timer = driver.timer.map(|(_, at)| at);
-        let propose = driver.propose.map(|(_, at)| at);
+        let propose = driver.propose.map(|(_, _, at)| at);
         tokio::select! {
             _ = stop.changed() => {
                 tracing::debug!("validator {me}: told to stop");
@@ -198,7 +217,6 @@ pub async fn run(
                     {
                         driver.net.send(from, encode_consensus(&Message::Block(p)));
                     }
-                    driver.note_in_flight(&m);
                     let actions = driver.engine.handle(Input::Message { from, message: *m });
                     if let Err(e) = driver.apply(actions) { break Err(e); }
                 }
@@ -239,9 +257,11 @@ pub async fn run(
                 }
             },
             _ = sleep_until(propose), if propose.is_some() => {
-                if let Some((view, _)) = driver.propose.take()
-                    && let Err(e) = driver.propose(view) { break Err(e); }
+                if let Some((view, parent, _)) = driver.propose.take()
+                    && let Err(e) = driver.propose(view, parent) { break Err(e); }
             },
+            // The peer count is refreshed on a clock too, not only when something happens.
+            _ = gauge.tick() => {}
         }
         driver
             .status
@@ -338,11 +358,26 @@ fn decode_durable(bytes: &[u8]) -> Result<Durable> {
     if let Ok(d) = borsh::from_slice::<Durable>(bytes) {
         return Ok(d);
     }
+    // Before the latest finalization was saved too.
+    type WithCertificates = (
+        View,
+        gridledger_consensus::safety::SafetyRecord,
+        Vec<Vec<u8>>,
+    );
+    if let Ok((view, safety, certificates)) = borsh::from_slice::<WithCertificates>(bytes) {
+        return Ok(Durable {
+            view,
+            safety,
+            certificates,
+            finality: None,
+        });
+    }
     let (view, safety) = borsh::from_slice(bytes).context("stored consensus state")?;
     Ok(Durable {
         view,
         safety,
         certificates: Vec::new(),
+        finality: None,
     })
 }
 
@@ -358,39 +393,54 @@ struct Driver {
     net: Network,
     engine: Engine<Bls>,
     timer: Option<(View, Instant)>,
-    propose: Option<(View, Instant)>,
-    /// Transactions in proposals not yet finalized, by view: left out of our proposals.
-    in_flight: HashMap<View, Vec<Hash32>>,
+    /// Our turn to lead: the view, the parent to extend, and when to propose.
+    propose: Option<(View, Digest, Instant)>,
     interval: Duration,
     status: Arc<ValidatorStatus>,
 }
 
 impl Driver {
-    fn note_in_flight(&mut self, m: &Message<Bls>) {
-        let proposal = match m {
-            Message::Propose { proposal, .. } | Message::Block(proposal) => proposal,
-            _ => return,
-        };
-        if let Some(p) = BlockPayload::decode(&proposal.payload) {
-            self.in_flight
-                .insert(proposal.view, p.txs.iter().map(|t| t.hash()).collect());
-        }
+    /// The block time of `parent`: from its payload if the engine holds it, else it is the
+    /// finalized tip, which is our head.
+    fn parent_time(&self, parent: &Digest) -> u64 {
+        self.engine
+            .block(parent)
+            .and_then(|p| BlockPayload::decode(&p.payload))
+            .map_or_else(|| self.node.head().time_ms, |p| p.time_ms)
     }
 
-    fn propose(&mut self, view: View) -> Result<()> {
-        let in_flight: HashSet<Hash32> = self.in_flight.values().flatten().copied().collect();
+    fn propose(&mut self, view: View, parent: Digest) -> Result<()> {
+        // Left out: what the blocks between the finalized tip and our parent already carry
+        // (they execute first). Only blocks the engine accepted into that chain count, so a
+        // peer cannot keep a transaction out by naming it in a block nobody asked for.
+        let in_flight: HashSet<Hash32> = self
+            .engine
+            .pending_chain(&parent)
+            .into_iter()
+            .filter_map(|p| BlockPayload::decode(&p.payload))
+            .flat_map(|p| p.txs.into_iter().map(|t| t.hash()))
+            .collect();
         let txs = self.node.proposal_candidates(MAX_PROPOSAL_TXS, &in_flight);
-        self.in_flight
-            .insert(view, txs.iter().map(|t| t.hash()).collect());
         let payload = BlockPayload {
-            time_ms: now_ms().max(self.node.head().time_ms + 1),
+            time_ms: now_ms().max(self.parent_time(&parent).saturating_add(1)),
             txs,
         };
         let actions = self.engine.propose(view, payload.encode());
         self.apply(actions)
     }
 
+    /// Carries out the engine's actions, and then what the engine answers to their results
+    /// (votes for the headers just committed, blocks found in our own store), until it has
+    /// nothing more to say.
     fn apply(&mut self, actions: Vec<Action<Bls>>) -> Result<()> {
+        let mut actions = actions;
+        while !actions.is_empty() {
+            actions = self.apply_batch(actions)?;
+        }
+        Ok(())
+    }
+
+    fn apply_batch(&mut self, actions: Vec<Action<Bls>>) -> Result<Vec<Action<Bls>>> {
         // Everything to persist in this batch, in one durable write before anything else is
         // carried out. Writing the last state early is safe: it only records more of what we
         // signed, before the messages carrying it leave.
@@ -414,36 +464,74 @@ impl Driver {
             tokio::task::block_in_place(|| node.save_consensus(bytes.as_deref(), &blocks))?;
         }
         let mut finalized: Vec<(Proposal, Certificate<Bls>)> = Vec::new();
+        let mut found: Vec<Proposal> = Vec::new();
         for action in actions {
             match action {
                 Action::Send { to, message } => {
                     self.net.send(to, encode_consensus(&message));
                 }
-                Action::Broadcast(message) => self.net.broadcast(encode_consensus(&message)),
+                Action::Broadcast(message) => {
+                    // A block we ask peers for may be in our own store (saved before a
+                    // restart): then nobody else needs to have it.
+                    if let Message::Fetch(digest) = &message
+                        && let Some(p) = self.node.consensus_proposal(digest)?
+                    {
+                        found.push(p);
+                    }
+                    self.net.broadcast(encode_consensus(&message))
+                }
                 Action::SetTimer { view, after_ms } => {
                     self.timer = Some((view, Instant::now() + Duration::from_millis(after_ms)));
                     self.status.view.store(view, Ordering::Relaxed);
                 }
                 Action::Persist(_) | Action::PersistBlock(_) => {}
-                Action::Propose { view, .. } => {
-                    // Pace blocks: no sooner than one interval after the last one.
-                    let since = now_ms().saturating_sub(self.node.head().time_ms);
+                Action::Propose { view, parent, .. } => {
+                    // Pace blocks: no sooner than one interval after the block we extend
+                    // (Simplex proposes on notarization, before the parent is committed).
+                    let since = now_ms().saturating_sub(self.parent_time(&parent));
                     let wait = self.interval.saturating_sub(Duration::from_millis(since));
-                    self.propose = Some((view, Instant::now() + wait));
+                    self.propose = Some((view, parent, Instant::now() + wait));
                 }
                 Action::Finalized {
                     proposal,
                     certificate,
                 } => finalized.push((proposal, certificate)),
                 Action::Misbehaviour(m) => tracing::warn!("consensus: {m}"),
+                Action::ExecutionCertified(cert) => {
+                    let bytes =
+                        gridledger_consensus::wire::encode(&Message::Certificate(cert.clone()));
+                    let node = self.node.clone();
+                    tokio::task::block_in_place(|| {
+                        node.save_execution_certificate(cert.view, &bytes)
+                    })?;
+                }
+                Action::Diverged(why) => self.node.set_diverged(why),
             }
         }
-        self.commit(finalized)
+        let mut next = Vec::new();
+        for block in self.commit(finalized)? {
+            next.extend(self.engine.handle(Input::Executed {
+                height: block.header.height,
+                header: Digest(block.header.hash().0),
+            }));
+        }
+        let me = self.status.index.load(Ordering::Relaxed) as u16;
+        for p in found {
+            next.extend(self.engine.handle(Input::Message {
+                from: me,
+                message: Message::Block(p),
+            }));
+        }
+        Ok(next)
     }
 
     /// Commits finalized blocks in order. Blocks finalized by one certificate share it; each
     /// one's proof lists the proposals from the certified one down to it.
-    fn commit(&mut self, finalized: Vec<(Proposal, Certificate<Bls>)>) -> Result<()> {
+    fn commit(
+        &mut self,
+        finalized: Vec<(Proposal, Certificate<Bls>)>,
+    ) -> Result<Vec<Arc<crate::CommittedBlock>>> {
+        let mut committed = Vec::with_capacity(finalized.len());
         for (i, (p, cert)) in finalized.iter().enumerate() {
             let mut links: Vec<ProposalHeader> = finalized[i..]
                 .iter()
@@ -455,15 +543,16 @@ impl Driver {
             let leader = self.engine.validators().leader(p.view) as usize;
             let proposer = self.node.validators()[leader].address;
             let node = self.node.clone();
-            tokio::task::block_in_place(|| node.commit_finalized(p, &proof, proposer))?;
+            committed.push(tokio::task::block_in_place(|| {
+                node.commit_finalized(p, &proof, proposer)
+            })?);
             tracing::debug!(
                 "validator {}: finalized height {} (view {})",
                 self.status.index.load(Ordering::Relaxed),
                 p.height,
                 p.view
             );
-            self.in_flight.retain(|v, _| *v > p.view);
         }
-        Ok(())
+        Ok(committed)
     }
 }

@@ -159,6 +159,10 @@ async fn four_validators_finalize_and_a_restarted_one_catches_up() {
         );
     }
 
+    // The block's header is certified by a quorum after executing it.
+    let cert = certified(&node(&running, 1), included).await;
+    assert_certifies(&node(&running, 1), included, &cert);
+
     // Each block's finality proof verifies against the validator set, for the proposal digest
     // its state records, and fails for another digest.
     let n0 = node(&running, 0);
@@ -243,6 +247,125 @@ async fn a_lagging_validator_catches_up_after_its_peers_restart() {
     assert_eq!(
         block_hash(&late, target + 5),
         block_hash(&running[0].node, target + 5)
+    );
+    for r in running {
+        stop(r).await;
+    }
+}
+
+/// Waits until `node` holds an execution certificate for `height`.
+async fn certified(node: &Node, height: u64) -> Vec<u8> {
+    let mut blocks = node.subscribe();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(c) = node.execution_certificate(height).unwrap() {
+                return c;
+            }
+            // Certificates come a moment after their block: wait for the next block, or
+            // look again shortly if none comes.
+            let _ = tokio::time::timeout(Duration::from_millis(500), blocks.recv()).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("height {height} never certified"))
+}
+
+/// The certificate stored for `height` is an execution certificate, signed by a quorum, over
+/// this node's own header at that height.
+fn assert_certifies(node: &Node, height: u64, cert: &[u8]) {
+    let set = validator::validator_set(node);
+    let Ok(gridledger_consensus::Message::Certificate(c)) =
+        gridledger_consensus::wire::decode::<gridledger_consensus::crypto::Bls>(cert)
+    else {
+        panic!("not a certificate");
+    };
+    assert_eq!(c.kind, gridledger_consensus::VoteKind::Execute);
+    assert_eq!(c.view, height);
+    assert_eq!(c.digest.0, block_hash(node, height).0);
+    set.verify_certificate(&c).unwrap();
+}
+
+/// One validator executes differently from some height on (as a bug or another build would):
+/// when the others' certificate for that height arrives it stops voting and says so, never
+/// stores a certificate over its own headers from there, and the other three keep finalizing
+/// and certifying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_that_executes_differently_stops_voting_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..N).map(|_| free_addr()).collect();
+    let running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
+    reach(&running[0].node, 2).await;
+    let from = running[3].node.head().height + 2;
+    running[3].node.inject_execution_fault_from(from);
+    let target = from + 10;
+    for r in &running[..3] {
+        reach(&r.node, target).await;
+    }
+    let cert = certified(&running[0].node, target).await;
+    assert_certifies(&running[0].node, target, &cert);
+    // Validator 3 noticed, with the height where it differed.
+    let bad = &running[3].node;
+    let why = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(why) = bad.diverged() {
+                return why;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("validator 3 reports its divergence");
+    assert!(why.contains("certified"), "{why}");
+    for h in from..=bad.head().height {
+        assert!(
+            bad.execution_certificate(h).unwrap().is_none(),
+            "validator 3 calls its height {h} final"
+        );
+    }
+    for r in &running[..3] {
+        assert!(r.node.diverged().is_none());
+    }
+    // The three go on without it.
+    let further = running[0].node.head().height + 5;
+    for r in &running[..3] {
+        reach(&r.node, further).await;
+    }
+    for r in running {
+        stop(r).await;
+    }
+}
+
+/// A power cut on every validator in the middle of committing the same finalized block (after
+/// the engine persisted the raised floor, before the block was written): restarted from their
+/// stores, they finalize and certify again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_cut_inside_commit_on_every_validator_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..N).map(|_| free_addr()).collect();
+    let running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
+    reach(&running[0].node, 3).await;
+    let cut = running.iter().map(|r| r.node.head().height).max().unwrap() + 2;
+    for r in &running {
+        r.node.inject_commit_failure_at(cut);
+    }
+    for r in running {
+        let ended = tokio::time::timeout(WAIT, r.task)
+            .await
+            .expect("the cut came");
+        let err = ended.unwrap().expect_err("the commit failed");
+        assert!(format!("{err:#}").contains("injected failure"), "{err:#}");
+        assert_eq!(r.node.head().height, cut - 1);
+    }
+    // Everything in memory is gone; only the stores remain.
+    let running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
+    for r in &running {
+        reach(&r.node, cut + 5).await;
+    }
+    let cert = certified(&running[1].node, cut + 5).await;
+    assert_certifies(&running[1].node, cut + 5, &cert);
+    assert_eq!(
+        block_hash(&running[0].node, cut),
+        block_hash(&running[3].node, cut)
     );
     for r in running {
         stop(r).await;

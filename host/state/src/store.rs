@@ -36,6 +36,9 @@ const CONSENSUS: TableDefinition<&str, &[u8]> = TableDefinition::new("consensus"
 /// Consensus proposal digest → the finalized proposal (encoded), so a validator can hand any
 /// finalized block to a peer that is catching up, long after it left memory.
 const PROPOSALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("proposals");
+/// Height → the execution certificate over that block's header hash (opaque here): what makes
+/// the header final to a client. Written after the block, once a quorum's votes arrive.
+const EXECUTION: TableDefinition<u64, &[u8]> = TableDefinition::new("execution_certificates");
 
 /// What consensus stores with a block it finalized.
 pub struct Finalized<'a> {
@@ -115,6 +118,17 @@ impl Store {
         w.open_table(FINALITY).map_err(db)?;
         w.open_table(CONSENSUS).map_err(db)?;
         w.open_table(PROPOSALS).map_err(db)?;
+        w.open_table(EXECUTION).map_err(db)?;
+        w.commit().map_err(db)
+    }
+
+    /// Stores the execution certificate of the block at `height`.
+    pub fn save_execution_certificate(&self, height: u64, cert: &[u8]) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(db)?;
+        w.open_table(EXECUTION)
+            .map_err(db)?
+            .insert(height, cert)
+            .map_err(db)?;
         w.commit().map_err(db)
     }
 
@@ -160,6 +174,7 @@ impl Store {
             tx_index: r.open_table(TX_INDEX).map_err(db)?,
             finality: r.open_table(FINALITY).map_err(db)?,
             proposals: r.open_table(PROPOSALS).map_err(db)?,
+            execution: r.open_table(EXECUTION).map_err(db)?,
         })
     }
 
@@ -301,6 +316,7 @@ pub struct Snapshot {
     tx_index: ReadOnlyTable<&'static [u8], (u64, u32)>,
     finality: ReadOnlyTable<u64, &'static [u8]>,
     proposals: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    execution: ReadOnlyTable<u64, &'static [u8]>,
 }
 
 impl Snapshot {
@@ -358,6 +374,20 @@ impl Snapshot {
             .get(height)
             .map_err(db)?
             .map(|v| v.value().to_vec()))
+    }
+
+    /// The execution certificate of the block at `height`, once a quorum certified it.
+    pub fn execution_certificate(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .execution
+            .get(height)
+            .map_err(db)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// The highest height with an execution certificate, if any.
+    pub fn last_certified_height(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.execution.last().map_err(db)?.map(|(k, _)| k.value()))
     }
 
     /// A finalized consensus proposal (encoded), by digest.

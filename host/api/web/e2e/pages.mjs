@@ -157,6 +157,9 @@ async function saveRecordProof(page, container, selector, path) {
     const [download] = await Promise.all([page.waitForEvent("download", { timeout: 30_000 }), link.click()]);
     await download.saveAs(path);
     await page.waitForFunction((c) => document.querySelector(c)?.textContent.includes("✓ block"), container, { timeout: 10_000 });
+    // The page's own check: the bundle's execution certificate names this header.
+    const mark = await page.locator(`${container} .tag.green`).first().textContent();
+    if (!mark.includes(", final")) failures.push(`${container}: the proven record is not marked final (${mark})`);
     if (await page.locator(`${container} .tag.red`).count()) failures.push(`${container}: a record failed its check`);
     console.log(`proof saved: ${path}`);
   } catch (e) {
