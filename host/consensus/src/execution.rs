@@ -159,18 +159,16 @@ impl<S: VoteScheme> Tally<S> {
         self.voted.retain(|(h, _), _| *h != height);
         match self.ours.get(&height) {
             Some(ours) if *ours == cert.digest => out.push(Outcome::Certified(cert.clone())),
-            Some(ours) => {
-                if self.diverged.is_none() {
-                    let why = format!(
-                        "at height {height} this node's header is {} but a quorum of validators certified {}",
-                        ours.to_hex(),
-                        cert.digest.to_hex()
-                    );
-                    self.diverged = Some(why.clone());
-                    out.push(Outcome::Diverged(why));
-                }
+            Some(ours) if self.diverged.is_none() => {
+                let why = format!(
+                    "at height {height} this node's header is {} but a quorum of validators certified {}",
+                    ours.to_hex(),
+                    cert.digest.to_hex()
+                );
+                self.diverged = Some(why.clone());
+                out.push(Outcome::Diverged(why));
             }
-            None => {}
+            _ => {}
         }
         self.certified.insert(height, cert);
     }
