@@ -367,9 +367,11 @@ async function certifiesHeader(bundle) {
   const view = new DataView(c.buffer, c.byteOffset);
   if (view.getBigUint64(2, true) !== BigInt(bundle.header.height)) throw new Error("the certificate is for another height");
   if (hex(c.subarray(10, 42)) !== await headerHash(bundle.header)) throw new Error("the certificate is over another header");
-  const bitmap = c.subarray(46, 46 + view.getUint32(42, true));
-  const signers = Array.from(bitmap).reduce((n, b) => n + [...b.toString(2)].filter((x) => x === "1").length, 0);
   const n = (state.status && state.status.validators || []).length;
+  const bitmap = c.subarray(46, 46 + view.getUint32(42, true));
+  if (n === 0 || bitmap.length !== Math.ceil(n / 8)) throw new Error("the certificate's signer bitmap does not fit the validator set");
+  let signers = 0;
+  for (let i = 0; i < n; i++) if (bitmap[i >> 3] & (1 << (i & 7))) signers++;
   if (signers < n - Math.floor((n - 1) / 3)) throw new Error(`the certificate has ${signers} signers, fewer than a quorum of ${n}`);
   return true;
 }

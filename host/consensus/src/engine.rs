@@ -638,6 +638,9 @@ impl<S: VoteScheme> Engine<S> {
                     });
                 }
                 execution::Outcome::Reply(..) => {}
+                execution::Outcome::Share(cert) => {
+                    self.out.push(Action::Broadcast(Message::Certificate(cert)));
+                }
                 execution::Outcome::BadVotes(height, bad) => {
                     self.out.push(Action::Misbehaviour(format!(
                         "bad execution vote signatures for height {height} from {bad:?}"
@@ -902,10 +905,19 @@ impl<S: VoteScheme> Engine<S> {
                 .filter(|(v, _)| **v > self.tip.view)
                 .map(|(v, d)| (*v, *d))
                 .collect();
-            for (v, d) in finalize {
-                let signature = self.sign(VoteKind::Finalize, v, &d);
+            // And our execution votes still short of a certificate (the latest few).
+            let execute = self
+                .execution
+                .uncertified(16)
+                .into_iter()
+                .map(|(h, d)| (VoteKind::Execute, h, d));
+            let finalize = finalize
+                .into_iter()
+                .map(|(v, d)| (VoteKind::Finalize, v, d));
+            for (kind, v, d) in finalize.chain(execute).collect::<Vec<_>>() {
+                let signature = self.sign(kind, v, &d);
                 self.out.push(Action::Broadcast(Message::Vote(Vote {
-                    kind: VoteKind::Finalize,
+                    kind,
                     view: v,
                     digest: d,
                     signer: self.cfg.me,

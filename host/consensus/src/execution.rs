@@ -35,6 +35,9 @@ pub enum Outcome<S: VoteScheme> {
     Diverged(String),
     /// Send this certificate to a validator that voted after it formed.
     Reply(ValidatorIndex, Certificate<S>),
+    /// We formed this certificate from votes: send it to everyone (a vote of theirs may have
+    /// been lost on the way to others).
+    Share(Certificate<S>),
     /// Some votes in a quorum did not verify (their signers are named).
     BadVotes(u64, Vec<ValidatorIndex>),
 }
@@ -118,7 +121,10 @@ impl<S: VoteScheme> Tally<S> {
         }
         let tally = tally.clone();
         match validators.try_certify(VoteKind::Execute, height, &vote.digest, &tally) {
-            Ok(cert) => self.check(cert, &mut out),
+            Ok(cert) => {
+                out.push(Outcome::Share(cert.clone()));
+                self.check(cert, &mut out);
+            }
             Err(bad) => {
                 for i in &bad {
                     self.voted.remove(&(height, *i));
@@ -132,6 +138,18 @@ impl<S: VoteScheme> Tally<S> {
             }
         }
         out
+    }
+
+    /// Our executed heights still waiting for a certificate, the latest `max` of them (their
+    /// votes are sent again: one may have been lost).
+    pub fn uncertified(&self, max: usize) -> Vec<(u64, Digest)> {
+        self.ours
+            .iter()
+            .rev()
+            .filter(|(h, _)| !self.certified.contains_key(h))
+            .take(max)
+            .map(|(h, d)| (*h, *d))
+            .collect()
     }
 
     /// A certificate a peer sent; `Err` if it does not verify.

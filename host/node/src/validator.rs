@@ -217,6 +217,17 @@ pub async fn run(
                     {
                         driver.net.send(from, encode_consensus(&Message::Block(p)));
                     }
+                    // Likewise an execution vote for a height whose certificate left memory:
+                    // the voter (far behind, or restarted) gets it from the store.
+                    if let Message::Vote(v) = &*m
+                        && v.kind == gridledger_consensus::VoteKind::Execute
+                        && v.view + gridledger_consensus::execution::KEEP_CERTIFIED / 2 <= node.head().height
+                        && let Ok(Some(cert)) = node.execution_certificate(v.view)
+                    {
+                        let mut framed = vec![TAG_CONSENSUS];
+                        framed.extend(cert);
+                        driver.net.send(from, Arc::new(framed));
+                    }
                     let actions = driver.engine.handle(Input::Message { from, message: *m });
                     if let Err(e) = driver.apply(actions) { break Err(e); }
                 }
