@@ -756,8 +756,13 @@ async function render() {
     document.getElementById("final-height").textContent = state.status.finalized_height;
     if (current !== page) { root.innerHTML = ""; current = page; }
     await (pages[page] || pages.market)(root);
+    document.getElementById("page-error").textContent = "";
   } catch (e) {
-    root.innerHTML = `<div class="panel error">Could not load this page: ${esc(e.message)}</div>`;
+    // A page already on screen stays as it is (with what the user typed into its forms): a
+    // redraw that failed, say one query the node was too busy to answer, says so above it and
+    // the next block's redraw tries again. Only a page that never loaded shows the error alone.
+    if (root.childElementCount) document.getElementById("page-error").textContent = `Could not refresh this page: ${e.message}`;
+    else root.innerHTML = `<div class="panel error">Could not load this page: ${esc(e.message)}</div>`;
   }
   rendering = false;
   if (again) { again = false; render(); }

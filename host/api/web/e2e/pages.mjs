@@ -67,6 +67,9 @@ async function participant(page) {
   const order = async (energy, price) => {
     await page.fill("#energy", energy);
     await page.fill("#price", price);
+    // The form a live redraw keeps is the one filled in; if it was replaced in between, say so.
+    const typed = await page.evaluate(() => [document.querySelector("#energy")?.value, document.querySelector("#price")?.value]);
+    if (typed[0] !== energy || typed[1] !== price) throw new Error(`the form lost what was typed: ${JSON.stringify(typed)}`);
     await page.click("#place");
   };
   // The error an order gets by `field`. An error under the form instead (the node was slow to
@@ -76,7 +79,11 @@ async function participant(page) {
     for (let attempt = 1; ; attempt++) {
       await order(energy, price);
       await page.waitForFunction(() => ["energy-error", "price-error"].some((id) => document.querySelector(`#${id}`)?.textContent.length > 0)
-        || document.querySelector("#form-message .error"), null, { timeout: 60_000 });
+        || document.querySelector("#form-message .error") || document.querySelector("#form-message .ok"), null, { timeout: 60_000 });
+      if (await page.locator("#form-message .ok").count()) {
+        const said = await page.evaluate(() => [document.querySelector("#form-message")?.textContent, document.querySelector("#page-error")?.textContent]);
+        throw new Error(`an order that must be refused was placed: ${JSON.stringify(said)}`);
+      }
       const shown = await page.evaluate(() => Object.fromEntries(["form-message", "energy-error", "price-error"]
         .map((id) => [id, document.querySelector(`#${id}`)?.textContent ?? ""])));
       if (shown[`${field}-error`]) return shown[`${field}-error`];
