@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 
-/// Most readings relayed in one transaction.
-const MAX_BATCH: usize = 2_000;
+/// Most readings relayed in one transaction: what the chain's 1e9-gas cap per transaction
+/// (the VM's `max_tx_gas`) pays for at [`GAS_PER_READING`] each, with room for its size.
+const MAX_BATCH: usize = 400;
 /// Gas per reading beyond the transaction's size: its signature check and, once a period,
 /// its energy report to the market.
 const GAS_PER_READING: u64 = 2_000_000;
@@ -114,8 +115,8 @@ pub async fn run(
                     }
                 }
                 let batch = book.sendable(batch);
-                if !batch.is_empty() {
-                    send(&node, &relay, batch, &mut book, &relayed, &stop).await;
+                for chunk in batch.chunks(MAX_BATCH) {
+                    send(&node, &relay, chunk.to_vec(), &mut book, &relayed, &stop).await;
                 }
             }
             block = blocks.recv() => match block {
@@ -203,6 +204,15 @@ fn submit(node: &Node, relay: &Keypair, readings: Vec<SignedReading>) -> Result<
 mod tests {
     use super::*;
     use gridledger_types::{ErrorCode, Event, MeterReading, Receipt, ReceiptError};
+
+    /// A full batch's transaction stays under the chain's gas cap per transaction (else every
+    /// full batch would be refused with `gas_limit_too_high`), with room for its bytes.
+    #[test]
+    fn a_full_batch_fits_one_transactions_gas_cap() {
+        let vm = gridledger_vm::VmConfig::default();
+        let bytes_gas = vm.gas.tx_base + vm.gas.tx_per_byte * (MAX_BATCH as u64 * 400);
+        assert!(MAX_BATCH as u64 * GAS_PER_READING + bytes_gas <= vm.limits.max_tx_gas);
+    }
 
     fn reading(device: u8, seq: u64, timestamp_ms: u64) -> SignedReading {
         MeterReading {

@@ -245,6 +245,12 @@ impl<S: VoteScheme> Engine<S> {
         self.execution.diverged()
     }
 
+    /// Stops all signing for good: the node found, before this start, that its execution
+    /// diverged (the record survives restarts until the operator rebuilds the node's state).
+    pub fn halt(&mut self, why: String) {
+        self.execution.halt(why);
+    }
+
     /// A block in memory, by digest.
     pub fn block(&self, digest: &Digest) -> Option<&Proposal> {
         self.blocks.get(digest)
@@ -305,14 +311,22 @@ impl<S: VoteScheme> Engine<S> {
         std::mem::take(&mut self.out)
     }
 
-    /// The driver's answer to [`Action::Propose`]: our block for `view`.
-    pub fn propose(&mut self, view: View, payload: Vec<u8>) -> Vec<Action<S>> {
+    /// The driver's answer to [`Action::Propose`]: our block for `view`, built on `parent`
+    /// (the one the action named). If a certificate that arrived since changed the parent, the
+    /// payload (its time, what it leaves out) was built for the wrong one: nothing is proposed
+    /// and a new `Propose` names the right parent.
+    pub fn propose(&mut self, view: View, parent: Digest, payload: Vec<u8>) -> Vec<Action<S>> {
         if self.diverged().is_none()
             && view == self.view
             && self.proposed != Some(view)
             && self.leads(view)
-            && let Some((parent, parent_view, height)) = self.parent_for(view)
+            && let Some((now_parent, parent_view, height)) = self.parent_for(view)
         {
+            if now_parent != parent {
+                self.propose_requested = None;
+                self.try_propose();
+                return std::mem::take(&mut self.out);
+            }
             let proposal = Proposal {
                 view,
                 height,

@@ -71,6 +71,11 @@ impl<S: VoteScheme> Tally<S> {
         self.diverged.as_deref()
     }
 
+    /// Marks this validator diverged (known from before a restart).
+    pub fn halt(&mut self, why: String) {
+        self.diverged.get_or_insert(why);
+    }
+
     pub fn executed_height(&self) -> u64 {
         self.executed
     }

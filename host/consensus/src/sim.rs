@@ -621,7 +621,7 @@ impl Sim<'_> {
                         self.equivocate_proposal(me, view, &payload);
                     }
                     if let Some(e) = self.engines[me as usize].as_mut() {
-                        let more = e.propose(view, payload);
+                        let more = e.propose(view, parent, payload);
                         if honest || !self.sc.attacks.equivocate {
                             work.extend(more);
                         } else {

@@ -27,6 +27,8 @@ pub enum Rejected {
     NonceGap { got: u64, want: u64 },
     #[error("gas limit {got} is below the {need} this transaction needs before it runs")]
     GasTooLow { got: u64, need: u64 },
+    #[error("gas limit {got} is above the chain's {max} per transaction")]
+    GasTooHigh { got: u64, max: u64 },
     #[error("balance {balance} cannot pay the maximum fee {fee}")]
     CannotPayFee { balance: u64, fee: u64 },
     #[error("busy: the mempool is full; retry shortly")]
@@ -47,6 +49,7 @@ impl Rejected {
             Rejected::NonceReplayed { .. } => "nonce_replayed",
             Rejected::NonceGap { .. } => "nonce_gap",
             Rejected::GasTooLow { .. } => "gas_limit_too_low",
+            Rejected::GasTooHigh { .. } => "gas_limit_too_high",
             Rejected::CannotPayFee { .. } => "insufficient_fee_balance",
             Rejected::MempoolFull => "busy",
             Rejected::Duplicate => "duplicate",
@@ -209,6 +212,14 @@ impl Executor {
             return Err(Rejected::WrongChain {
                 got: tx.body.chain_id.clone(),
                 want: self.params.chain_id.clone(),
+            });
+        }
+        // Before the signature: refusing costs nothing, and execution refuses it the same way.
+        let max = self.vm.config().limits.max_tx_gas;
+        if tx.body.gas_limit > max {
+            return Err(Rejected::GasTooHigh {
+                got: tx.body.gas_limit,
+                max,
             });
         }
         signature().map_err(Rejected::BadSignature)?;

@@ -225,6 +225,7 @@ impl Node {
         let (blocks, _) = tokio::sync::broadcast::channel(64);
         let (submitted, _) = tokio::sync::broadcast::channel(4096);
         let validators = genesis.validator_set()?;
+        let diverged = store.diverged()?;
         Ok(Arc::new(Node {
             submitted,
             validators,
@@ -237,7 +238,7 @@ impl Node {
             mempool: Mutex::new(Mempool::new(MEMPOOL_CAPACITY)),
             producing: Mutex::new(()),
             blocks,
-            diverged: RwLock::new(None),
+            diverged: RwLock::new(diverged),
             faults: FaultInjection::default(),
         }))
     }
@@ -317,9 +318,13 @@ impl Node {
         self.diverged.read().clone()
     }
 
-    /// Records that a quorum certified another header than this node computed.
+    /// Records, durably, that a quorum certified another header than this node computed: the
+    /// node never votes again on this state, across restarts.
     pub fn set_diverged(&self, why: String) {
         tracing::error!("this node's execution diverged from the validators': {why}");
+        if let Err(e) = self.store.save_diverged(&why) {
+            tracing::error!("could not record the divergence on disk: {e}");
+        }
         self.diverged.write().get_or_insert(why);
     }
 
@@ -363,16 +368,18 @@ impl Node {
         max: usize,
         in_flight: &std::collections::HashSet<Hash32>,
     ) -> Vec<SignedTx> {
-        let mut bytes = 0usize;
+        let (mut bytes, mut gas) = (0usize, 0u64);
+        let max_gas = self.exec.vm.config().limits.max_block_gas;
         self.mempool
             .lock()
             .select(max + in_flight.len())
             .into_iter()
             .filter(|(t, _)| !in_flight.contains(&t.hash()))
             .take(max)
-            .take_while(|(_, len)| {
+            .take_while(|(t, len)| {
                 bytes += len;
-                bytes <= payload::MAX_PAYLOAD_BYTES
+                gas = gas.saturating_add(t.body.gas_limit);
+                bytes <= payload::MAX_PAYLOAD_BYTES && gas <= max_gas
             })
             .map(|(t, _)| t)
             .collect()

@@ -8,8 +8,9 @@
 //! The rules: the payload decodes; its time is after its parent's and at most the allowed
 //! clock drift ahead of this validator's clock (arithmetic that cannot overflow); it holds at
 //! most [`MAX_BLOCK_TXS`] transactions, each at most [`MAX_TX_BYTES`] encoded, and at most
-//! [`MAX_PAYLOAD_BYTES`] in all; and every transaction's signature is valid (those this node
-//! already verified on admission are not checked again).
+//! [`MAX_PAYLOAD_BYTES`] in all; their gas limits sum to at most the VM's `max_block_gas`, each
+//! at most `max_tx_gas`; and every transaction's signature is valid (those this node already
+//! verified on admission are not checked again).
 
 use crate::finality::BlockPayload;
 use crate::{MAX_BLOCK_TXS, Node};
@@ -51,6 +52,25 @@ pub fn check(
         return Err(format!(
             "{} transactions, at most {MAX_BLOCK_TXS} allowed",
             payload.txs.len()
+        ));
+    }
+    let limits = &node.vm().config().limits;
+    let mut gas = 0u64;
+    for tx in &payload.txs {
+        if tx.body.gas_limit > limits.max_tx_gas {
+            return Err(format!(
+                "transaction {} asks for {} gas, at most {} allowed",
+                tx.hash().to_hex(),
+                tx.body.gas_limit,
+                limits.max_tx_gas
+            ));
+        }
+        gas = gas.saturating_add(tx.body.gas_limit);
+    }
+    if gas > limits.max_block_gas {
+        return Err(format!(
+            "transactions asking for {gas} gas, at most {} allowed in a block",
+            limits.max_block_gas
         ));
     }
     let mut total = 0usize;
@@ -97,5 +117,85 @@ fn parent_time(node: &Node, proposal: &Proposal, parent: Option<&Proposal>) -> R
         Ok(head.time_ms)
     } else {
         Err("its parent is unknown here".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{TEST_CHAIN_ID, test_genesis};
+    use gridledger_types::{Address, Keypair, Payload, SignedTx, TxBody};
+    use std::sync::Arc;
+
+    fn node() -> Arc<Node> {
+        Node::in_memory(test_genesis(Vec::new()), std::path::Path::new(".")).unwrap()
+    }
+
+    fn tx(key: &Keypair, nonce: u64, gas_limit: u64) -> SignedTx {
+        TxBody {
+            chain_id: TEST_CHAIN_ID.into(),
+            sender: key.address(),
+            nonce,
+            gas_limit,
+            payload: Payload::Transfer {
+                to: Address([9; 32]),
+                amount: 1,
+            },
+        }
+        .sign(key)
+    }
+
+    fn proposal(payload: Vec<u8>) -> Proposal {
+        Proposal {
+            view: 1,
+            height: 1,
+            parent: Digest::ZERO,
+            parent_view: 0,
+            payload,
+        }
+    }
+
+    fn block(time_ms: u64, txs: Vec<SignedTx>) -> Proposal {
+        proposal(BlockPayload { time_ms, txs }.encode())
+    }
+
+    /// Each rule, broken alone, is refused with what was wrong; the same block within the
+    /// rules passes.
+    #[test]
+    fn each_payload_rule_refuses_what_breaks_it() {
+        let n = node();
+        let key = Keypair::from_seed_phrase("payload tests");
+        let genesis = n.head().time_ms;
+        let now = genesis + 60_000;
+        let limits = n.vm().config().limits.clone();
+        let drift = n.genesis().max_clock_drift_ms();
+        let refused = |p: Proposal, what: &str| {
+            let why = check(&n, &p, None, now).expect_err(what);
+            assert!(why.contains(what), "{why}");
+        };
+        check(&n, &block(now, vec![tx(&key, 0, 100_000)]), None, now).unwrap();
+        check(&n, &block(now + drift, vec![]), None, now).unwrap();
+        refused(proposal(b"not a payload".to_vec()), "does not decode");
+        refused(block(genesis, vec![]), "not after its parent");
+        refused(
+            block(now + drift + 1, vec![]),
+            "ahead of this validator's clock",
+        );
+        refused(block(u64::MAX, vec![]), "ahead of this validator's clock");
+        let many = (0..MAX_BLOCK_TXS as u64 + 1)
+            .map(|i| tx(&key, i, 100_000))
+            .collect();
+        refused(block(now, many), "transactions, at most");
+        refused(
+            block(now, vec![tx(&key, 0, limits.max_tx_gas + 1)]),
+            "gas, at most",
+        );
+        let heavy = (0..limits.max_block_gas / limits.max_tx_gas + 1)
+            .map(|i| tx(&key, i, limits.max_tx_gas))
+            .collect();
+        refused(block(now, heavy), "allowed in a block");
+        let mut forged = tx(&key, 0, 100_000);
+        forged.body.nonce = 7;
+        refused(block(now, vec![forged]), "transaction");
     }
 }

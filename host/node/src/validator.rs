@@ -181,6 +181,12 @@ pub async fn run(
         node.validators().len(),
         opts.listen
     );
+    if let Some(why) = node.diverged() {
+        tracing::error!(
+            "validator {me} will not vote: its execution diverged before this start ({why}); rebuild its state from a good copy"
+        );
+        driver.engine.halt(why);
+    }
     let mut start = driver.engine.start();
     // Vote again for what we executed since the last height we saw certified (a stop may
     // have come before the quorum's votes): a peer that has the certificate answers with it.
@@ -436,7 +442,7 @@ impl Driver {
             time_ms: now_ms().max(self.parent_time(&parent).saturating_add(1)),
             txs,
         };
-        let actions = self.engine.propose(view, payload.encode());
+        let actions = self.engine.propose(view, parent, payload.encode());
         self.apply(actions)
     }
 

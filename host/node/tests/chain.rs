@@ -211,6 +211,40 @@ fn gas_limit_below_the_intrinsic_cost_is_rejected() {
     });
 }
 
+/// One transaction may not ask every validator for more than `max_tx_gas` of work (a loop
+/// with a huge gas limit stalled every validator for 35 s): refused at admission, before its
+/// signature is checked, and by execution the same way (a leader that includes it anyway).
+#[test]
+fn gas_limit_above_the_cap_is_rejected_with_gas_limit_too_high() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 10_000_000_000);
+    let max = gridledger_vm::VmConfig::default().limits.max_tx_gas;
+    let transfer = Payload::Transfer {
+        to: Address([1; 32]),
+        amount: 1,
+    };
+    let tx = chain.sign(&alice, transfer.clone(), max + 1);
+    assert_rejected(
+        &mut chain,
+        &alice,
+        &tx.encode(),
+        |e| matches!(e, Rejected::GasTooHigh { max: m, .. } if *m == 1_000_000_000),
+    );
+    assert_eq!(
+        chain.node.submit(&tx.encode()).unwrap_err().code(),
+        "gas_limit_too_high"
+    );
+    // Executed directly (as a finalized block from a faulty leader would be): left out.
+    let before = chain.balance(&alice.address());
+    let time = chain.node.head().time_ms + 1;
+    let block = chain.node.execute_block(time, vec![tx]).unwrap();
+    assert!(block.tx_hashes.is_empty());
+    assert_eq!(chain.balance(&alice.address()), before);
+    // At the cap it is fine.
+    let ok = chain.sign(&alice, transfer, max);
+    chain.node.submit(&ok.encode()).unwrap();
+}
+
 #[test]
 fn balance_too_low_for_the_fee_is_rejected_and_for_the_amount_fails() {
     let mut chain = TestChain::new();

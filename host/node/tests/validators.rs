@@ -330,6 +330,16 @@ async fn a_validator_that_executes_differently_stops_voting_and_says_so() {
     for r in &running[..3] {
         reach(&r.node, further).await;
     }
+    // It remembers across a restart: it starts diverged, and says so at once.
+    let mut running = running;
+    let bad = running.pop().unwrap();
+    stop(bad).await;
+    let back = start(3, dir.path(), &addrs);
+    assert!(
+        back.node.diverged().is_some(),
+        "the divergence survives a restart"
+    );
+    running.push(back);
     for r in running {
         stop(r).await;
     }
@@ -367,6 +377,110 @@ async fn a_power_cut_inside_commit_on_every_validator_recovers() {
         block_hash(&running[0].node, cut),
         block_hash(&running[3].node, cut)
     );
+    for r in running {
+        stop(r).await;
+    }
+}
+
+/// A byzantine validator tries to keep a transaction out of every block by naming it in a
+/// `Block` nobody asked for, for a view far ahead (which used to put it "in flight" for good):
+/// the honest leaders include it all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsolicited_block_naming_a_transaction_does_not_keep_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..N).map(|_| free_addr()).collect();
+    let running: Vec<Running> = (0..3).map(|i| start(i, dir.path(), &addrs)).collect();
+    // Validator 3 is the attacker: it speaks the transport with its own keys, nothing else.
+    let node0 = running[0].node.clone();
+    let (_, network) = dev_validator_keys(&seed(3));
+    let (inbound, _drop_everything) = tokio::sync::mpsc::channel(4096);
+    let attacker = gridledger_net::Network::start(
+        gridledger_net::NetConfig {
+            me: 3,
+            listen: addrs[3],
+            secret: network,
+            peers: (0..3)
+                .map(|i| gridledger_net::Peer {
+                    index: i as u16,
+                    key: node0.validators()[i].network_key,
+                    addr: addrs[i],
+                })
+                .collect(),
+            max_frame: gridledger_consensus::wire::MAX_MESSAGE_BYTES + 1,
+            queue: 64,
+        },
+        Arc::new(|_: &[u8]| Ok(())),
+        inbound,
+    )
+    .unwrap();
+    reach(&node0, 2).await;
+
+    let alice = Keypair::from_seed_phrase(&seed(1));
+    let tx = TxBody {
+        chain_id: TEST_CHAIN_ID.into(),
+        sender: alice.address(),
+        nonce: 0,
+        gas_limit: 100_000,
+        payload: Payload::Transfer {
+            to: Keypair::from_seed_phrase("carol").address(),
+            amount: 5,
+        },
+    }
+    .sign(&alice);
+    let junk = gridledger_consensus::Proposal {
+        view: u64::MAX,
+        height: 1,
+        parent: Digest::ZERO,
+        parent_view: 0,
+        payload: gridledger_node::finality::BlockPayload {
+            time_ms: 1,
+            txs: vec![tx.clone()],
+        }
+        .encode(),
+    };
+    let mut framed = vec![0u8]; // the validators' tag for a consensus message
+    framed.extend(gridledger_consensus::wire::encode::<
+        gridledger_consensus::crypto::Bls,
+    >(&gridledger_consensus::Message::Block(junk)));
+    let framed = Arc::new(framed);
+    attacker.broadcast(framed.clone());
+    // Sent first, and again while the transaction waits: it must not matter.
+    let mut blocks = node0.subscribe();
+    node0.submit(&tx.encode()).unwrap();
+    let included = tokio::time::timeout(WAIT, async {
+        loop {
+            attacker.broadcast(framed.clone());
+            let b = blocks.recv().await.unwrap();
+            if b.tx_hashes.contains(&tx.hash()) {
+                return b.header.height;
+            }
+        }
+    })
+    .await
+    .expect("the transaction is included despite the unsolicited block");
+    assert!(included > 2);
+    attacker.shutdown().await;
+    for r in running {
+        stop(r).await;
+    }
+}
+
+/// Leaders wait the block interval from the block they extend, not from the last committed
+/// one (Simplex proposes on notarization): consecutive block times are never closer than it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_are_at_least_the_interval_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..N).map(|_| free_addr()).collect();
+    let running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
+    reach(&running[0].node, 25).await;
+    let snap = running[0].node.snapshot().unwrap();
+    let times: Vec<u64> = (1..=25)
+        .map(|h| snap.block(h).unwrap().unwrap().header.time_ms)
+        .collect();
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // 50 ms in these tests' genesis and options; 1 ms of rounding.
+    assert!(gaps.iter().all(|&g| g >= 49), "gaps {gaps:?}");
+    drop(snap);
     for r in running {
         stop(r).await;
     }

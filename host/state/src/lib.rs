@@ -12,7 +12,7 @@ pub mod overlay;
 pub mod proof;
 pub mod store;
 
-pub use overlay::{Changes, StateRead, StateStack};
+pub use overlay::{Changes, Scan, ScanError, StateRead, StateStack};
 pub use overlay::{EmptyState, ReadError};
 pub use proof::StateProof;
 pub use store::{Finalized, PreparedRoot, Snapshot, StateView, Store, StoreError};

@@ -19,6 +19,24 @@ pub(crate) type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 #[error("storage fault: {0}")]
 pub struct ReadError(pub String);
 
+/// What a metered scan returned, and how many entries it looked at to find them: every
+/// entry of every layer and of the base it stepped over, deletions and overwritten values
+/// included. That count is what the scan cost.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    pub entries: Vec<Entry>,
+    pub visited: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScanError {
+    /// The scan would have looked at more entries than it may pay for; it stopped there.
+    #[error("a scan would visit more than the {0} entries it can pay for")]
+    OverBudget(u64),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
 /// Read access to a state.
 pub trait StateRead: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
@@ -172,6 +190,108 @@ impl StateStack {
         std::mem::take(self.top())
     }
 
+    /// [`StateRead::scan`], metered: a lazy merge of the layers' writes and the base, from the
+    /// start of the range, that stops as soon as `limit` live entries are found, counting each
+    /// entry it steps over, and fails once that count would pass `max_visits`. Work is
+    /// proportional to what is visited (so paid for), never to the pending writes in the range
+    /// beyond the stopping point or outside it.
+    pub fn scan_metered(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        descending: bool,
+        max_visits: u64,
+    ) -> Result<Scan, ScanError> {
+        let mut scan = Scan::default();
+        if limit == 0 {
+            return Ok(scan);
+        }
+        let Some(range) = scan_bounds(prefix, start_after, descending) else {
+            return Ok(scan);
+        };
+        let visit = |n: u64, visited: &mut u64| {
+            *visited = visited.saturating_add(n);
+            if *visited > max_visits {
+                Err(ScanError::OverBudget(max_visits))
+            } else {
+                Ok(())
+            }
+        };
+        type LayerIter<'a> =
+            std::iter::Peekable<Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>>;
+        // Topmost layer first: on equal keys, the first holder's value wins.
+        let mut layers: Vec<LayerIter<'_>> = self
+            .layers
+            .iter()
+            .rev()
+            .map(|l| {
+                let r = l.range(range.clone());
+                let it: Box<dyn Iterator<Item = _>> = if descending {
+                    Box::new(r.rev())
+                } else {
+                    Box::new(r)
+                };
+                it.peekable()
+            })
+            .collect();
+        let first = |a: &[u8], b: &[u8]| if descending { a > b } else { a < b };
+        let mut cursor: Option<Vec<u8>> = start_after.map(|s| s.to_vec());
+        let mut base_page: std::collections::VecDeque<Entry> = Default::default();
+        let mut base_done = false;
+        while scan.entries.len() < limit {
+            if base_page.is_empty() && !base_done {
+                let want = limit - scan.entries.len();
+                let page = self
+                    .base
+                    .scan(prefix, cursor.as_deref(), want, descending)?;
+                visit(page.len() as u64, &mut scan.visited)?;
+                base_done = page.len() < want;
+                if let Some((k, _)) = page.last() {
+                    cursor = Some(k.clone());
+                }
+                base_page.extend(page);
+            }
+            let mut next: Option<&Vec<u8>> = None;
+            for it in layers.iter_mut() {
+                if let Some(&(k, _)) = it.peek()
+                    && next.is_none_or(|n| first(k, n))
+                {
+                    next = Some(k);
+                }
+            }
+            let from_layers = match (next, base_page.front()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(k), Some((bk, _))) => k == bk || first(k, bk),
+            };
+            if !from_layers {
+                if let Some(entry) = base_page.pop_front() {
+                    scan.entries.push(entry);
+                }
+                continue;
+            }
+            let Some(key) = next else { break };
+            let mut value: Option<&Option<Vec<u8>>> = None;
+            for it in layers.iter_mut() {
+                if it.peek().is_some_and(|&(k, _)| k == key)
+                    && let Some((_, v)) = it.next()
+                {
+                    visit(1, &mut scan.visited)?;
+                    value.get_or_insert(v);
+                }
+            }
+            if base_page.front().is_some_and(|(bk, _)| bk == key) {
+                base_page.pop_front();
+            }
+            if let Some(Some(v)) = value {
+                scan.entries.push((key.clone(), v.clone()));
+            }
+        }
+        Ok(scan)
+    }
+
     /// The writes so far, without consuming them.
     pub fn pending_changes(&self) -> Changes {
         let mut all = Changes::new();
@@ -199,69 +319,11 @@ impl StateRead for StateStack {
         limit: usize,
         descending: bool,
     ) -> Result<Vec<Entry>, ReadError> {
-        if limit == 0 {
-            return Ok(Vec::new());
+        match self.scan_metered(prefix, start_after, limit, descending, u64::MAX) {
+            Ok(scan) => Ok(scan.entries),
+            Err(ScanError::Read(e)) => Err(e),
+            Err(e @ ScanError::OverBudget(_)) => Err(ReadError(e.to_string())),
         }
-        // Merge the layers' writes in the range (upper layers win), then merge with the base,
-        // fetching from the base in pages until `limit` live entries are found.
-        let Some(range) = scan_bounds(prefix, start_after, descending) else {
-            return Ok(Vec::new());
-        };
-        let mut overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        for layer in &self.layers {
-            for (k, v) in layer.range(range.clone()) {
-                overlay.insert(k.clone(), v.clone());
-            }
-        }
-        let mut out = Vec::new();
-        let mut cursor: Option<Vec<u8>> = start_after.map(|s| s.to_vec());
-        let mut base_page: std::collections::VecDeque<Entry> = Default::default();
-        let mut base_done = false;
-        type OverlayIter<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
-        let mut over_iter: OverlayIter<'_> = if descending {
-            Box::new(overlay.iter().rev())
-        } else {
-            Box::new(overlay.iter())
-        };
-        let mut next_over = over_iter.next();
-        while out.len() < limit {
-            if base_page.is_empty() && !base_done {
-                let page = self
-                    .base
-                    .scan(prefix, cursor.as_deref(), limit.max(16), descending)?;
-                base_done = page.len() < limit.max(16);
-                if let Some((k, _)) = page.last() {
-                    cursor = Some(k.clone());
-                }
-                base_page.extend(page);
-            }
-            let take_over = match (next_over, base_page.front()) {
-                (None, None) => break,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some((ok, _)), Some((bk, _))) => {
-                    if descending {
-                        ok >= bk
-                    } else {
-                        ok <= bk
-                    }
-                }
-            };
-            if take_over {
-                if let Some((ok, ov)) = next_over {
-                    if base_page.front().is_some_and(|(bk, _)| bk == ok) {
-                        base_page.pop_front();
-                    }
-                    if let Some(v) = ov {
-                        out.push((ok.clone(), v.clone()));
-                    }
-                }
-                next_over = over_iter.next();
-            } else if let Some(entry) = base_page.pop_front() {
-                out.push(entry);
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -370,5 +432,56 @@ mod tests {
             let got = stack.scan(&prefix, after.as_deref(), limit, desc).unwrap();
             prop_assert_eq!(got, model_scan(model, &prefix, after.as_deref(), limit, desc));
         }
+    }
+
+    fn stack_over(base: BTreeMap<Vec<u8>, Vec<u8>>) -> StateStack {
+        StateStack::new(Arc::new(base))
+    }
+
+    /// The cost of a scan is the entries it steps over: deletions and overwritten values
+    /// pending in the layers count, and a budget smaller than that stops it.
+    #[test]
+    fn a_scan_pays_for_every_entry_it_visits() {
+        let base: BTreeMap<Vec<u8>, Vec<u8>> = (0..100u32)
+            .map(|i| (format!("p{i:05}").into_bytes(), b"v".to_vec()))
+            .collect();
+        let mut stack = stack_over(base);
+        // Delete the base's 100 entries, then pile 1,000 deleted keys on a layer above.
+        for i in 0..100u32 {
+            stack.remove(format!("p{i:05}").into_bytes());
+        }
+        stack.push_layer();
+        for i in 100..1_100u32 {
+            stack.set(format!("p{i:05}").into_bytes(), b"x".to_vec());
+            stack.remove(format!("p{i:05}").into_bytes());
+        }
+        stack.set(b"p99999".to_vec(), b"live".to_vec());
+        let scan = stack.scan_metered(b"p", None, 1, false, u64::MAX).unwrap();
+        assert_eq!(scan.entries, vec![(b"p99999".to_vec(), b"live".to_vec())]);
+        assert!(scan.visited >= 1_201, "visited {}", scan.visited);
+        assert!(matches!(
+            stack.scan_metered(b"p", None, 1, false, 500),
+            Err(ScanError::OverBudget(500))
+        ));
+    }
+
+    /// A scan that stops after `limit` entries costs the same however many pending writes lie
+    /// beyond where it stopped or outside its prefix.
+    #[test]
+    fn a_scans_cost_does_not_grow_with_writes_it_never_reaches() {
+        let cost = |pending: u32| {
+            let mut stack = stack_over(BTreeMap::new());
+            for i in 0..pending {
+                stack.set(format!("p{i:07}").into_bytes(), b"v".to_vec());
+                stack.set(format!("q{i:07}").into_bytes(), b"v".to_vec());
+            }
+            stack.push_layer();
+            stack.set(b"p".to_vec(), b"first".to_vec());
+            stack.scan_metered(b"p", None, 1, false, u64::MAX).unwrap()
+        };
+        let (few, many) = (cost(10), cost(100_000));
+        assert_eq!(few.entries, many.entries);
+        assert_eq!(few.visited, many.visited);
+        assert!(many.visited <= 2, "visited {}", many.visited);
     }
 }

@@ -155,6 +155,25 @@ impl Store {
         w.commit().map_err(db)
     }
 
+    /// Records why this node's execution diverged from a quorum's (kept until the state is
+    /// rebuilt).
+    pub fn save_diverged(&self, why: &str) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(db)?;
+        w.open_table(CONSENSUS)
+            .map_err(db)?
+            .insert("diverged", why.as_bytes())
+            .map_err(db)?;
+        w.commit().map_err(db)
+    }
+
+    pub fn diverged(&self) -> Result<Option<String>, StoreError> {
+        let r = self.db.begin_read().map_err(db)?;
+        let t = r.open_table(CONSENSUS).map_err(db)?;
+        Ok(t.get("diverged")
+            .map_err(db)?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
     pub fn consensus_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let r = self.db.begin_read().map_err(db)?;
         let t = r.open_table(CONSENSUS).map_err(db)?;

@@ -62,6 +62,12 @@ pub struct Limits {
     pub max_code_bytes: usize,
     /// Gas available to a query (queries are not part of a transaction).
     pub query_gas: u64,
+    /// Most gas one transaction may ask for: what one sender can make every validator
+    /// compute with one transaction. A higher gas limit is refused (`gas_limit_too_high`).
+    pub max_tx_gas: u64,
+    /// Most gas the transactions of one block may ask for, their gas limits summed: leaders
+    /// stay under it and validators refuse a proposal over it.
+    pub max_block_gas: u64,
 }
 
 impl Default for Limits {
@@ -76,6 +82,8 @@ impl Default for Limits {
             max_result_bytes: 1 << 20,
             max_code_bytes: 2 << 20,
             query_gas: 50_000_000,
+            max_tx_gas: 1_000_000_000,
+            max_block_gas: 4_000_000_000,
         }
     }
 }

@@ -6,6 +6,11 @@ use gridledger_types::{Address, Event, schema};
 use wasmtime::component::{ComponentType, Lift, Linker, Lower};
 use wasmtime::{StoreContextMut, StoreLimits};
 
+/// Most entries one `storage-scan` returns.
+const MAX_SCAN_ENTRIES: u32 = 1024;
+/// Most entries one `storage-scan` may step over (live, overwritten or deleted) to find them.
+const MAX_SCAN_VISITS: u64 = 100_000;
+
 /// The per-call data a wasmtime `Store` carries.
 pub struct HostState {
     pub(crate) vm: Vm,
@@ -182,11 +187,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         |mut store: Ctx<'_>,
          (prefix, start_after, limit, descending): (Vec<u8>, Option<Vec<u8>>, u32, bool)| {
             let gas = store.data().vm.config().gas.clone();
-            let limit = limit.min(1024);
-            charge(
-                &mut store,
-                gas.host_call + gas.scan_per_entry * limit as u64,
-            )?;
+            let limit = limit.min(MAX_SCAN_ENTRIES);
+            charge(&mut store, gas.host_call)?;
             check_key(&store, &prefix)?;
             if let Some(a) = &start_after {
                 check_key(&store, a)?;
@@ -194,15 +196,31 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             let full_prefix = storage_key(&store, &prefix);
             let strip = full_prefix.len() - prefix.len();
             let full_after = start_after.map(|a| storage_key(&store, &a));
-            let entries = match store.data().state.scan(
+            // Paid before it is done: the scan may visit only as many entries (pending writes
+            // and deletions included) as the gas left pays for, and at most MAX_SCAN_VISITS.
+            let affordable = store.get_fuel()? / gas.scan_per_entry.max(1);
+            let scan = match store.data().state.scan_metered(
                 &full_prefix,
                 full_after.as_deref(),
                 limit as usize,
                 descending,
+                affordable.min(MAX_SCAN_VISITS),
             ) {
-                Ok(e) => e,
-                Err(e) => return Err(fault(&mut store, e)),
+                Ok(scan) => scan,
+                Err(gridledger_state::ScanError::OverBudget(_)) if affordable <= MAX_SCAN_VISITS => {
+                    store.set_fuel(0)?;
+                    return Err(HostTrap::OutOfGas.into());
+                }
+                Err(gridledger_state::ScanError::OverBudget(n)) => {
+                    return Err(HostTrap::Refused(format!(
+                        "a scan may step over at most {n} entries (pending deletions included); page with start_after"
+                    ))
+                    .into());
+                }
+                Err(gridledger_state::ScanError::Read(e)) => return Err(fault(&mut store, e)),
             };
+            charge(&mut store, gas.scan_per_entry * scan.visited)?;
+            let entries = scan.entries;
             let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
             charge(&mut store, gas.storage_read_per_byte * bytes as u64)?;
             let out: Vec<(Vec<u8>, Vec<u8>)> = entries
