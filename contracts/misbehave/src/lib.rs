@@ -24,6 +24,9 @@ pub enum ExecuteMsg {
     Send { to: Address, amount: u64 },
     /// Calls itself recursively through the host, `depth` times.
     CallSelf { depth: u32 },
+    /// Calls itself through the host `depth` times, then recurses without bound at the
+    /// bottom: the deepest native stack a transaction can ask for.
+    NestThenRecurse { depth: u32 },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -34,6 +37,8 @@ pub enum QueryMsg {
     },
     /// A query that tries to write.
     Write {},
+    /// A query that computes until its gas runs out.
+    Spin {},
 }
 
 const KV: Map<String, String> = Map::new("kv");
@@ -104,12 +109,33 @@ impl Contract for Misbehave {
                 let data = ctx.call_contract(&me, &ExecuteMsg::CallSelf { depth: depth - 1 }, 0)?;
                 Ok(Response { data })
             }
+            ExecuteMsg::NestThenRecurse { depth } => {
+                if depth == 0 {
+                    let mut sink = [0u64; 16];
+                    return Response::json(&recurse(0, &mut sink));
+                }
+                let me = ctx.address();
+                let data =
+                    ctx.call_contract(&me, &ExecuteMsg::NestThenRecurse { depth: depth - 1 }, 0)?;
+                Ok(Response { data })
+            }
         }
     }
 
     fn query(_ctx: &Ctx, msg: QueryMsg) -> Result<Response> {
         match msg {
             QueryMsg::Get { key } => Response::json(&KV.may_load(&key)?),
+            QueryMsg::Spin {} => {
+                let mut sink = [0u64; 16];
+                let mut i = 0u64;
+                loop {
+                    i = i.wrapping_add(1);
+                    sink[(i % 16) as usize] = i;
+                    if sink[3] == u64::MAX {
+                        return Response::json(&sink[0]);
+                    }
+                }
+            }
             QueryMsg::Write {} => {
                 KV.save(&"q".to_string(), &"x".to_string())?;
                 Ok(Response::new())

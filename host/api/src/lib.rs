@@ -402,6 +402,11 @@ async fn query_contract(
             };
             Err(ApiError::new(status, code, e.to_string()))
         }
+        Err(QueryError::Busy(n)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("{n} queries are running; retry shortly"),
+        )),
         Err(QueryError::Node(e)) => Err(e.into()),
     }
 }

@@ -149,6 +149,7 @@ pub fn run(json: bool, load: Load) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_stack_size(crate::execution_stack())
         .enable_all()
         .build()?;
     let result = rt.block_on(async {

@@ -115,6 +115,7 @@ pub fn run(
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_stack_size(crate::execution_stack())
         .enable_all()
         .build()?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);

@@ -93,6 +93,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_stack_size(crate::execution_stack())
         .enable_all()
         .build()?;
     rt.block_on(async move {
@@ -234,6 +235,7 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_stack_size(crate::execution_stack())
         .enable_all()
         .build()?;
     rt.block_on(async move {

@@ -18,6 +18,12 @@ use client::Client;
 use gridledger_types::{Address, GovAction, Hash32, Keypair, Payload, hash::parse_hex32};
 use std::path::PathBuf;
 
+/// The stack of every runtime thread: blocks and queries run contracts on them, and the deepest
+/// nesting of calls needs more than a default thread has (see `VmConfig::execution_stack_bytes`).
+fn execution_stack() -> usize {
+    gridledger_vm::VmConfig::default().execution_stack_bytes()
+}
+
 #[derive(Parser)]
 #[command(
     name = "gridledger",

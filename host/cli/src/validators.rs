@@ -186,6 +186,7 @@ impl Running {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name(name.clone())
+            .thread_stack_size(crate::execution_stack())
             .enable_all()
             .build()
             .context("starting a validator's runtime")?;
@@ -226,6 +227,7 @@ pub fn run_node(config: &Path) -> Result<()> {
     let node = Node::open(&cfg.data_dir, genesis, &cfg.contracts_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_stack_size(crate::execution_stack())
         .enable_all()
         .build()?;
     rt.block_on(async move {

@@ -61,6 +61,9 @@ impl From<gridledger_state::ReadError> for NodeError {
 pub enum QueryError {
     #[error(transparent)]
     Call(#[from] CallError),
+    /// As many queries as the node runs at once are running; try again shortly.
+    #[error("busy: {0} queries are running; retry shortly")]
+    Busy(usize),
     #[error(transparent)]
     Node(#[from] NodeError),
 }
@@ -102,6 +105,28 @@ pub struct Node {
     /// Set when a quorum certified another header than ours: what differed.
     diverged: RwLock<Option<String>>,
     faults: FaultInjection,
+    /// The VM queries run on (its own engine and pool), and how many run now.
+    queries: Vm,
+    queries_running: Mutex<usize>,
+    query_done: parking_lot::Condvar,
+}
+
+/// Instances block execution may hold at once: the deepest nesting of calls, with room.
+const EXECUTION_POOL_SLOTS: u32 = 16;
+/// Queries run at once; more wait (up to [`QUERY_WAIT`]) and are then answered `busy`. Each
+/// may nest calls up to the VM's depth.
+pub const MAX_CONCURRENT_QUERIES: usize = 8;
+pub const QUERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const QUERY_POOL_SLOTS: u32 = MAX_CONCURRENT_QUERIES as u32 * 9;
+
+/// A running query's place; given back however the query ends.
+struct QueryPermit<'a>(&'a Node);
+
+impl Drop for QueryPermit<'_> {
+    fn drop(&mut self) {
+        *self.0.queries_running.lock() -= 1;
+        self.0.query_done.notify_one();
+    }
 }
 
 /// Test hooks that make this node misbehave on purpose, to prove the others notice: both
@@ -163,8 +188,12 @@ impl Node {
         genesis: Genesis,
         contracts_dir: &Path,
     ) -> Result<Arc<Node>, NodeError> {
-        let vm = Vm::new(VmConfig::default(), cache_dir)
+        let vm = Vm::with_pool_slots(VmConfig::default(), cache_dir.clone(), EXECUTION_POOL_SLOTS)
             .map_err(|e| NodeError::Config(format!("engine: {e:#}")))?;
+        // Queries (anyone may send them) get an engine and an instance pool of their own, so
+        // that however many run they never take an instance block execution needs.
+        let queries = Vm::with_pool_slots(VmConfig::default(), cache_dir, QUERY_POOL_SLOTS)
+            .map_err(|e| NodeError::Config(format!("query engine: {e:#}")))?;
         let ours = vm.config_hash().to_hex();
         if genesis.vm_config_hash != ours {
             return Err(NodeError::Config(format!(
@@ -240,6 +269,9 @@ impl Node {
             blocks,
             diverged: RwLock::new(diverged),
             faults: FaultInjection::default(),
+            queries,
+            queries_running: Mutex::new(0),
+            query_done: parking_lot::Condvar::new(),
         }))
     }
 
@@ -598,6 +630,23 @@ impl Node {
         Ok(hash)
     }
 
+    /// A place among the queries that run at once, waited for (briefly) when all are taken.
+    fn query_permit(&self) -> Result<QueryPermit<'_>, QueryError> {
+        let mut running = self.queries_running.lock();
+        let deadline = std::time::Instant::now() + QUERY_WAIT;
+        while *running >= MAX_CONCURRENT_QUERIES {
+            if self
+                .query_done
+                .wait_until(&mut running, deadline)
+                .timed_out()
+            {
+                return Err(QueryError::Busy(*running));
+            }
+        }
+        *running += 1;
+        Ok(QueryPermit(self))
+    }
+
     /// Executes pending transactions into the next block and commits it.
     pub fn produce_block(&self, now_ms: u64) -> Result<Arc<CommittedBlock>, NodeError> {
         let candidates = self
@@ -800,6 +849,7 @@ impl Node {
 
     /// Runs a contract query against the latest committed state.
     pub fn query(&self, contract: &Address, msg: &[u8]) -> Result<Vec<u8>, QueryError> {
+        let _permit = self.query_permit()?;
         let head = self.head();
         let snap = Arc::new(self.store.snapshot().map_err(NodeError::from)?);
         let mut state = StateStack::new(snap);
@@ -808,10 +858,9 @@ impl Node {
             time_ms: head.time_ms,
             chain_id: head.chain_id,
         };
-        let gas_limit = self.exec.vm.config().limits.query_gas;
+        let gas_limit = self.queries.config().limits.query_gas;
         let out = self
-            .exec
-            .vm
+            .queries
             .call(
                 &env,
                 &mut state,

@@ -227,6 +227,7 @@ impl TestChain {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)),
             Err(crate::QueryError::Call(e)) => Err(e),
             Err(crate::QueryError::Node(e)) => panic!("node fault: {e}"),
+            Err(crate::QueryError::Busy(n)) => panic!("{n} queries running in a test chain"),
         }
     }
 

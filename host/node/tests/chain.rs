@@ -679,3 +679,51 @@ fn a_relayed_batch_answers_each_transaction_as_alone() {
     assert_eq!(chain.nonce(&alice.address()), 2);
     assert_eq!(chain.nonce(&bob.address()), 0);
 }
+
+/// However many queries anyone sends, block execution keeps its own instances: queries run on
+/// an engine and pool of their own, at most `MAX_CONCURRENT_QUERIES` at once (the rest wait,
+/// then are answered busy). Before, queries filling the shared pool made this node's
+/// transactions fail as traps while other validators' succeeded: a fork from an HTTP client.
+#[test]
+fn a_flood_of_queries_never_fails_a_transaction() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000_000);
+    let code = chain.store_code(&alice, &component("misbehave")).unwrap();
+    let c = chain.instantiate(&alice, code, "null").unwrap();
+    let node = chain.node.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // 80 threads, each a query spinning to the end of its gas, again and again: more than the
+    // old shared pool's 64 instances.
+    let flood: Vec<_> = (0..80)
+        .map(|_| {
+            let (node, stop, busy) = (node.clone(), stop.clone(), busy.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match node.query(&c, br#"{"spin":{}}"#) {
+                        Err(gridledger_node::QueryError::Busy(_)) => {
+                            busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(gridledger_node::QueryError::Call(_)) => {}
+                        other => panic!("a spinning query: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    // Meanwhile, transactions that nest calls to the deepest level the VM allows.
+    let depth = gridledger_vm::VmConfig::default().limits.max_call_depth - 1;
+    for _ in 0..10 {
+        let r = chain.execute(
+            &alice,
+            c,
+            &format!(r#"{{"call_self":{{"depth":{depth}}}}}"#),
+            0,
+        );
+        assert!(r.is_success(), "{:?}", r.error);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in flood {
+        t.join().unwrap();
+    }
+}

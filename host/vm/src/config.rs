@@ -122,6 +122,14 @@ exceptions=0;stack_switching=0;component_model_async=0;\
 wide_arithmetic=0;custom_page_sizes=0;memory_init_cow=0;pooling=1";
 
 impl VmConfig {
+    /// The native stack a thread that runs contracts needs: every call of the deepest nesting
+    /// (each runs in a store of its own, with its own wasm stack allowance) plus room for the
+    /// host's frames between them. On a smaller thread, deep recursion inside deep nesting
+    /// exhausts the thread's stack, which aborts the process instead of trapping.
+    pub fn execution_stack_bytes(&self) -> usize {
+        (self.limits.max_call_depth as usize + 1) * self.limits.max_stack_bytes + (4 << 20)
+    }
+
     /// A hash of the wasmtime version, engine flags, operator costs, gas schedule and limits.
     /// Genesis records it; a node whose build or configuration gives another hash refuses to
     /// start, because it could compute different results or gas.

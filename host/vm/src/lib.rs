@@ -142,15 +142,27 @@ struct Inner {
     config_hash: Hash32,
 }
 
-/// Instance slots in the pool: enough for a full call depth on several threads at once.
-const POOL_SLOTS: u32 = 64;
+/// Instance slots in the pool of a VM from [`Vm::new`]: enough for a full call depth on
+/// several threads at once.
+pub const POOL_SLOTS: u32 = 64;
 /// Gas for running `info` at store time (not charged to anyone; it only bounds the call).
 const INFO_GAS: u64 = 5_000_000;
 
 impl Vm {
     /// A VM with `config`; compiled contracts are cached in `cache_dir` when given.
     pub fn new(config: VmConfig, cache_dir: Option<PathBuf>) -> wasmtime::Result<Vm> {
-        let engine = config.engine(POOL_SLOTS)?;
+        Self::with_pool_slots(config, cache_dir, POOL_SLOTS)
+    }
+
+    /// A VM whose engine pools `slots` instances: the most calls (nested ones included) it
+    /// runs at once. A call that finds the pool full fails with a [`HostFault`], never as the
+    /// contract's fault: whether a slot is free depends on this node, not on the chain.
+    pub fn with_pool_slots(
+        config: VmConfig,
+        cache_dir: Option<PathBuf>,
+        slots: u32,
+    ) -> wasmtime::Result<Vm> {
+        let engine = config.engine(slots)?;
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker)?;
         let cache = code::CodeCache::new(&engine, cache_dir, 256);
@@ -278,7 +290,18 @@ impl Vm {
             .set_fuel(req.gas_limit - instantiate_gas)
             .map_err(|e| HostFault(format!("{e:#}")))?;
         let env = host::env_record(block, &req.contract, req.caller.as_ref(), req.funds);
-        let result = pre.instantiate(&mut store).and_then(|instance| {
+        let instance = match pre.instantiate(&mut store) {
+            Ok(i) => Ok(i),
+            Err(e) if !contract_fault(&e) => {
+                // The pool is full, or another resource of this node failed: not a result
+                // the chain may record (another node would record something else).
+                *state = store.into_data().state;
+                state.discard_layer();
+                return Err(HostFault(format!("instantiating a contract: {e:#}")));
+            }
+            Err(e) => Err(e),
+        };
+        let result = instance.and_then(|instance| {
             let func = instance
                 .get_typed_func::<(EnvRecord, Vec<u8>), (Result<Vec<u8>, String>,)>(
                     &mut store,
@@ -404,6 +427,19 @@ impl Vm {
 /// The code hash of component bytes.
 pub fn code_hash(wasm: &[u8]) -> Hash32 {
     Hash32::tagged(gridledger_types::hash::domain::CODE, &[wasm])
+}
+
+/// Whether an instantiation error is the contract's doing (a trap in its start, fuel, or
+/// memory it declares beyond the limits) rather than this node's (the instance pool full, an
+/// allocation of the host failing).
+fn contract_fault(e: &wasmtime::Error) -> bool {
+    if e.downcast_ref::<HostTrap>().is_some() || e.downcast_ref::<Trap>().is_some() {
+        return true;
+    }
+    let text = format!("{e:#}");
+    text.contains("forcing a memory growth failure")
+        || text.contains("memory minimum size")
+        || text.contains("table minimum size")
 }
 
 /// Maps a wasmtime error from a guest call to the receipt's error.

@@ -486,3 +486,98 @@ fn a_storage_fault_is_a_host_fault_not_a_receipt() {
     assert!(err.0.contains("disk on fire"), "{err}");
     assert!(broken.pending_changes().is_empty(), "nothing is written");
 }
+
+/// A call that finds the instance pool full fails as this node's fault (`HostFault`), never as
+/// the contract's (a trap receipt): how full a node's pool is depends on that node (queries
+/// filling a shared pool made one validator's transactions fail while the others' succeeded).
+#[test]
+fn a_full_instance_pool_is_a_host_fault_not_a_trap() {
+    let vm = Vm::with_pool_slots(VmConfig::default(), None, 1).unwrap();
+    let mut state = StateStack::default();
+    let c = Address([0xc0; 32]);
+    deploy(&vm, &mut state, "misbehave", c);
+    let before = state.pending_changes();
+    let req = |msg: &'static str| CallRequest {
+        contract: c,
+        entry: Entry::Execute,
+        caller: Some(ALICE),
+        funds: 0,
+        msg: msg.as_bytes(),
+        gas_limit: GAS,
+    };
+    // One slot: a call runs, a call that nests one more does not find an instance.
+    let ok = vm
+        .call(&block(), &mut state, req(r#"{"call_self":{"depth":0}}"#))
+        .unwrap();
+    assert_eq!(ok.result.unwrap(), b"0");
+    let full = vm.call(&block(), &mut state, req(r#"{"call_self":{"depth":1}}"#));
+    match full {
+        Err(gridledger_vm::HostFault(m)) => assert!(m.contains("instantiating"), "{m}"),
+        Ok(out) => panic!("a full pool became the contract's result: {:?}", out.result),
+    }
+    assert_eq!(state.pending_changes(), before, "nothing written");
+}
+
+/// The child half of the test below: the deepest call a transaction can make (nesting to the
+/// maximum depth, then unbounded recursion) on a thread of `GRIDLEDGER_TEST_STACK` bytes.
+#[test]
+#[ignore = "run in a child process by the_deepest_call_traps_on_an_execution_thread"]
+fn child_runs_the_deepest_call_on_a_thread_of_a_given_stack() {
+    let Some(bytes) = std::env::var("GRIDLEDGER_TEST_STACK")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+    else {
+        return;
+    };
+    let result = std::thread::Builder::new()
+        .stack_size(bytes)
+        .spawn(|| {
+            let (vm, mut state, c) = setup("misbehave");
+            let depth = VmConfig::default().limits.max_call_depth - 1;
+            let msg = format!(r#"{{"nest_then_recurse":{{"depth":{depth}}}}}"#);
+            call(&vm, &mut state, c, Entry::Execute, &msg, 100 * GAS).result
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    println!(
+        "child: {} ({result:?})",
+        if result.is_err() {
+            "failed cleanly"
+        } else {
+            "succeeded"
+        }
+    );
+}
+
+/// Deep recursion at the deepest nesting a transaction can reach is a trap receipt, never a
+/// dead process: on a default 2 MiB thread (what a test or a plain `std::thread` has) and on
+/// the execution stack the node's runtimes give their threads. Run in child processes, since a
+/// thread's stack overflowing would abort the test binary itself. (The suspicion that each
+/// nested call gets a fresh 512 KiB allowance, 4.5 MiB in all, and so aborts a 2 MiB thread,
+/// did not hold on this wasmtime: the child traps cleanly.)
+#[test]
+fn the_deepest_call_traps_on_an_execution_thread() {
+    let run = |stack: usize| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "child_runs_the_deepest_call_on_a_thread_of_a_given_stack",
+                "--nocapture",
+            ])
+            .env("GRIDLEDGER_TEST_STACK", stack.to_string())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success()
+                && said.contains("child: failed cleanly")
+                && said.contains("stack overflow"),
+            "{stack}-byte thread: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(2 << 20);
+    run(VmConfig::default().execution_stack_bytes());
+}
