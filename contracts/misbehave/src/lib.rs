@@ -27,6 +27,8 @@ pub enum ExecuteMsg {
     /// Calls itself through the host `depth` times, then recurses without bound at the
     /// bottom: the deepest native stack a transaction can ask for.
     NestThenRecurse { depth: u32 },
+    /// Emits `count` events, each with one attribute of `bytes` bytes.
+    Emit { count: u32, bytes: u32 },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,6 +110,16 @@ impl Contract for Misbehave {
                 let me = ctx.address();
                 let data = ctx.call_contract(&me, &ExecuteMsg::CallSelf { depth: depth - 1 }, 0)?;
                 Ok(Response { data })
+            }
+            ExecuteMsg::Emit { count, bytes } => {
+                let value = "x".repeat(bytes as usize);
+                for _ in 0..count {
+                    ctx.emit(Event {
+                        kind: "spam".into(),
+                        attributes: vec![("v".into(), value.clone())],
+                    });
+                }
+                Response::json(&count)
             }
             ExecuteMsg::NestThenRecurse { depth } => {
                 if depth == 0 {

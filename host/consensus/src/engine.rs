@@ -143,6 +143,12 @@ struct Round<S: VoteScheme> {
     voted: HashMap<(VoteKind, ValidatorIndex), Digest>,
     /// The application refused the proposal (we nullified the view instead).
     refused: bool,
+    /// The leader was caught proposing twice: further proposals of this view are dropped
+    /// unchecked (each check is a pairing a byzantine leader could make us pay again and again).
+    equivocated: bool,
+    /// Validators whose vote in this view had a bad signature: their later votes are checked
+    /// one by one before they count, so a bad vote cannot make us check a whole quorum again.
+    suspects: BTreeSet<ValidatorIndex>,
 }
 
 impl<S: VoteScheme> Default for Round<S> {
@@ -154,6 +160,8 @@ impl<S: VoteScheme> Default for Round<S> {
             finalize: HashMap::new(),
             voted: HashMap::new(),
             refused: false,
+            equivocated: false,
+            suspects: BTreeSet::new(),
         }
     }
 }
@@ -219,7 +227,17 @@ impl<S: VoteScheme> Engine<S> {
         let last_finality = pending_finality.clone();
         let pending_finality = pending_finality.filter(|c| c.view > tip.view);
         Engine {
-            view: durable.view.max(tip.view + 1),
+            // Past every view a certificate on disk settled: the persisted view may predate the
+            // last certificate (a crash between the two writes), and a validator that stays in
+            // a view it can neither nullify (it voted to finalize) nor leave (it has that
+            // view's notarization but would only move on receiving it) would stall with others.
+            view: durable.view.max(tip.view + 1).max(
+                notarizations
+                    .keys()
+                    .chain(nullifications.keys())
+                    .max()
+                    .map_or(0, |v| v + 1),
+            ),
             cfg,
             safety,
             tip,
@@ -525,6 +543,12 @@ impl<S: VoteScheme> Engine<S> {
             return;
         }
         let digest = p.digest();
+        // Seen already (a resend, or a replay by anyone): nothing to check again.
+        if let Some(r) = self.rounds.get(&view)
+            && (r.proposal == Some(digest) || (r.proposal.is_some() && r.equivocated))
+        {
+            return;
+        }
         if !self
             .cfg
             .validators
@@ -539,6 +563,7 @@ impl<S: VoteScheme> Engine<S> {
         match round.proposal {
             Some(d) if d != digest => {
                 // The second block is not kept: if a notarization names it, it is fetched.
+                round.equivocated = true;
                 self.out.push(Action::Misbehaviour(format!(
                     "leader {from} proposed two blocks in view {view}"
                 )));
@@ -694,6 +719,20 @@ impl<S: VoteScheme> Engine<S> {
         }
         let already = self.has_certificate(vote.kind, view);
         let quorum = self.cfg.validators.quorum();
+        if self
+            .rounds
+            .get(&view)
+            .is_some_and(|r| r.suspects.contains(&vote.signer))
+            && !self.cfg.validators.verify_vote(
+                vote.signer,
+                vote.kind,
+                view,
+                &vote.digest,
+                &vote.signature,
+            )
+        {
+            return;
+        }
         let round = self.round(view);
         match round.voted.get(&(vote.kind, vote.signer)) {
             Some(d) if *d != vote.digest => {
@@ -728,7 +767,8 @@ impl<S: VoteScheme> Engine<S> {
                 let round = self.round(view);
                 for i in &bad {
                     // The signer itself sent it (votes come only from their signer): drop the
-                    // vote but let a good one from it count later.
+                    // vote but let a good one from it count later, checked on arrival.
+                    round.suspects.insert(*i);
                     round.voted.remove(&(vote.kind, *i));
                     for t in round
                         .notarize
@@ -764,7 +804,12 @@ impl<S: VoteScheme> Engine<S> {
     /// A certificate, formed here (`verify = false`) or received (checked first).
     fn on_certificate(&mut self, cert: Certificate<S>, verify: bool) {
         let view = cert.view;
-        if view <= self.tip.view {
+        // A notarization or nullification far ahead is not checked (a pairing) nor kept: a peer
+        // could send any view. A finalization is: it is how a validator far behind catches up,
+        // and only one higher than the one in hand is ever checked.
+        if view <= self.tip.view
+            || (verify && cert.kind != VoteKind::Finalize && view > self.view + MAX_VIEWS_AHEAD)
+        {
             return;
         }
         let known = self.has_certificate(cert.kind, view);

@@ -31,6 +31,10 @@ use std::sync::Arc;
 
 /// Most transactions per block.
 pub const MAX_BLOCK_TXS: usize = 2_000;
+/// Event bytes (kinds, keys, values) the transactions of one block may emit in all: a block's
+/// receipts stay far below what the store keeps in one value. A transaction that would pass it
+/// waits for the next block.
+pub const MAX_BLOCK_EVENT_BYTES: usize = 16 << 20;
 /// Transactions a node holds waiting for a block; beyond this it answers `busy`.
 pub const MEMPOOL_CAPACITY: usize = 20_000;
 /// Most period boundaries handled in one block after the node was stopped.
@@ -699,17 +703,31 @@ impl Node {
         let mut txs = Vec::new();
         let mut receipts = Vec::new();
         let mut refused: Vec<Address> = Vec::new();
+        // Senders whose next transaction did not fit this block's event bytes: the rest of
+        // theirs wait for the next block (in the mempool), in order.
+        let mut deferred: Vec<Address> = Vec::new();
+        let mut event_bytes = 0usize;
         for (tx, len, signature) in candidates {
-            if refused.contains(&tx.body.sender) {
+            if refused.contains(&tx.body.sender) || deferred.contains(&tx.body.sender) {
                 continue;
             }
+            state.push_layer();
             match self
                 .exec
                 .apply(&block_env, &mut state, &tx, len, signature)?
             {
                 Ok(r) => {
+                    let bytes: usize = r.events.iter().map(gridledger_vm::event_bytes).sum();
+                    if event_bytes + bytes > MAX_BLOCK_EVENT_BYTES {
+                        state.discard_layer();
+                        deferred.push(tx.body.sender);
+                        continue;
+                    }
+                    state.commit_layer();
+                    event_bytes += bytes;
                     receipts.push(r);
                     txs.push(tx);
+                    continue;
                 }
                 // Already executed (another validator proposed it too): skip it alone.
                 Err(Rejected::NonceReplayed { .. }) => {}
@@ -718,6 +736,7 @@ impl Node {
                     refused.push(tx.body.sender);
                 }
             }
+            state.discard_layer();
         }
         receipts.extend(self.exec.enact_due(&block_env, &mut state)?);
         receipts.extend(self.period_boundaries(&block_env, parent.time_ms, &mut state)?);

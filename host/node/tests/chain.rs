@@ -727,3 +727,51 @@ fn a_flood_of_queries_never_fails_a_transaction() {
         t.join().unwrap();
     }
 }
+
+/// A block's transactions emit at most `MAX_BLOCK_EVENT_BYTES` of events in all: the one that
+/// would pass it, and its sender's later ones, wait for the next block, whole and in order.
+#[test]
+fn a_blocks_events_are_capped_and_what_does_not_fit_waits() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 100_000_000_000);
+    let code = chain.store_code(&alice, &component("misbehave")).unwrap();
+    let c = chain.instantiate(&alice, code, "null").unwrap();
+    let nonce = chain.nonce(&alice.address());
+    // Each emits two events of 500,000 bytes: 17 of them pass 16 MiB.
+    let txs: Vec<_> = (0..17)
+        .map(|i| {
+            gridledger_types::TxBody {
+                chain_id: gridledger_node::testing::TEST_CHAIN_ID.into(),
+                sender: alice.address(),
+                nonce: nonce + i,
+                gas_limit: 200_000_000,
+                payload: Payload::Execute {
+                    contract: c,
+                    msg: br#"{"emit":{"count":2,"bytes":500000}}"#.to_vec(),
+                    funds: 0,
+                },
+            }
+            .sign(&alice)
+        })
+        .collect();
+    let time = chain.node.head().time_ms + 1;
+    let block = chain.node.execute_block(time, txs.clone()).unwrap();
+    assert_eq!(block.tx_hashes.len(), 16, "the 17th does not fit");
+    let bytes: usize = block
+        .receipts
+        .iter()
+        .flat_map(|r| &r.events)
+        .map(gridledger_vm::event_bytes)
+        .sum();
+    assert!(bytes <= gridledger_node::MAX_BLOCK_EVENT_BYTES, "{bytes}");
+    assert!(block.receipts.iter().all(|r| r.is_success()));
+    let next = chain
+        .node
+        .execute_block(time + 1, vec![txs[16].clone()])
+        .unwrap();
+    assert_eq!(
+        next.tx_hashes,
+        vec![txs[16].hash()],
+        "it comes in the next block"
+    );
+}

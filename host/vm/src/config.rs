@@ -40,7 +40,8 @@ impl Default for GasSchedule {
             storage_write_base: 500,
             storage_write_per_byte: 20,
             scan_per_entry: 50,
-            event_per_byte: 5,
+            // Near a storage write: events are kept with the block, forever.
+            event_per_byte: 20,
             transfer: 1_000,
         }
     }
@@ -68,6 +69,10 @@ pub struct Limits {
     /// Most gas the transactions of one block may ask for, their gas limits summed: leaders
     /// stay under it and validators refuse a proposal over it.
     pub max_block_gas: u64,
+    /// Most events one call may emit, the calls it makes included, and their bytes in all
+    /// (kinds, keys and values): beyond either, the call traps.
+    pub max_events_per_call: usize,
+    pub max_event_bytes_per_call: usize,
 }
 
 impl Default for Limits {
@@ -84,6 +89,8 @@ impl Default for Limits {
             query_gas: 50_000_000,
             max_tx_gas: 1_000_000_000,
             max_block_gas: 4_000_000_000,
+            max_events_per_call: 4_096,
+            max_event_bytes_per_call: 1 << 20,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct HostState {
     pub(crate) read_only: bool,
     pub(crate) depth: u32,
     pub(crate) events: Vec<Event>,
+    /// The bytes of `events` (see [`event_bytes`]).
+    pub(crate) event_bytes: usize,
     pub(crate) limits: StoreLimits,
     /// Set when the host itself failed (storage fault); the call's result is then void.
     pub(crate) fault: Option<String>,
@@ -84,6 +86,31 @@ fn fault(store: &mut Ctx<'_>, e: impl std::fmt::Display) -> wasmtime::Error {
     let msg = e.to_string();
     store.data_mut().fault = Some(msg.clone());
     HostTrap::Fault(msg).into()
+}
+
+/// An event's size as its limits count it: its kind and its attributes' keys and values.
+pub fn event_bytes(e: &Event) -> usize {
+    e.kind.len()
+        + e.attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+/// Whether `count` more events of `bytes` fit this call's limits.
+fn within_event_limits(store: &Ctx<'_>, count: usize, bytes: usize) -> wasmtime::Result<()> {
+    let limits = &store.data().vm.config().limits;
+    let d = store.data();
+    if d.events.len() + count > limits.max_events_per_call
+        || d.event_bytes + bytes > limits.max_event_bytes_per_call
+    {
+        return Err(HostTrap::Refused(format!(
+            "a call may emit at most {} events of {} bytes in all",
+            limits.max_events_per_call, limits.max_event_bytes_per_call
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn writable(store: &Ctx<'_>, what: &str) -> wasmtime::Result<()> {
@@ -245,8 +272,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 &mut store,
                 gas.host_call + gas.event_per_byte * bytes as u64,
             )?;
+            within_event_limits(&store, 1, bytes)?;
             let contract = store.data().contract;
-            store.data_mut().events.push(Event {
+            let data = store.data_mut();
+            data.event_bytes += bytes;
+            data.events.push(Event {
                 contract: Some(contract),
                 kind,
                 attributes: attributes.into_iter().map(|a| (a.key, a.value)).collect(),
@@ -382,7 +412,12 @@ fn nested_call(
     store.set_fuel(fuel.saturating_sub(outcome.gas_used))?;
     match outcome.result {
         Ok(data) => {
-            store.data_mut().events.extend(outcome.events);
+            // The callee's events count toward this call's limits too.
+            let bytes: usize = outcome.events.iter().map(event_bytes).sum();
+            within_event_limits(store, outcome.events.len(), bytes)?;
+            let d = store.data_mut();
+            d.event_bytes += bytes;
+            d.events.extend(outcome.events);
             Ok(Ok(data))
         }
         Err(CallError::OutOfGas) => Err(HostTrap::OutOfGas.into()),

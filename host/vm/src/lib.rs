@@ -20,7 +20,7 @@ pub mod ledger;
 
 pub use code::CodeError;
 pub use config::{GasSchedule, Limits, VmConfig};
-pub use host::HostState;
+pub use host::{HostState, event_bytes};
 
 use gridledger_state::StateStack;
 use gridledger_types::{Address, ErrorCode, Event, Hash32};
@@ -380,6 +380,7 @@ impl Vm {
                 read_only,
                 depth,
                 events: Vec::new(),
+                event_bytes: 0,
                 limits: store_limits,
                 fault: None,
             },

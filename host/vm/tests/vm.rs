@@ -581,3 +581,44 @@ fn the_deepest_call_traps_on_an_execution_thread() {
     run(2 << 20);
     run(VmConfig::default().execution_stack_bytes());
 }
+
+/// Events are bounded per call (count and bytes, the calls it makes included) and priced near
+/// storage: a contract cannot make every validator keep gigabytes of receipts.
+#[test]
+fn events_are_capped_per_call_and_priced_near_storage() {
+    let (vm, mut state, c) = setup("misbehave");
+    let limits = VmConfig::default().limits;
+    let emit = |state: &mut StateStack, count: usize, bytes: usize| {
+        call(
+            &vm,
+            state,
+            c,
+            Entry::Execute,
+            &format!(r#"{{"emit":{{"count":{count},"bytes":{bytes}}}}}"#),
+            100 * GAS,
+        )
+    };
+    let ok = emit(&mut state, 10, 100);
+    assert_eq!(ok.events.len(), 10, "{:?}", ok.result);
+    let more = emit(&mut state, 20, 100);
+    // 10 more events of ~100 bytes cost ~20 gas a byte more.
+    assert!(
+        more.gas_used - ok.gas_used >= 10 * 100 * 20,
+        "{} {}",
+        more.gas_used,
+        ok.gas_used
+    );
+    let too_many = emit(&mut state, limits.max_events_per_call + 1, 1);
+    assert!(
+        matches!(too_many.result, Err(CallError::Trap(ref m)) if m.contains("at most")),
+        "{:?}",
+        too_many.result
+    );
+    assert!(too_many.events.is_empty());
+    let too_big = emit(&mut state, 2, limits.max_event_bytes_per_call / 2 + 1);
+    assert!(
+        matches!(too_big.result, Err(CallError::Trap(ref m)) if m.contains("bytes in all")),
+        "{:?}",
+        too_big.result
+    );
+}
