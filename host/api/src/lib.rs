@@ -198,6 +198,12 @@ async fn submit_tx(
             r.code(),
             r.to_string(),
         )),
+        // Likewise a sender with too many waiting: 429, retry once some are included.
+        Err(r @ gridledger_node::Rejected::TooManyPending { .. }) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            r.code(),
+            r.to_string(),
+        )),
         Err(r) => Err(ApiError::bad(r.code(), r.to_string())),
     }
 }
@@ -216,6 +222,9 @@ async fn get_tx(State(node): State<Arc<Node>>, Path(hash): Path<String>) -> ApiR
     let hash = parse_hash(&hash)?;
     match node.tx_status(&hash)? {
         TxStatus::Pending => Ok(Json(json!({"hash": hash.to_hex(), "status": "pending"}))),
+        TxStatus::Dropped(why) => Ok(Json(
+            json!({"hash": hash.to_hex(), "status": "dropped", "reason": why}),
+        )),
         TxStatus::Unknown => Err(ApiError::not_found(format!(
             "no transaction {}",
             hash.to_hex()

@@ -315,6 +315,9 @@ async function execute(me, contract, msg, funds) {
       if (!t.receipt.success) throw new Error(t.receipt.error.message);
       return t;
     }
+    // Accepted, then let go by the node (its sender's earlier transaction was refused, say):
+    // it will never be included, so say why now.
+    if (t.status === "dropped") throw new Error(`the node dropped it: ${t.reason}`);
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new Error(`transaction ${hash} not included yet`);

@@ -295,7 +295,7 @@ async fn drive(nodes: &[Arc<Node>], txs: &[SignedTx], rate: Option<usize>) -> Re
                     submitted.insert(h, Instant::now());
                     next += 1;
                 }
-                Err(Rejected::MempoolFull) => break,
+                Err(Rejected::MempoolFull | Rejected::TooManyPending { .. }) => break,
                 Err(e) => bail!("transaction {next} refused: {e}"),
             }
             if next % 500 == 0 {

@@ -33,6 +33,8 @@ pub enum Rejected {
     CannotPayFee { balance: u64, fee: u64 },
     #[error("busy: the mempool is full; retry shortly")]
     MempoolFull,
+    #[error("the sender already has {max} transactions waiting; wait for some to be included")]
+    TooManyPending { max: usize },
     #[error("transaction is already pending")]
     Duplicate,
     #[error("{0} is a registered device: device keys sign meter readings, not transactions")]
@@ -52,6 +54,7 @@ impl Rejected {
             Rejected::GasTooHigh { .. } => "gas_limit_too_high",
             Rejected::CannotPayFee { .. } => "insufficient_fee_balance",
             Rejected::MempoolFull => "busy",
+            Rejected::TooManyPending { .. } => "too_many_pending",
             Rejected::Duplicate => "duplicate",
             Rejected::DeviceSender(_) => "device_sender",
         }

@@ -20,7 +20,7 @@ pub use genesis::{Genesis, GenesisError, MarketClock};
 
 use gridledger_state::{Changes, Snapshot, StateStack, Store, StoreError};
 use gridledger_types::schema::{self, Account, Roles};
-use gridledger_types::{Address, Block, Hash32, Header, Receipt, SignedTx, codec, merkle};
+use gridledger_types::{Address, Block, Hash32, Header, Payload, Receipt, SignedTx, codec, merkle};
 use gridledger_vm::{
     BlockEnv, CallError, CallRequest, Entry, HostFault, Vm, VmConfig, code_hash, ledger,
 };
@@ -76,6 +76,8 @@ pub enum QueryError {
 #[derive(Debug)]
 pub enum TxStatus {
     Pending,
+    /// Accepted, then let go without being included (why).
+    Dropped(String),
     Included {
         block: Box<Block>,
         receipts: Vec<Receipt>,
@@ -108,6 +110,8 @@ pub struct Node {
     validators: Vec<genesis::Validator>,
     /// Set when a quorum certified another header than ours: what differed.
     diverged: RwLock<Option<String>>,
+    /// Accepted transactions let go without being included, and why.
+    dropped: Mutex<mempool::Dropped>,
     faults: FaultInjection,
     /// The VM queries run on (its own engine and pool), and how many run now.
     queries: Vm,
@@ -273,6 +277,7 @@ impl Node {
             blocks,
             diverged: RwLock::new(diverged),
             faults: FaultInjection::default(),
+            dropped: Mutex::new(mempool::Dropped::default()),
             queries,
             queries_running: Mutex::new(0),
             query_done: parking_lot::Condvar::new(),
@@ -623,14 +628,38 @@ impl Node {
         if pool.contains(&hash) {
             return Err(Rejected::Duplicate);
         }
-        if pool.is_full() {
+        // The device gateway's readings and regulators' votes have room kept for them.
+        let reserved = matches!(
+            tx.body.payload,
+            Payload::Readings { .. } | Payload::Vote { .. }
+        );
+        if pool.is_full(reserved) {
             return Err(Rejected::MempoolFull);
         }
-        let expected = pool.next_nonce(&tx.body.sender, committed_nonce(&snap, &tx.body.sender));
-        // Fee affordability is checked against committed state; pending spends are caught at
-        // execution, where an unaffordable transaction is dropped.
+        let sender = tx.body.sender;
+        let (pending, pending_gas) = pool.pending_of(&sender);
+        if pending >= mempool::MAX_PENDING_PER_SENDER {
+            return Err(Rejected::TooManyPending {
+                max: mempool::MAX_PENDING_PER_SENDER,
+            });
+        }
+        let expected = pool.next_nonce(&sender, committed_nonce(&snap, &sender));
         self.exec.check_stateful(&snap, &tx, expected)?;
+        // The maximum fees of what already waits are spoken for: one account with funds for
+        // one fee cannot queue thousands of transactions that execution would then drop
+        // without a fee.
+        let balance = ledger::account(&snap, &sender)
+            .map(|a| a.balance)
+            .unwrap_or(0);
+        let fees = self
+            .exec
+            .params
+            .fee(pending_gas.saturating_add(tx.body.gas_limit));
+        if balance < fees {
+            return Err(Rejected::CannotPayFee { balance, fee: fees });
+        }
         pool.insert(tx, encoded_len);
+        self.dropped.lock().forget(&hash);
         Ok(hash)
     }
 
@@ -703,6 +732,7 @@ impl Node {
         let mut txs = Vec::new();
         let mut receipts = Vec::new();
         let mut refused: Vec<Address> = Vec::new();
+        let mut refused_why: std::collections::HashMap<Address, String> = Default::default();
         // Senders whose next transaction did not fit this block's event bytes: the rest of
         // theirs wait for the next block (in the mempool), in order.
         let mut deferred: Vec<Address> = Vec::new();
@@ -734,6 +764,7 @@ impl Node {
                 Err(reason) => {
                     tracing::debug!("dropping {}: {reason}", tx.hash().to_hex());
                     refused.push(tx.body.sender);
+                    refused_why.insert(tx.body.sender, reason.to_string());
                 }
             }
             state.discard_layer();
@@ -785,9 +816,25 @@ impl Node {
             senders.extend(refused.iter().copied());
             senders.sort();
             senders.dedup();
+            let included: std::collections::HashSet<Hash32> =
+                txs.iter().map(|t| t.hash()).collect();
+            let mut dropped = self.dropped.lock();
             for s in senders {
                 let next = ledger::account(&snap, &s)?.nonce;
-                pool.prune_sender(&s, next, refused.contains(&s));
+                for gone in pool.prune_sender(&s, next, refused.contains(&s)) {
+                    if included.contains(&gone) {
+                        continue;
+                    }
+                    let why = match refused_why.get(&s) {
+                        Some(r) => format!(
+                            "left out of block {height} with its sender's refused transaction: {r}"
+                        ),
+                        None => format!(
+                            "its nonce was used by another transaction of its sender (block {height})"
+                        ),
+                    };
+                    dropped.record(gone, why);
+                }
             }
         }
         let committed = Arc::new(CommittedBlock {
@@ -918,6 +965,9 @@ impl Node {
         }
         if self.mempool.lock().contains(hash) {
             return Ok(TxStatus::Pending);
+        }
+        if let Some(why) = self.dropped.lock().why(hash) {
+            return Ok(TxStatus::Dropped(why.to_string()));
         }
         Ok(TxStatus::Unknown)
     }

@@ -1,7 +1,16 @@
-//! Admitted transactions waiting for a block, per sender in nonce order.
+//! Admitted transactions waiting for a block, per sender in nonce order; and what the node
+//! accepted and later let go, with why.
 
 use gridledger_types::{Address, Hash32, SignedTx};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+/// Transactions one sender may have waiting: one account cannot fill the pool.
+pub const MAX_PENDING_PER_SENDER: usize = 64;
+/// Room beyond the capacity kept for the device gateway's readings and regulators' votes, so
+/// that a pool full of others' transactions still takes them.
+pub const RESERVED: usize = 1_000;
+/// Dropped transactions remembered (the oldest are forgotten first).
+const DROPPED_KEPT: usize = 10_000;
 
 pub struct Mempool {
     by_sender: BTreeMap<Address, BTreeMap<u64, (SignedTx, usize)>>,
@@ -29,8 +38,25 @@ impl Mempool {
         self.hashes.is_empty()
     }
 
-    pub fn is_full(&self) -> bool {
-        self.hashes.len() >= self.capacity
+    /// Full for ordinary transactions; `reserved` ones (readings, votes) have more room.
+    pub fn is_full(&self, reserved: bool) -> bool {
+        let room = if reserved {
+            self.capacity + RESERVED
+        } else {
+            self.capacity
+        };
+        self.hashes.len() >= room
+    }
+
+    /// How many transactions `sender` has waiting, and the sum of their gas limits.
+    pub fn pending_of(&self, sender: &Address) -> (usize, u64) {
+        self.by_sender.get(sender).map_or((0, 0), |q| {
+            let gas = q
+                .values()
+                .map(|(t, _)| t.body.gas_limit)
+                .fold(0u64, u64::saturating_add);
+            (q.len(), gas)
+        })
     }
 
     pub fn contains(&self, hash: &Hash32) -> bool {
@@ -86,24 +112,64 @@ impl Mempool {
     }
 
     /// Drops `sender`'s transactions below `next_nonce` (included) and, if `drop_rest`, all
-    /// of theirs (one was refused, so the later nonces can never apply).
-    pub fn prune_sender(&mut self, sender: &Address, next_nonce: u64, drop_rest: bool) {
+    /// of theirs (one was refused, so the later nonces can never apply). Returns the hashes
+    /// dropped.
+    pub fn prune_sender(
+        &mut self,
+        sender: &Address,
+        next_nonce: u64,
+        drop_rest: bool,
+    ) -> Vec<Hash32> {
         let Some(queue) = self.by_sender.get_mut(sender) else {
-            return;
+            return Vec::new();
         };
         let keep = if drop_rest {
             BTreeMap::new()
         } else {
             queue.split_off(&next_nonce)
         };
+        let mut dropped = Vec::with_capacity(queue.len());
         for (tx, _) in queue.values() {
-            self.hashes.remove(&tx.hash());
+            let hash = tx.hash();
+            self.hashes.remove(&hash);
+            dropped.push(hash);
         }
         *queue = keep;
         if queue.is_empty() {
             self.by_sender.remove(sender);
             self.senders.retain(|s| s != sender);
         }
+        dropped
+    }
+}
+
+/// Transactions the node accepted and later let go without including them, with why: what
+/// `GET /v1/txs/{hash}` answers instead of a bare "not found".
+#[derive(Default)]
+pub struct Dropped {
+    why: HashMap<Hash32, String>,
+    order: VecDeque<Hash32>,
+}
+
+impl Dropped {
+    pub fn record(&mut self, hash: Hash32, why: String) {
+        if self.why.insert(hash, why).is_none() {
+            self.order.push_back(hash);
+        }
+        while self.order.len() > DROPPED_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.why.remove(&old);
+            }
+        }
+    }
+
+    pub fn why(&self, hash: &Hash32) -> Option<&str> {
+        self.why.get(hash).map(String::as_str)
+    }
+
+    /// It came back (resubmitted and accepted again): no longer dropped.
+    pub fn forget(&mut self, hash: &Hash32) {
+        self.why.remove(hash);
     }
 }
 
@@ -142,5 +208,29 @@ mod tests {
         pool.prune_sender(&k.address(), 6, false);
         assert!(pool.is_empty());
         assert_eq!(pool.next_nonce(&k.address(), 6), 6);
+    }
+
+    /// A full pool still has room for readings and votes (the caller says which), not for
+    /// anything else; and dropped transactions are remembered with why, the oldest forgotten.
+    #[test]
+    fn reserved_room_and_the_dropped_log() {
+        let k = Keypair::from_seed_phrase("m");
+        let mut pool = Mempool::new(2);
+        pool.insert(tx(&k, 0), 1);
+        pool.insert(tx(&k, 1), 1);
+        assert!(pool.is_full(false));
+        assert!(!pool.is_full(true));
+        assert_eq!(pool.pending_of(&k.address()), (2, 2));
+        let gone = pool.prune_sender(&k.address(), 1, false);
+        assert_eq!(gone, vec![tx(&k, 0).hash()]);
+
+        let mut log = Dropped::default();
+        for i in 0..DROPPED_KEPT as u64 + 1 {
+            log.record(tx(&k, i).hash(), format!("reason {i}"));
+        }
+        assert_eq!(log.why(&tx(&k, 0).hash()), None, "the oldest is forgotten");
+        assert_eq!(log.why(&tx(&k, 5).hash()), Some("reason 5"));
+        log.forget(&tx(&k, 5).hash());
+        assert_eq!(log.why(&tx(&k, 5).hash()), None);
     }
 }

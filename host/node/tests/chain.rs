@@ -775,3 +775,87 @@ fn a_blocks_events_are_capped_and_what_does_not_fit_waits() {
         "it comes in the next block"
     );
 }
+
+fn transfer_with_nonce(key: &Keypair, nonce: u64, amount: u64) -> gridledger_types::SignedTx {
+    gridledger_types::TxBody {
+        chain_id: gridledger_node::testing::TEST_CHAIN_ID.into(),
+        sender: key.address(),
+        nonce,
+        gas_limit: 100_000,
+        payload: Payload::Transfer {
+            to: Address([3; 32]),
+            amount,
+        },
+    }
+    .sign(key)
+}
+
+/// One account cannot fill the mempool: at most `MAX_PENDING_PER_SENDER` waiting, and only as
+/// many as its balance pays the maximum fees of, all together (it used to be checked against
+/// the committed balance one at a time, so one fee's worth queued thousands). Refusals change
+/// nothing; another sender still gets in.
+#[test]
+fn one_sender_cannot_fill_the_mempool_or_queue_fees_it_cannot_pay() {
+    use gridledger_node::mempool::MAX_PENDING_PER_SENDER;
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000_000);
+    // (Funding makes a block, which would take what waits: fund both first.)
+    let bob = chain.account("bob", 250);
+    for n in 0..MAX_PENDING_PER_SENDER as u64 {
+        chain
+            .node
+            .submit(&transfer_with_nonce(&alice, n, 1).encode())
+            .unwrap();
+    }
+    let over = transfer_with_nonce(&alice, MAX_PENDING_PER_SENDER as u64, 1);
+    let err = chain.node.submit(&over.encode()).unwrap_err();
+    assert_eq!(err.code(), "too_many_pending");
+    assert_eq!(chain.node.mempool_len(), MAX_PENDING_PER_SENDER);
+    assert!(matches!(
+        chain.node.tx_status(&over.hash()).unwrap(),
+        gridledger_node::TxStatus::Unknown
+    ));
+    // Bob can pay two maximum fees (100 each at this gas price), not three.
+    chain
+        .node
+        .submit(&transfer_with_nonce(&bob, 0, 0).encode())
+        .unwrap();
+    chain
+        .node
+        .submit(&transfer_with_nonce(&bob, 1, 0).encode())
+        .unwrap();
+    let third = chain.node.submit(&transfer_with_nonce(&bob, 2, 0).encode());
+    assert!(
+        matches!(
+            third,
+            Err(Rejected::CannotPayFee {
+                balance: 250,
+                fee: 300
+            })
+        ),
+        "{third:?}"
+    );
+    assert_eq!(chain.node.mempool_len(), MAX_PENDING_PER_SENDER + 2);
+}
+
+/// A transaction the node accepted and then let go (here: another transaction of the same
+/// sender took its nonce) answers `dropped` with the reason, never a bare "not found".
+#[test]
+fn a_dropped_transaction_says_why() {
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 1_000_000_000);
+    let nonce = chain.nonce(&alice.address());
+    let waiting = transfer_with_nonce(&alice, nonce, 1);
+    chain.node.submit(&waiting.encode()).unwrap();
+    let rival = transfer_with_nonce(&alice, nonce, 2);
+    let time = chain.node.head().time_ms + 1;
+    let block = chain.node.execute_block(time, vec![rival.clone()]).unwrap();
+    assert_eq!(block.tx_hashes, vec![rival.hash()]);
+    match chain.node.tx_status(&waiting.hash()).unwrap() {
+        gridledger_node::TxStatus::Dropped(why) => {
+            assert!(why.contains("nonce was used"), "{why}")
+        }
+        _ => panic!("the waiting transaction must be reported dropped"),
+    }
+    assert_eq!(chain.node.mempool_len(), 0);
+}
