@@ -638,10 +638,14 @@ impl Node {
         }
         let sender = tx.body.sender;
         let (pending, pending_gas) = pool.pending_of(&sender);
-        if pending >= mempool::MAX_PENDING_PER_SENDER {
-            return Err(Rejected::TooManyPending {
-                max: mempool::MAX_PENDING_PER_SENDER,
-            });
+        // The device gateway relays every meter's readings: its share is the reserved room.
+        let max = if reserved {
+            mempool::RESERVED
+        } else {
+            mempool::MAX_PENDING_PER_SENDER
+        };
+        if pending >= max {
+            return Err(Rejected::TooManyPending { max });
         }
         let expected = pool.next_nonce(&sender, committed_nonce(&snap, &sender));
         self.exec.check_stateful(&snap, &tx, expected)?;

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 /// Transactions one sender may have waiting: one account cannot fill the pool.
 pub const MAX_PENDING_PER_SENDER: usize = 64;
 /// Room beyond the capacity kept for the device gateway's readings and regulators' votes, so
-/// that a pool full of others' transactions still takes them.
+/// that a pool full of others' transactions still takes them; also how many of those one
+/// sender may have waiting (the gateway relays every meter's readings).
 pub const RESERVED: usize = 1_000;
 /// Dropped transactions remembered (the oldest are forgotten first).
 const DROPPED_KEPT: usize = 10_000;
