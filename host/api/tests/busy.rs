@@ -2,6 +2,7 @@
 //! transaction is neither queued nor silently dropped as if accepted.
 
 use gridledger_node::genesis::GenesisAccount;
+use gridledger_node::mempool::MAX_PENDING_PER_SENDER;
 use gridledger_node::testing::{TEST_CHAIN_ID, TX_GAS, test_genesis};
 use gridledger_node::{MEMPOOL_CAPACITY, Node};
 use gridledger_types::{Address, Keypair, Payload, SignedTx, TxBody};
@@ -23,25 +24,35 @@ fn transfer(key: &Keypair, nonce: u64) -> SignedTx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_mempool_answers_busy_with_503() {
-    let sender = Keypair::from_seed_phrase("busy sender");
-    let genesis = test_genesis(vec![GenesisAccount {
-        name: "busy-sender".into(),
-        address: None,
-        dev_seed: Some("busy sender".into()),
-        balance: 1_000_000_000_000,
-        roles: vec![],
-    }]);
+    // One sender may have only MAX_PENDING_PER_SENDER waiting: fill the pool from many.
+    let per = MAX_PENDING_PER_SENDER;
+    let senders: Vec<Keypair> = (0..MEMPOOL_CAPACITY.div_ceil(per) + 1)
+        .map(|i| Keypair::from_seed_phrase(&format!("busy sender {i}")))
+        .collect();
+    let genesis = test_genesis(
+        (0..senders.len())
+            .map(|i| GenesisAccount {
+                name: format!("busy-sender-{i}"),
+                address: None,
+                dev_seed: Some(format!("busy sender {i}")),
+                balance: 1_000_000_000,
+                roles: vec![],
+            })
+            .collect(),
+    );
     let node = Node::in_memory(genesis, Path::new(".")).unwrap();
-    for nonce in 0..MEMPOOL_CAPACITY as u64 {
-        node.submit(&transfer(&sender, nonce).encode())
-            .unwrap_or_else(|e| panic!("transaction {nonce} refused: {e}"));
+    for k in 0..MEMPOOL_CAPACITY {
+        let (sender, nonce) = (&senders[k / per], (k % per) as u64);
+        node.submit(&transfer(sender, nonce).encode())
+            .unwrap_or_else(|e| panic!("transaction {k} refused: {e}"));
     }
+    let sender = senders.last().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = gridledger_api::router(node.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let one_more = transfer(&sender, MEMPOOL_CAPACITY as u64);
+    let one_more = transfer(sender, 0);
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("{url}/v1/txs"))
