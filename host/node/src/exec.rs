@@ -503,17 +503,19 @@ impl Executor {
                 action,
                 enact_height,
             } => {
-                let (result, events) = self.propose(block, state, sender, action, *enact_height)?;
+                let (result, events, gas) =
+                    self.propose(block, state, sender, action, *enact_height, budget)?;
                 Ok(Done {
-                    gas: 0,
+                    gas,
                     result,
                     events,
                 })
             }
             Payload::Vote { proposal, approve } => {
-                let (result, events) = self.vote(block, state, sender, *proposal, *approve)?;
+                let (result, events, gas) =
+                    self.vote(block, state, sender, *proposal, *approve, budget)?;
                 Ok(Done {
-                    gas: 0,
+                    gas,
                     result,
                     events,
                 })

@@ -194,7 +194,8 @@ impl Executor {
         sender: Address,
         action: &GovAction,
         enact_height: u64,
-    ) -> Result<(Vec<u8>, Vec<Event>), Fail> {
+        budget: u64,
+    ) -> Result<(Vec<u8>, Vec<Event>, u64), Fail> {
         require_regulator(state, &sender)?;
         if enact_height <= block.height {
             return Err(op(
@@ -235,11 +236,13 @@ impl Executor {
                 ("proposer", sender.to_hex()),
             ],
         )];
-        events.extend(self.tally(block, state, &mut p)?);
+        let (more, gas) = self.tally(block, state, &mut p, budget)?;
+        events.extend(more);
         save(state, &p);
         Ok((
             serde_json::json!({"proposal": id}).to_string().into_bytes(),
             events,
+            gas,
         ))
     }
 
@@ -250,7 +253,8 @@ impl Executor {
         sender: Address,
         id: u64,
         approve: bool,
-    ) -> Result<(Vec<u8>, Vec<Event>), Fail> {
+        budget: u64,
+    ) -> Result<(Vec<u8>, Vec<Event>, u64), Fail> {
         require_regulator(state, &sender)?;
         let mut p =
             load(state, id)?.ok_or_else(|| op(ErrorCode::NotFound, format!("no proposal {id}")))?;
@@ -276,25 +280,39 @@ impl Executor {
             &p,
             &[("voter", sender.to_hex()), ("approve", approve.to_string())],
         )];
-        events.extend(self.tally(block, state, &mut p)?);
+        let (more, gas) = self.tally(block, state, &mut p, budget)?;
+        events.extend(more);
         save(state, &p);
-        Ok((Vec::new(), events))
+        Ok((Vec::new(), events, gas))
     }
 
-    /// Passes (with a dry run) or rejects a proposal whose votes decide it.
+    /// Passes (with a dry run) or rejects a proposal whose votes decide it. The dry run is
+    /// paid by the transaction that decides it, from its `budget`: one that runs out of that
+    /// fails the transaction (nothing is recorded; send it with more gas), rather than being
+    /// recorded as the enactment's failure or computed for free.
     fn tally(
         &self,
         block: &BlockEnv,
         state: &mut StateStack,
         p: &mut Proposal,
-    ) -> Result<Vec<Event>, Fail> {
+        budget: u64,
+    ) -> Result<(Vec<Event>, u64), Fail> {
         let quorum = self.params.gov_quorum as usize;
         if p.approvals.len() >= quorum {
             // Dry run on the state as it is now, thrown away afterwards.
             state.push_layer();
-            let dry = self.perform(block, state, &p.action);
+            let dry = self.perform(block, state, &p.action, budget.min(ENACT_GAS));
             state.discard_layer();
             let (ok, gas, error) = match dry {
+                Err(Fail::Op(OpError(ErrorCode::OutOfGas, _, gas))) if budget < ENACT_GAS => {
+                    return Err(Fail::Op(OpError(
+                        ErrorCode::OutOfGas,
+                        format!(
+                            "the enactment's dry run needs more than the {budget} gas this transaction has left; send it with more"
+                        ),
+                        gas,
+                    )));
+                }
                 Ok((gas, _)) => (true, gas, None),
                 Err(Fail::Op(OpError(_, msg, gas))) => (false, gas, Some(msg)),
                 Err(Fail::Host(h)) => return Err(Fail::Host(h)),
@@ -308,23 +326,26 @@ impl Executor {
                 enact_key(p.enact_height.max(block.height + 1), p.id),
                 Vec::new(),
             );
-            return Ok(vec![tally_event(
-                "proposal_passed",
-                p,
-                &[
-                    ("enact_height", p.enact_height.to_string()),
-                    ("dry_run_ok", ok.to_string()),
-                    ("dry_run_gas", gas.to_string()),
-                    ("dry_run_error", error.unwrap_or_default()),
-                ],
-            )]);
+            return Ok((
+                vec![tally_event(
+                    "proposal_passed",
+                    p,
+                    &[
+                        ("enact_height", p.enact_height.to_string()),
+                        ("dry_run_ok", ok.to_string()),
+                        ("dry_run_gas", gas.to_string()),
+                        ("dry_run_error", error.unwrap_or_default()),
+                    ],
+                )],
+                gas,
+            ));
         }
         let regulators = self.params.gov_regulators as usize;
         if p.rejections.len() > regulators.saturating_sub(quorum) {
             p.status = Status::Rejected;
-            return Ok(vec![tally_event("proposal_rejected", p, &[])]);
+            return Ok((vec![tally_event("proposal_rejected", p, &[])], 0));
         }
-        Ok(Vec::new())
+        Ok((Vec::new(), 0))
     }
 
     /// Performs an action as governance. Returns the gas used and the contract's events.
@@ -333,6 +354,7 @@ impl Executor {
         block: &BlockEnv,
         state: &mut StateStack,
         action: &GovAction,
+        gas_limit: u64,
     ) -> Result<(u64, Vec<Event>), Fail> {
         check_action(state, action)?;
         let governance = Address::governance();
@@ -369,7 +391,7 @@ impl Executor {
                 caller: Some(governance),
                 funds: 0,
                 msg,
-                gas_limit: ENACT_GAS,
+                gas_limit,
             },
         )?;
         match out.result {
@@ -410,7 +432,7 @@ impl Executor {
                 Err(Fail::Op(_)) => continue,
             };
             state.push_layer();
-            let result = self.perform(block, state, &p.action);
+            let result = self.perform(block, state, &p.action, ENACT_GAS);
             let (gas, error, events) = match result {
                 Ok((gas, mut events)) => {
                     state.commit_layer();

@@ -188,6 +188,43 @@ fn an_upgrade_passes_dry_runs_and_is_enacted_at_the_announced_height() {
     assert_eq!(g.version(), 1);
 }
 
+/// The dry run a deciding vote triggers is paid by that vote, from its own gas: a vote without
+/// enough gas for it fails with `out_of_gas` and changes nothing (the proposal stays open, the
+/// vote unrecorded); with enough, its receipt counts the dry run's gas. (It used to run up to
+/// 2·10⁹ gas inside a vote charged nothing.)
+#[test]
+fn the_dry_run_is_paid_by_the_deciding_vote() {
+    let mut g = setup();
+    let (r1, r2) = (regulator(1), regulator(2));
+    let enact = g.height() + 6;
+    let r = g.propose(&r1, g.upgrade(g.v2, "{}", false), enact);
+    assert!(r.is_success(), "{:?}", r.error);
+    let vote = Payload::Vote {
+        proposal: 0,
+        approve: true,
+    };
+    // Enough for the vote itself, not for the migration's dry run.
+    let short = g.chain.sign(&r2, vote.clone(), 30_000);
+    let r = g.chain.submit_bytes(&short.encode()).expect("admitted");
+    let e = r.error.clone().unwrap_or_else(|| {
+        panic!(
+            "the vote must fail: {:?} {:?} {:?}",
+            r.gas_used,
+            r.events.iter().map(|e| &e.attributes).collect::<Vec<_>>(),
+            g.status(0)
+        )
+    });
+    assert_eq!(e.code, ErrorCode::OutOfGas, "{}", e.message);
+    assert!(e.message.contains("dry run"), "{}", e.message);
+    assert_eq!(g.status(0), Status::Voting, "nothing recorded");
+    let r = g.chain.send(&r2, vote);
+    assert!(r.is_success(), "{:?}", r.error);
+    let Status::Passed { dry_run_gas, .. } = g.status(0) else {
+        panic!("passed");
+    };
+    assert!(r.gas_used > dry_run_gas, "{} > {dry_run_gas}", r.gas_used);
+}
+
 #[test]
 fn a_failing_migration_is_recorded_and_changes_nothing() {
     let mut g = setup();
