@@ -140,11 +140,13 @@ fn check_reading(
     if rec.revoked {
         return Err(Refusal::Revoked);
     }
-    signature.map_err(Refusal::Signature)?;
+    // The sequence before the signature: a replayed or junk reading is refused for what it
+    // is, and its signature was never checked (see `worth_checking`).
     let want = rec.last.as_ref().map_or(0, |l| l.seq + 1);
     if r.seq != want {
         return Err(Refusal::Sequence { got: r.seq, want });
     }
+    signature.map_err(Refusal::Signature)?;
     if r.timestamp_ms.abs_diff(block_ms) > rules.time_tolerance_ms {
         return Err(Refusal::TimeOutOfTolerance {
             timestamp_ms: r.timestamp_ms,
@@ -260,18 +262,59 @@ impl Executor {
                 .and_then(|b| Address::from_slice(&b)),
             None => None,
         };
-        // Every signature in the batch at once (device keys stay decompressed in the cache).
-        let signing: Vec<Vec<u8>> = readings
+        // Registration and sequence first, from the records as they stand: only readings of a
+        // registered, unrevoked device that come after its last accepted one are worth a
+        // signature check. Junk and replays cost a state read, not a check.
+        let mut worth = Vec::with_capacity(readings.len());
+        for r in readings {
+            let record = device(state, &r.reading.device)?;
+            worth.push(record.is_some_and(|rec| {
+                !rec.revoked && rec.last.as_ref().is_none_or(|l| r.reading.seq > l.seq)
+            }));
+        }
+        let checked: Vec<&SignedReading> = readings
+            .iter()
+            .zip(&worth)
+            .filter(|(_, w)| **w)
+            .map(|(r, _)| r)
+            .collect();
+        // Each signature check is paid for before it is done.
+        let mut gas = self
+            .vm
+            .config()
+            .gas
+            .reading_signature
+            .saturating_mul(checked.len() as u64);
+        if gas > budget {
+            return Err(Fail::Op(OpError(
+                ErrorCode::OutOfGas,
+                format!(
+                    "checking {} reading signatures needs {gas} gas, the transaction has {budget} left",
+                    checked.len()
+                ),
+                budget,
+            )));
+        }
+        // Those signatures at once (device keys stay decompressed in the cache).
+        let signing: Vec<Vec<u8>> = checked
             .iter()
             .map(|r| r.reading.signing_bytes(&block.chain_id))
             .collect();
-        let items: Vec<_> = readings
+        let items: Vec<_> = checked
             .iter()
             .zip(&signing)
             .map(|(r, msg)| (&r.reading.device, msg.as_slice(), &r.signature))
             .collect();
-        let signatures = self.keys.verify_batch(&items);
-        let mut gas = 0u64;
+        let mut verified = self.keys.verify_batch(&items).into_iter();
+        let signatures: Vec<Result<(), String>> = worth
+            .iter()
+            .map(|w| match w {
+                true => verified
+                    .next()
+                    .unwrap_or_else(|| Err("no signature check".into())),
+                false => Err("not checked: the reading is refused before its signature".into()),
+            })
+            .collect();
         let mut events = Vec::new();
         let mut refused = Vec::new();
         for ((index, signed), signature) in readings.iter().enumerate().zip(signatures) {

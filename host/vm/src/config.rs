@@ -26,6 +26,9 @@ pub struct GasSchedule {
     pub scan_per_entry: u64,
     pub event_per_byte: u64,
     pub transfer: u64,
+    /// Checking one meter reading's signature (readings of unregistered devices, and replays,
+    /// are refused before their signature is checked, and cost nothing here).
+    pub reading_signature: u64,
 }
 
 impl Default for GasSchedule {
@@ -43,6 +46,7 @@ impl Default for GasSchedule {
             // Near a storage write: events are kept with the block, forever.
             event_per_byte: 20,
             transfer: 1_000,
+            reading_signature: 3_000,
         }
     }
 }
