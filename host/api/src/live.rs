@@ -169,6 +169,20 @@ pub struct Live {
     events: broadcast::Sender<BlockEvent>,
     /// The latest events, for clients that reconnect with `Last-Event-ID`.
     recent: Arc<Mutex<std::collections::VecDeque<BlockEvent>>>,
+    /// Event streams open now.
+    streams: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Event streams served at once; one more is answered `503 busy`.
+pub const MAX_EVENT_STREAMS: usize = 256;
+
+/// An open event stream's place; given back when the stream ends (the client went away).
+struct StreamPlace(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A block's height and its event JSON.
@@ -199,6 +213,7 @@ impl Live {
             metrics: Arc::new(Mutex::new(Metrics::new())),
             events,
             recent: Default::default(),
+            streams: Default::default(),
         };
         let head = live.node.head().height as i64;
         {
@@ -279,7 +294,19 @@ impl Live {
 pub async fn events(
     State(live): State<Live>,
     headers: axum::http::HeaderMap,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
+    let open = live.streams.fetch_add(1, Ordering::AcqRel);
+    let place = StreamPlace(live.streams.clone());
+    if open >= MAX_EVENT_STREAMS {
+        return Err((
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "code": "busy",
+                "error": format!("{open} event streams are open; retry shortly"),
+            })),
+        )
+            .into_response());
+    }
     // Subscribe before reading the backlog, so no event falls between the two.
     let live_events = BroadcastStream::new(live.events.subscribe());
     let after: Option<u64> = headers
@@ -303,13 +330,15 @@ pub async fn events(
                 .filter_map(|msg| msg.ok())
                 .filter(move |(height, _)| *height > sent_up_to),
         )
-        .map(|(height, json)| {
+        .map(move |(height, json)| {
+            // The place is held as long as the stream lives.
+            let _ = &place;
             Ok(Event::default()
                 .event("block")
                 .id(height.to_string())
                 .data(json.as_str()))
         });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// `GET /metrics`: Prometheus text format.

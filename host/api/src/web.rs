@@ -44,6 +44,12 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Requests served at once; more wait their turn (and their timeout). Server-sent event
+/// streams are not counted here: they have a cap of their own ([`live::MAX_EVENT_STREAMS`]).
+pub const MAX_CONCURRENT_REQUESTS: usize = 256;
+/// A request not answered by then gets `408`.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Everything a node serves over HTTP: the JSON API, the plugin routes if it runs plugins,
 /// the web app, `/openapi.json`, `/v1/events` and `/metrics`. Call on a tokio runtime.
 pub fn app(
@@ -60,9 +66,8 @@ pub fn app(
         )
         .merge(
             Router::new()
-                .route("/v1/events", get(live::events))
                 .route("/metrics", get(live::metrics))
-                .with_state(live),
+                .with_state(live.clone()),
         )
         .route(
             "/openapi.json",
@@ -77,7 +82,20 @@ pub fn app(
     if let Some(set) = plugins {
         router = router.merge(crate::plugins::router(set));
     }
-    router
+    // Every request but the long-lived event streams: bounded in number and in time.
+    let router = router
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_REQUESTS,
+        ));
+    router.merge(
+        Router::new()
+            .route("/v1/events", get(live::events))
+            .with_state(live),
+    )
 }
 
 /// `GET /v1/directory`: the names genesis gives accounts and contracts (public, as genesis is).
