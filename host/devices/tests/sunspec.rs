@@ -42,8 +42,12 @@ fn register_map(w_x10: i16, export_wh: u32, import_wh: u32) -> Vec<u16> {
     r
 }
 
+/// The meter's registers, and whether it is down: a meter that is down answers every request
+/// with an error. (Aborting the server's task alone does not reliably cut a connection it
+/// already accepted: tokio-modbus serves each on a task of its own, so a poll could still be
+/// answered and the outage test passed only most of the time.)
 #[derive(Clone)]
-struct Meter(Arc<RwLock<Vec<u16>>>);
+struct Meter(Arc<RwLock<Vec<u16>>>, Arc<std::sync::atomic::AtomicBool>);
 
 impl tokio_modbus::server::Service for Meter {
     type Request = Request<'static>;
@@ -52,6 +56,9 @@ impl tokio_modbus::server::Service for Meter {
     type Future = Ready<Result<Response, ExceptionCode>>;
 
     fn call(&self, req: Request<'static>) -> Self::Future {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            return ready(Err(ExceptionCode::ServerDeviceFailure));
+        }
         ready(match req {
             Request::ReadHoldingRegisters(addr, n) => {
                 let regs = self.0.read().expect("registers");
@@ -68,8 +75,8 @@ impl tokio_modbus::server::Service for Meter {
     }
 }
 
-/// Serves `meter` on `addr` until the returned task is aborted (which closes every
-/// connection it accepted).
+/// Serves `meter` on `addr` until the returned task is aborted (connections it accepted may
+/// outlive it: see [`Meter`]).
 async fn serve(addr: SocketAddr, meter: Meter) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     let addr = listener.local_addr().unwrap();
@@ -117,7 +124,9 @@ fn manifest(addr: SocketAddr, grant: bool) -> PluginManifest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_a_sunspec_meter_over_modbus_tcp_through_outages() {
     let registers = Arc::new(RwLock::new(register_map(-12_345, 5_000, 700)));
-    let (addr, server) = serve("127.0.0.1:0".parse().unwrap(), Meter(registers.clone())).await;
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let meter = Meter(registers.clone(), down.clone());
+    let (addr, server) = serve("127.0.0.1:0".parse().unwrap(), meter.clone()).await;
     let rt = PluginRuntime::new().unwrap();
     let m = manifest(addr, true);
     let wasm = std::fs::read(&m.wasm).expect("built plugin (cargo run -p gridledger-build)");
@@ -138,20 +147,22 @@ async fn reads_a_sunspec_meter_over_modbus_tcp_through_outages() {
         (-2_000, Some(5_100), Some(701))
     );
 
-    // The server goes away: the poll fails (and the node would restart the plugin).
+    // The meter goes away: the poll fails (and the node would restart the plugin).
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
     server.abort();
     let _ = server.await;
     let e = plugin.poll(3).await.unwrap_err().to_string();
     assert!(e.contains("meter-pcc"), "{e}");
 
     // It comes back on the same address: the plugin reconnects by itself.
-    let (_, server) = serve(addr, Meter(registers.clone())).await;
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (_, server) = serve(addr, meter.clone()).await;
     let s = plugin.poll(4).await.unwrap();
     assert_eq!(s[0].export_wh, Some(5_100));
     server.abort();
 
     // Without the grant, the plugin cannot reach the meter at all.
-    let (addr, server) = serve("127.0.0.1:0".parse().unwrap(), Meter(registers)).await;
+    let (addr, server) = serve("127.0.0.1:0".parse().unwrap(), meter).await;
     let mut denied = rt.start(&code, &manifest(addr, false)).await.unwrap();
     let e = denied.poll(5).await.unwrap_err().to_string();
     assert!(e.contains("connecting"), "{e}");
