@@ -1,6 +1,7 @@
 //! The node's HTTP JSON API (axum). All routes are under `/v1`; errors are JSON
 //! `{"error": message, "code": identifier}` with a 4xx status for the client's mistakes.
 
+pub mod admin;
 pub mod live;
 pub mod openapi;
 pub mod plugins;

@@ -70,17 +70,7 @@ pub fn document() -> Value {
             "/v1/proposals": get("The latest 200 governance proposals, newest first: action, votes, status, enactment", vec![], "Proposals"),
             "/v1/proposals/{id}": get("A governance proposal: action, votes, status", vec![param("id", "proposal number")], "Proposal"),
             "/v1/devices": get("Registered devices: owner, kind, rated power, revoked, plugin code hash, latest accepted reading", vec![], "Devices"),
-            "/v1/plugins": get("This node's device plugins: state, model, version, code hash, polls, failures, restarts, readings, swap history (404 if it runs none)", vec![], "Plugins"),
-            "/v1/plugins/{target}/swap": {"post": {
-                "summary": "Hot-swap the plugin behind a device (or plugin id): health check, switch between polls, rollback on failure",
-                "parameters": [param("target", "a device name or plugin id")],
-                "requestBody": {"required": true, "content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}}},
-                "responses": {
-                    "200": {"description": "Swapped: the report (from, to, version, swap_ms)", "content": {"application/json": {"schema": {"type": "object"}}}},
-                    "422": {"description": "swap_refused: the new version failed its checks or was rolled back", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                    "default": {"$ref": "#/components/responses/Error"}
-                }
-            }},
+            "/v1/plugins": get("This node's device plugins: state, model, version, code hash, polls, failures, restarts, readings, swap history (404 if it runs none). Swaps are on the admin listener, not here", vec![], "Plugins"),
             "/v1/events": {"get": {
                 "summary": "Server-sent events: one `block` event per committed block (height, hash, time_ms, proposer, tx_count, receipt_count, gas_used, finality_latency_ms, event kinds, and the view and signer indices of the certificate that finalized it), with the height as the event id. Reconnecting with Last-Event-ID replays the events missed (up to the last 512).",
                 "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}

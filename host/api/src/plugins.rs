@@ -1,46 +1,20 @@
-//! Operators' routes for the node's device plugins: their health, and hot swap.
+//! The public view of a node's device plugins: their health. Swapping one is the operator's
+//! business, on the admin listener ([`crate::admin`]).
 
-use crate::ApiError;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::extract::State;
+use axum::routing::get;
 use axum::{Json, Router};
 use gridledger_devices::PluginSet;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// `/v1/plugins` (status of each plugin) and `/v1/plugins/{target}/swap` (body: the new
-/// component; `target` is a plugin id or a device name).
+/// `GET /v1/plugins`: the status of each plugin (read-only).
 pub fn router(set: Arc<PluginSet>) -> Router {
     Router::new()
         .route("/v1/plugins", get(statuses))
-        .route("/v1/plugins/{target}/swap", post(swap))
         .with_state(set)
 }
 
 async fn statuses(State(set): State<Arc<PluginSet>>) -> Json<Value> {
     Json(json!({ "plugins": set.statuses() }))
-}
-
-async fn swap(
-    State(set): State<Arc<PluginSet>>,
-    Path(target): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    if set.find(&target).is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no plugin or device named {target:?}"),
-        ));
-    }
-    match set.swap(&target, &body).await {
-        Ok(report) => Ok(Json(json!(report))),
-        Err(e) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "swap_refused",
-            e,
-        )),
-    }
 }

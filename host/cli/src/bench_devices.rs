@@ -86,11 +86,18 @@ pub fn run(
     // Read by test-driver, the version swapped in.
     config.insert("mode".into(), "steady".into());
     config.insert("power_w".into(), 1_000.into());
+    let swap_to = std::fs::read(plugins_dir.join("test_driver.wasm")).with_context(|| {
+        format!(
+            "{}/test_driver.wasm (cargo run -p gridledger-build)",
+            plugins_dir.display()
+        )
+    })?;
     let manifest = gridledger_devices::PluginManifest {
         id: "bench".into(),
         wasm: plugins_dir.join("island_sim.wasm"),
         version: None,
         code_hash: None,
+        allowed_code_hashes: vec![gridledger_devices::PluginSet::code_hash(&swap_to).to_hex()],
         // As fast as it goes: the next poll starts when the last one's readings are handed on.
         poll_ms: 1,
         memory_limit_bytes: 64 << 20,
@@ -106,12 +113,6 @@ pub fn run(
             })
             .collect(),
     };
-    let swap_to = std::fs::read(plugins_dir.join("test_driver.wasm")).with_context(|| {
-        format!(
-            "{}/test_driver.wasm (cargo run -p gridledger-build)",
-            plugins_dir.display()
-        )
-    })?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

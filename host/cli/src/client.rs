@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct Client {
     base: String,
     http: reqwest::blocking::Client,
+    /// Sent as `Authorization: Bearer ...` (the admin listener's token).
+    bearer: Option<String>,
 }
 
 /// How long to wait for a submitted transaction to be included.
@@ -18,6 +20,25 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::blocking::Client::new(),
+            bearer: None,
+        }
+    }
+
+    /// A client of a node's admin listener, with the token read from `token_file`.
+    pub fn admin(base: &str, token_file: &std::path::Path) -> Result<Client> {
+        let token = gridledger_keyfile::read(token_file).context("reading the admin token")?;
+        let mut c = Client::new(base);
+        c.bearer = Some(token.trim().to_string());
+        Ok(c)
+    }
+
+    fn authorized(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder {
+        match &self.bearer {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
     }
 
@@ -36,8 +57,7 @@ impl Client {
 
     pub fn get(&self, path: &str) -> Result<Value> {
         let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
+            .authorized(self.http.get(format!("{}{path}", self.base)))
             .send()
             .with_context(|| format!("reaching {}", self.base))?;
         Self::check(resp)
@@ -68,8 +88,7 @@ impl Client {
 
     pub fn post_bytes(&self, path: &str, body: Vec<u8>, content_type: &str) -> Result<Value> {
         let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .authorized(self.http.post(format!("{}{path}", self.base)))
             .header("content-type", content_type)
             .body(body)
             .send()

@@ -20,6 +20,10 @@ pub struct DevnetArgs {
     /// API port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8480)]
     port: u16,
+    /// Admin listener port on 127.0.0.1 (plugin swaps; 0 picks a free one). Its bearer token
+    /// is in `DATA_DIR/admin.token`.
+    #[arg(long, default_value_t = 8481)]
+    admin_port: u16,
     /// The island microgrid by default; `genesis/devnet.toml` is a bare chain.
     #[arg(long, default_value = "genesis/island.toml")]
     genesis: PathBuf,
@@ -116,16 +120,18 @@ pub fn run(args: DevnetArgs) -> Result<()> {
             );
         }
         println!("web app and API: http://{addr}");
+        let admin =
+            crate::doors::AdminDoor::bind(([127, 0, 0, 1], args.admin_port).into(), &args.data_dir)
+                .await?;
+        println!("{}", admin.announce());
         std::io::stdout().flush()?;
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sim = sim.map(|s| Arc::new(Mutex::new(s)));
         let producer = tokio::spawn(produce(node.clone(), interval, stop_rx.clone(), sim));
         let plugins = start_plugins(&args, &genesis, &node, stop_rx).await?;
-        let api = gridledger_api::web::app(node.clone(), plugins, None);
-        axum::serve(listener, api)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        let api = gridledger_api::web::app(node.clone(), plugins.clone(), None);
+        crate::doors::serve(listener, api, admin, plugins, shutdown_signal()).await?;
         let _ = stop_tx.send(true);
         producer.await??;
         println!("stopped at height {}", node.head().height);
@@ -189,9 +195,9 @@ fn settled_periods(block: &CommittedBlock) -> Vec<u64> {
 fn write_keys(genesis: &Genesis, key_dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(key_dir)?;
     for (name, key) in genesis.dev_keys() {
-        std::fs::write(
-            key_dir.join(format!("{name}.key")),
-            hex::encode(key.secret()),
+        gridledger_keyfile::write(
+            &key_dir.join(format!("{name}.key")),
+            &hex::encode(key.secret()),
         )?;
     }
     Ok(())
@@ -276,14 +282,20 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
             )?);
         }
         println!("web app and API: http://{addr}");
+        let admin =
+            crate::doors::AdminDoor::bind(([127, 0, 0, 1], args.admin_port).into(), &args.data_dir)
+                .await?;
+        println!("{}", admin.announce());
         std::io::stdout().flush()?;
         let sim_task = sim.map(|s| tokio::spawn(follow(node.clone(), s)));
         let (plugins_stop, stop_rx) = tokio::sync::watch::channel(false);
         let plugins = start_plugins(&args, &genesis, &node, stop_rx).await?;
-        let api = gridledger_api::web::app(node.clone(), plugins, Some(running[0].status.clone()));
-        axum::serve(listener, api)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        let api = gridledger_api::web::app(
+            node.clone(),
+            plugins.clone(),
+            Some(running[0].status.clone()),
+        );
+        crate::doors::serve(listener, api, admin, plugins, shutdown_signal()).await?;
         let _ = plugins_stop.send(true);
         if let Some(t) = sim_task {
             t.abort();

@@ -6,6 +6,7 @@ mod bench_devices;
 mod bench_market;
 mod client;
 mod devnet;
+mod doors;
 mod plugins;
 mod relay;
 mod sim;
@@ -40,6 +41,21 @@ struct NodeArg {
     /// The node's API.
     #[arg(long, env = "GRIDLEDGER_NODE", default_value = "http://127.0.0.1:8480")]
     node: String,
+}
+
+/// A node's admin listener (printed at start as `admin: URL (token in FILE)`).
+#[derive(Args, Clone)]
+struct AdminArg {
+    /// The admin listener.
+    #[arg(
+        long,
+        env = "GRIDLEDGER_ADMIN",
+        default_value = "http://127.0.0.1:8481"
+    )]
+    admin: String,
+    /// The file holding its bearer token (`DATA_DIR/admin.token`).
+    #[arg(long, env = "GRIDLEDGER_ADMIN_TOKEN")]
+    admin_token: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -225,10 +241,11 @@ enum PluginCmd {
     Swap {
         /// A device name (as the plugin's manifest names it) or a plugin id.
         target: String,
-        /// The new component (a WASI 0.2 component exporting gridledger:device/driver).
+        /// The new component (a WASI 0.2 component exporting gridledger:device/driver); its
+        /// SHA-256 must be in the manifest's `allowed_code_hashes`.
         wasm: PathBuf,
         #[command(flatten)]
-        node: NodeArg,
+        admin: AdminArg,
     },
     /// Each plugin's state, version, code hash, polls, failures and swap history.
     Status {
@@ -304,9 +321,8 @@ fn main() {
     }
 }
 
-fn read_key(path: &PathBuf) -> Result<Keypair> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
+fn read_key(path: &std::path::Path) -> Result<Keypair> {
+    let text = gridledger_keyfile::read(path).context("reading a key")?;
     let secret = parse_hex32(text.trim())
         .map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))?;
     Ok(Keypair::from_secret(secret))
@@ -355,9 +371,9 @@ fn run(cli: Cli) -> Result<()> {
                 ),
             };
             if let Some(out) = out {
-                std::fs::write(
+                gridledger_keyfile::write(
                     &out,
-                    format!(
+                    &format!(
                         "bls_secret = \"{}\"\nnetwork_secret = \"{}\"\n",
                         hex::encode(bls.to_bytes()),
                         hex::encode(net)
@@ -372,7 +388,7 @@ fn run(cli: Cli) -> Result<()> {
             let k = Keypair::generate();
             match out {
                 Some(path) => {
-                    std::fs::write(&path, hex::encode(k.secret()))?;
+                    gridledger_keyfile::write(&path, &hex::encode(k.secret()))?;
                     println!("{}", k.address());
                 }
                 None => println!(
@@ -454,10 +470,14 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
-        Command::Plugin(PluginCmd::Swap { target, wasm, node }) => {
+        Command::Plugin(PluginCmd::Swap {
+            target,
+            wasm,
+            admin,
+        }) => {
             let bytes =
                 std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
-            let report = Client::new(&node.node).post_bytes(
+            let report = Client::admin(&admin.admin, &admin.admin_token)?.post_bytes(
                 &format!("/v1/plugins/{target}/swap"),
                 bytes,
                 "application/wasm",

@@ -124,6 +124,15 @@ pub fn island_manifest(
             key_file: None,
         });
     }
+    // The devnet's operator allows swaps between the two drivers it ships (the simulation and
+    // the test driver), nothing else.
+    let mut allowed_code_hashes = Vec::new();
+    for file in ["island_sim.wasm", "test_driver.wasm"] {
+        let path = plugins_dir.join(file);
+        if let Ok(bytes) = std::fs::read(&path) {
+            allowed_code_hashes.push(gridledger_devices::PluginSet::code_hash(&bytes).to_hex());
+        }
+    }
     let (dir, config) = island_sim_config(
         &profile,
         market.start(genesis.genesis_time_ms),
@@ -135,6 +144,7 @@ pub fn island_manifest(
         wasm,
         version: None,
         code_hash: None,
+        allowed_code_hashes,
         poll_ms: 1_000,
         memory_limit_bytes: 32 << 20,
         time_limit_ms: 1_000,

@@ -22,6 +22,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// HTTP API address (keep it on loopback unless a proxy guards it).
     pub api: SocketAddr,
+    /// The operator's listener (plugin swap): a free loopback port by default. Each request
+    /// needs the bearer token in `DATA_DIR/admin.token`.
+    pub admin: Option<SocketAddr>,
     /// QUIC address other validators reach this one at.
     pub listen: SocketAddr,
     /// This validator's account name in genesis.
@@ -99,11 +102,39 @@ impl NodeConfig {
         Ok(cfg)
     }
 
+    /// Keys from public phrases are for development chains only.
+    pub fn check_dev_seeds(&self, genesis: &Genesis) -> Result<()> {
+        if genesis.dev {
+            return Ok(());
+        }
+        let mut seeded: Vec<String> = Vec::new();
+        if self.dev_seed.is_some() {
+            seeded.push("dev_seed".into());
+        }
+        if self.relay_dev_seed.is_some() {
+            seeded.push("relay_dev_seed".into());
+        }
+        for p in &self.plugins {
+            for d in p.devices.iter().filter(|d| d.dev_seed.is_some()) {
+                seeded.push(format!("plugin {} device {}: dev_seed", p.id, d.name));
+            }
+        }
+        if seeded.is_empty() {
+            Ok(())
+        } else {
+            bail!(
+                "{}: a key derived from a public phrase is accepted only on a development chain \
+                 (genesis has no `dev = true`); give key files instead (`gridledger keygen --out`, \
+                 `gridledger validator-keys --out`)",
+                seeded.join(", ")
+            )
+        }
+    }
+
     fn keys(&self) -> Result<ValidatorKeys> {
         match (&self.keys, &self.dev_seed) {
             (Some(path), None) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let text = gridledger_keyfile::read(path)?;
                 let k: KeysFile = toml::from_str(&text)?;
                 let bls = BlsSecret::from_bytes(&hex32("bls_secret", &k.bls_secret)?)
                     .context("bls_secret is not a valid scalar")?;
@@ -123,8 +154,7 @@ impl NodeConfig {
     fn relay(&self) -> Result<gridledger_types::Keypair> {
         match (&self.relay_key, &self.relay_dev_seed) {
             (Some(path), None) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let text = gridledger_keyfile::read(path)?;
                 Ok(gridledger_types::Keypair::from_secret(hex32(
                     "relay_key",
                     &text,
@@ -150,6 +180,9 @@ pub fn validator_index(genesis: &Genesis, account: &str) -> Result<u16> {
 pub struct Running {
     stop: watch::Sender<bool>,
     done: Done,
+    /// Resolves when the validator has ended, for whatever reason (its sender is dropped
+    /// then, even by a panic).
+    exited: Option<tokio::sync::oneshot::Receiver<()>>,
     pub status: Arc<ValidatorStatus>,
 }
 
@@ -164,10 +197,16 @@ impl Running {
     pub fn start(node: Arc<Node>, keys: ValidatorKeys, opts: ValidatorOptions) -> Running {
         let (stop, rx) = watch::channel(false);
         let status = Arc::new(ValidatorStatus::default());
-        let task = tokio::spawn(validator::run(node, keys, opts, status.clone(), rx));
+        let (exited_tx, exited) = tokio::sync::oneshot::channel();
+        let run = validator::run(node, keys, opts, status.clone(), rx);
+        let task = tokio::spawn(async move {
+            let _exited = exited_tx;
+            run.await
+        });
         Running {
             stop,
             done: Done::Task(task),
+            exited: Some(exited),
             status,
         }
     }
@@ -191,15 +230,31 @@ impl Running {
             .build()
             .context("starting a validator's runtime")?;
         let s = status.clone();
+        let (exited_tx, exited) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || rt.block_on(validator::run(node, keys, opts, s, rx)))
+            .spawn(move || {
+                let _exited = exited_tx;
+                rt.block_on(validator::run(node, keys, opts, s, rx))
+            })
             .context("starting a validator's thread")?;
         Ok(Running {
             stop,
             done: Done::Thread(thread),
+            exited: Some(exited),
             status,
         })
+    }
+
+    /// Waits until the validator ends by itself (a fault, a panic): what a process serving
+    /// it should not outlive. Call once; later calls never resolve.
+    pub async fn ended(&mut self) {
+        match self.exited.take() {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
     }
 
     /// Tells the validator to stop and waits until it has (its store and port released).
@@ -217,6 +272,7 @@ impl Running {
 pub fn run_node(config: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config)?;
     let genesis = Genesis::load(&cfg.genesis)?;
+    cfg.check_dev_seeds(&genesis)?;
     let me = validator_index(&genesis, &cfg.validator)?;
     let mut peers = Vec::new();
     for p in &cfg.peers {
@@ -242,7 +298,12 @@ pub fn run_node(config: &Path) -> Result<()> {
             cfg.listen
         );
         println!("web app and API: http://{}", listener.local_addr()?);
-        let running = Running::start(
+        let admin_addr = cfg.admin.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let admin = crate::doors::AdminDoor::bind(admin_addr, &cfg.data_dir).await?;
+        println!("{}", admin.announce());
+        // The validator on a runtime of its own: no HTTP request, however heavy, waits in
+        // front of a vote.
+        let mut running = Running::start_isolated(
             node.clone(),
             keys,
             ValidatorOptions {
@@ -250,7 +311,7 @@ pub fn run_node(config: &Path) -> Result<()> {
                 peers,
                 block_interval_ms: interval,
             },
-        );
+        )?;
         let (plugins_stop, stop_rx) = watch::channel(false);
         let mut plugins = None;
         if !cfg.plugins.is_empty() {
@@ -261,12 +322,29 @@ pub fn run_node(config: &Path) -> Result<()> {
                 .map(|p| p.set);
             println!("plugins: {n} running");
         }
-        let api = gridledger_api::web::app(node.clone(), plugins, Some(running.status.clone()));
-        axum::serve(listener, api)
-            .with_graceful_shutdown(crate::devnet::shutdown_signal())
-            .await?;
+        let api =
+            gridledger_api::web::app(node.clone(), plugins.clone(), Some(running.status.clone()));
+        let until = async {
+            tokio::select! {
+                _ = crate::devnet::shutdown_signal() => None,
+                _ = running.ended() => Some(()),
+            }
+        };
+        let died = crate::doors::serve(listener, api, admin, plugins, until).await?;
         let _ = plugins_stop.send(true);
-        running.stop().await?;
+        let outcome = running.stop().await;
+        if died.is_some() {
+            // Never an API up over a dead validator: the process ends, saying why.
+            bail!(
+                "the validator stopped by itself ({}); the node shuts down rather than serve \
+                 an API over a dead validator (see the log above, fix, and start it again)",
+                match &outcome {
+                    Ok(()) => "without an error".to_string(),
+                    Err(e) => format!("{e:#}"),
+                }
+            );
+        }
+        outcome?;
         println!("stopped at height {}", node.head().height);
         Ok(())
     })
@@ -324,5 +402,45 @@ key_file = "keys/meter-pcc.key"
         .unwrap();
         let e = format!("{:#}", NodeConfig::load(&path).err().unwrap());
         assert!(e.contains("inherit_network"), "{e}");
+    }
+
+    #[test]
+    fn dev_seeds_in_a_node_config_need_a_dev_genesis_and_open_key_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let island = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../genesis/island.toml");
+        let mut genesis = Genesis::load(&island).unwrap();
+        let path = dir.path().join("node.toml");
+        let base = "genesis = \"g\"\ndata_dir = \"d\"\napi = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\nvalidator = \"validator-1\"\n";
+        std::fs::write(&path, format!("{base}dev_seed = \"v1\"\n")).unwrap();
+        let cfg = NodeConfig::load(&path).unwrap();
+        assert!(
+            cfg.check_dev_seeds(&genesis).is_ok(),
+            "a dev chain takes them"
+        );
+        genesis.dev = false;
+        let e = cfg.check_dev_seeds(&genesis).unwrap_err().to_string();
+        assert!(e.contains("dev_seed") && e.contains("dev = true"), "{e}");
+
+        // A keys file others can read is refused, saying how to fix it; 0600 is taken.
+        use std::os::unix::fs::PermissionsExt;
+        let keys = dir.path().join("keys.toml");
+        let (bls, net) = dev_validator_keys("v1");
+        std::fs::write(
+            &keys,
+            format!(
+                "bls_secret = \"{}\"\nnetwork_secret = \"{}\"\n",
+                hex::encode(bls.to_bytes()),
+                hex::encode(net)
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&path, format!("{base}keys = \"keys.toml\"\n")).unwrap();
+        let cfg = NodeConfig::load(&path).unwrap();
+        assert!(cfg.check_dev_seeds(&genesis).is_ok());
+        let e = format!("{:#}", cfg.keys().err().unwrap());
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(cfg.keys().unwrap().network, net);
     }
 }

@@ -282,19 +282,102 @@ fn island_devnet_trades_clears_and_settles_by_itself() {
         "{devices:?}"
     );
 
-    // Hot swap through the CLI: a bad component is refused, a good one takes over, and the
-    // chain records the new plugin's code hash with every device.
-    let contract = repo().join("target/contracts/counter.wasm");
-    let (ok, _, err) = cli(
-        &url,
-        &["plugin", "swap", "meter-wind-1", contract.to_str().unwrap()],
-    );
-    assert!(!ok && err.contains("swap_refused"), "{err}");
+    // The public API cannot swap a driver, however the request is dressed (the "simple"
+    // cross-origin POST a web page can send included).
     let driver = repo().join("target/device-plugins/test_driver.wasm");
-    let (ok, out, err) = cli(
-        &url,
-        &["plugin", "swap", "meter-wind-1", driver.to_str().unwrap()],
+    let driver_bytes = std::fs::read(&driver).unwrap();
+    let http = reqwest::blocking::Client::new();
+    let public = http
+        .post(format!("{url}/v1/plugins/meter-wind-1/swap"))
+        .header("content-type", "text/plain")
+        .body(driver_bytes.clone())
+        .send()
+        .unwrap();
+    assert!(
+        matches!(public.status().as_u16(), 404 | 405),
+        "{}",
+        public.status()
     );
+    // The admin listener: no token, a wrong token, a foreign Origin, a rebound Host: refused.
+    let admin = net.admin.clone();
+    let token = std::fs::read_to_string(&net.admin_token).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&net.admin_token)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the token file is the owner's only");
+    }
+    let swap_url = format!("{admin}/v1/plugins/meter-wind-1/swap");
+    let attempt = |headers: &[(&str, &str)]| {
+        let mut req = http.post(&swap_url).body(driver_bytes.clone());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().unwrap();
+        (status, body["code"].as_str().unwrap_or("").to_string())
+    };
+    let bearer = format!("Bearer {}", token.trim());
+    assert_eq!(attempt(&[]), (401, "unauthorized".into()));
+    assert_eq!(
+        attempt(&[("authorization", "Bearer 00")]),
+        (401, "unauthorized".into())
+    );
+    assert_eq!(
+        attempt(&[
+            ("authorization", &bearer),
+            ("origin", "http://evil.example")
+        ]),
+        (403, "foreign_origin".into())
+    );
+    assert_eq!(
+        attempt(&[("authorization", &bearer), ("host", "rebound.example:80")]),
+        (403, "bad_host".into())
+    );
+    let unchanged = get(&format!("{url}/v1/plugins"));
+    assert_eq!(
+        unchanged["plugins"][0]["code_hash"].as_str(),
+        Some(sim_hash.as_str()),
+        "refused requests changed nothing"
+    );
+
+    // Hot swap through the CLI, with the token: a component the manifest does not allow is
+    // refused (before it is compiled) and the old plugin keeps running; an allowed one takes
+    // over, and the chain records the new plugin's code hash with every device.
+    let admin_cli = |args: &[&str]| {
+        let out = std::process::Command::new(support::BIN)
+            .args(args)
+            .env("GRIDLEDGER_ADMIN", &admin)
+            .env("GRIDLEDGER_ADMIN_TOKEN", &net.admin_token)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let not_allowed = repo().join("target/device-plugins/sunspec_meter.wasm");
+    let (ok, _, err) = admin_cli(&[
+        "plugin",
+        "swap",
+        "meter-wind-1",
+        not_allowed.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("swap_refused") && err.contains("allowed_code_hashes"),
+        "{err}"
+    );
+    let still = get(&format!("{url}/v1/plugins"));
+    assert_eq!(
+        still["plugins"][0]["code_hash"].as_str(),
+        Some(sim_hash.as_str())
+    );
+    assert_eq!(still["plugins"][0]["state"], "running", "{still}");
+    let (ok, out, err) = admin_cli(&["plugin", "swap", "meter-wind-1", driver.to_str().unwrap()]);
     assert!(ok, "{err}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let new_hash = report["to"].as_str().unwrap().to_string();

@@ -18,6 +18,12 @@ pub struct PluginManifest {
     pub version: Option<String>,
     /// If set, the SHA-256 (hex) the component file must have.
     pub code_hash: Option<String>,
+    /// The SHA-256 (hex) of every component a hot swap may install. A swap to anything else
+    /// is refused before it is compiled; with an empty list (the default) swaps are refused.
+    /// The pin is the operator's, not the uploader's: whoever reaches the admin door still
+    /// cannot install code the manifest does not name.
+    #[serde(default)]
+    pub allowed_code_hashes: Vec<String>,
     /// Time between polls.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,

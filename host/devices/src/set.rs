@@ -27,6 +27,8 @@ pub struct StartError {
 pub struct PluginSet {
     runtime: Arc<PluginRuntime>,
     handles: Vec<PluginHandle>,
+    /// For each handle, the code hashes its manifest allows a swap to.
+    allowed: Vec<Vec<Hash32>>,
 }
 
 impl PluginSet {
@@ -45,11 +47,21 @@ impl PluginSet {
             reason: format!("{e:#}"),
         })?);
         let mut handles = Vec::new();
+        let mut allowed = Vec::new();
         for m in manifests {
             let fail = |reason: String| StartError {
                 plugin: m.id.clone(),
                 reason,
             };
+            let pins = m
+                .allowed_code_hashes
+                .iter()
+                .map(|h| {
+                    h.parse::<Hash32>().map_err(|_| {
+                        fail(format!("allowed_code_hashes: {h:?} is not 64 hex digits"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let wasm =
                 std::fs::read(&m.wasm).map_err(|e| fail(format!("{}: {e}", m.wasm.display())))?;
             let code = runtime.load(&wasm).map_err(|e| fail(e.to_string()))?;
@@ -96,8 +108,13 @@ impl PluginSet {
                 out: out.clone(),
             };
             handles.push(task.spawn(stop.clone()));
+            allowed.push(pins);
         }
-        Ok(Arc::new(PluginSet { runtime, handles }))
+        Ok(Arc::new(PluginSet {
+            runtime,
+            handles,
+            allowed,
+        }))
     }
 
     pub fn statuses(&self) -> Vec<PluginStatus> {
@@ -113,13 +130,42 @@ impl PluginSet {
         })
     }
 
-    /// Swaps the plugin behind `target` for the component `wasm`.
+    /// Swaps the plugin behind `target` for the component `wasm`, if its manifest allows
+    /// that component's hash (checked before anything is compiled).
     pub async fn swap(&self, target: &str, wasm: &[u8]) -> Result<SwapReport, String> {
-        let handle = self
-            .find(target)
+        let (handle, allowed) = self
+            .find_with_pins(target)
             .ok_or_else(|| format!("no plugin or device named {target:?}"))?;
-        let code: PluginCode = self.runtime.load(wasm).map_err(|e| e.to_string())?;
+        let hash = Self::code_hash(wasm);
+        if !allowed.contains(&hash) {
+            return Err(format!(
+                "refused: {hash} is not in plugin {}'s allowed_code_hashes ({} listed); \
+                 add it to the manifest and restart the node to allow it",
+                handle.id,
+                allowed.len()
+            ));
+        }
+        // Compiling takes a second of CPU for a large component: off the async workers.
+        let runtime = self.runtime.clone();
+        let wasm = wasm.to_vec();
+        let code: PluginCode = tokio::task::spawn_blocking(move || runtime.load(&wasm))
+            .await
+            .map_err(|e| format!("compiling: {e}"))?
+            .map_err(|e| e.to_string())?;
         handle.swap(code).await
+    }
+
+    fn find_with_pins(&self, target: &str) -> Option<(&PluginHandle, &[Hash32])> {
+        let i = self
+            .handles
+            .iter()
+            .position(|h| h.id == target)
+            .or_else(|| {
+                self.handles
+                    .iter()
+                    .position(|h| h.devices.iter().any(|d| d == target))
+            })?;
+        Some((&self.handles[i], &self.allowed[i]))
     }
 
     /// Continues every device's sequence numbers from `next_seq` (the chain's, by device
@@ -153,8 +199,7 @@ fn device_key(d: &crate::manifest::DeviceBinding) -> Result<Keypair, String> {
     match (&d.dev_seed, &d.key_file) {
         (Some(seed), None) => Ok(Keypair::from_seed_phrase(seed)),
         (None, Some(path)) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = gridledger_keyfile::read(path).map_err(|e| e.to_string())?;
             let bytes = hex::decode(text.trim())
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())

@@ -62,6 +62,7 @@ fn manifest(mode: &str, extra: &[(&str, toml::Value)]) -> PluginManifest {
         wasm: PathBuf::new(),
         version: None,
         code_hash: None,
+        allowed_code_hashes: Vec::new(),
         poll_ms: 20,
         memory_limit_bytes: 16 << 20,
         time_limit_ms: 300,

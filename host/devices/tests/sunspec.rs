@@ -107,6 +107,7 @@ fn manifest(addr: SocketAddr, grant: bool) -> PluginManifest {
         wasm: root.join("target/device-plugins/sunspec_meter.wasm"),
         version: None,
         code_hash: None,
+        allowed_code_hashes: Vec::new(),
         poll_ms: 100,
         memory_limit_bytes: 32 << 20,
         time_limit_ms: 3_000,

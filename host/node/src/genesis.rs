@@ -42,6 +42,11 @@ pub struct Genesis {
     /// a proposal further ahead gets no vote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_clock_drift_ms: Option<u64>,
+    /// A development chain: keys may be derived from public phrases (`dev_seed`, in genesis
+    /// accounts and in node configs). Anyone can derive those keys, so a chain without
+    /// `dev = true` refuses them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dev: bool,
 }
 
 /// A validator: its account, its BLS vote key with proof of possession, and its network
@@ -304,6 +309,13 @@ impl Genesis {
                     a.name
                 )));
             }
+            if a.dev_seed.is_some() && !self.dev {
+                return Err(GenesisError::Invalid(format!(
+                    "account {}: dev_seed derives a key anyone can compute; it is accepted only \
+                     on a development chain (`dev = true` in genesis)",
+                    a.name
+                )));
+            }
             for r in &a.roles {
                 if gridledger_types::schema::Roles::bit(r).is_none() {
                     return Err(GenesisError::Invalid(format!(
@@ -536,5 +548,27 @@ mod tests {
         no_role.validators[3].account = "wind-1".into();
         let e = no_role.validator_set().unwrap_err().to_string();
         assert!(e.contains("validator role"), "{e}");
+    }
+
+    #[test]
+    fn dev_seeds_are_refused_on_a_chain_that_is_not_a_dev_chain() {
+        let mut g = island();
+        assert!(g.dev && g.check().is_ok());
+        g.dev = false;
+        let e = g.check().unwrap_err().to_string();
+        assert!(
+            e.contains("account grid-company") && e.contains("dev = true"),
+            "{e}"
+        );
+        // With addresses instead of phrases the same chain is fine.
+        for a in &mut g.accounts {
+            a.address = Some(dev_key(a).address());
+            a.dev_seed = None;
+        }
+        assert!(g.check().is_ok());
+        // A dev chain's flag is part of what it is: the hash changes with it.
+        let mut other = g.clone();
+        other.dev = true;
+        assert_ne!(g.hash(), other.hash());
     }
 }

@@ -61,6 +61,7 @@ pub fn test_genesis(extra: Vec<GenesisAccount>) -> Genesis {
         devices: None,
         validators: Vec::new(),
         max_clock_drift_ms: None,
+        dev: true,
     }
 }
 

@@ -17,6 +17,9 @@ pub fn repo() -> PathBuf {
 pub struct Devnet {
     child: Child,
     pub url: String,
+    /// The admin listener's URL and the file holding its token.
+    pub admin: String,
+    pub admin_token: PathBuf,
     /// What it printed before its URL (the accounts and their keys).
     pub banner: Vec<String>,
     lines: mpsc::Receiver<String>,
@@ -27,7 +30,7 @@ impl Devnet {
     /// and plugins, and `extra` arguments; returns once it printed its URL.
     pub fn start(genesis: &str, data_dir: &Path, extra: &[&str]) -> Devnet {
         let mut child = Command::new(BIN)
-            .args(["devnet", "--port", "0", "--data-dir"])
+            .args(["devnet", "--port", "0", "--admin-port", "0", "--data-dir"])
             .arg(data_dir)
             .arg("--genesis")
             .arg(repo().join("genesis").join(genesis))
@@ -58,9 +61,19 @@ impl Devnet {
             }
             banner.push(line);
         };
+        // Printed next: "admin: http://127.0.0.1:PORT (token in FILE)".
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("devnet printed its admin line");
+        let rest = line.strip_prefix("admin: ").expect("the admin line");
+        let (admin, token) = rest
+            .split_once(" (token in ")
+            .expect("admin URL and token file");
         Devnet {
             child,
             url,
+            admin: admin.to_string(),
+            admin_token: PathBuf::from(token.trim_end_matches(')')),
             banner,
             lines,
         }

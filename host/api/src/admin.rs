@@ -1,0 +1,173 @@
+//! The operator's door: routes that change what a node does (today: device plugin swaps), on
+//! a listener of their own (a free loopback port by default), apart from the public API.
+//!
+//! Every request must carry `Authorization: Bearer TOKEN`, the token a node keeps in
+//! `DATA_DIR/admin.token` (created 0600 on first start). A browser cannot be made to send it:
+//! a page the operator visits does not know the token, and a request from a page (any
+//! `Origin` but this listener's own) or through a rebound DNS name (a `Host` that is not this
+//! listener's address or `localhost`) is refused before the token is even looked at.
+
+use crate::ApiError;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gridledger_devices::PluginSet;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+/// The token file's name in a node's data directory.
+pub const TOKEN_FILE: &str = "admin.token";
+/// Largest component a swap may upload.
+pub const MAX_COMPONENT_BYTES: usize = 16 << 20;
+
+/// The secret an operator's requests carry.
+#[derive(Clone)]
+pub struct AdminToken {
+    secret: String,
+    path: PathBuf,
+}
+
+impl AdminToken {
+    /// Reads the token at `path`, or creates one (32 random bytes, hex, mode 0600). A token
+    /// file others can read is refused.
+    pub fn load_or_create(path: &FsPath) -> Result<AdminToken, gridledger_keyfile::KeyFileError> {
+        let secret =
+            gridledger_keyfile::read_or_create(path, || hex::encode(rand::random::<[u8; 32]>()))?;
+        Ok(AdminToken {
+            secret: secret.trim().to_string(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &FsPath {
+        &self.path
+    }
+
+    /// The token itself (for the CLI's requests and for tests).
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Compares in time independent of where the first difference is.
+    fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.secret.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+struct Door {
+    token: AdminToken,
+    addr: SocketAddr,
+}
+
+/// The admin listener's router: `GET /v1/plugins` and `POST /v1/plugins/{target}/swap`
+/// (body: the new component), for a listener bound at `addr`.
+pub fn app(plugins: Option<Arc<PluginSet>>, token: AdminToken, addr: SocketAddr) -> Router {
+    let door = Arc::new(Door { token, addr });
+    let mut router = Router::new();
+    if let Some(set) = plugins {
+        router = router.merge(
+            Router::new()
+                .route("/v1/plugins", get(statuses))
+                .route("/v1/plugins/{target}/swap", post(swap))
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
+                .with_state(set),
+        );
+    }
+    router
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such admin route")
+        })
+        .layer(middleware::from_fn_with_state(door, guard))
+        // One operator at a time is plenty; a flood waits here, not in the plugin runtime.
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(4))
+}
+
+/// Host, then Origin, then the token.
+async fn guard(State(door): State<Arc<Door>>, req: Request, next: Next) -> Response {
+    if let Err(e) = check(&door, req.headers()) {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+fn check(door: &Door, headers: &HeaderMap) -> Result<(), ApiError> {
+    let forbidden = |code, why: String| Err(ApiError::new(StatusCode::FORBIDDEN, code, why));
+    let port = door.addr.port();
+    let own_hosts = [
+        door.addr.to_string(),
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !own_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        return forbidden(
+            "bad_host",
+            format!("Host {host:?} is not this admin listener ({})", door.addr),
+        );
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let own = own_hosts
+            .iter()
+            .any(|h| origin.eq_ignore_ascii_case(&format!("http://{h}")));
+        if !own {
+            return forbidden(
+                "foreign_origin",
+                format!("requests from web pages ({origin}) may not reach the admin listener"),
+            );
+        }
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !door.token.matches(presented.trim()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "admin requests need Authorization: Bearer TOKEN (the token is in {})",
+                door.token.path().display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn statuses(State(set): State<Arc<PluginSet>>) -> Json<Value> {
+    Json(json!({ "plugins": set.statuses() }))
+}
+
+async fn swap(
+    State(set): State<Arc<PluginSet>>,
+    Path(target): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if set.find(&target).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no plugin or device named {target:?}"),
+        ));
+    }
+    match set.swap(&target, &body).await {
+        Ok(report) => Ok(Json(json!(report))),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "swap_refused",
+            e,
+        )),
+    }
+}
