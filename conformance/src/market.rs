@@ -200,7 +200,7 @@ wasm = "market.wasm"
 creator = "grid"
 admin = "governance"
 funds = 10000000
-msg = '{{"pricing":"{{contract:pricing}}","grid_company":"{{account:grid}}","admin":"{{account:grid}}","start_ms":{{market_start_ms}},"period_ms":{{period_ms}},"devices":[["{{account:meter-wind}}","{{account:wind}}"],["{{account:meter-pv}}","{{account:pv}}"],["{{account:meter-house}}","{{account:house}}"],["{{account:meter-pump}}","{{account:pump}}"]]}}'
+msg = '{{"pricing":"{{contract:pricing}}","grid_company":"{{account:grid}}","admin":"{{account:grid}}","start_ms":{{market_start_ms}},"period_ms":{{period_ms}},"devices":[{{"device":"{{account:meter-wind}}","participant":"{{account:wind}}","kind":"wind_turbine","rated_power_w":100000000}},{{"device":"{{account:meter-pv}}","participant":"{{account:pv}}","kind":"rooftop_pv","rated_power_w":100000000}},{{"device":"{{account:meter-house}}","participant":"{{account:house}}","kind":"household_load","rated_power_w":100000000}},{{"device":"{{account:meter-pump}}","participant":"{{account:pump}}","kind":"water_plant","rated_power_w":100000000}}]}}'
 
 [market]
 period_ms = {P}
@@ -226,11 +226,12 @@ fn full_period() -> Value {
             funds,
         )
     };
-    let offer = |who: &str, wh: u64, price: u64, renewable: bool, funds: u64| {
+    // Whether an offer is renewable is the seller's meter's kind, not the offer's say.
+    let offer = |who: &str, wh: u64, price: u64, _renewable: bool, funds: u64| {
         call(
             who,
             "market",
-            json!({"offer": {"period": 1, "wh": wh, "min_price": price, "renewable": renewable}}),
+            json!({"offer": {"period": 1, "wh": wh, "min_price": price}}),
             funds,
         )
     };
@@ -244,8 +245,12 @@ fn full_period() -> Value {
     };
     let steps = vec![
         json!({"description": "forecasts, orders and every kind of bad order, before gate closure", "time_ms": T0 + 1_000, "txs": [
-            call("wind", "pricing", json!({"forecast": {"period": 1, "kind": "supply", "wh": 1000}}), 0),
-            call("house", "pricing", json!({"forecast": {"period": 1, "kind": "demand", "wh": 1200}}), 0),
+            call("wind", "market", json!({"forecast": {"period": 1, "kind": "supply", "wh": 1000}}), 0),
+            call("house", "market", json!({"forecast": {"period": 1, "kind": "demand", "wh": 1200}}), 0),
+            call("pump", "pricing", json!({"forecast": {"period": 1, "kind": "demand", "wh": 1000000000000u64}}), 0),
+            call("house", "market", json!({"forecast": {"period": 1, "kind": "supply", "wh": 10}}), 0),
+            call("pv", "market", json!({"offer": {"period": 1, "wh": 100, "min_price": 160000, "renewable": false}}), 5_000),
+            bid("house", 5, 250_000, 2),
             offer("wind", 1000, 150_000, true, 50_000),
             offer("pv", 500, 160_000, false, 25_000),
             bid("house", 800, 250_000, 200_000),
@@ -258,7 +263,7 @@ fn full_period() -> Value {
             call("house", "market", json!({"cancel": {"period": 1, "id": 4}}), 0),
             call("pump", "market", json!({"cancel": {"period": 1, "id": 0}}), 0),
             reading("meter-wind", 900, 0),
-            call("wind", "market", json!({"register_device": {"device": "00".repeat(32), "participant": "00".repeat(32)}}), 0),
+            call("wind", "market", json!({"register_device": {"device": "00".repeat(32), "participant": "00".repeat(32), "kind": "wind_turbine", "rated_power_w": 1000}}), 0),
             call("regulator", "pricing", json!({"set_params": {"params": {"f_min":1,"f_max":2,"reference_price":1,"mu_min":"0.5","mu_max":"1.5","mu_slope":"1","shortfall_penalty":0,"overdraw_penalty":0,"grid_tariff":0,"mechanism":"pay_as_clear"}}}), 0),
             call("house", "market", json!({"settle": {"period": 1}}), 0),
         ]}),
@@ -338,13 +343,13 @@ quorum = 2
             tx("wind", vote(true)),
             tx("regulator", vote(true)),
             tx("regulator-2", vote(true)),
-            call("grid", "market", json!({"register_device": {"device": addr["meter-extra"].to_hex(), "participant": addr["pv"].to_hex()}}), 0),
-            call("wind", "market", json!({"offer": {"period": 1, "wh": 1_000_000_001u64, "min_price": 150000, "renewable": true}}), 0),
+            call("grid", "market", json!({"register_device": {"device": addr["meter-extra"].to_hex(), "participant": addr["pv"].to_hex(), "kind": "rooftop_pv", "rated_power_w": 100000000}}), 0),
+            call("wind", "market", json!({"offer": {"period": 1, "wh": 1_000_000_001u64, "min_price": 150000}}), 0),
             call("pump", "market", json!({"bid": {"period": 1, "wh": 10_000_000, "max_price": 200000}}), 2_000_000_000),
         ]}),
         json!({"description": "waiting for the announced height", "time_ms": T0 + 2_000, "txs": []}),
         json!({"description": "enacted at height 3; orders under pay-as-bid", "time_ms": T0 + 3_000, "txs": [
-            call("wind", "market", json!({"offer": {"period": 1, "wh": 1000, "min_price": 100000, "renewable": true}}), 50_000),
+            call("wind", "market", json!({"offer": {"period": 1, "wh": 1000, "min_price": 100000}}), 50_000),
             bid("house", 300, 300_000),
             bid("pump", 300, 200_000),
         ]}),

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 type Handler = fn(Entry, Env, &[u8]) -> Result<Vec<u8>, String>;
 
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct World {
     storage: BTreeMap<Address, BTreeMap<Vec<u8>, Vec<u8>>>,
     balances: BTreeMap<Address, u64>,
@@ -32,6 +32,42 @@ struct World {
     height: u64,
     time_ms: u64,
     created: u64,
+    /// What each write inside the current top-level call replaced, newest last: a failed call
+    /// undoes back to where it started (cheap, where copying the world per call was not).
+    journal: Vec<Undo>,
+}
+
+enum Undo {
+    Storage(Address, Vec<u8>, Option<Vec<u8>>),
+    Balance(Address, Option<u64>),
+}
+
+impl World {
+    fn set_balance(&mut self, account: Address, amount: u64) {
+        let old = self.balances.insert(account, amount);
+        self.journal.push(Undo::Balance(account, old));
+    }
+
+    fn undo_to(&mut self, mark: usize) {
+        while self.journal.len() > mark {
+            match self.journal.pop() {
+                Some(Undo::Storage(c, key, old)) => {
+                    let s = self.storage.entry(c).or_default();
+                    match old {
+                        Some(v) => s.insert(key, v),
+                        None => s.remove(&key),
+                    };
+                }
+                Some(Undo::Balance(a, old)) => {
+                    match old {
+                        Some(v) => self.balances.insert(a, v),
+                        None => self.balances.remove(&a),
+                    };
+                }
+                None => break,
+            }
+        }
+    }
 }
 
 struct Frame {
@@ -220,7 +256,11 @@ impl MockChain {
         msg: &[u8],
         funds: u64,
     ) -> Result<Vec<u8>, String> {
-        WORLD.with(|w| w.borrow_mut().events.clear());
+        WORLD.with(|w| {
+            let mut w = w.borrow_mut();
+            w.events.clear();
+            w.journal.clear();
+        });
         invoke(contract, entry, caller, msg, funds, false)
     }
 }
@@ -234,7 +274,11 @@ fn invoke(
     funds: u64,
     read_only: bool,
 ) -> Result<Vec<u8>, String> {
-    let before = WORLD.with(|w| w.borrow().clone());
+    // Where to undo back to if this call fails (queries cannot write: nothing to undo).
+    let mark = WORLD.with(|w| {
+        let w = w.borrow();
+        (w.journal.len(), w.events.len())
+    });
     let handler = WORLD
         .with(|w| w.borrow().handlers.get(&contract).copied())
         .ok_or_else(|| format!("no contract at {contract}"))?;
@@ -262,8 +306,12 @@ fn invoke(
     });
     let out = handler(entry, env, msg);
     STACK.with(|s| s.borrow_mut().pop());
-    if out.is_err() {
-        WORLD.with(|w| *w.borrow_mut() = before);
+    if out.is_err() && !read_only {
+        WORLD.with(|w| {
+            let mut w = w.borrow_mut();
+            w.undo_to(mark.0);
+            w.events.truncate(mark.1);
+        });
     }
     out
 }
@@ -277,8 +325,9 @@ fn move_tokens(from: Address, to: Address, amount: u64) -> Result<(), String> {
                 "insufficient funds: {from} has {have}, needs {amount}"
             ));
         }
-        w.balances.insert(from, have - amount);
-        *w.balances.entry(to).or_insert(0) += amount;
+        w.set_balance(from, have - amount);
+        let to_has = w.balances.get(&to).copied().unwrap_or(0);
+        w.set_balance(to, to_has + amount);
         Ok(())
     })
 }
@@ -314,17 +363,24 @@ pub mod backend {
     pub fn storage_set(key: &[u8], value: &[u8]) {
         let c = writable();
         WORLD.with(|w| {
-            w.borrow_mut()
+            let mut w = w.borrow_mut();
+            let old = w
                 .storage
                 .entry(c)
                 .or_default()
-                .insert(key.to_vec(), value.to_vec())
+                .insert(key.to_vec(), value.to_vec());
+            w.journal.push(Undo::Storage(c, key.to_vec(), old));
         });
     }
 
     pub fn storage_remove(key: &[u8]) {
         let c = writable();
-        WORLD.with(|w| w.borrow_mut().storage.entry(c).or_default().remove(key));
+        WORLD.with(|w| {
+            let mut w = w.borrow_mut();
+            if let Some(old) = w.storage.entry(c).or_default().remove(key) {
+                w.journal.push(Undo::Storage(c, key.to_vec(), Some(old)));
+            }
+        });
     }
 
     pub fn storage_scan(
@@ -339,9 +395,20 @@ pub mod backend {
             let Some(s) = w.storage.get(&c) else {
                 return Vec::new();
             };
+            // Only the keys under the prefix: [prefix, the next prefix).
+            let mut end = prefix.to_vec();
+            while end.last() == Some(&0xff) {
+                end.pop();
+            }
+            let upper = match end.last_mut() {
+                Some(b) => {
+                    *b += 1;
+                    std::ops::Bound::Excluded(end.as_slice())
+                }
+                None => std::ops::Bound::Unbounded,
+            };
             let matching = s
-                .iter()
-                .filter(|(k, _)| k.starts_with(prefix))
+                .range::<[u8], _>((std::ops::Bound::Included(prefix), upper))
                 .filter(|(k, _)| match start_after {
                     None => true,
                     Some(a) if descending => k.as_slice() < a,

@@ -3,12 +3,21 @@
 //! Periods are numbered from `start_ms` in steps of `period_ms`; period `j` is delivered during
 //! `[start(j), start(j+1))`.
 //!
+//! - **Forecasts** for period `j` come from owners of registered meters until its gate
+//!   ([`registry`]): renewable supply from renewable kinds, load from load kinds, each bounded
+//!   by the meter's rating over the period.
 //! - **Orders** for period `j` are accepted until gate closure at `start(j)`. An offer (seller,
-//!   Wh, minimum price, renewable?) posts a performance bond of `Wh × shortfall_penalty` with
-//!   it; a bid (buyer, Wh, maximum price) posts its full margin `Wh × max_price` into escrow.
-//!   Prices must lie in the regulator's band. Orders can be cancelled before gate closure.
+//!   Wh, minimum price) posts a performance bond of `Wh × shortfall_penalty` with it; it is
+//!   renewable exactly when the seller's registered meter is of a renewable kind. A bid (buyer,
+//!   Wh, maximum price) posts its full margin `Wh × max_price` into escrow. Prices must lie in
+//!   the regulator's band; an order has at least [`MIN_ORDER_WH`]; a period takes at most
+//!   [`MAX_ORDERS_PER_PERIOD`] orders, at most [`MAX_ORDERS_PER_OWNER`] from one owner.
+//!   Orders can be cancelled before gate closure.
 //! - **Clearing** happens when period `j` starts: the chain itself calls `sudo` at the period
-//!   boundary (see [`auction`] for the rules). Unmatched escrow and bond are returned at once.
+//!   boundary (see [`auction`] for the rules), and anyone may call `clear` for a past period
+//!   not cleared yet. μ, the reference price and the rates settlement uses are fixed then.
+//!   Unmatched escrow and bond are returned at once. After a stop of the chain, each boundary
+//!   call also clears and settles the periods the stop skipped ([`periods`]).
 //! - **Readings**: after delivery, each participant's registered meter reports the Wh it
 //!   produced and consumed in the period.
 //! - **Settlement** of period `j` happens at the boundary two periods later (one period for
@@ -24,14 +33,23 @@
 //! open escrow + open bonds + the subsidy pool.
 
 pub mod auction;
+pub mod periods;
+pub mod registry;
 
 use auction::{BookOrder, clear};
 use gridledger_sdk::Order as Iter;
 use gridledger_sdk::prelude::*;
-use pricing::PriceAnswer;
+use pricing::{ForecastKind, PriceAnswer};
+use registry::MeterEntry;
 
 /// Largest order, Wh (1 GWh), so amounts × prices cannot overflow.
 pub const MAX_ORDER_WH: u64 = 1_000_000_000;
+/// Smallest order, Wh: a flood of dust orders costs the flooder, not the clearing.
+pub const MIN_ORDER_WH: u64 = 10;
+/// Most orders one period takes (its clearing and settlement stay far inside their gas cap).
+pub const MAX_ORDERS_PER_PERIOD: u32 = 10_000;
+/// Most orders one owner may have in one period.
+pub const MAX_ORDERS_PER_OWNER: u32 = 16;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Config {
@@ -41,6 +59,15 @@ pub struct Config {
     pub admin: Address,
     pub start_ms: u64,
     pub period_ms: u64,
+    /// Device kinds whose energy is renewable (subsidy, points, supply forecasts).
+    #[serde(default)]
+    pub renewable_kinds: Vec<String>,
+    /// Device kinds that are loads (demand forecasts).
+    #[serde(default)]
+    pub load_kinds: Vec<String>,
+    /// The field time one period stands for, ms (a meter's rating × this bounds a forecast).
+    #[serde(default)]
+    pub energy_period_ms: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -50,9 +77,27 @@ pub struct InstantiateMsg {
     pub admin: Address,
     pub start_ms: u64,
     pub period_ms: u64,
-    /// Meter → participant.
+    /// The participants' meters.
     #[serde(default)]
-    pub devices: Vec<(Address, Address)>,
+    pub devices: Vec<MeterEntry>,
+    #[serde(default = "default_renewable_kinds")]
+    pub renewable_kinds: Vec<String>,
+    #[serde(default = "default_load_kinds")]
+    pub load_kinds: Vec<String>,
+    /// Default: `period_ms`.
+    pub energy_period_ms: Option<u64>,
+}
+
+fn default_renewable_kinds() -> Vec<String> {
+    ["wind_turbine", "rooftop_pv", "solar_pv", "hydro"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_load_kinds() -> Vec<String> {
+    ["household_load", "charging_pile", "water_plant"]
+        .map(String::from)
+        .to_vec()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +168,9 @@ pub struct PeriodSummary {
     pub subsidy_paid: u64,
     pub penalties: u64,
     pub imbalance_paid: u64,
+    /// Tariff and penalties buyers' escrow did not cover, recorded as their debts.
+    #[serde(default)]
+    pub debt_recorded: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,12 +184,15 @@ pub struct Stats {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecuteMsg {
-    /// Sell `wh` in `period` at no less than `min_price`; send the bond as funds.
+    /// Sell `wh` in `period` at no less than `min_price`; send the bond as funds. The offer is
+    /// renewable when the seller's meter is of a renewable kind; `renewable`, if given, must
+    /// say the same.
     Offer {
         period: u64,
         wh: u64,
         min_price: u64,
-        renewable: bool,
+        #[serde(default)]
+        renewable: Option<bool>,
     },
     /// Buy `wh` in `period` at no more than `max_price`; send the margin as funds.
     Bid {
@@ -157,14 +208,28 @@ pub enum ExecuteMsg {
         produced_wh: u64,
         consumed_wh: u64,
     },
-    /// Settle a delivered period (anyone, once readings had a period to arrive).
+    /// Settle a delivered period (anyone, once readings had a period to arrive); a period not
+    /// cleared yet is cleared first.
     Settle { period: u64 },
+    /// Clear a period whose gate has closed and that is not cleared yet (anyone).
+    Clear { period: u64 },
+    /// The sender's forecast for a coming period (owners of registered meters); a later one
+    /// replaces its earlier one.
+    Forecast {
+        period: u64,
+        kind: ForecastKind,
+        wh: u64,
+    },
     /// Add to the subsidy pool (send funds).
     FundPool {},
-    /// Register a meter for a participant (admin only).
+    /// Pay (part of) the sender's debt to the grid company (send funds; at most the debt).
+    PayDebt {},
+    /// Register or change a participant's meter (admin only: the grid company).
     RegisterDevice {
         device: Address,
         participant: Address,
+        kind: String,
+        rated_power_w: u64,
     },
 }
 
@@ -205,17 +270,31 @@ pub enum QueryMsg {
         wh: u64,
         price: u64,
     },
+    /// A period's price figures: from its forecasts so far, or those it cleared with.
+    Price {
+        period: u64,
+    },
+    /// A participant's meter (device, kind, rating) and whether its energy is renewable.
+    Meter {
+        participant: Address,
+    },
+    /// What an account owes the grid company.
+    Debt {
+        account: Address,
+    },
 }
 
 const CONFIG: Item<Config> = Item::new("config");
 const STATS: Item<Stats> = Item::new("stats");
 const NEXT_ID: Item<u64> = Item::new("next_id");
-const DEVICES: Map<Address, Address> = Map::new("dev");
 const ORDERS: Map<(u64, u64), Order> = Map::new("ord");
 const TRADES: Map<(u64, u64), Trade> = Map::new("trd");
 const READINGS: Map<(u64, Address), Reading> = Map::new("rd");
 const PERIODS: Map<u64, PeriodSummary> = Map::new("per");
 const POINTS: Map<Address, u64> = Map::new("pts");
+/// Period → orders in it; (period, owner) → the owner's orders in it.
+const ORDER_COUNT: Map<u64, u32> = Map::new("n_ord");
+const OWNER_ORDERS: Map<(u64, Address), u32> = Map::new("n_own");
 
 /// `wh × price_per_kwh`, in micro-tokens, rounded up (what a party must put up).
 pub fn value_ceil(wh: u64, price: u64) -> u64 {
@@ -227,13 +306,21 @@ pub fn value_floor(wh: u64, price: u64) -> u64 {
     ((wh as u128 * price as u128) / 1000) as u64
 }
 
-fn start_of(c: &Config, period: u64) -> u64 {
+pub(crate) fn start_of(c: &Config, period: u64) -> u64 {
     c.start_ms
         .saturating_add(period.saturating_mul(c.period_ms))
 }
 
-fn pricing_for(c: &Config, ctx: &Ctx, period: u64) -> Result<PriceAnswer> {
-    ctx.query_contract(&c.pricing, &pricing::QueryMsg::Price { period })
+/// The pricing parameters in force (band, rates), without any period's forecasts.
+fn pricing_params(c: &Config, ctx: &Ctx, period: u64) -> Result<PriceAnswer> {
+    ctx.query_contract(
+        &c.pricing,
+        &pricing::QueryMsg::Price {
+            period,
+            supply_wh: 0,
+            demand_wh: 0,
+        },
+    )
 }
 
 fn pay(ctx: &mut Ctx, to: &Address, amount: u64) -> Result<()> {
@@ -249,12 +336,16 @@ fn place(
     side: Side,
     wh: u64,
     price: u64,
-    renewable: bool,
+    claimed_renewable: Option<bool>,
 ) -> Result<Response> {
     let c = CONFIG.load()?;
     let owner = ctx.caller()?;
     let now = ctx.env().time_ms;
     ensure!(wh > 0, "order amount must be positive");
+    ensure!(
+        wh >= MIN_ORDER_WH,
+        "order of {wh} Wh is below the minimum of {MIN_ORDER_WH} Wh"
+    );
     ensure!(
         wh <= MAX_ORDER_WH,
         "order of {wh} Wh exceeds the limit of {MAX_ORDER_WH}"
@@ -264,7 +355,45 @@ fn place(
         "gate closed: period {period} started at {} ms",
         start_of(&c, period)
     );
-    let p = pricing_for(&c, ctx, period)?;
+    let in_period = ORDER_COUNT.may_load(&period)?.unwrap_or(0);
+    ensure!(
+        in_period < MAX_ORDERS_PER_PERIOD,
+        "period {period} is full: it takes at most {MAX_ORDERS_PER_PERIOD} orders"
+    );
+    let mine = OWNER_ORDERS.may_load(&(period, owner))?.unwrap_or(0);
+    ensure!(
+        mine < MAX_ORDERS_PER_OWNER,
+        "{owner} has {mine} orders in period {period}: at most {MAX_ORDERS_PER_OWNER} per owner"
+    );
+    let renewable = side == Side::Sell && registry::is_renewable(&c, &owner)?;
+    if let Some(claim) = claimed_renewable
+        && claim != renewable
+    {
+        fail!(
+            "the offer says renewable: {claim}, but the seller's registered meter {}",
+            match registry::meter_of(&owner)? {
+                Some((d, m)) => format!(
+                    "({d}) is a {}, which the market counts as {}",
+                    m.kind,
+                    if renewable {
+                        "renewable"
+                    } else {
+                        "not renewable"
+                    }
+                ),
+                None =>
+                    "does not exist: only a registered renewable meter makes energy green".into(),
+            }
+        );
+    }
+    if side == Side::Buy {
+        let debt = periods::DEBTS.may_load(&owner)?.unwrap_or(0);
+        ensure!(
+            debt == 0,
+            "{owner} owes the grid company {debt}: pay it (pay_debt) before bidding again"
+        );
+    }
+    let p = pricing_params(&c, ctx, period)?;
     ensure!(
         price >= p.f_min && price <= p.f_max,
         "price {price} is outside the band [{}, {}]",
@@ -282,6 +411,8 @@ fn place(
     );
     let id = NEXT_ID.may_load()?.unwrap_or(0);
     NEXT_ID.save(&(id + 1))?;
+    ORDER_COUNT.save(&period, &(in_period + 1))?;
+    OWNER_ORDERS.save(&(period, owner), &(mine + 1))?;
     let order = Order {
         id,
         period,
@@ -289,7 +420,7 @@ fn place(
         side,
         wh,
         price,
-        renewable: renewable && side == Side::Sell,
+        renewable,
         escrow: sent,
         filled_wh: 0,
     };
@@ -303,245 +434,6 @@ fn place(
             .attr("price", price),
     );
     Response::json(&id)
-}
-
-/// Clears a period (idempotent: a cleared period is left alone).
-fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
-    let mut summary = PERIODS.may_load(&period)?.unwrap_or(PeriodSummary {
-        period,
-        ..Default::default()
-    });
-    if summary.cleared {
-        return Ok(summary);
-    }
-    let c = CONFIG.load()?;
-    let p = pricing_for(&c, ctx, period)?;
-    let orders: Vec<Order> = ORDERS
-        .prefixed(&period, Iter::Ascending)
-        .map(|r| r.map(|(_, o)| o))
-        .collect::<Result<_>>()?;
-    let book = |side| -> Vec<BookOrder> {
-        orders
-            .iter()
-            .filter(|o| o.side == side)
-            .map(|o| BookOrder {
-                id: o.id,
-                wh: o.wh,
-                price: o.price,
-                renewable: o.renewable,
-            })
-            .collect()
-    };
-    let matches = clear(&book(Side::Buy), &book(Side::Sell), p.mechanism);
-    let mut by_id: std::collections::BTreeMap<u64, Order> =
-        orders.into_iter().map(|o| (o.id, o)).collect();
-    let mut value: u128 = 0;
-    for (n, m) in matches.iter().enumerate() {
-        let (Some(bid), Some(offer)) = (by_id.get(&m.bid).cloned(), by_id.get(&m.offer).cloned())
-        else {
-            fail!("matched an unknown order");
-        };
-        let trade = Trade {
-            period,
-            seller: offer.owner,
-            buyer: bid.owner,
-            offer_id: offer.id,
-            bid_id: bid.id,
-            wh: m.wh,
-            price: m.price,
-            renewable: offer.renewable,
-        };
-        TRADES.save(&(period, n as u64), &trade)?;
-        ctx.emit(
-            Event::new("trade")
-                .attr("period", period)
-                .attr("seller", trade.seller)
-                .attr("buyer", trade.buyer)
-                .attr("wh", m.wh)
-                .attr("price", m.price)
-                .attr("renewable", trade.renewable),
-        );
-        summary.traded_wh += m.wh;
-        if trade.renewable {
-            summary.renewable_wh += m.wh;
-        }
-        value += m.wh as u128 * m.price as u128;
-        if let Some(o) = by_id.get_mut(&m.bid) {
-            o.filled_wh += m.wh;
-        }
-        if let Some(o) = by_id.get_mut(&m.offer) {
-            o.filled_wh += m.wh;
-        }
-    }
-    // Return what unmatched quantities no longer need to secure.
-    for o in by_id.values_mut() {
-        let keep = match o.side {
-            // A bid keeps what its fills could cost at its own limit (covers any trade price).
-            Side::Buy => value_ceil(o.filled_wh, o.price),
-            Side::Sell => value_ceil(o.filled_wh, p.shortfall_penalty),
-        }
-        .min(o.escrow);
-        let refund = o.escrow - keep;
-        if refund > 0 || o.filled_wh > 0 {
-            o.escrow = keep;
-            ORDERS.save(&(period, o.id), o)?;
-            pay(ctx, &o.owner.clone(), refund)?;
-        }
-    }
-    summary.cleared = true;
-    summary.reference_price = p.price;
-    summary.mu = p.mu;
-    summary.trades = matches.len() as u64;
-    summary.clearing_price = if summary.traded_wh > 0 {
-        (value / summary.traded_wh as u128) as u64
-    } else {
-        0
-    };
-    PERIODS.save(&period, &summary)?;
-    STATS.update(|s| {
-        let mut s = s.unwrap_or_default();
-        s.cleared_periods += 1;
-        s.traded_wh += summary.traded_wh;
-        Ok(s)
-    })?;
-    ctx.emit(
-        Event::new("period_cleared")
-            .attr("period", period)
-            .attr("price", summary.clearing_price)
-            .attr("mu", summary.mu)
-            .attr("traded_wh", summary.traded_wh)
-            .attr("renewable_wh", summary.renewable_wh),
-    );
-    Ok(summary)
-}
-
-/// Per-participant totals for settlement.
-#[derive(Default)]
-struct Party {
-    contracted_wh: u64,
-    delivered_wh: u64,
-}
-
-fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
-    let c = CONFIG.load()?;
-    let mut summary = PERIODS.may_load(&period)?.unwrap_or(PeriodSummary {
-        period,
-        ..Default::default()
-    });
-    ensure!(!summary.settled, "period {period} is already settled");
-    ensure!(summary.cleared, "period {period} was never cleared");
-    let now = ctx.env().time_ms;
-    let ready = start_of(&c, period + 2);
-    ensure!(
-        now >= ready,
-        "settlement before delivery: period {period} can settle from {ready} ms"
-    );
-    let p = pricing_for(&c, ctx, period)?;
-    let trades: Vec<Trade> = TRADES
-        .prefixed(&period, Iter::Ascending)
-        .map(|r| r.map(|(_, t)| t))
-        .collect::<Result<_>>()?;
-    let mut orders: std::collections::BTreeMap<u64, Order> = ORDERS
-        .prefixed(&period, Iter::Ascending)
-        .map(|r| r.map(|(_, o)| (o.id, o)))
-        .collect::<Result<_>>()?;
-    let reading = |who: &Address| READINGS.may_load(&(period, *who));
-    // Each seller's metered output is allocated to its trades in clearing order.
-    let mut output_left: std::collections::BTreeMap<Address, u64> = Default::default();
-    let mut buyers: std::collections::BTreeMap<Address, Party> = Default::default();
-    let mut pool = STATS.may_load()?.unwrap_or_default().pool;
-    for t in &trades {
-        let left = match output_left.entry(t.seller) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(reading(&t.seller)?.map_or(0, |r| r.produced_wh))
-            }
-        };
-        let delivered = t.wh.min(*left);
-        *left -= delivered;
-        let payment = value_floor(delivered, t.price);
-        // The buyer's escrow pays the seller.
-        let bid = orders
-            .get_mut(&t.bid_id)
-            .ok_or("bid of a trade is missing")?;
-        let payment = payment.min(bid.escrow);
-        bid.escrow -= payment;
-        pay(ctx, &t.seller, payment)?;
-        summary.settled_value += payment;
-        summary.delivered_wh += delivered;
-        // Shortfall: the penalty comes out of the seller's bond, to the grid company that covers it.
-        let offer = orders
-            .get_mut(&t.offer_id)
-            .ok_or("offer of a trade is missing")?;
-        let penalty = value_ceil(t.wh - delivered, p.shortfall_penalty).min(offer.escrow);
-        offer.escrow -= penalty;
-        pay(ctx, &c.grid_company, penalty)?;
-        summary.penalties += penalty;
-        // Subsidy for renewable energy delivered, from the pool.
-        if t.renewable && delivered > 0 {
-            let r = pricing::subsidy(p.mu, p.price, delivered)?.min(pool);
-            pool -= r;
-            pay(ctx, &t.seller, r)?;
-            summary.subsidy_paid += r;
-            if p.mu < Fixed::ONE {
-                POINTS.update(&t.buyer, |x| Ok(x.unwrap_or(0).saturating_add(delivered)))?;
-            }
-        }
-        let b = buyers.entry(t.buyer).or_default();
-        b.contracted_wh += t.wh;
-        b.delivered_wh += delivered;
-    }
-    // Buyers: imbalance and over-draw to the grid company, from what is left of their escrow.
-    for (buyer, party) in &buyers {
-        let consumed = reading(buyer)?.map_or(party.delivered_wh, |r| r.consumed_wh);
-        let from_grid = consumed
-            .min(party.contracted_wh)
-            .saturating_sub(party.delivered_wh);
-        let overdraw = consumed.saturating_sub(party.contracted_wh);
-        let mut owed = value_ceil(from_grid + overdraw, p.grid_tariff);
-        let penalty = value_ceil(overdraw, p.overdraw_penalty);
-        let mut penalty_owed = penalty;
-        for o in orders
-            .values_mut()
-            .filter(|o| o.owner == *buyer && o.side == Side::Buy)
-        {
-            let a = owed.min(o.escrow);
-            o.escrow -= a;
-            owed -= a;
-            summary.imbalance_paid += a;
-            let b = penalty_owed.min(o.escrow);
-            o.escrow -= b;
-            penalty_owed -= b;
-            summary.penalties += b;
-            pay(ctx, &c.grid_company, a + b)?;
-        }
-    }
-    // Whatever escrow is left goes back to its owner.
-    for o in orders.values_mut() {
-        if o.escrow > 0 {
-            let owner = o.owner;
-            pay(ctx, &owner, o.escrow)?;
-            o.escrow = 0;
-        }
-        ORDERS.save(&(period, o.id), o)?;
-    }
-    summary.settled = true;
-    PERIODS.save(&period, &summary)?;
-    STATS.update(|s| {
-        let mut s = s.unwrap_or_default();
-        s.settled_periods += 1;
-        s.pool = pool;
-        Ok(s)
-    })?;
-    ctx.emit(
-        Event::new("period_settled")
-            .attr("period", period)
-            .attr("delivered_wh", summary.delivered_wh)
-            .attr("settled_value", summary.settled_value)
-            .attr("subsidy", summary.subsidy_paid)
-            .attr("penalties", summary.penalties),
-    );
-    Ok(summary)
 }
 
 pub struct Market;
@@ -563,9 +455,12 @@ impl Contract for Market {
             admin: msg.admin,
             start_ms: msg.start_ms,
             period_ms: msg.period_ms,
+            renewable_kinds: msg.renewable_kinds,
+            load_kinds: msg.load_kinds,
+            energy_period_ms: msg.energy_period_ms.unwrap_or(msg.period_ms),
         })?;
-        for (device, participant) in msg.devices {
-            DEVICES.save(&device, &participant)?;
+        for e in &msg.devices {
+            registry::register(e)?;
         }
         STATS.save(&Stats {
             pool: ctx.env().funds,
@@ -586,7 +481,7 @@ impl Contract for Market {
                 period,
                 wh,
                 max_price,
-            } => place(ctx, period, Side::Buy, wh, max_price, false),
+            } => place(ctx, period, Side::Buy, wh, max_price, None),
             ExecuteMsg::Cancel { period, id } => {
                 let c = CONFIG.load()?;
                 let order = ORDERS
@@ -601,6 +496,10 @@ impl Contract for Market {
                     "gate closed: orders of period {period} can no longer be cancelled"
                 );
                 ORDERS.remove(&(period, id));
+                ORDER_COUNT.update(&period, |n| Ok(n.unwrap_or(1).saturating_sub(1)))?;
+                OWNER_ORDERS.update(&(period, order.owner), |n| {
+                    Ok(n.unwrap_or(1).saturating_sub(1))
+                })?;
                 pay(ctx, &order.owner, order.escrow)?;
                 ctx.emit(Event::new("cancel").attr("period", period).attr("id", id));
                 Ok(Response::new())
@@ -612,9 +511,9 @@ impl Contract for Market {
             } => {
                 let c = CONFIG.load()?;
                 let device = ctx.caller()?;
-                let participant = DEVICES
-                    .may_load(&device)?
-                    .ok_or_else(|| Error::new(format!("{device} is not a registered meter")))?;
+                let participant = registry::meter(&device)?
+                    .ok_or_else(|| Error::new(format!("{device} is not a registered meter")))?
+                    .participant;
                 ensure!(
                     ctx.env().time_ms >= start_of(&c, period + 1),
                     "period {period} is still being delivered"
@@ -647,7 +546,54 @@ impl Contract for Market {
                 );
                 Ok(Response::new())
             }
-            ExecuteMsg::Settle { period } => Response::json(&settle_period(ctx, period)?),
+            ExecuteMsg::Settle { period } => {
+                let c = CONFIG.load()?;
+                let cleared = PERIODS.may_load(&period)?.is_some_and(|s| s.cleared);
+                if !cleared && ctx.env().time_ms >= start_of(&c, period) {
+                    periods::clear_period(ctx, period)?;
+                }
+                Response::json(&periods::settle_period(ctx, period)?)
+            }
+            ExecuteMsg::Clear { period } => {
+                let c = CONFIG.load()?;
+                ensure!(
+                    ctx.env().time_ms >= start_of(&c, period),
+                    "period {period} is still open for orders until {} ms",
+                    start_of(&c, period)
+                );
+                ensure!(
+                    !PERIODS.may_load(&period)?.is_some_and(|s| s.cleared),
+                    "period {period} is already cleared"
+                );
+                Response::json(&periods::clear_period(ctx, period)?)
+            }
+            ExecuteMsg::Forecast { period, kind, wh } => {
+                let c = CONFIG.load()?;
+                registry::forecast(ctx, &c, period, kind, wh)?;
+                Ok(Response::new())
+            }
+            ExecuteMsg::PayDebt {} => {
+                let who = ctx.caller()?;
+                let funds = ctx.env().funds;
+                let debt = periods::DEBTS.may_load(&who)?.unwrap_or(0);
+                ensure!(debt > 0, "{who} owes nothing");
+                ensure!(
+                    funds > 0 && funds <= debt,
+                    "send between 1 and the debt ({debt}) as funds; {funds} was sent"
+                );
+                if funds == debt {
+                    periods::DEBTS.remove(&who);
+                } else {
+                    periods::DEBTS.save(&who, &(debt - funds))?;
+                }
+                pay(ctx, &CONFIG.load()?.grid_company, funds)?;
+                ctx.emit(
+                    Event::new("debt_paid")
+                        .attr("account", who)
+                        .attr("amount", funds),
+                );
+                Ok(Response::new())
+            }
             ExecuteMsg::FundPool {} => {
                 let funds = ctx.env().funds;
                 ensure!(funds > 0, "send funds to add to the pool");
@@ -661,12 +607,25 @@ impl Contract for Market {
             ExecuteMsg::RegisterDevice {
                 device,
                 participant,
+                kind,
+                rated_power_w,
             } => {
                 ensure!(
                     ctx.caller()? == CONFIG.load()?.admin,
                     "only the market admin registers meters"
                 );
-                DEVICES.save(&device, &participant)?;
+                registry::register(&MeterEntry {
+                    device,
+                    participant,
+                    kind: kind.clone(),
+                    rated_power_w,
+                })?;
+                ctx.emit(
+                    Event::new("meter_registered")
+                        .attr("device", device)
+                        .attr("participant", participant)
+                        .attr("kind", kind),
+                );
                 Ok(Response::new())
             }
         }
@@ -674,24 +633,11 @@ impl Contract for Market {
 
     fn sudo(ctx: &mut Ctx, msg: SudoMsg) -> Result<Response> {
         match msg {
-            SudoMsg::PeriodBoundary { period } => {
-                let cleared = clear_period(ctx, period)?;
-                let settled = match period.checked_sub(2) {
-                    Some(old)
-                        if PERIODS
-                            .may_load(&old)?
-                            .is_some_and(|s| s.cleared && !s.settled) =>
-                    {
-                        Some(settle_period(ctx, old)?)
-                    }
-                    _ => None,
-                };
-                Response::json(&(cleared, settled))
-            }
+            SudoMsg::PeriodBoundary { period } => Response::json(&periods::boundary(ctx, period)?),
         }
     }
 
-    fn query(_ctx: &Ctx, msg: QueryMsg) -> Result<Response> {
+    fn query(ctx: &Ctx, msg: QueryMsg) -> Result<Response> {
         match msg {
             QueryMsg::Config {} => Response::json(&CONFIG.load()?),
             QueryMsg::Stats {} => Response::json(&STATS.may_load()?.unwrap_or_default()),
@@ -738,8 +684,33 @@ impl Contract for Market {
             }
             QueryMsg::Escrow { side, wh, price } => Response::json(&match side {
                 Side::Buy => value_ceil(wh, price),
-                Side::Sell => value_ceil(wh, price),
+                // An offer's bond is at the penalty rate, whatever its price.
+                Side::Sell => {
+                    let c = CONFIG.load()?;
+                    let now = ctx.env().time_ms;
+                    let period = now.saturating_sub(c.start_ms) / c.period_ms.max(1) + 1;
+                    value_ceil(wh, pricing_params(&c, ctx, period)?.shortfall_penalty)
+                }
             }),
+            QueryMsg::Price { period } => {
+                let c = CONFIG.load()?;
+                Response::json(&periods::prices(&c, ctx, period)?)
+            }
+            QueryMsg::Meter { participant } => {
+                let c = CONFIG.load()?;
+                let renewable = registry::is_renewable(&c, &participant)?;
+                Response::json(&registry::meter_of(&participant)?.map(|(device, m)| {
+                    registry::MeterAnswer {
+                        device,
+                        kind: m.kind,
+                        rated_power_w: m.rated_power_w,
+                        renewable,
+                    }
+                }))
+            }
+            QueryMsg::Debt { account } => {
+                Response::json(&periods::DEBTS.may_load(&account)?.unwrap_or(0))
+            }
         }
     }
 }

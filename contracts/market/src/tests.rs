@@ -38,7 +38,20 @@ fn meter(of: &str) -> Address {
     addr(&format!("meter-{of}"))
 }
 
-const PEOPLE: [&str; 4] = ["wind", "pv", "house", "pump"];
+const PEOPLE: [&str; 4] = ["wind", "diesel", "house", "pump"];
+
+/// Each participant's meter kind: only the wind turbine's energy is renewable.
+fn kind_of(who: &str) -> &'static str {
+    match who {
+        "wind" => "wind_turbine",
+        "diesel" => "diesel_generator",
+        "house" => "household_load",
+        _ => "water_plant",
+    }
+}
+
+/// 1 MW: at most 16,666 Wh in a 60 s period.
+const RATING_W: u64 = 1_000_000;
 
 fn setup(mechanism: Mechanism, pool: u64) -> Setup {
     let mut chain = MockChain::new();
@@ -57,7 +70,15 @@ fn setup(mechanism: Mechanism, pool: u64) -> Setup {
             0,
         )
         .unwrap();
-    let devices: Vec<(Address, Address)> = PEOPLE.iter().map(|p| (meter(p), addr(p))).collect();
+    let devices: Vec<MeterEntry> = PEOPLE
+        .iter()
+        .map(|p| MeterEntry {
+            device: meter(p),
+            participant: addr(p),
+            kind: kind_of(p).into(),
+            rated_power_w: RATING_W,
+        })
+        .collect();
     let market = chain
         .instantiate::<Market>(
             grid,
@@ -68,6 +89,9 @@ fn setup(mechanism: Mechanism, pool: u64) -> Setup {
                 start_ms: START,
                 period_ms: PERIOD_MS,
                 devices,
+                renewable_kinds: vec!["wind_turbine".into(), "rooftop_pv".into()],
+                load_kinds: vec!["household_load".into(), "water_plant".into()],
+                energy_period_ms: None,
             },
             pool,
         )
@@ -87,13 +111,17 @@ impl Setup {
         self.chain.set_block(self.chain.height() + 1, t as u64);
     }
 
-    fn offer(
+    fn offer(&mut self, who: &str, period: u64, wh: u64, price: u64) -> Result<Vec<u8>, String> {
+        self.offer_claiming(who, period, wh, price, None)
+    }
+
+    fn offer_claiming(
         &mut self,
         who: &str,
         period: u64,
         wh: u64,
         price: u64,
-        renewable: bool,
+        renewable: Option<bool>,
     ) -> Result<Vec<u8>, String> {
         let bond = value_ceil(wh, 50_000);
         self.chain.execute(
@@ -106,6 +134,21 @@ impl Setup {
                 renewable,
             },
             bond,
+        )
+    }
+
+    fn forecast(
+        &mut self,
+        who: &str,
+        period: u64,
+        kind: pricing::ForecastKind,
+        wh: u64,
+    ) -> Result<Vec<u8>, String> {
+        self.chain.execute(
+            self.market,
+            addr(who),
+            &ExecuteMsg::Forecast { period, kind, wh },
+            0,
         )
     }
 
@@ -171,8 +214,8 @@ fn a_period_clears_and_settles() {
     let mut s = setup(Mechanism::PayAsClear, 10_000_000);
     let total = s.total();
     s.at(0, -30_000);
-    s.offer("wind", 0, 1_000, 150_000, true).unwrap();
-    s.offer("pv", 0, 500, 150_000, false).unwrap();
+    s.offer("wind", 0, 1_000, 150_000).unwrap();
+    s.offer("diesel", 0, 500, 150_000).unwrap();
     s.bid("house", 0, 800, 250_000).unwrap();
     s.bid("pump", 0, 400, 200_000).unwrap();
     s.boundary(0);
@@ -181,8 +224,8 @@ fn a_period_clears_and_settles() {
     assert_eq!(sum.traded_wh, 1_200);
     assert_eq!(sum.renewable_wh, 1_000, "renewable offers win the tie");
     assert_eq!(
-        sum.clearing_price, 175_000,
-        "midpoint of the last matched bid (200k) and offer (150k)"
+        sum.clearing_price, 150_000,
+        "300 Wh of diesel at 150k are left unsold: the interval is [150k, min(200k, 150k)]"
     );
     let trades: Vec<Trade> = s
         .chain
@@ -195,7 +238,7 @@ fn a_period_clears_and_settles() {
         )
         .unwrap();
     assert_eq!(trades.len(), 3);
-    assert!(trades.iter().all(|t| t.price == 175_000));
+    assert!(trades.iter().all(|t| t.price == 150_000));
     assert_eq!(
         s.chain
             .events()
@@ -205,10 +248,10 @@ fn a_period_clears_and_settles() {
         3
     );
 
-    // Delivery: wind delivers 900 of 1000, pv everything; the house draws 50 Wh extra.
+    // Delivery: wind delivers 900 of 1000, diesel everything; the house draws 50 Wh extra.
     s.at(1, 10);
     s.reading("wind", 0, 900, 0).unwrap();
-    s.reading("pv", 0, 500, 0).unwrap();
+    s.reading("diesel", 0, 500, 0).unwrap();
     s.reading("house", 0, 0, 850).unwrap();
     s.reading("pump", 0, 0, 400).unwrap();
     let house_before = s.chain.balance(addr("house"));
@@ -216,7 +259,7 @@ fn a_period_clears_and_settles() {
     let sum = s.summary(0);
     assert!(sum.settled);
     assert_eq!(sum.delivered_wh, 1_100);
-    assert_eq!(sum.settled_value, value_floor(1_100, 175_000));
+    assert_eq!(sum.settled_value, value_floor(1_100, 150_000));
     assert!(sum.subsidy_paid > 0);
     assert!(
         sum.penalties > 0,
@@ -282,7 +325,35 @@ fn bad_orders_are_refused_and_change_nothing() {
             "exceeds the limit",
         ),
         (s.bid("house", 0, 100, 500_000), "outside the band"),
-        (s.offer("wind", 0, 100, 50_000, true), "outside the band"),
+        (s.offer("wind", 0, 100, 50_000), "outside the band"),
+        (
+            s.bid("house", 0, MIN_ORDER_WH - 1, 200_000),
+            "below the minimum",
+        ),
+        (
+            s.offer_claiming("diesel", 0, 100, 150_000, Some(true)),
+            "diesel_generator, which the market counts as not renewable",
+        ),
+        (
+            s.offer_claiming("wind", 0, 100, 150_000, Some(false)),
+            "counts as renewable",
+        ),
+        (
+            s.forecast("nobody", 0, pricing::ForecastKind::Supply, 100),
+            "only owners of a registered meter",
+        ),
+        (
+            s.forecast("diesel", 0, pricing::ForecastKind::Supply, 100),
+            "needs a meter of a renewable kind",
+        ),
+        (
+            s.forecast("wind", 0, pricing::ForecastKind::Demand, 100),
+            "needs a meter of a load kind",
+        ),
+        (
+            s.forecast("wind", 0, pricing::ForecastKind::Supply, 1_000_000_000_000),
+            "exceeds what",
+        ),
         (
             s.chain.execute(
                 s.market,
@@ -415,7 +486,7 @@ fn cancel_returns_the_escrow() {
 fn pay_as_bid_charges_each_bid_its_price() {
     let mut s = setup(Mechanism::PayAsBid, 0);
     s.at(0, -100);
-    s.offer("wind", 0, 1_000, 100_000, true).unwrap();
+    s.offer("wind", 0, 1_000, 100_000).unwrap();
     s.bid("house", 0, 300, 300_000).unwrap();
     s.bid("pump", 0, 300, 200_000).unwrap();
     s.boundary(0);
@@ -440,31 +511,11 @@ fn incentive_points_for_renewables_when_plentiful() {
     let mut s = setup(Mechanism::PayAsClear, 1_000_000);
     s.at(0, -100);
     // Forecast plenty of renewables: μ < 1.
-    s.chain
-        .execute(
-            s.pricing,
-            addr("wind"),
-            &pricing::ExecuteMsg::Forecast {
-                period: 0,
-                kind: pricing::ForecastKind::Supply,
-                wh: 5_000,
-            },
-            0,
-        )
+    s.forecast("wind", 0, pricing::ForecastKind::Supply, 5_000)
         .unwrap();
-    s.chain
-        .execute(
-            s.pricing,
-            addr("house"),
-            &pricing::ExecuteMsg::Forecast {
-                period: 0,
-                kind: pricing::ForecastKind::Demand,
-                wh: 1_000,
-            },
-            0,
-        )
+    s.forecast("house", 0, pricing::ForecastKind::Demand, 1_000)
         .unwrap();
-    s.offer("wind", 0, 1_000, 100_000, true).unwrap();
+    s.offer("wind", 0, 1_000, 100_000).unwrap();
     s.bid("house", 0, 1_000, 300_000).unwrap();
     s.boundary(0);
     assert!(s.summary(0).mu < Fixed::ONE);
@@ -489,17 +540,17 @@ proptest! {
     /// both contracted and delivered, and the period settles exactly once.
     #[test]
     fn settlement_conserves_tokens_and_pays_only_delivered_energy(
-        orders in proptest::collection::vec((0usize..4, any::<bool>(), 1u64..2_000, 100u64..400, any::<bool>()), 1..12),
+        orders in proptest::collection::vec((0usize..4, any::<bool>(), MIN_ORDER_WH..2_000, 100u64..400), 1..12),
         readings in proptest::collection::vec((0u64..2_500, 0u64..2_500), 4),
         pay_as_bid in any::<bool>(),
     ) {
         let mut s = setup(if pay_as_bid { Mechanism::PayAsBid } else { Mechanism::PayAsClear }, 5_000_000);
         let total = s.total();
         s.at(0, -1_000);
-        for (who, sell, wh, price_k, renewable) in orders {
+        for (who, sell, wh, price_k) in orders {
             let who = PEOPLE[who];
             let price = price_k * 1_000;
-            if sell { s.offer(who, 0, wh, price, renewable).unwrap(); } else { s.bid(who, 0, wh, price).unwrap(); }
+            if sell { s.offer(who, 0, wh, price).unwrap(); } else { s.bid(who, 0, wh, price).unwrap(); }
         }
         prop_assert_eq!(s.total(), total);
         s.boundary(0);
@@ -524,4 +575,310 @@ proptest! {
         let again = s.chain.execute(s.market, addr("house"), &ExecuteMsg::Settle { period: 0 }, 0);
         prop_assert!(again.is_err(), "a period settles once");
     }
+}
+
+/// Found on a devnet: an account sent a demand forecast of 10^12 Wh for a period that had
+/// already cleared, and settlement recomputed μ from it. Now forecasts close at the gate, are
+/// bounded by the sender's meter, and settlement uses the figures the period cleared with.
+#[test]
+fn forecasts_after_the_gate_change_nothing_and_settlement_uses_the_cleared_figures() {
+    let mut s = setup(Mechanism::PayAsClear, 100_000_000);
+    let total = s.total();
+    s.at(0, -1_000);
+    s.forecast("wind", 0, pricing::ForecastKind::Supply, 600)
+        .unwrap();
+    s.forecast("house", 0, pricing::ForecastKind::Demand, 1_000)
+        .unwrap();
+    // A later forecast replaces the sender's earlier one.
+    s.forecast("wind", 0, pricing::ForecastKind::Supply, 800)
+        .unwrap();
+    let live: PriceAnswer = s
+        .chain
+        .query(s.market, &QueryMsg::Price { period: 0 })
+        .unwrap();
+    assert_eq!((live.supply_wh, live.demand_wh), (800, 1_000));
+    assert_eq!(live.mu, "1.2".parse().unwrap(), "1 + (1000 - 800) / 1000");
+    assert_eq!(live.price, 240_000);
+    s.offer("wind", 0, 1_000, 100_000).unwrap();
+    s.bid("house", 0, 1_000, 300_000).unwrap();
+    s.boundary(0);
+    assert_eq!(s.summary(0).mu, live.mu);
+    // After the gate: refused, and nothing changes.
+    s.at(1, 5);
+    let before = s.chain.storage(s.market);
+    let err = s
+        .forecast("house", 0, pricing::ForecastKind::Demand, 16_000)
+        .unwrap_err();
+    assert!(err.contains("closed at its gate"), "{err}");
+    assert_eq!(s.chain.storage(s.market), before);
+    // Even the regulator changing the parameters now does not reach back.
+    let mut cheaper = params(Mechanism::PayAsClear);
+    cheaper.reference_price = 100_000;
+    s.chain
+        .execute(
+            s.pricing,
+            addr("regulator"),
+            &pricing::ExecuteMsg::SetParams { params: cheaper },
+            0,
+        )
+        .unwrap();
+    s.reading("wind", 0, 1_000, 0).unwrap();
+    s.reading("house", 0, 0, 1_000).unwrap();
+    s.boundary(2);
+    let sum = s.summary(0);
+    // R = μ · F · E = 1.2 · 240,000 · 1 kWh.
+    assert_eq!(sum.subsidy_paid, 288_000);
+    assert_eq!(s.total(), total);
+}
+
+#[test]
+fn green_is_what_the_meter_is_and_only_the_admin_says_what_a_meter_is() {
+    let mut s = setup(Mechanism::PayAsClear, 100_000_000);
+    s.at(0, -1_000);
+    s.offer("diesel", 0, 1_000, 100_000).unwrap();
+    s.bid("house", 0, 1_000, 300_000).unwrap();
+    s.boundary(0);
+    let trades: Vec<Trade> = s
+        .chain
+        .query(
+            s.market,
+            &QueryMsg::Trades {
+                period: 0,
+                limit: 10,
+            },
+        )
+        .unwrap();
+    assert!(!trades[0].renewable);
+    s.at(1, 5);
+    s.reading("diesel", 0, 1_000, 0).unwrap();
+    s.boundary(2);
+    assert_eq!(s.summary(0).subsidy_paid, 0, "no subsidy for diesel");
+    // The diesel owner cannot re-register its meter as a wind turbine.
+    let err = s
+        .chain
+        .execute(
+            s.market,
+            addr("diesel"),
+            &ExecuteMsg::RegisterDevice {
+                device: meter("diesel"),
+                participant: addr("diesel"),
+                kind: "wind_turbine".into(),
+                rated_power_w: RATING_W,
+            },
+            0,
+        )
+        .unwrap_err();
+    assert!(err.contains("only the market admin"), "{err}");
+    let m: Option<registry::MeterAnswer> = s
+        .chain
+        .query(
+            s.market,
+            &QueryMsg::Meter {
+                participant: addr("diesel"),
+            },
+        )
+        .unwrap();
+    let m = m.unwrap();
+    assert_eq!((m.kind.as_str(), m.renewable), ("diesel_generator", false));
+    // The grid company can (say the generator was replaced by a turbine): green from then on.
+    let grid = s.grid;
+    s.chain
+        .execute(
+            s.market,
+            grid,
+            &ExecuteMsg::RegisterDevice {
+                device: meter("diesel"),
+                participant: addr("diesel"),
+                kind: "wind_turbine".into(),
+                rated_power_w: RATING_W,
+            },
+            0,
+        )
+        .unwrap();
+    s.at(3, -1_000);
+    s.offer("diesel", 3, 1_000, 100_000).unwrap();
+    let orders: Vec<Order> = s
+        .chain
+        .query(
+            s.market,
+            &QueryMsg::Orders {
+                period: 3,
+                limit: 10,
+            },
+        )
+        .unwrap();
+    assert!(orders[0].renewable);
+}
+
+#[test]
+fn the_escrow_quote_is_what_the_order_must_send() {
+    let mut s = setup(Mechanism::PayAsClear, 0);
+    s.at(0, -1_000);
+    let quote = |s: &Setup, side| -> u64 {
+        s.chain
+            .query(
+                s.market,
+                &QueryMsg::Escrow {
+                    side,
+                    wh: 1_000,
+                    price: 400_000,
+                },
+            )
+            .unwrap()
+    };
+    // An offer's bond is at the penalty rate (50,000 per kWh), not at its price.
+    let bond = quote(&s, Side::Sell);
+    assert_eq!(bond, 50_000);
+    s.chain
+        .execute(
+            s.market,
+            addr("wind"),
+            &ExecuteMsg::Offer {
+                period: 0,
+                wh: 1_000,
+                min_price: 400_000,
+                renewable: None,
+            },
+            bond,
+        )
+        .unwrap();
+    let margin = quote(&s, Side::Buy);
+    assert_eq!(margin, 400_000);
+    s.chain
+        .execute(
+            s.market,
+            addr("house"),
+            &ExecuteMsg::Bid {
+                period: 0,
+                wh: 1_000,
+                max_price: 400_000,
+            },
+            margin,
+        )
+        .unwrap();
+}
+
+/// A flood of orders into one period, then a stop of the chain for 20 periods: afterwards
+/// every period is cleared and settled, and every unit of escrow is paid out or back with
+/// its owner (the market holds the pool and nothing else).
+#[test]
+fn a_flood_and_a_long_stop_leave_no_escrow_behind() {
+    let mut s = setup(Mechanism::PayAsClear, 1_000_000);
+    // 625 flooders × 16 orders fill period 0; the cap holds beyond that.
+    let flooders: Vec<String> = (0..625).map(|i| format!("flooder-{i}")).collect();
+    for f in &flooders {
+        s.chain.set_balance(addr(f), 10_000_000);
+    }
+    let people: Vec<&str> = PEOPLE
+        .iter()
+        .copied()
+        .chain(flooders.iter().map(|f| f.as_str()))
+        .collect();
+    let total = |s: &Setup| -> u64 {
+        people.iter().map(|p| s.chain.balance(addr(p))).sum::<u64>()
+            + s.chain.balance(s.market)
+            + s.chain.balance(s.grid)
+    };
+    let before = total(&s);
+    s.at(0, -10_000);
+    for f in &flooders {
+        for _ in 0..MAX_ORDERS_PER_OWNER {
+            s.bid(f, 0, MIN_ORDER_WH, 100_000).unwrap();
+        }
+    }
+    let err = s.bid(&flooders[0], 1, MIN_ORDER_WH, 100_000);
+    assert!(err.is_ok(), "the cap is per period");
+    let err = s.bid("house", 0, 100, 200_000).unwrap_err();
+    assert!(err.contains("is full"), "{err}");
+    let err = s.bid(&flooders[1], 1, MIN_ORDER_WH, 100_000);
+    assert!(err.is_ok());
+    for _ in 0..MAX_ORDERS_PER_OWNER {
+        s.bid(&flooders[2], 1, MIN_ORDER_WH, 100_000).unwrap();
+    }
+    let err = s.bid(&flooders[2], 1, MIN_ORDER_WH, 100_000).unwrap_err();
+    assert!(err.contains("at most 16 per owner"), "{err}");
+    // Crossing orders in periods 1 and 2, which the stop will skip.
+    s.offer("wind", 1, 1_000, 100_000).unwrap();
+    s.bid("house", 1, 1_000, 300_000).unwrap();
+    s.offer("diesel", 2, 500, 100_000).unwrap();
+    s.bid("pump", 2, 500, 300_000).unwrap();
+    s.boundary(0);
+    assert!(s.summary(0).cleared);
+    // The chain stops for 20 periods: the next boundary call the market sees is period 21's.
+    s.boundary(21);
+    s.boundary(22);
+    for period in 0..=20 {
+        let sum: Option<PeriodSummary> = s
+            .chain
+            .query(s.market, &QueryMsg::Period { period })
+            .unwrap();
+        let sum = sum.unwrap_or_else(|| panic!("period {period} was never cleared"));
+        assert!(sum.cleared && sum.settled, "period {period}: {sum:?}");
+    }
+    assert_eq!(s.summary(1).traded_wh, 1_000);
+    let stats: Stats = s.chain.query(s.market, &QueryMsg::Stats {}).unwrap();
+    // Periods 21 and 22 hold no orders; the market holds the pool and nothing else.
+    assert_eq!(s.chain.balance(s.market), stats.pool);
+    assert_eq!(total(&s), before, "every token accounted for");
+    // Anyone may still clear a past period by hand: there is none left to clear.
+    let err = s
+        .chain
+        .execute(s.market, addr("house"), &ExecuteMsg::Clear { period: 5 }, 0)
+        .unwrap_err();
+    assert!(err.contains("already cleared"), "{err}");
+}
+
+/// A buyer whose escrow does not cover its tariff and over-draw penalty: the rest is
+/// recorded as its debt to the grid company (not forgotten, not taken from anyone else), and
+/// it cannot bid again until it paid.
+#[test]
+fn what_escrow_does_not_cover_is_a_debt_paid_before_the_next_bid() {
+    let mut s = setup(Mechanism::PayAsClear, 0);
+    let total = s.total();
+    s.at(0, -1_000);
+    s.offer("wind", 0, 100, 100_000).unwrap();
+    s.bid("house", 0, 100, 100_000).unwrap(); // margin 10,000
+    s.boundary(0);
+    s.at(1, 5);
+    s.reading("wind", 0, 0, 0).unwrap(); // nothing delivered
+    s.reading("house", 0, 0, 1_000).unwrap(); // drew 1 kWh from the grid
+    let grid_before = s.chain.balance(s.grid);
+    s.boundary(2);
+    let sum = s.summary(0);
+    // Tariff on 100 Wh not delivered + 900 Wh over-drawn: 300,000; penalty on 900 Wh:
+    // 36,000. The escrow (10,000) covers part; 326,000 remain owed.
+    let owed = value_ceil(1_000, 300_000) + value_ceil(900, 40_000);
+    assert_eq!(sum.debt_recorded, owed - 10_000);
+    let debt: u64 = s
+        .chain
+        .query(
+            s.market,
+            &QueryMsg::Debt {
+                account: addr("house"),
+            },
+        )
+        .unwrap();
+    assert_eq!(debt, owed - 10_000);
+    // The seller's bond paid the shortfall penalty: the grid company got both.
+    assert_eq!(
+        s.chain.balance(s.grid) - grid_before,
+        10_000 + value_ceil(100, 50_000)
+    );
+    s.at(3, -1_000);
+    let err = s.bid("house", 3, 100, 100_000).unwrap_err();
+    assert!(err.contains("owes the grid company"), "{err}");
+    let pay = |s: &mut Setup, amount| {
+        s.chain
+            .execute(s.market, addr("house"), &ExecuteMsg::PayDebt {}, amount)
+    };
+    assert!(
+        pay(&mut s, debt + 1)
+            .unwrap_err()
+            .contains("between 1 and the debt")
+    );
+    pay(&mut s, 1_000).unwrap();
+    assert!(s.bid("house", 3, 100, 100_000).is_err(), "still owes");
+    pay(&mut s, debt - 1_000).unwrap();
+    s.bid("house", 3, 100, 100_000).unwrap();
+    assert_eq!(s.total(), total, "every token accounted for");
 }

@@ -1,7 +1,10 @@
 //! Pricing: the first stage of each delivery period (paper §2.2, eq. 2).
 //!
-//! Generators forecast their renewable output and consumers their load for a coming period.
-//! From the totals, for each period `t`:
+//! Owners of registered devices forecast their renewable output or their load for a coming
+//! period; the market collects those forecasts (it knows each sender's meter, its kind and
+//! its rating) and asks this contract for the period's figures from the totals, once, when
+//! the period clears: what settlement then uses. For totals `P_r` (renewable supply) and
+//! `P_L` (load) of a period `t`:
 //!
 //! - the subsidy factor `μ = clamp(1 + slope · (P_L − P_r) / max(P_L, P_r), μ_min, μ_max)`:
 //!   above 1 when forecast renewable output `P_r` is below load `P_L` (encourage producing),
@@ -66,7 +69,7 @@ impl Params {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ForecastKind {
     /// Renewable output, Wh over the period.
@@ -78,7 +81,8 @@ pub enum ForecastKind {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecuteMsg {
-    /// The sender's forecast for a period; a later forecast replaces the sender's earlier one.
+    /// Refused: forecasts go to the market, which checks who sends them (kept so that a
+    /// sender of the old message learns where to send it).
     Forecast {
         period: u64,
         kind: ForecastKind,
@@ -92,13 +96,20 @@ pub enum ExecuteMsg {
 #[serde(rename_all = "snake_case")]
 pub enum QueryMsg {
     Params {},
-    /// Price and μ for a period, from the forecasts so far.
+    /// Price and μ for a period whose forecast totals are `supply_wh` (renewable output)
+    /// and `demand_wh` (load); without totals, μ = 1. The market's `price` query gives a
+    /// period's figures from its forecasts.
     Price {
         period: u64,
+        #[serde(default)]
+        supply_wh: u64,
+        #[serde(default)]
+        demand_wh: u64,
     },
-    /// The subsidy for delivering `wh` renewable Wh in `period`.
+    /// The subsidy for delivering `wh` renewable Wh at subsidy factor `mu` and price `price`.
     Subsidy {
-        period: u64,
+        mu: Fixed,
+        price: u64,
         wh: u64,
     },
 }
@@ -132,10 +143,6 @@ pub struct MigrateMsg {
 
 const PARAMS: Item<Params> = Item::new("params");
 const ADMIN: Item<Address> = Item::new("admin");
-/// (period, 0 = supply / 1 = demand, sender) → Wh.
-const FORECASTS: Map<(u64, u8, Address), u64> = Map::new("fc");
-/// (period, 0 | 1) → total Wh.
-const TOTALS: Map<(u64, u8), u64> = Map::new("tot");
 
 /// μ for forecast renewable supply and load.
 pub fn mu(p: &Params, supply: u64, demand: u64) -> Result<Fixed> {
@@ -164,14 +171,12 @@ pub fn subsidy(mu: Fixed, price: u64, wh: u64) -> Result<u64> {
     u64::try_from(value.max(0)).map_err(|_| Error::new("subsidy overflows"))
 }
 
-fn answer(period: u64) -> Result<PriceAnswer> {
-    let p = PARAMS.load()?;
-    let supply = TOTALS.may_load(&(period, 0))?.unwrap_or(0);
-    let demand = TOTALS.may_load(&(period, 1))?.unwrap_or(0);
-    let mu = mu(&p, supply, demand)?;
+/// The figures of a period with forecast totals `supply` and `demand`, under `p`.
+pub fn answer_for(p: &Params, period: u64, supply: u64, demand: u64) -> Result<PriceAnswer> {
+    let mu = mu(p, supply, demand)?;
     Ok(PriceAnswer {
         period,
-        price: price(&p, mu)?,
+        price: price(p, mu)?,
         mu,
         supply_wh: supply,
         demand_wh: demand,
@@ -204,28 +209,10 @@ impl Contract for Pricing {
 
     fn execute(ctx: &mut Ctx, msg: ExecuteMsg) -> Result<Response> {
         match msg {
-            ExecuteMsg::Forecast { period, kind, wh } => {
-                let sender = ctx.caller()?;
-                let k = match kind {
-                    ForecastKind::Supply => 0u8,
-                    ForecastKind::Demand => 1u8,
-                };
-                let old = FORECASTS.may_load(&(period, k, sender))?.unwrap_or(0);
-                FORECASTS.save(&(period, k, sender), &wh)?;
-                TOTALS.update(&(period, k), |t| {
-                    t.unwrap_or(0)
-                        .checked_sub(old)
-                        .and_then(|t| t.checked_add(wh))
-                        .ok_or_else(|| Error::new("forecast total overflows"))
-                })?;
-                ctx.emit(
-                    Event::new("forecast")
-                        .attr("period", period)
-                        .attr("kind", k)
-                        .attr("wh", wh),
-                );
-                Ok(Response::new())
-            }
+            ExecuteMsg::Forecast { .. } => Err(Error::new(
+                "forecasts go to the market contract ({\"forecast\":{period, kind, wh}}), \
+                 from the owner of a registered device",
+            )),
             ExecuteMsg::SetParams { params } => {
                 ensure!(
                     ctx.caller()? == ADMIN.load()?,
@@ -246,11 +233,12 @@ impl Contract for Pricing {
     fn query(_ctx: &Ctx, msg: QueryMsg) -> Result<Response> {
         match msg {
             QueryMsg::Params {} => Response::json(&PARAMS.load()?),
-            QueryMsg::Price { period } => Response::json(&answer(period)?),
-            QueryMsg::Subsidy { period, wh } => {
-                let a = answer(period)?;
-                Response::json(&subsidy(a.mu, a.price, wh)?)
-            }
+            QueryMsg::Price {
+                period,
+                supply_wh,
+                demand_wh,
+            } => Response::json(&answer_for(&PARAMS.load()?, period, supply_wh, demand_wh)?),
+            QueryMsg::Subsidy { mu, price, wh } => Response::json(&subsidy(mu, price, wh)?),
         }
     }
 
@@ -304,14 +292,51 @@ mod tests {
         assert_eq!(subsidy(Fixed::ONE, 200_000, 1000).unwrap(), 200_000);
     }
 
+    /// μ and `F(t, j)` to the unit, for supply above, below and equal to load (computed by
+    /// hand from the formulas in the module doc, with slope 1, μ in [0.5, 1.5], reference
+    /// 200,000 and band [100,000, 400,000]).
     #[test]
-    fn forecasts_replace_and_only_the_regulator_sets_params() {
+    fn mu_and_the_reference_price_in_exact_numbers() {
+        let p = params();
+        let fx = |s: &str| s.parse::<Fixed>().unwrap();
+        // (supply, demand, μ, F)
+        let cases = [
+            (1_000, 1_000, "1", 200_000),  // balanced
+            (800, 1_000, "1.2", 240_000),  // 200 / 1000 short: 1 + 0.2
+            (1_000, 800, "0.8", 160_000),  // 200 / 1000 plenty: 1 - 0.2
+            (750, 1_000, "1.25", 250_000), // 250 / 1000
+            (1_000, 600, "0.6", 120_000),  // 400 / 1000
+            (400, 1_000, "1.5", 300_000),  // 1.6, capped at mu_max
+            (1_000, 0, "0.5", 100_000),    // 0, floored at mu_min
+            (0, 0, "1", 200_000),          // nothing forecast
+        ];
+        for (supply, demand, want_mu, want_f) in cases {
+            let m = mu(&p, supply, demand).unwrap();
+            assert_eq!(m, fx(want_mu), "μ for supply {supply}, demand {demand}");
+            assert_eq!(
+                price(&p, m).unwrap(),
+                want_f,
+                "F for supply {supply}, demand {demand}"
+            );
+        }
+        // A gentler slope halves the deviation: 1 - 0.5 · 0.4.
+        let mut half = params();
+        half.mu_slope = fx("0.5");
+        assert_eq!(mu(&half, 1_000, 600).unwrap(), fx("0.8"));
+        // The band clamps F: reference 200,000 · 0.5 = 100,000 is below a floor of 120,000.
+        let mut band = params();
+        band.f_min = 120_000;
+        assert_eq!(price(&band, fx("0.5")).unwrap(), 120_000);
+        // R_i = μ · F · E: 1.2 · 240,000 per kWh · 1 kWh.
+        assert_eq!(subsidy(fx("1.2"), 240_000, 1_000).unwrap(), 288_000);
+        // 0.8 · 160,000 · 0.25 kWh.
+        assert_eq!(subsidy(fx("0.8"), 160_000, 250).unwrap(), 32_000);
+    }
+
+    #[test]
+    fn forecasts_are_refused_here_and_only_the_regulator_sets_params() {
         let mut chain = MockChain::new();
-        let (reg, wind, load) = (
-            MockChain::addr("regulator"),
-            MockChain::addr("wind"),
-            MockChain::addr("house"),
-        );
+        let (reg, wind) = (MockChain::addr("regulator"), MockChain::addr("wind"));
         let c = chain
             .instantiate::<Pricing>(
                 reg,
@@ -322,23 +347,32 @@ mod tests {
                 0,
             )
             .unwrap();
-        let fc = |kind, wh| ExecuteMsg::Forecast {
-            period: 3,
-            kind,
-            wh,
-        };
-        chain
-            .execute(c, wind, &fc(ForecastKind::Supply, 900), 0)
+        let before = chain.storage(c);
+        let err = chain
+            .execute(
+                c,
+                wind,
+                &ExecuteMsg::Forecast {
+                    period: 3,
+                    kind: ForecastKind::Supply,
+                    wh: 1_000_000_000_000,
+                },
+                0,
+            )
+            .unwrap_err();
+        assert!(err.contains("go to the market"), "{err}");
+        assert_eq!(chain.storage(c), before);
+        let a: PriceAnswer = chain
+            .query(
+                c,
+                &QueryMsg::Price {
+                    period: 3,
+                    supply_wh: 400,
+                    demand_wh: 1000,
+                },
+            )
             .unwrap();
-        chain
-            .execute(c, wind, &fc(ForecastKind::Supply, 400), 0)
-            .unwrap();
-        chain
-            .execute(c, load, &fc(ForecastKind::Demand, 1000), 0)
-            .unwrap();
-        let a: PriceAnswer = chain.query(c, &QueryMsg::Price { period: 3 }).unwrap();
-        assert_eq!((a.supply_wh, a.demand_wh), (400, 1000));
-        assert!(a.mu > Fixed::ONE && a.price > 200_000 && a.price <= 400_000);
+        assert_eq!((a.supply_wh, a.demand_wh, a.price), (400, 1000, 300_000));
         let mut bad = params();
         bad.f_min = 0;
         assert!(

@@ -60,7 +60,7 @@ pub fn document() -> Value {
             }},
             "/v1/contracts/{address}": get("A contract: code hash, name, version, admin, label, balance", vec![param("address", "contract address, hex")], "Contract"),
             "/v1/contracts/{address}/query": {"post": {
-                "summary": "Ask a contract a question (no transaction). The market answers config, stats, period, orders, trades, parties, points, escrow; pricing answers params, price, subsidy.",
+                "summary": "Ask a contract a question (no transaction). The market answers config, stats, period, orders, trades, parties, points, escrow, price, meter, debt; pricing answers params, price, subsidy.",
                 "parameters": [param("address", "contract address, hex")],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}, "example": {"period": {"period": 12}}}}},
                 "responses": ok("The contract's JSON answer")

@@ -124,7 +124,7 @@ const pages = {
     const current = periodOf(now) ?? 0;
     const next = current + 1;
     const stats = await query("market", { stats: {} });
-    const price = await query("pricing", { price: { period: next } });
+    const price = await query("market", { price: { period: next } });
     // The last 48 periods, those that cleared, oldest first.
     const wanted = [];
     for (let p = current; p >= 0 && p > current - 48; p--) wanted.unshift(p);
@@ -470,7 +470,7 @@ pages.participant = async function (root) {
   const next = current + 1;
   const account = await api(`/v1/accounts/${me.address}`);
   const points = await query("market", { points: { account: me.address } });
-  const price = await query("pricing", { price: { period: next } });
+  const price = await query("market", { price: { period: next } });
   const openPeriods = [next, next + 1];
   const open = (await Promise.all(openPeriods.map((p) => query("market", { orders: { period: p, limit: 500 } }))))
     .flat().filter((o) => o.owner === me.address);
@@ -601,7 +601,7 @@ async function placeOrder(root, period, price) {
     const escrow = await query("market", { escrow: { side, wh, price: rate } });
     const msg = side === "buy"
       ? { bid: { period, wh, max_price: perKwh } }
-      : { offer: { period, wh, min_price: perKwh, renewable: false } };
+      : { offer: { period, wh, min_price: perKwh } };
     await execute(me, state.contracts.market, msg, escrow);
     root.querySelector("#form-message").innerHTML = `<span class="ok">${side === "buy" ? "Bid" : "Offer"} placed for period ${period}: ${tok(escrow)} tok held in escrow.</span>`;
   } catch (e) {

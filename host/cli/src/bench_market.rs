@@ -40,9 +40,19 @@ fn scenario(traders: usize, contracts_dir: &Path) -> Result<Scenario> {
         })
         .collect();
     let mut genesis = test_genesis(accounts);
-    // Every trader is its own meter, so readings need no extra accounts.
+    // Every trader is its own meter, so readings need no extra accounts. The first half sell
+    // (every other one from a wind turbine, the rest from diesel), the second half buy.
     let devices: Vec<String> = (0..traders)
-        .map(|i| format!(r#"["{{account:t{i}}}","{{account:t{i}}}"]"#))
+        .map(|i| {
+            let kind = match (i < traders / 2, i % 2 == 0) {
+                (true, true) => "wind_turbine",
+                (true, false) => "diesel_generator",
+                (false, _) => "household_load",
+            };
+            format!(
+                r#"{{"device":"{{account:t{i}}}","participant":"{{account:t{i}}}","kind":"{kind}","rated_power_w":100000000}}"#
+            )
+        })
         .collect();
     let params = r#"{"f_min":100000,"f_max":400000,"reference_price":200000,"mu_min":"0.5","mu_max":"1.5","mu_slope":"1","shortfall_penalty":50000,"overdraw_penalty":40000,"grid_tariff":300000,"mechanism":"pay_as_clear"}"#;
     genesis.contracts = vec![
@@ -127,10 +137,7 @@ impl Scenario {
             let price = 100_000 + (k as u64 * 97) % 90_000; // offers 100k..190k
             txs.push((
                 k,
-                format!(
-                    r#"{{"offer":{{"period":1,"wh":1000,"min_price":{price},"renewable":{}}}}}"#,
-                    k % 2 == 0
-                ),
+                format!(r#"{{"offer":{{"period":1,"wh":1000,"min_price":{price}}}}}"#),
                 50_000,
             ));
             let bid_price = 210_000 + (k as u64 * 89) % 150_000; // bids 210k..360k
@@ -178,11 +185,55 @@ fn clear(n: usize, contracts_dir: &Path) -> Result<(f64, u64, Scenario)> {
     Ok((ms, gas, s))
 }
 
+/// The book `place_orders(n)` places, for `auction::clear` run natively.
+fn native_book(
+    n: usize,
+) -> (
+    Vec<market::auction::BookOrder>,
+    Vec<market::auction::BookOrder>,
+) {
+    let half = n / 2;
+    let order = |id: usize, price: u64, renewable: bool| market::auction::BookOrder {
+        id: id as u64,
+        wh: 1000,
+        price,
+        renewable,
+    };
+    let offers = (0..half)
+        .map(|k| order(2 * k, 100_000 + (k as u64 * 97) % 90_000, k % 2 == 0))
+        .collect();
+    let bids = (0..half)
+        .map(|k| order(2 * k + 1, 210_000 + (k as u64 * 89) % 150_000, false))
+        .collect();
+    (bids, offers)
+}
+
+/// Median wall time of `auction::clear` on the book, natively (same code as in the contract).
+fn clear_native_ms(n: usize) -> f64 {
+    let (bids, offers) = native_book(n);
+    let mut times: Vec<f64> = (0..21)
+        .map(|_| {
+            let t = Instant::now();
+            let m = market::auction::clear(&bids, &offers, pricing::Mechanism::PayAsClear);
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            std::hint::black_box(m);
+            ms
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 pub fn run(json: bool, contracts_dir: &Path) -> Result<()> {
     let (clear_1000_ms, clear_1000_gas, _) = clear(1_000, contracts_dir)?;
     println!("clear 1,000 orders: {clear_1000_ms:.1} ms, {clear_1000_gas} gas");
     let (clear_10000_ms, clear_10000_gas, _) = clear(10_000, contracts_dir)?;
     println!("clear 10,000 orders: {clear_10000_ms:.1} ms, {clear_10000_gas} gas");
+    let native_ms = clear_native_ms(10_000);
+    println!(
+        "clear 10,000 orders natively (auction::clear alone): {native_ms:.2} ms; in the contract {:.0}x that",
+        clear_10000_ms / native_ms.max(1e-6)
+    );
 
     // Settlement of 1,000 trades: 2,000 orders pair up into 1,000 trades; sellers report.
     let (_, _, mut s) = clear(2_000, contracts_dir)?;
@@ -216,6 +267,7 @@ pub fn run(json: bool, contracts_dir: &Path) -> Result<()> {
                 "clear_1000_gas": clear_1000_gas,
                 "clear_10000_ms": (clear_10000_ms * 10.0).round() / 10.0,
                 "clear_10000_gas": clear_10000_gas,
+                "clear_10000_native_ms": (native_ms * 1000.0).round() / 1000.0,
                 "settle_1000_ms": (settle_1000_ms * 10.0).round() / 10.0,
                 "settle_1000_gas": settle_gas,
                 "settle_trades": trades,

@@ -23,7 +23,6 @@ struct Member {
 
 pub struct Simulation {
     node: Arc<Node>,
-    pricing: Address,
     market: Address,
     members: Vec<Member>,
     /// Profile column → average W per row.
@@ -126,7 +125,6 @@ impl Simulation {
             .context("pricing params")?;
         Ok(Some(Simulation {
             node,
-            pricing,
             market,
             members,
             profiles,
@@ -193,18 +191,30 @@ impl Simulation {
                 continue;
             }
             let selling = m.cfg.producer && w > 0;
-            let kind = if selling { "supply" } else { "demand" };
-            if !selling || m.cfg.renewable {
+            // Forecasts go to the market, before the period's gate: renewable output from the
+            // turbines and PV, load from the loads (a battery forecasts neither).
+            let kind = match (selling && m.cfg.renewable, m.cfg.producer) {
+                (true, _) => Some("supply"),
+                (false, false) => Some("demand"),
+                (false, true) => None,
+            };
+            if let Some(kind) = kind {
                 self.send(
                     &m.key,
-                    self.pricing,
+                    self.market,
                     json!({"forecast": {"period": target, "kind": kind, "wh": wh}}),
                     0,
                 );
             }
             if selling {
+                // Whether the energy is renewable is the meter's kind: the offer does not say.
                 let bond = (wh as u128 * self.shortfall_penalty as u128).div_ceil(1000) as u64;
-                self.send(&m.key, self.market, json!({"offer": {"period": target, "wh": wh, "min_price": m.cfg.limit_price, "renewable": m.cfg.renewable}}), bond);
+                self.send(
+                    &m.key,
+                    self.market,
+                    json!({"offer": {"period": target, "wh": wh, "min_price": m.cfg.limit_price}}),
+                    bond,
+                );
             } else {
                 let margin = (wh as u128 * m.cfg.limit_price as u128).div_ceil(1000) as u64;
                 self.send(

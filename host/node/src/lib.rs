@@ -872,8 +872,8 @@ impl Node {
         } else {
             (parent_time_ms - start) / m.period_ms + 1
         };
-        // After a long stop, catch up on at most 16 boundaries; older periods stay unsettled
-        // until someone calls `settle`.
+        // After a long stop, call at most 16 boundaries: the market's own catch-up clears and
+        // settles the periods before them in those calls (and anyone may `clear` or `settle`).
         let first = first.max(current.saturating_sub(MAX_CATCH_UP_PERIODS - 1));
         let mut out = Vec::new();
         for period in first..=current {

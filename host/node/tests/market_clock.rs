@@ -38,7 +38,7 @@ fn periods_clear_and_settle_at_boundaries() {
         GenesisContract {
             label: "market".into(),
             wasm: "market.wasm".into(),
-            msg: r#"{"pricing":"{contract:pricing}","grid_company":"{account:grid-company}","admin":"{account:grid-company}","start_ms":{market_start_ms},"period_ms":{period_ms},"devices":[["{account:meter-wind}","{account:wind}"],["{account:meter-house}","{account:house}"]]}"#.into(),
+            msg: r#"{"pricing":"{contract:pricing}","grid_company":"{account:grid-company}","admin":"{account:grid-company}","start_ms":{market_start_ms},"period_ms":{period_ms},"devices":[{"device":"{account:meter-wind}","participant":"{account:wind}","kind":"wind_turbine","rated_power_w":10000000},{"device":"{account:meter-house}","participant":"{account:house}","kind":"household_load","rated_power_w":10000000}]}"#.into(),
             funds: 1_000_000,
             creator: "grid-company".into(),
             admin: Some("regulator".into()),

@@ -1,0 +1,360 @@
+//! A period's life after its gate: clearing, settlement, and catching up on periods a stop
+//! of the chain skipped, so that no escrow is ever left behind.
+//!
+//! Every figure settlement uses (μ, the reference price, the subsidy rate, penalty rates and
+//! tariff) is fixed when the period clears, from the forecasts made before its gate, and
+//! stored with it ([`prices`]): nothing sent later changes how a period settles.
+//!
+//! A buyer's grid tariff and over-draw penalty come out of its remaining escrow; what the
+//! escrow does not cover is recorded as the buyer's debt to the grid company ([`DEBTS`]),
+//! paid with `pay_debt`; an account in debt cannot bid.
+
+use crate::*;
+use gridledger_sdk::Order as Iter;
+use pricing::PriceAnswer;
+
+/// Period → the figures it cleared with (and settles with).
+const PRICES: Map<u64, PriceAnswer> = Map::new("prices");
+/// Every period below this one is cleared.
+const CLEAR_FROM: Item<u64> = Item::new("clear_from");
+/// Every period below this one is settled.
+const SETTLE_FROM: Item<u64> = Item::new("settle_from");
+/// Account → micro-tokens it owes the grid company (tariff or penalty its escrow did not cover).
+pub const DEBTS: Map<Address, u64> = Map::new("debt");
+
+/// Most orders one boundary call clears or settles in periods a stop skipped (on top of the
+/// period at hand): the call stays well inside its gas cap, and the next one goes on.
+const CATCH_UP_ORDERS: u64 = MAX_ORDERS_PER_PERIOD as u64;
+/// Most skipped periods one boundary call looks at (empty ones cost a scan each).
+const CATCH_UP_PERIODS: u64 = 64;
+
+/// The figures a period clears with: from the pricing contract's parameters and the forecast
+/// totals so far (before clearing), or the ones it cleared with (after).
+pub fn prices(c: &Config, ctx: &Ctx, period: u64) -> Result<PriceAnswer> {
+    if let Some(p) = PRICES.may_load(&period)? {
+        return Ok(p);
+    }
+    let (supply_wh, demand_wh) = registry::totals(period)?;
+    ctx.query_contract(
+        &c.pricing,
+        &pricing::QueryMsg::Price {
+            period,
+            supply_wh,
+            demand_wh,
+        },
+    )
+}
+
+/// Clears a period (idempotent: a cleared period is left alone).
+pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
+    let mut summary = PERIODS.may_load(&period)?.unwrap_or(PeriodSummary {
+        period,
+        ..Default::default()
+    });
+    if summary.cleared {
+        return Ok(summary);
+    }
+    let c = CONFIG.load()?;
+    let p = prices(&c, ctx, period)?;
+    PRICES.save(&period, &p)?;
+    let orders: Vec<Order> = ORDERS
+        .prefixed(&period, Iter::Ascending)
+        .map(|r| r.map(|(_, o)| o))
+        .collect::<Result<_>>()?;
+    let book = |side| -> Vec<BookOrder> {
+        orders
+            .iter()
+            .filter(|o| o.side == side)
+            .map(|o| BookOrder {
+                id: o.id,
+                wh: o.wh,
+                price: o.price,
+                renewable: o.renewable,
+            })
+            .collect()
+    };
+    let matches = clear(&book(Side::Buy), &book(Side::Sell), p.mechanism);
+    let mut by_id: std::collections::BTreeMap<u64, Order> =
+        orders.into_iter().map(|o| (o.id, o)).collect();
+    let mut value: u128 = 0;
+    for (n, m) in matches.iter().enumerate() {
+        let (Some(bid), Some(offer)) = (by_id.get(&m.bid).cloned(), by_id.get(&m.offer).cloned())
+        else {
+            fail!("matched an unknown order");
+        };
+        let trade = Trade {
+            period,
+            seller: offer.owner,
+            buyer: bid.owner,
+            offer_id: offer.id,
+            bid_id: bid.id,
+            wh: m.wh,
+            price: m.price,
+            renewable: offer.renewable,
+        };
+        TRADES.save(&(period, n as u64), &trade)?;
+        ctx.emit(
+            Event::new("trade")
+                .attr("period", period)
+                .attr("seller", trade.seller)
+                .attr("buyer", trade.buyer)
+                .attr("wh", m.wh)
+                .attr("price", m.price)
+                .attr("renewable", trade.renewable),
+        );
+        summary.traded_wh += m.wh;
+        if trade.renewable {
+            summary.renewable_wh += m.wh;
+        }
+        value += m.wh as u128 * m.price as u128;
+        if let Some(o) = by_id.get_mut(&m.bid) {
+            o.filled_wh += m.wh;
+        }
+        if let Some(o) = by_id.get_mut(&m.offer) {
+            o.filled_wh += m.wh;
+        }
+    }
+    // Return what unmatched quantities no longer need to secure.
+    for o in by_id.values_mut() {
+        let keep = match o.side {
+            // A bid keeps what its fills could cost at its own limit (covers any trade price).
+            Side::Buy => value_ceil(o.filled_wh, o.price),
+            Side::Sell => value_ceil(o.filled_wh, p.shortfall_penalty),
+        }
+        .min(o.escrow);
+        let refund = o.escrow - keep;
+        if refund > 0 || o.filled_wh > 0 {
+            o.escrow = keep;
+            ORDERS.save(&(period, o.id), o)?;
+            pay(ctx, &o.owner.clone(), refund)?;
+        }
+    }
+    summary.cleared = true;
+    summary.reference_price = p.price;
+    summary.mu = p.mu;
+    summary.trades = matches.len() as u64;
+    summary.clearing_price = if summary.traded_wh > 0 {
+        (value / summary.traded_wh as u128) as u64
+    } else {
+        0
+    };
+    PERIODS.save(&period, &summary)?;
+    STATS.update(|s| {
+        let mut s = s.unwrap_or_default();
+        s.cleared_periods += 1;
+        s.traded_wh += summary.traded_wh;
+        Ok(s)
+    })?;
+    ctx.emit(
+        Event::new("period_cleared")
+            .attr("period", period)
+            .attr("price", summary.clearing_price)
+            .attr("mu", summary.mu)
+            .attr("traded_wh", summary.traded_wh)
+            .attr("renewable_wh", summary.renewable_wh),
+    );
+    Ok(summary)
+}
+
+/// Per-participant totals for settlement.
+#[derive(Default)]
+struct Party {
+    contracted_wh: u64,
+    delivered_wh: u64,
+}
+
+/// Settles a cleared period, once, from two periods after its start.
+pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
+    let c = CONFIG.load()?;
+    let mut summary = PERIODS.may_load(&period)?.unwrap_or(PeriodSummary {
+        period,
+        ..Default::default()
+    });
+    ensure!(!summary.settled, "period {period} is already settled");
+    ensure!(summary.cleared, "period {period} was never cleared");
+    let now = ctx.env().time_ms;
+    let ready = start_of(&c, period + 2);
+    ensure!(
+        now >= ready,
+        "settlement before delivery: period {period} can settle from {ready} ms"
+    );
+    let p = prices(&c, ctx, period)?;
+    let trades: Vec<Trade> = TRADES
+        .prefixed(&period, Iter::Ascending)
+        .map(|r| r.map(|(_, t)| t))
+        .collect::<Result<_>>()?;
+    let mut orders: std::collections::BTreeMap<u64, Order> = ORDERS
+        .prefixed(&period, Iter::Ascending)
+        .map(|r| r.map(|(_, o)| (o.id, o)))
+        .collect::<Result<_>>()?;
+    let reading = |who: &Address| READINGS.may_load(&(period, *who));
+    // Each seller's metered output is allocated to its trades in clearing order.
+    let mut output_left: std::collections::BTreeMap<Address, u64> = Default::default();
+    let mut buyers: std::collections::BTreeMap<Address, Party> = Default::default();
+    let mut pool = STATS.may_load()?.unwrap_or_default().pool;
+    for t in &trades {
+        let left = match output_left.entry(t.seller) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(reading(&t.seller)?.map_or(0, |r| r.produced_wh))
+            }
+        };
+        let delivered = t.wh.min(*left);
+        *left -= delivered;
+        let payment = value_floor(delivered, t.price);
+        // The buyer's escrow pays the seller.
+        let bid = orders
+            .get_mut(&t.bid_id)
+            .ok_or("bid of a trade is missing")?;
+        let payment = payment.min(bid.escrow);
+        bid.escrow -= payment;
+        pay(ctx, &t.seller, payment)?;
+        summary.settled_value += payment;
+        summary.delivered_wh += delivered;
+        // Shortfall: the penalty comes out of the seller's bond, to the grid company that covers it.
+        let offer = orders
+            .get_mut(&t.offer_id)
+            .ok_or("offer of a trade is missing")?;
+        let penalty = value_ceil(t.wh - delivered, p.shortfall_penalty).min(offer.escrow);
+        offer.escrow -= penalty;
+        pay(ctx, &c.grid_company, penalty)?;
+        summary.penalties += penalty;
+        // Subsidy for renewable energy delivered, from the pool.
+        if t.renewable && delivered > 0 {
+            let r = pricing::subsidy(p.mu, p.price, delivered)?.min(pool);
+            pool -= r;
+            pay(ctx, &t.seller, r)?;
+            summary.subsidy_paid += r;
+            if p.mu < Fixed::ONE {
+                POINTS.update(&t.buyer, |x| Ok(x.unwrap_or(0).saturating_add(delivered)))?;
+            }
+        }
+        let b = buyers.entry(t.buyer).or_default();
+        b.contracted_wh += t.wh;
+        b.delivered_wh += delivered;
+    }
+    // Buyers: imbalance and over-draw to the grid company, from what is left of their escrow.
+    for (buyer, party) in &buyers {
+        let consumed = reading(buyer)?.map_or(party.delivered_wh, |r| r.consumed_wh);
+        let from_grid = consumed
+            .min(party.contracted_wh)
+            .saturating_sub(party.delivered_wh);
+        let overdraw = consumed.saturating_sub(party.contracted_wh);
+        let mut owed = value_ceil(from_grid + overdraw, p.grid_tariff);
+        let penalty = value_ceil(overdraw, p.overdraw_penalty);
+        let mut penalty_owed = penalty;
+        for o in orders
+            .values_mut()
+            .filter(|o| o.owner == *buyer && o.side == Side::Buy)
+        {
+            let a = owed.min(o.escrow);
+            o.escrow -= a;
+            owed -= a;
+            summary.imbalance_paid += a;
+            let b = penalty_owed.min(o.escrow);
+            o.escrow -= b;
+            penalty_owed -= b;
+            summary.penalties += b;
+            pay(ctx, &c.grid_company, a + b)?;
+        }
+        // What the escrow did not cover is owed, not forgotten.
+        let short = owed + penalty_owed;
+        if short > 0 {
+            DEBTS.update(buyer, |d| Ok(d.unwrap_or(0).saturating_add(short)))?;
+            summary.debt_recorded += short;
+            ctx.emit(
+                Event::new("debt")
+                    .attr("period", period)
+                    .attr("account", *buyer)
+                    .attr("amount", short),
+            );
+        }
+    }
+    // Whatever escrow is left goes back to its owner.
+    for o in orders.values_mut() {
+        if o.escrow > 0 {
+            let owner = o.owner;
+            pay(ctx, &owner, o.escrow)?;
+            o.escrow = 0;
+        }
+        ORDERS.save(&(period, o.id), o)?;
+    }
+    summary.settled = true;
+    PERIODS.save(&period, &summary)?;
+    STATS.update(|s| {
+        let mut s = s.unwrap_or_default();
+        s.settled_periods += 1;
+        s.pool = pool;
+        Ok(s)
+    })?;
+    ctx.emit(
+        Event::new("period_settled")
+            .attr("period", period)
+            .attr("delivered_wh", summary.delivered_wh)
+            .attr("settled_value", summary.settled_value)
+            .attr("subsidy", summary.subsidy_paid)
+            .attr("penalties", summary.penalties),
+    );
+    Ok(summary)
+}
+
+/// The chain's call at the start of `period`: clear it, settle the period two before it, and
+/// go on with any earlier period a stop left uncleared or unsettled (a bounded amount per
+/// call; later calls continue), oldest first.
+pub fn boundary(ctx: &mut Ctx, period: u64) -> Result<(PeriodSummary, Option<PeriodSummary>)> {
+    let cleared = clear_period(ctx, period)?;
+    let settled = match period.checked_sub(2) {
+        Some(old) if is_cleared_unsettled(old)? => Some(settle_period(ctx, old)?),
+        _ => None,
+    };
+    catch_up(ctx, period)?;
+    Ok((cleared, settled))
+}
+
+fn is_cleared_unsettled(period: u64) -> Result<bool> {
+    Ok(PERIODS
+        .may_load(&period)?
+        .is_some_and(|s| s.cleared && !s.settled))
+}
+
+fn orders_in(period: u64) -> Result<u64> {
+    Ok(ORDER_COUNT.may_load(&period)?.unwrap_or(0) as u64)
+}
+
+fn catch_up(ctx: &mut Ctx, period: u64) -> Result<()> {
+    // Clearing: every period before `period` (whose gates have all closed).
+    let mut from = CLEAR_FROM.may_load()?.unwrap_or(0);
+    let (mut orders, mut looked) = (0u64, 0u64);
+    while from < period && looked < CATCH_UP_PERIODS && orders <= CATCH_UP_ORDERS {
+        if !PERIODS.may_load(&from)?.is_some_and(|s| s.cleared) {
+            orders += orders_in(from)?;
+            clear_period(ctx, from)?;
+        }
+        from += 1;
+        looked += 1;
+    }
+    CLEAR_FROM.save(&from)?;
+    // Settlement: every cleared period up to `period - 2`.
+    let last = period.saturating_sub(2);
+    let mut from = SETTLE_FROM.may_load()?.unwrap_or(0);
+    let (mut orders, mut looked) = (0u64, 0u64);
+    while from + 2 <= period
+        && from <= last
+        && looked < CATCH_UP_PERIODS
+        && orders <= CATCH_UP_ORDERS
+    {
+        match PERIODS.may_load(&from)? {
+            Some(s) if s.settled => {}
+            Some(s) if s.cleared => {
+                orders += orders_in(from)?;
+                settle_period(ctx, from)?;
+            }
+            // Not cleared yet (the clearing cursor is behind): stop here, come back later.
+            _ => break,
+        }
+        from += 1;
+        looked += 1;
+    }
+    SETTLE_FROM.save(&from)?;
+    Ok(())
+}
