@@ -6,6 +6,14 @@
 //! changing nothing. Accepted readings are the only source of settlement: when a device's
 //! readings move into a new period, the energy of the period before is reported to the
 //! reading contract (the market) as that device.
+//!
+//! Energy between two readings that lie in different periods is split over the periods by
+//! time ([`split_by_time`]): the period being closed gets its share, the new period starts
+//! from the share that falls in it, and periods in a gap between them (no reading at all) are
+//! credited nothing. A gateway that withholds readings therefore cannot bank energy and
+//! release it in the period where its owner sold. Each report runs on a fixed budget
+//! ([`REPORT_GAS`]) that the transaction must hold before any reading is applied, so a
+//! relayer with a minimal gas limit cannot have readings accepted and their energy lost.
 
 use crate::exec::{Done, Executor, Fail, OpError, chain_event};
 use gridledger_state::{StateRead, StateStack};
@@ -15,6 +23,10 @@ use gridledger_types::{
     Address, DeviceRecord, ErrorCode, Event, MeterReading, SignedReading, codec,
 };
 use gridledger_vm::{BlockEnv, Entry, HostFault};
+
+/// Gas each energy report to the reading contract runs with; a readings transaction must
+/// hold this much for every period its readings close, on top of its signature checks.
+pub const REPORT_GAS: u64 = 1_000_000;
 
 /// The rules readings meet, from genesis.
 #[derive(Clone, Debug)]
@@ -278,18 +290,25 @@ impl Executor {
             .filter(|(_, w)| **w)
             .map(|(r, _)| r)
             .collect();
-        // Each signature check is paid for before it is done.
+        // Each signature check is paid for before it is done, and every energy report the
+        // batch may trigger is reserved: a batch that cannot pay for them changes nothing.
         let mut gas = self
             .vm
             .config()
             .gas
             .reading_signature
             .saturating_mul(checked.len() as u64);
-        if gas > budget {
+        let reports = if contract.is_some() {
+            reports_needed(state, &checked)?
+        } else {
+            0
+        };
+        let needed = gas.saturating_add(REPORT_GAS.saturating_mul(reports));
+        if needed > budget {
             return Err(Fail::Op(OpError(
                 ErrorCode::OutOfGas,
                 format!(
-                    "checking {} reading signatures needs {gas} gas, the transaction has {budget} left",
+                    "checking {} reading signatures and reporting {reports} periods' energy needs {needed} gas, the transaction has {budget} left",
                     checked.len()
                 ),
                 budget,
@@ -347,8 +366,10 @@ impl Executor {
                         && block.time_ms >= rules.period_start(open.period + 1) =>
                 {
                     let last = rec.last.as_ref().unwrap_or(r);
-                    let produced = last.export_wh - open.export_wh;
-                    let consumed = last.import_wh - open.import_wh;
+                    let split = split_by_time(rules, last, r);
+                    let closing = split.share(open.period);
+                    let produced = last.export_wh.saturating_sub(open.export_wh) + closing.0;
+                    let consumed = last.import_wh.saturating_sub(open.import_wh) + closing.1;
                     if let Some(c) = contract {
                         let used = self.report_energy(
                             block,
@@ -358,15 +379,17 @@ impl Executor {
                             open.period,
                             produced,
                             consumed,
-                            budget.saturating_sub(gas),
+                            REPORT_GAS.min(budget.saturating_sub(gas)),
                             &mut events,
                         )?;
                         gas = gas.saturating_add(used);
                     }
+                    // The new period counts from where its own share of the step begins.
+                    let own = split.share(r.period);
                     rec.open_period = Some(PeriodStart {
                         period: r.period,
-                        export_wh: last.export_wh,
-                        import_wh: last.import_wh,
+                        export_wh: r.export_wh.saturating_sub(own.0),
+                        import_wh: r.import_wh.saturating_sub(own.1),
                     });
                 }
                 Some(_) => {}
@@ -451,6 +474,77 @@ impl Executor {
                 Err(host)
             }
         }
+    }
+}
+
+/// How many period-closing energy reports `readings` may trigger (each device's readings in
+/// order, from its record; refusals only make it fewer).
+fn reports_needed(state: &dyn StateRead, readings: &[&SignedReading]) -> Result<u64, Fail> {
+    let mut open: std::collections::HashMap<Address, Option<u64>> = Default::default();
+    let mut n = 0u64;
+    for r in readings {
+        let id = r.reading.device;
+        let period = match open.get(&id) {
+            Some(p) => *p,
+            None => device(state, &id)?.and_then(|rec| rec.open_period.map(|o| o.period)),
+        };
+        match period {
+            Some(p) if r.reading.period > p => {
+                n += 1;
+                open.insert(id, Some(r.reading.period));
+            }
+            Some(_) => {}
+            None => {
+                open.insert(id, Some(r.reading.period));
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The energy of one step between readings, by period.
+pub struct Split {
+    parts: Vec<(u64, u64, u64)>,
+}
+
+impl Split {
+    /// (export Wh, import Wh) of the step that falls in `period`.
+    pub fn share(&self, period: u64) -> (u64, u64) {
+        self.parts
+            .iter()
+            .find(|(p, _, _)| *p == period)
+            .map_or((0, 0), |(_, e, i)| (*e, *i))
+    }
+}
+
+/// Splits the energy counted between readings `from` and `to` over the periods their times
+/// span, in proportion to the time each period holds (rounded down; between adjacent periods
+/// the later one gets what rounding leaves). Only the first and last periods are listed: a
+/// period in between had no reading and is credited nothing.
+pub fn split_by_time(rules: &ReadingRules, from: &MeterReading, to: &MeterReading) -> Split {
+    let export = to.export_wh.saturating_sub(from.export_wh);
+    let import = to.import_wh.saturating_sub(from.import_wh);
+    let (t1, t2) = (from.timestamp_ms, to.timestamp_ms.max(from.timestamp_ms));
+    if from.period >= to.period || t2 == t1 {
+        return Split {
+            parts: vec![(to.period, export, import)],
+        };
+    }
+    let span = (t2 - t1) as u128;
+    let portion = |wh: u64, ms: u64| (wh as u128 * ms as u128 / span) as u64;
+    // The first period's time: from the earlier reading to the period's end.
+    let first_ms = rules.period_start(from.period + 1).clamp(t1, t2) - t1;
+    // The last period's time: from its start to the later reading.
+    let last_ms = t2 - rules.period_start(to.period).clamp(t1, t2);
+    let first = (portion(export, first_ms), portion(import, first_ms));
+    let last = if to.period == from.period + 1 {
+        // No gap: the two shares are the whole step.
+        (export - first.0, import - first.1)
+    } else {
+        (portion(export, last_ms), portion(import, last_ms))
+    };
+    Split {
+        parts: vec![(from.period, first.0, first.1), (to.period, last.0, last.1)],
     }
 }
 

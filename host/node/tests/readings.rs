@@ -346,9 +346,9 @@ fn settlement_uses_the_energy_of_accepted_readings() {
         seq += 1;
         t += 5_000;
     }
-    // Period 1 held the readings at +21 s and +26 s; its energy runs from the last reading of
-    // period 0 to the last of period 1: 2 × 50 Wh out, 2 × 40 Wh in. The seller delivered
-    // 100 of the 300 Wh it sold, and pays the shortfall penalty on the rest.
+    // Period 1 held the readings at +21 s and +26 s; the steps across its boundaries are split
+    // by time, so its energy runs from +20 s to +30 s: 100 Wh out, 80 Wh in. The seller
+    // delivered 100 of the 300 Wh it sold, and pays the shortfall penalty on the rest.
     chain.block_at(T0 + 5 * PERIOD);
     let summary = chain.query(market, r#"{"period":{"period":1}}"#).unwrap();
     assert_eq!(summary["settled"], true, "{summary}");
@@ -394,4 +394,122 @@ fn junk_readings_are_refused_before_their_signatures_and_checks_are_paid() {
         b.gas_used,
         a.gas_used
     );
+}
+
+/// The market's `reading` events in a receipt: (period, produced Wh, consumed Wh).
+fn reported(r: &Receipt) -> Vec<(u64, u64, u64)> {
+    r.events
+        .iter()
+        .filter(|e| e.kind == "reading")
+        .map(|e| {
+            let attr = |k: &str| {
+                e.attributes
+                    .iter()
+                    .find(|(a, _)| a == k)
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+                    .unwrap_or(u64::MAX)
+            };
+            (attr("period"), attr("produced_wh"), attr("consumed_wh"))
+        })
+        .collect()
+}
+
+/// Found by reading the code: all the energy across a gap in readings landed in the period
+/// in which readings resumed, so a seller controlling its gateway could bank energy and
+/// release it where it sold. Now a step is split by time, and a gap earns nothing.
+#[test]
+fn energy_across_a_gap_is_split_by_time_not_banked_into_one_period() {
+    let mut chain = chain();
+    let start = |p: u64| T0 + PERIOD + p * PERIOD;
+    // A reading 1 s into period 0, then nothing until 5 s into period 3 (the meter counted
+    // 10 Wh/s all along), then one 1 s into period 4.
+    let r = relay(
+        &mut chain,
+        start(0) + 1_000,
+        vec![signed(reading("meter-wind", 0, 0, 0, start(0) + 1_000))],
+    );
+    assert!(r.is_success(), "{:?}", r.error);
+    let r = relay(
+        &mut chain,
+        start(3) + 5_000,
+        vec![signed(reading("meter-wind", 1, 340, 0, start(3) + 5_000))],
+    );
+    assert!(
+        r.is_success() && refused_reasons(&r).is_empty(),
+        "{:?} {:?}",
+        r.error,
+        refused_reasons(&r)
+    );
+    // Period 0 closes with its share of the 34 s step (the 9 s inside it); it was settled
+    // at period 2's start, so the market refuses that late report and says so.
+    assert_eq!(reported(&r), vec![]);
+    assert!(
+        r.events.iter().any(|e| e.kind == "reading_not_reported"
+            && e.attributes
+                .iter()
+                .any(|(k, v)| k == "reason" && v.contains("already settled"))),
+        "{:?}",
+        r.events
+    );
+    let r = relay(
+        &mut chain,
+        start(4) + 1_000,
+        vec![signed(reading("meter-wind", 2, 400, 0, start(4) + 1_000))],
+    );
+    assert!(r.is_success(), "{:?}", r.error);
+    // Period 3: the 5 s of the long step inside it (50 Wh) and the 5 s of the next step
+    // before period 4 (50 Wh), not the 340 Wh counted since period 0.
+    assert_eq!(reported(&r), vec![(3, 100, 0)]);
+}
+
+/// Found by reading the code: the energy report ran on the relayer's leftover gas, so anyone
+/// resubmitting the gateway's signed readings with a minimal gas limit had them accepted
+/// while the report failed, and the period's energy was lost. Now a batch must hold the
+/// reports' gas before anything is applied.
+#[test]
+fn a_relayer_with_too_little_gas_for_the_reports_changes_nothing() {
+    let mut chain = chain();
+    let start = |p: u64| T0 + PERIOD + p * PERIOD;
+    let r = relay(
+        &mut chain,
+        start(0) + 1_000,
+        vec![signed(reading("meter-wind", 0, 0, 0, start(0) + 1_000))],
+    );
+    assert!(r.is_success());
+    let closing = signed(reading("meter-wind", 1, 100, 0, start(1) + 1_000));
+    // Enough for the bytes and the signature check, not for the report.
+    let g = chain.node.vm().config().gas.clone();
+    let payload = Payload::Readings {
+        readings: vec![closing.clone()],
+    };
+    chain.block_at(start(1) + 999);
+    let probe = chain.sign(&key("stranger"), payload.clone(), 0);
+    let tight =
+        g.tx_base + g.tx_per_byte * probe.encode().len() as u64 + g.reading_signature + 10_000;
+    let tx = chain.sign(&key("stranger"), payload, tight);
+    let hash = chain.node.submit(&tx.encode()).expect("admitted");
+    let before = chain.node.devices().unwrap();
+    chain.block_at(start(1) + 1_000);
+    let receipt = match chain.node.tx_status(&hash).unwrap() {
+        gridledger_node::TxStatus::Included {
+            receipts, index, ..
+        } => receipts[index as usize].clone(),
+        other => panic!("not included: {other:?}"),
+    };
+    assert!(!receipt.is_success());
+    let err = receipt
+        .error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(err.contains("reporting 1 periods' energy"), "{err}");
+    assert_eq!(
+        chain.node.devices().unwrap(),
+        before,
+        "the reading was not consumed"
+    );
+    // The gateway's own batch, with the gas it needs, is accepted and reported.
+    let r = relay(&mut chain, start(1) + 2_000, vec![closing]);
+    assert!(r.is_success(), "{:?}", r.error);
+    assert_eq!(reported(&r), vec![(0, 90, 0)]);
 }
