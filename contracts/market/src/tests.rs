@@ -882,3 +882,186 @@ fn what_escrow_does_not_cover_is_a_debt_paid_before_the_next_bid() {
     s.bid("house", 3, 100, 100_000).unwrap();
     assert_eq!(s.total(), total, "every token accounted for");
 }
+
+/// What settlement must do, written from the README's rules ("The market rules"), not from
+/// the contract's code: from a cleared period's trades and orders, its meter readings and the
+/// figures it cleared with, every account's inflow, the grid company's, the pool's, points,
+/// debts and the summary totals. Amounts a party is paid round down, amounts it owes round up.
+#[derive(Debug, Default, PartialEq)]
+struct ModelOutcome {
+    inflow: BTreeMap<Address, u64>,
+    pool_paid: u64,
+    points: BTreeMap<Address, u64>,
+    debts: BTreeMap<Address, u64>,
+    delivered_wh: u64,
+    settled_value: u64,
+    subsidy_paid: u64,
+    penalties: u64,
+    imbalance_paid: u64,
+}
+
+use std::collections::BTreeMap;
+
+fn model_settlement(
+    trades: &[Trade],
+    orders: &[Order],
+    readings: &BTreeMap<Address, (u64, u64)>,
+    figures: &PriceAnswer,
+    pool: u64,
+    grid: Address,
+) -> ModelOutcome {
+    let owe = |wh: u64, rate: u64| (wh as u128 * rate as u128).div_ceil(1000) as u64;
+    let paid = |wh: u64, rate: u64| (wh as u128 * rate as u128 / 1000) as u64;
+    let mut out = ModelOutcome::default();
+    let mut escrow: BTreeMap<u64, u64> = orders.iter().map(|o| (o.id, o.escrow)).collect();
+    let mut pool_left = pool;
+    // A seller's metered output goes to its trades in clearing order.
+    let mut output: BTreeMap<Address, u64> = BTreeMap::new();
+    let mut contracted: BTreeMap<Address, u64> = BTreeMap::new();
+    let mut delivered_to: BTreeMap<Address, u64> = BTreeMap::new();
+    let mu = figures.mu.raw();
+    for t in trades {
+        let left = output
+            .entry(t.seller)
+            .or_insert_with(|| readings.get(&t.seller).map_or(0, |r| r.0));
+        let delivered = t.wh.min(*left);
+        *left -= delivered;
+        // The buyer's escrow pays the seller for energy contracted and delivered.
+        let bid = escrow.get_mut(&t.bid_id).unwrap();
+        let pay = paid(delivered, t.price).min(*bid);
+        *bid -= pay;
+        *out.inflow.entry(t.seller).or_default() += pay;
+        out.settled_value += pay;
+        out.delivered_wh += delivered;
+        // The shortfall penalty comes from the seller's bond, to the grid company.
+        let bond = escrow.get_mut(&t.offer_id).unwrap();
+        let penalty = owe(t.wh - delivered, figures.shortfall_penalty).min(*bond);
+        *bond -= penalty;
+        *out.inflow.entry(grid).or_default() += penalty;
+        out.penalties += penalty;
+        // Renewable delivery earns R = μ · F · E from the pool (as far as it goes), and the
+        // buyer a point per Wh when μ < 1.
+        if t.renewable && delivered > 0 {
+            let r = (mu as u128 * figures.price as u128 * delivered as u128
+                / (1000 * Fixed::SCALE as u128)) as u64;
+            let r = r.min(pool_left);
+            pool_left -= r;
+            *out.inflow.entry(t.seller).or_default() += r;
+            out.subsidy_paid += r;
+            if figures.mu < Fixed::ONE {
+                *out.points.entry(t.buyer).or_default() += delivered;
+            }
+        }
+        *contracted.entry(t.buyer).or_default() += t.wh;
+        *delivered_to.entry(t.buyer).or_default() += delivered;
+    }
+    out.pool_paid = pool - pool_left;
+    // Buyers: energy bought but not delivered (drawn from the grid instead) and over-draw pay
+    // the tariff, over-draw the penalty too, from the rest of their escrow; what that does not
+    // cover is a debt.
+    for (buyer, bought) in &contracted {
+        let got = delivered_to[buyer];
+        let consumed = readings.get(buyer).map_or(got, |r| r.1);
+        let from_grid = consumed.min(*bought) - got.min(consumed.min(*bought));
+        let overdraw = consumed.saturating_sub(*bought);
+        let tariff = owe(from_grid + overdraw, figures.grid_tariff);
+        let penalty = owe(overdraw, figures.overdraw_penalty);
+        let mine: Vec<u64> = orders
+            .iter()
+            .filter(|o| o.owner == *buyer && o.side == Side::Buy)
+            .map(|o| o.id)
+            .collect();
+        let available: u64 = mine.iter().map(|id| escrow[id]).sum();
+        let tariff_paid = tariff.min(available);
+        let penalty_paid = penalty.min(available - tariff_paid);
+        let mut take = tariff_paid + penalty_paid;
+        for id in &mine {
+            let e = escrow.get_mut(id).unwrap();
+            let x = take.min(*e);
+            *e -= x;
+            take -= x;
+        }
+        *out.inflow.entry(grid).or_default() += tariff_paid + penalty_paid;
+        out.imbalance_paid += tariff_paid;
+        out.penalties += penalty_paid;
+        let short = tariff + penalty - tariff_paid - penalty_paid;
+        if short > 0 {
+            out.debts.insert(*buyer, short);
+        }
+    }
+    // Whatever escrow is left goes back to its owner.
+    for o in orders {
+        *out.inflow.entry(o.owner).or_default() += escrow[&o.id];
+    }
+    out.inflow.retain(|_, v| *v > 0);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// The contract's settlement against the model, on random books, forecasts (so μ above,
+    /// below and at 1), readings (some missing), pools (some too small) and mechanisms.
+    #[test]
+    fn settlement_matches_the_model_of_the_rules(
+        orders in proptest::collection::vec((0usize..4, any::<bool>(), MIN_ORDER_WH..2_000, 100_000u64..400_000), 1..14),
+        readings in proptest::collection::vec(proptest::option::of((0u64..2_500, 0u64..2_500)), 4),
+        supply in 0u64..3_000, demand in 0u64..3_000,
+        pool in prop_oneof![Just(0u64), 0u64..50_000, Just(100_000_000)],
+        (shortfall, overdraw, tariff) in (1u64..100_000, 1u64..100_000, 1u64..400_000),
+        pay_as_bid in any::<bool>(),
+    ) {
+        let mechanism = if pay_as_bid { Mechanism::PayAsBid } else { Mechanism::PayAsClear };
+        let mut s = setup(mechanism, pool);
+        // Rates that are not whole micro-tokens per Wh, so every rounding shows.
+        let mut p = params(mechanism);
+        (p.shortfall_penalty, p.overdraw_penalty, p.grid_tariff) = (shortfall, overdraw, tariff);
+        s.chain.execute(s.pricing, addr("regulator"), &pricing::ExecuteMsg::SetParams { params: p }, 0).unwrap();
+        s.at(0, -1_000);
+        if supply > 0 { s.forecast("wind", 0, pricing::ForecastKind::Supply, supply).unwrap(); }
+        if demand > 0 { s.forecast("house", 0, pricing::ForecastKind::Demand, demand).unwrap(); }
+        for (who, sell, wh, price) in orders {
+            let owner = addr(PEOPLE[who]);
+            let (msg, funds) = if sell {
+                (ExecuteMsg::Offer { period: 0, wh, min_price: price, renewable: None }, value_ceil(wh, shortfall))
+            } else {
+                (ExecuteMsg::Bid { period: 0, wh, max_price: price }, value_ceil(wh, price))
+            };
+            s.chain.execute(s.market, owner, &msg, funds).unwrap();
+        }
+        s.boundary(0);
+        let trades: Vec<Trade> = s.chain.query(s.market, &QueryMsg::Trades { period: 0, limit: 1_000 }).unwrap();
+        let book: Vec<Order> = s.chain.query(s.market, &QueryMsg::Orders { period: 0, limit: 1_000 }).unwrap();
+        let figures: PriceAnswer = s.chain.query(s.market, &QueryMsg::Price { period: 0 }).unwrap();
+        let stats: Stats = s.chain.query(s.market, &QueryMsg::Stats {}).unwrap();
+        s.at(1, 1);
+        let mut metered = BTreeMap::new();
+        for (i, r) in readings.iter().enumerate() {
+            if let Some((p, c)) = r {
+                s.reading(PEOPLE[i], 0, *p, *c).unwrap();
+                metered.insert(addr(PEOPLE[i]), (*p, *c));
+            }
+        }
+        let accounts: Vec<Address> = PEOPLE.iter().map(|p| addr(p)).chain([s.grid]).collect();
+        let before: Vec<u64> = accounts.iter().map(|a| s.chain.balance(*a)).collect();
+        s.boundary(2);
+        let want = model_settlement(&trades, &book, &metered, &figures, stats.pool, s.grid);
+        for (a, b) in accounts.iter().zip(&before) {
+            let got = s.chain.balance(*a) - b;
+            prop_assert_eq!(got, want.inflow.get(a).copied().unwrap_or(0), "inflow of {}", a);
+        }
+        let sum = s.summary(0);
+        prop_assert_eq!(
+            (sum.delivered_wh, sum.settled_value, sum.subsidy_paid, sum.penalties, sum.imbalance_paid),
+            (want.delivered_wh, want.settled_value, want.subsidy_paid, want.penalties, want.imbalance_paid)
+        );
+        let after: Stats = s.chain.query(s.market, &QueryMsg::Stats {}).unwrap();
+        prop_assert_eq!(stats.pool - after.pool, want.pool_paid);
+        prop_assert_eq!(s.chain.balance(s.market), after.pool, "no escrow left behind");
+        for p in PEOPLE {
+            let pts: u64 = s.chain.query(s.market, &QueryMsg::Points { account: addr(p) }).unwrap();
+            prop_assert_eq!(pts, want.points.get(&addr(p)).copied().unwrap_or(0), "points of {}", p);
+            let debt: u64 = s.chain.query(s.market, &QueryMsg::Debt { account: addr(p) }).unwrap();
+            prop_assert_eq!(debt, want.debts.get(&addr(p)).copied().unwrap_or(0), "debt of {}", p);
+        }
+    }
+}
