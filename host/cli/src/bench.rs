@@ -40,6 +40,13 @@ pub enum BenchCmd {
         /// Least time between blocks.
         #[arg(long, default_value_t = 100)]
         block_ms: u64,
+        /// Run the same load again on a fresh cluster while an attacker floods queries,
+        /// mempools and junk readings and sends its costliest contract calls.
+        #[arg(long)]
+        attack: bool,
+        /// Where `misbehave.wasm` is (for `--attack`).
+        #[arg(long, default_value = "target/contracts")]
+        contracts_dir: PathBuf,
     },
     /// 1,000 simulated devices behind one plugin: readings polled, signed and relayed per
     /// second; readings the chain checks and applies per second; the time of a hot swap.
@@ -87,6 +94,8 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             rate,
             seconds,
             block_ms,
+            attack,
+            contracts_dir,
         } => crate::bench_cluster::run(
             json,
             crate::bench_cluster::Load {
@@ -94,6 +103,8 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
                 rate,
                 seconds,
                 block_ms,
+                attack,
+                contracts_dir,
             },
         ),
         BenchCmd::Devices {

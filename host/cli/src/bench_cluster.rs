@@ -2,6 +2,8 @@
 //! store on disk and QUIC endpoint) finalizing signed transfers; and the cost of checking a
 //! quorum certificate of 4 and of 100 BLS signers. The baseline, measured in the same run:
 //! one node checking, executing and committing the same transfers alone, on one thread.
+//! With `--attack`, the same honest load runs again on a fresh cluster while an attacker
+//! floods it ([`crate::bench_attack`]), and both results are printed.
 
 use crate::validators::Running;
 use anyhow::{Context, Result, bail};
@@ -71,6 +73,10 @@ pub struct Load {
     pub rate: usize,
     pub seconds: f64,
     pub block_ms: u64,
+    /// Run the load a second time, under attack.
+    pub attack: bool,
+    /// Where `misbehave.wasm` is (for the attack).
+    pub contracts_dir: std::path::PathBuf,
 }
 
 pub fn run(json: bool, load: Load) -> Result<()> {
@@ -79,6 +85,8 @@ pub fn run(json: bool, load: Load) -> Result<()> {
         rate,
         seconds,
         block_ms,
+        attack,
+        contracts_dir,
     } = load;
     let paced = (rate as f64 * seconds) as usize;
     let txs = burst + paced;
@@ -106,7 +114,35 @@ pub fn run(json: bool, load: Load) -> Result<()> {
         balance: 1_000_000_000,
         roles: vec![],
     }));
+    let contracts = if attack {
+        let (attackers, misbehave) = crate::bench_attack::genesis_parts();
+        accounts.extend(attackers);
+        Some((misbehave, contracts_dir))
+    } else {
+        None
+    };
     let mut genesis = test_genesis(accounts);
+    let contracts_dir = match contracts {
+        Some((misbehave, dir)) => {
+            genesis.contracts.push(misbehave);
+            // Junk readings need a chain that takes readings (none registered).
+            genesis.market = Some(gridledger_node::genesis::MarketClock {
+                period_ms: 3_600_000,
+                start_ms: None,
+                sudo_contracts: Vec::new(),
+                sudo_gas: 1_000_000,
+                stats_contract: None,
+            });
+            genesis.devices = Some(gridledger_node::genesis::DevicesConfig {
+                reading_contract: None,
+                time_tolerance_ms: 5_000,
+                field_period_ms: None,
+                registered: Vec::new(),
+            });
+            dir
+        }
+        None => std::path::PathBuf::from("."),
+    };
     genesis.validators = (0..VALIDATORS)
         .map(|i| {
             let (bls, net) = dev_validator_keys(&seed(i));
@@ -135,58 +171,30 @@ pub fn run(json: bool, load: Load) -> Result<()> {
 
     let dir = std::env::temp_dir().join(format!("gridledger-bench-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let execute_only = execute_only_tx_per_sec(&dir.join("alone"), &genesis, &signed)?;
+    let execute_only =
+        execute_only_tx_per_sec(&dir.join("alone"), &genesis, &contracts_dir, &signed)?;
     println!("baseline: one node checking, executing and committing alone: {execute_only:.0} tx/s");
-    let nodes = (0..VALIDATORS)
-        .map(|i| Node::open(&dir.join(format!("v{i}")), genesis.clone(), Path::new(".")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let addrs = (0..VALIDATORS)
-        .map(|_| {
-            std::net::UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .context("picking a QUIC port")
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(crate::execution_stack())
-        .enable_all()
-        .build()?;
-    let result = rt.block_on(async {
-        let peers: Vec<(u16, std::net::SocketAddr)> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (i as u16, *a))
-            .collect();
-        let running: Vec<Running> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let (bls, network) = dev_validator_keys(&seed(i));
-                Running::start(
-                    n.clone(),
-                    ValidatorKeys { bls, network },
-                    ValidatorOptions {
-                        listen: addrs[i],
-                        peers: peers.clone(),
-                        block_interval_ms: block_ms,
-                    },
-                )
-            })
-            .collect();
-        let outcome = async {
-            let saturated = drive(&nodes, &signed[..burst], None).await?;
-            let steady = drive(&nodes, &signed[burst..], Some(rate)).await?;
-            Ok::<_, anyhow::Error>((saturated, steady))
-        }
-        .await;
-        for r in running {
-            r.stop().await?;
-        }
-        outcome
-    });
+    let cluster = |name: &str, attacked: bool| {
+        run_cluster(
+            &dir.join(name),
+            &genesis,
+            &contracts_dir,
+            &signed,
+            burst,
+            rate,
+            block_ms,
+            attacked,
+        )
+    };
+    let calm = cluster("calm", false);
+    let attacked = match (&calm, attack) {
+        (Ok(_), true) => Some(cluster("attacked", true)),
+        _ => None,
+    };
     let _ = std::fs::remove_dir_all(&dir);
-    let (saturated, steady) = result?;
+    let calm = calm?;
+    let attacked = attacked.transpose()?;
+    let (saturated, steady) = (&calm.saturated, &calm.steady);
     let tps = saturated.finalized_per_sec;
     let round_ms = steady.round_ms;
     println!(
@@ -202,6 +210,28 @@ pub fn run(json: bool, load: Load) -> Result<()> {
         steady.p99_ms / round_ms.max(1.0),
         tps / execute_only.max(1.0)
     );
+    if let Some(a) = &attacked {
+        let r = a.attack.as_ref();
+        println!(
+            "under attack: throughput {:.0} tx/s ({:.2} of calm, aim ≥ 0.5), latency p99 {:.0} ms (aim < 2000) at {rate} tx/s offered; longest gap between blocks {:.0} ms; state roots agree at height {}: {}",
+            a.saturated.finalized_per_sec,
+            a.saturated.finalized_per_sec / tps.max(1.0),
+            a.steady.p99_ms,
+            a.max_gap_ms,
+            a.common_height,
+            a.roots_agree
+        );
+        if let Some(r) = r {
+            println!(
+                "the attacker: {} transactions admitted, {} turned away, {} queries answered, {} refused busy; it paid {} micro-tokens",
+                r.txs_admitted,
+                r.txs_turned_away,
+                r.queries_answered,
+                r.queries_refused,
+                a.attacker_paid
+            );
+        }
+    }
     if json {
         println!(
             "{}",
@@ -221,10 +251,142 @@ pub fn run(json: bool, load: Load) -> Result<()> {
                 "paced_txs": paced,
                 "validators": VALIDATORS,
                 "block_ms": block_ms,
+                "max_block_gap_ms": calm.max_gap_ms,
+                "attack_finalized_tx_per_sec": attacked.as_ref().map(|a| a.saturated.finalized_per_sec),
+                "attack_p99_ms": attacked.as_ref().map(|a| a.steady.p99_ms),
+                "attack_max_block_gap_ms": attacked.as_ref().map(|a| a.max_gap_ms),
+                "attack_roots_agree": attacked.as_ref().map(|a| a.roots_agree),
+                "attack_common_height": attacked.as_ref().map(|a| a.common_height),
+                "attacker_paid": attacked.as_ref().map(|a| a.attacker_paid),
+                "attacker_txs_admitted": attacked.as_ref().and_then(|a| a.attack.as_ref()).map(|r| r.txs_admitted),
+                "attacker_queries_refused": attacked.as_ref().and_then(|a| a.attack.as_ref()).map(|r| r.queries_refused),
             })
         );
     }
     Ok(())
+}
+
+/// One cluster's run of the load (and the attack, if asked).
+struct ClusterRun {
+    saturated: Phase,
+    steady: Phase,
+    /// Longest time between two of node 0's blocks while measuring.
+    max_gap_ms: f64,
+    /// A height every validator reached, and whether their state roots agree there.
+    common_height: u64,
+    roots_agree: bool,
+    attack: Option<crate::bench_attack::AttackReport>,
+    /// What the attacker accounts spent (fees).
+    attacker_paid: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_cluster(
+    dir: &Path,
+    genesis: &gridledger_node::Genesis,
+    contracts_dir: &Path,
+    signed: &[SignedTx],
+    burst: usize,
+    rate: usize,
+    block_ms: u64,
+    attacked: bool,
+) -> Result<ClusterRun> {
+    let nodes = (0..VALIDATORS)
+        .map(|i| Node::open(&dir.join(format!("v{i}")), genesis.clone(), contracts_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let addrs = (0..VALIDATORS)
+        .map(|_| {
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .context("picking a QUIC port")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ammo = if attacked {
+        Some(crate::bench_attack::Ammunition::prepare(&nodes[0], 4_000)?)
+    } else {
+        None
+    };
+    let attacker_before = crate::bench_attack::balances(&nodes[0]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(crate::execution_stack())
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let peers: Vec<(u16, std::net::SocketAddr)> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u16, *a))
+            .collect();
+        // Each validator on a runtime of its own, as `gridledger node` runs it.
+        let running: Vec<Running> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let (bls, network) = dev_validator_keys(&seed(i));
+                Running::start_isolated(
+                    n.clone(),
+                    ValidatorKeys { bls, network },
+                    ValidatorOptions {
+                        listen: addrs[i],
+                        peers: peers.clone(),
+                        block_interval_ms: block_ms,
+                    },
+                )
+            })
+            .collect::<Result<_>>()?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let attacker = ammo.map(|ammo| {
+            let (nodes, stop) = (nodes.clone(), stop.clone());
+            std::thread::spawn(move || crate::bench_attack::run(nodes, ammo, stop))
+        });
+        let outcome = async {
+            let saturated = drive(&nodes, &signed[..burst], None).await?;
+            let steady = drive(&nodes, &signed[burst..], Some(rate)).await?;
+            Ok::<_, anyhow::Error>((saturated, steady))
+        }
+        .await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let report = match attacker {
+            Some(t) => Some(
+                tokio::task::spawn_blocking(move || t.join())
+                    .await?
+                    .map_err(|_| anyhow::anyhow!("the attacker's thread panicked"))?,
+            ),
+            None => None,
+        };
+        // Every validator reaches node 0's height (or 30 s pass); their roots must agree.
+        let target = nodes[0].head().height;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while nodes.iter().any(|n| n.head().height < target) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let common = nodes.iter().map(|n| n.head().height).min().unwrap_or(0);
+        let mut roots = Vec::new();
+        for n in &nodes {
+            let block = n.snapshot()?.block(common)?;
+            roots.push(block.map(|b| b.header.state_root));
+        }
+        let roots_agree = roots.windows(2).all(|w| w[0] == w[1] && w[0].is_some());
+        for r in running {
+            r.stop().await?;
+        }
+        let (saturated, steady) = outcome?;
+        let after = crate::bench_attack::balances(&nodes[0]);
+        let attacker_paid = attacker_before
+            .iter()
+            .map(|(a, b)| b.saturating_sub(after.get(a).copied().unwrap_or(0)))
+            .sum();
+        Ok(ClusterRun {
+            max_gap_ms: saturated.max_gap_ms.max(steady.max_gap_ms),
+            saturated,
+            steady,
+            common_height: common,
+            roots_agree,
+            attack: report,
+            attacker_paid,
+        })
+    })
 }
 
 /// Transactions per second one node checks (signatures in batches), executes and commits
@@ -232,9 +394,10 @@ pub fn run(json: bool, load: Load) -> Result<()> {
 fn execute_only_tx_per_sec(
     dir: &Path,
     genesis: &gridledger_node::Genesis,
+    contracts_dir: &Path,
     txs: &[SignedTx],
 ) -> Result<f64> {
-    let node = Node::open(dir, genesis.clone(), Path::new("."))?;
+    let node = Node::open(dir, genesis.clone(), contracts_dir)?;
     let mut time_ms = genesis.genesis_time_ms;
     let start = Instant::now();
     let mut executed = 0;
@@ -260,6 +423,8 @@ struct Phase {
     p99_ms: f64,
     /// Mean time from a block's proposal (its time) to node 0 committing it.
     round_ms: f64,
+    /// Longest time between two of node 0's blocks.
+    max_gap_ms: f64,
 }
 
 /// Submits the transactions round robin over the validators, all at once (waiting for room
@@ -271,6 +436,7 @@ async fn drive(nodes: &[Arc<Node>], txs: &[SignedTx], rate: Option<usize>) -> Re
     let mut latencies = Vec::with_capacity(txs.len());
     let mut block_sizes = Vec::new();
     let mut rounds = Vec::new();
+    let mut max_gap = Duration::ZERO;
     let cpu_before = cpu_seconds();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(300);
@@ -311,6 +477,8 @@ async fn drive(nodes: &[Arc<Node>], txs: &[SignedTx], rate: Option<usize>) -> Re
         match tokio::time::timeout(wait, blocks.recv()).await {
             Ok(Ok(b)) => {
                 let now = Instant::now();
+                let since = block_sizes.last().map_or(Duration::ZERO, |(t, _)| *t);
+                max_gap = max_gap.max((now - start).saturating_sub(since));
                 block_sizes.push((now - start, b.tx_hashes.len()));
                 let wall_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -352,5 +520,6 @@ async fn drive(nodes: &[Arc<Node>], txs: &[SignedTx], rate: Option<usize>) -> Re
         p50_ms: percentile(&latencies, 0.5),
         p99_ms: percentile(&latencies, 0.99),
         round_ms: rounds.iter().sum::<f64>() / rounds.len().max(1) as f64,
+        max_gap_ms: max_gap.as_secs_f64() * 1e3,
     })
 }

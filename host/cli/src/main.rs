@@ -1,6 +1,7 @@
 //! `gridledger`: the node and its command line.
 
 mod bench;
+mod bench_attack;
 mod bench_cluster;
 mod bench_devices;
 mod bench_market;

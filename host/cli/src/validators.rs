@@ -176,41 +176,17 @@ pub fn validator_index(genesis: &Genesis, account: &str) -> Result<u16> {
         .with_context(|| format!("{account} is not a validator in genesis"))
 }
 
-/// A running validator: a task on the current runtime, or a thread with a runtime of its own.
+/// A running validator: a thread with a tokio runtime of its own.
 pub struct Running {
     stop: watch::Sender<bool>,
-    done: Done,
+    thread: std::thread::JoinHandle<Result<()>>,
     /// Resolves when the validator has ended, for whatever reason (its sender is dropped
     /// then, even by a panic).
     exited: Option<tokio::sync::oneshot::Receiver<()>>,
     pub status: Arc<ValidatorStatus>,
 }
 
-enum Done {
-    Task(tokio::task::JoinHandle<Result<()>>),
-    Thread(std::thread::JoinHandle<Result<()>>),
-}
-
 impl Running {
-    /// Starts the validator as a task on the current runtime (a `gridledger node` process is
-    /// one validator; the cluster benchmark lets four share the machine's cores this way).
-    pub fn start(node: Arc<Node>, keys: ValidatorKeys, opts: ValidatorOptions) -> Running {
-        let (stop, rx) = watch::channel(false);
-        let status = Arc::new(ValidatorStatus::default());
-        let (exited_tx, exited) = tokio::sync::oneshot::channel();
-        let run = validator::run(node, keys, opts, status.clone(), rx);
-        let task = tokio::spawn(async move {
-            let _exited = exited_tx;
-            run.await
-        });
-        Running {
-            stop,
-            done: Done::Task(task),
-            exited: Some(exited),
-            status,
-        }
-    }
-
     /// Starts the validator on a tokio runtime of its own (one worker and its blocking pool,
     /// on a thread of its own): several validators in one process, and the web API beside
     /// them, never wait behind each other's tasks, as they would not on separate machines.
@@ -240,7 +216,7 @@ impl Running {
             .context("starting a validator's thread")?;
         Ok(Running {
             stop,
-            done: Done::Thread(thread),
+            thread,
             exited: Some(exited),
             status,
         })
@@ -260,12 +236,10 @@ impl Running {
     /// Tells the validator to stop and waits until it has (its store and port released).
     pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(true);
-        match self.done {
-            Done::Task(task) => task.await?,
-            Done::Thread(thread) => tokio::task::spawn_blocking(move || thread.join())
-                .await?
-                .map_err(|_| anyhow::anyhow!("the validator's thread panicked"))?,
-        }
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the validator's thread panicked"))?
     }
 }
 

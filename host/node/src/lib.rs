@@ -12,6 +12,7 @@ pub mod genesis;
 pub mod governance;
 pub mod mempool;
 pub mod payload;
+pub mod query_pool;
 pub mod testing;
 pub mod validator;
 
@@ -114,7 +115,8 @@ pub struct Node {
     dropped: Mutex<mempool::Dropped>,
     faults: FaultInjection,
     /// The VM queries run on (its own engine and pool), and how many run now.
-    queries: Vm,
+    queries: Arc<Vm>,
+    query_threads: query_pool::QueryPool,
     queries_running: Mutex<usize>,
     query_done: parking_lot::Condvar,
 }
@@ -202,6 +204,11 @@ impl Node {
         // that however many run they never take an instance block execution needs.
         let queries = Vm::with_pool_slots(VmConfig::default(), cache_dir, QUERY_POOL_SLOTS)
             .map_err(|e| NodeError::Config(format!("query engine: {e:#}")))?;
+        let query_threads = query_pool::QueryPool::start(
+            MAX_CONCURRENT_QUERIES,
+            queries.config().execution_stack_bytes(),
+        )
+        .map_err(|e| NodeError::Config(format!("query threads: {e}")))?;
         let ours = vm.config_hash().to_hex();
         if genesis.vm_config_hash != ours {
             return Err(NodeError::Config(format!(
@@ -278,7 +285,8 @@ impl Node {
             diverged: RwLock::new(diverged),
             faults: FaultInjection::default(),
             dropped: Mutex::new(mempool::Dropped::default()),
-            queries,
+            queries: Arc::new(queries),
+            query_threads,
             queries_running: Mutex::new(0),
             query_done: parking_lot::Condvar::new(),
         }))
@@ -929,20 +937,25 @@ impl Node {
             chain_id: head.chain_id,
         };
         let gas_limit = self.queries.config().limits.query_gas;
+        let (vm, contract, msg) = (self.queries.clone(), *contract, msg.to_vec());
+        // On the low-priority query threads: however many come, consensus runs first.
         let out = self
-            .queries
-            .call(
-                &env,
-                &mut state,
-                CallRequest {
-                    contract: *contract,
-                    entry: Entry::Query,
-                    caller: None,
-                    funds: 0,
-                    msg,
-                    gas_limit,
-                },
-            )
+            .query_threads
+            .run(move || {
+                vm.call(
+                    &env,
+                    &mut state,
+                    CallRequest {
+                        contract,
+                        entry: Entry::Query,
+                        caller: None,
+                        funds: 0,
+                        msg: &msg,
+                        gas_limit,
+                    },
+                )
+            })
+            .ok_or(QueryError::Busy(MAX_CONCURRENT_QUERIES))?
             .map_err(NodeError::from)?;
         Ok(out.result?)
     }
