@@ -200,7 +200,10 @@ async fn submit_tx(
             r.to_string(),
         )),
         // Likewise a sender with too many waiting: 429, retry once some are included.
-        Err(r @ gridledger_node::Rejected::TooManyPending { .. }) => Err(ApiError::new(
+        Err(
+            r @ (gridledger_node::Rejected::TooManyPending { .. }
+            | gridledger_node::Rejected::TooManyPendingBytes { .. }),
+        ) => Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             r.code(),
             r.to_string(),

@@ -44,6 +44,9 @@ pub enum BenchCmd {
         /// mempools and junk readings and sends its costliest contract calls.
         #[arg(long)]
         attack: bool,
+        /// Which attacks `--attack` runs: queries, mempool, readings, calls (comma-separated).
+        #[arg(long, default_value = "all")]
+        attacks: crate::bench_attack::Kinds,
         /// Where `misbehave.wasm` is (for `--attack`).
         #[arg(long, default_value = "target/contracts")]
         contracts_dir: PathBuf,
@@ -95,6 +98,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             seconds,
             block_ms,
             attack,
+            attacks,
             contracts_dir,
         } => crate::bench_cluster::run(
             json,
@@ -103,7 +107,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
                 rate,
                 seconds,
                 block_ms,
-                attack,
+                attack: attack.then_some(attacks),
                 contracts_dir,
             },
         ),

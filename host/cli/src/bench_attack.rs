@@ -139,18 +139,72 @@ pub struct AttackReport {
     pub queries_refused: u64,
 }
 
+/// Which attacks run (all by default; `--attacks queries,calls` to look at one at a time).
+#[derive(Clone, Copy, Debug)]
+pub struct Kinds {
+    pub queries: bool,
+    pub mempool: bool,
+    pub readings: bool,
+    pub calls: bool,
+}
+
+impl std::str::FromStr for Kinds {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Kinds, String> {
+        let mut k = Kinds {
+            queries: false,
+            mempool: false,
+            readings: false,
+            calls: false,
+        };
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "all" => {
+                    k = Kinds {
+                        queries: true,
+                        mempool: true,
+                        readings: true,
+                        calls: true,
+                    }
+                }
+                "queries" => k.queries = true,
+                "mempool" => k.mempool = true,
+                "readings" => k.readings = true,
+                "calls" => k.calls = true,
+                other => {
+                    return Err(format!(
+                        "unknown attack {other:?} (queries, mempool, readings, calls, all)"
+                    ));
+                }
+            }
+        }
+        Ok(k)
+    }
+}
+
+impl Kinds {
+    fn sends(&self, account: usize) -> bool {
+        match account {
+            0..=3 => self.mempool,
+            4 | 5 => self.readings,
+            _ => self.calls,
+        }
+    }
+}
+
 /// Runs the attack, on threads of its own (the attacker's machine is not the validators'),
 /// until `stop` is set. Returns what it managed.
 pub fn run(
     nodes: Vec<Arc<Node>>,
     ammo: Ammunition,
+    kinds: Kinds,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> AttackReport {
     let answered = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     // Queries: QUERIES_AT_ONCE loops, each asking one validator after another.
     let mut query_tasks = Vec::new();
-    for q in 0..QUERIES_AT_ONCE {
+    for q in 0..if kinds.queries { QUERIES_AT_ONCE } else { 0 } {
         let (nodes, stop, answered, refused) = (
             nodes.clone(),
             stop.clone(),
@@ -184,6 +238,9 @@ pub fn run(
     let deadline = Instant::now() + Duration::from_secs(600);
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         for (i, queue) in ammo.queues.iter().enumerate() {
+            if !kinds.sends(i) {
+                continue;
+            }
             // Up to 64 at a time per account (the per-sender cap), round robin over nodes.
             for _ in 0..64 {
                 let Some(tx) = queue.get(next[i]) else { break };

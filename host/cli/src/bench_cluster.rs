@@ -73,8 +73,8 @@ pub struct Load {
     pub rate: usize,
     pub seconds: f64,
     pub block_ms: u64,
-    /// Run the load a second time, under attack.
-    pub attack: bool,
+    /// Run the load a second time, under these attacks.
+    pub attack: Option<crate::bench_attack::Kinds>,
     /// Where `misbehave.wasm` is (for the attack).
     pub contracts_dir: std::path::PathBuf,
 }
@@ -114,7 +114,7 @@ pub fn run(json: bool, load: Load) -> Result<()> {
         balance: 1_000_000_000,
         roles: vec![],
     }));
-    let contracts = if attack {
+    let contracts = if attack.is_some() {
         let (attackers, misbehave) = crate::bench_attack::genesis_parts();
         accounts.extend(attackers);
         Some((misbehave, contracts_dir))
@@ -174,7 +174,7 @@ pub fn run(json: bool, load: Load) -> Result<()> {
     let execute_only =
         execute_only_tx_per_sec(&dir.join("alone"), &genesis, &contracts_dir, &signed)?;
     println!("baseline: one node checking, executing and committing alone: {execute_only:.0} tx/s");
-    let cluster = |name: &str, attacked: bool| {
+    let cluster = |name: &str, attacked: Option<crate::bench_attack::Kinds>| {
         run_cluster(
             &dir.join(name),
             &genesis,
@@ -186,9 +186,9 @@ pub fn run(json: bool, load: Load) -> Result<()> {
             attacked,
         )
     };
-    let calm = cluster("calm", false);
+    let calm = cluster("calm", None);
     let attacked = match (&calm, attack) {
-        (Ok(_), true) => Some(cluster("attacked", true)),
+        (Ok(_), Some(kinds)) => Some(cluster("attacked", Some(kinds))),
         _ => None,
     };
     let _ = std::fs::remove_dir_all(&dir);
@@ -289,7 +289,7 @@ fn run_cluster(
     burst: usize,
     rate: usize,
     block_ms: u64,
-    attacked: bool,
+    attacked: Option<crate::bench_attack::Kinds>,
 ) -> Result<ClusterRun> {
     let nodes = (0..VALIDATORS)
         .map(|i| Node::open(&dir.join(format!("v{i}")), genesis.clone(), contracts_dir))
@@ -301,10 +301,12 @@ fn run_cluster(
                 .context("picking a QUIC port")
         })
         .collect::<Result<Vec<_>>>()?;
-    let ammo = if attacked {
-        Some(crate::bench_attack::Ammunition::prepare(&nodes[0], 4_000)?)
-    } else {
-        None
+    let ammo = match attacked {
+        Some(kinds) => Some((
+            crate::bench_attack::Ammunition::prepare(&nodes[0], 4_000)?,
+            kinds,
+        )),
+        None => None,
     };
     let attacker_before = crate::bench_attack::balances(&nodes[0]);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -336,9 +338,9 @@ fn run_cluster(
             })
             .collect::<Result<_>>()?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let attacker = ammo.map(|ammo| {
+        let attacker = ammo.map(|(ammo, kinds)| {
             let (nodes, stop) = (nodes.clone(), stop.clone());
-            std::thread::spawn(move || crate::bench_attack::run(nodes, ammo, stop))
+            std::thread::spawn(move || crate::bench_attack::run(nodes, ammo, kinds, stop))
         });
         let outcome = async {
             let saturated = drive(&nodes, &signed[..burst], None).await?;
@@ -461,7 +463,11 @@ async fn drive(nodes: &[Arc<Node>], txs: &[SignedTx], rate: Option<usize>) -> Re
                     submitted.insert(h, Instant::now());
                     next += 1;
                 }
-                Err(Rejected::MempoolFull | Rejected::TooManyPending { .. }) => break,
+                Err(
+                    Rejected::MempoolFull
+                    | Rejected::TooManyPending { .. }
+                    | Rejected::TooManyPendingBytes { .. },
+                ) => break,
                 Err(e) => bail!("transaction {next} refused: {e}"),
             }
             if next % 500 == 0 {

@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 
-/// Most readings relayed in one transaction: what the chain's 1e9-gas cap per transaction
+/// Most readings relayed in one transaction: what the chain's 5e8-gas cap per transaction
 /// (the VM's `max_tx_gas`) pays for at [`GAS_PER_READING`] each, with room for its size.
-const MAX_BATCH: usize = 400;
+const MAX_BATCH: usize = 200;
 /// Gas per reading beyond the transaction's size: its signature check and, once a period,
 /// its energy report to the market.
 const GAS_PER_READING: u64 = 2_000_000;

@@ -274,6 +274,19 @@ impl Executor {
                 .and_then(|b| Address::from_slice(&b)),
             None => None,
         };
+        // Every reading's lookup is paid before any is looked up.
+        let sched = &self.vm.config().gas;
+        let lookups = sched.reading_lookup.saturating_mul(readings.len() as u64);
+        if lookups > budget {
+            return Err(Fail::Op(OpError(
+                ErrorCode::OutOfGas,
+                format!(
+                    "looking up {} readings needs {lookups} gas, the transaction has {budget}",
+                    readings.len()
+                ),
+                budget,
+            )));
+        }
         // Registration and sequence first, from the records as they stand: only readings of a
         // registered, unrevoked device that come after its last accepted one are worth a
         // signature check. Junk and replays cost a state read, not a check.
@@ -292,12 +305,10 @@ impl Executor {
             .collect();
         // Each signature check is paid for before it is done, and every energy report the
         // batch may trigger is reserved: a batch that cannot pay for them changes nothing.
-        let mut gas = self
-            .vm
-            .config()
-            .gas
+        let mut gas = sched
             .reading_signature
-            .saturating_mul(checked.len() as u64);
+            .saturating_mul(checked.len() as u64)
+            .saturating_add(lookups);
         let reports = if contract.is_some() {
             reports_needed(state, &checked)?
         } else {
@@ -403,6 +414,7 @@ impl Executor {
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            // The lookups and checks were done: they are paid for.
             return Err(Fail::Op(OpError(
                 ErrorCode::InvalidInput,
                 format!("no reading accepted; the first was refused: {first}"),

@@ -35,6 +35,10 @@ pub enum Rejected {
     MempoolFull,
     #[error("the sender already has {max} transactions waiting; wait for some to be included")]
     TooManyPending { max: usize },
+    #[error(
+        "the sender already has {pending} bytes of transactions waiting (at most {max}); wait for some to be included"
+    )]
+    TooManyPendingBytes { pending: usize, max: usize },
     #[error("transaction is already pending")]
     Duplicate,
     #[error("{0} is a registered device: device keys sign meter readings, not transactions")]
@@ -54,7 +58,9 @@ impl Rejected {
             Rejected::GasTooHigh { .. } => "gas_limit_too_high",
             Rejected::CannotPayFee { .. } => "insufficient_fee_balance",
             Rejected::MempoolFull => "busy",
-            Rejected::TooManyPending { .. } => "too_many_pending",
+            Rejected::TooManyPending { .. } | Rejected::TooManyPendingBytes { .. } => {
+                "too_many_pending"
+            }
             Rejected::Duplicate => "duplicate",
             Rejected::DeviceSender(_) => "device_sender",
         }

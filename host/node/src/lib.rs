@@ -411,27 +411,57 @@ impl Node {
     }
 
     /// Pending transactions for a proposal, leaving out those already in flight, within the
-    /// payload limits validators enforce ([`payload`]).
+    /// payload limits validators enforce ([`payload`]). Senders take turns (the mempool's
+    /// order); a transaction that does not fit is skipped with the rest of its sender's, and
+    /// smaller ones behind it still get in. Heavy transactions (a gas limit above an eighth of
+    /// the block's, or more than 64 KiB) share at most half of the block's gas and half of its
+    /// bytes (a large one may still go first into an empty block): senders of the costliest
+    /// calls or the biggest batches cannot crowd everyone else out of every block.
     pub fn proposal_candidates(
         &self,
         max: usize,
         in_flight: &std::collections::HashSet<Hash32>,
     ) -> Vec<SignedTx> {
-        let (mut bytes, mut gas) = (0usize, 0u64);
         let max_gas = self.exec.vm.config().limits.max_block_gas;
-        self.mempool
-            .lock()
-            .select(max + in_flight.len())
-            .into_iter()
-            .filter(|(t, _)| !in_flight.contains(&t.hash()))
-            .take(max)
-            .take_while(|(t, len)| {
-                bytes += len;
-                gas = gas.saturating_add(t.body.gas_limit);
-                bytes <= payload::MAX_PAYLOAD_BYTES && gas <= max_gas
-            })
-            .map(|(t, _)| t)
-            .collect()
+        let (heavy_from, heavy_cap) = (max_gas / 8, max_gas / 2);
+        let (big_from, big_cap) = (64 << 10, payload::MAX_PAYLOAD_BYTES / 2);
+        let (mut bytes, mut gas, mut heavy_gas, mut big_bytes) = (0usize, 0u64, 0u64, 0usize);
+        let mut readings = 0usize;
+        let mut skipped: std::collections::HashSet<Address> = Default::default();
+        let mut out = Vec::new();
+        for (t, len) in self.mempool.lock().select(max + in_flight.len()) {
+            if out.len() >= max {
+                break;
+            }
+            if in_flight.contains(&t.hash()) || skipped.contains(&t.body.sender) {
+                continue;
+            }
+            let g = t.body.gas_limit;
+            let heavy = g > heavy_from;
+            let big = len > big_from;
+            let r = payload::readings_in(&t);
+            let fits = bytes + len <= payload::MAX_PAYLOAD_BYTES
+                && readings + r <= payload::MAX_BLOCK_READINGS
+                && gas.saturating_add(g) <= max_gas
+                && (!heavy || heavy_gas.saturating_add(g) <= heavy_cap)
+                && (!big || out.is_empty() || big_bytes + len <= big_cap);
+            if !fits {
+                // Its later nonces cannot apply without it: they wait for another block.
+                skipped.insert(t.body.sender);
+                continue;
+            }
+            bytes += len;
+            gas += g;
+            if heavy {
+                heavy_gas += g;
+            }
+            if big {
+                big_bytes += len;
+            }
+            readings += r;
+            out.push(t);
+        }
+        out
     }
 
     /// Executes a finalized proposal into the next block and commits it with its proof.
@@ -654,6 +684,14 @@ impl Node {
         };
         if pending >= max {
             return Err(Rejected::TooManyPending { max });
+        }
+        let max_bytes = mempool::MAX_PENDING_BYTES_PER_SENDER * if reserved { 8 } else { 1 };
+        let pending_bytes = pool.pending_bytes_of(&sender);
+        if pending > 0 && pending_bytes + encoded_len > max_bytes {
+            return Err(Rejected::TooManyPendingBytes {
+                pending: pending_bytes,
+                max: max_bytes,
+            });
         }
         let expected = pool.next_nonce(&sender, committed_nonce(&snap, &sender));
         self.exec.check_stateful(&snap, &tx, expected)?;

@@ -10,6 +10,11 @@ pub const MAX_PENDING_PER_SENDER: usize = 64;
 /// that a pool full of others' transactions still takes them; also how many of those one
 /// sender may have waiting (the gateway relays every meter's readings).
 pub const RESERVED: usize = 1_000;
+/// Bytes one sender may have waiting (the reserved senders, the gateway's relay among them,
+/// 8 times this): a few large transactions count as much as many small ones.
+pub const MAX_PENDING_BYTES_PER_SENDER: usize = 1 << 20;
+/// Bytes the whole pool holds at most: memory stays bounded whatever the transactions' size.
+pub const MAX_POOL_BYTES: usize = 256 << 20;
 /// Dropped transactions remembered (the oldest are forgotten first).
 const DROPPED_KEPT: usize = 10_000;
 
@@ -19,6 +24,8 @@ pub struct Mempool {
     senders: VecDeque<Address>,
     hashes: HashSet<Hash32>,
     capacity: usize,
+    /// Encoded bytes of everything waiting.
+    bytes: usize,
 }
 
 impl Mempool {
@@ -28,6 +35,7 @@ impl Mempool {
             senders: VecDeque::new(),
             hashes: HashSet::new(),
             capacity,
+            bytes: 0,
         }
     }
 
@@ -46,7 +54,14 @@ impl Mempool {
         } else {
             self.capacity
         };
-        self.hashes.len() >= room
+        self.hashes.len() >= room || self.bytes >= MAX_POOL_BYTES
+    }
+
+    /// Encoded bytes `sender` has waiting.
+    pub fn pending_bytes_of(&self, sender: &Address) -> usize {
+        self.by_sender
+            .get(sender)
+            .map_or(0, |q| q.values().map(|(_, len)| len).sum())
     }
 
     /// How many transactions `sender` has waiting, and the sum of their gas limits.
@@ -82,7 +97,10 @@ impl Mempool {
         if queue.is_empty() {
             self.senders.push_back(sender);
         }
-        queue.insert(tx.body.nonce, (tx, encoded_len));
+        if let Some((_, old)) = queue.insert(tx.body.nonce, (tx, encoded_len)) {
+            self.bytes -= old;
+        }
+        self.bytes += encoded_len;
     }
 
     /// Up to `max` transactions, taking one per sender in turn, each sender's in nonce order.
@@ -130,9 +148,10 @@ impl Mempool {
             queue.split_off(&next_nonce)
         };
         let mut dropped = Vec::with_capacity(queue.len());
-        for (tx, _) in queue.values() {
+        for (tx, len) in queue.values() {
             let hash = tx.hash();
             self.hashes.remove(&hash);
+            self.bytes -= len;
             dropped.push(hash);
         }
         *queue = keep;

@@ -19,7 +19,18 @@ use gridledger_types::tx::MAX_TX_BYTES;
 
 /// Encoded bytes of a payload's transactions, in all: well under the consensus message cap
 /// ([`gridledger_consensus::wire::MAX_MESSAGE_BYTES`]), which also carries the proposal.
-pub const MAX_PAYLOAD_BYTES: usize = 6 << 20;
+pub const MAX_PAYLOAD_BYTES: usize = MAX_TX_BYTES;
+/// Most meter readings one block's transactions carry: each costs every validator a state
+/// read (and, if it is worth one, a signature check), so their number per block is bounded.
+pub const MAX_BLOCK_READINGS: usize = 4_000;
+
+/// How many meter readings a transaction carries.
+pub fn readings_in(tx: &gridledger_types::SignedTx) -> usize {
+    match &tx.body.payload {
+        gridledger_types::Payload::Readings { readings } => readings.len(),
+        _ => 0,
+    }
+}
 
 /// How far ahead of a validator's clock a proposal's time may be, unless genesis says.
 pub const DEFAULT_MAX_CLOCK_DRIFT_MS: u64 = 2_000;
@@ -71,6 +82,12 @@ pub fn check(
         return Err(format!(
             "transactions asking for {gas} gas, at most {} allowed in a block",
             limits.max_block_gas
+        ));
+    }
+    let readings: usize = payload.txs.iter().map(readings_in).sum();
+    if readings > MAX_BLOCK_READINGS {
+        return Err(format!(
+            "{readings} meter readings, at most {MAX_BLOCK_READINGS} allowed in a block"
         ));
     }
     let mut total = 0usize;

@@ -228,7 +228,7 @@ fn gas_limit_above_the_cap_is_rejected_with_gas_limit_too_high() {
         &mut chain,
         &alice,
         &tx.encode(),
-        |e| matches!(e, Rejected::GasTooHigh { max: m, .. } if *m == 1_000_000_000),
+        |e| matches!(e, Rejected::GasTooHigh { max: m, .. } if *m == gridledger_vm::VmConfig::default().limits.max_tx_gas),
     );
     assert_eq!(
         chain.node.submit(&tx.encode()).unwrap_err().code(),
@@ -836,6 +836,41 @@ fn one_sender_cannot_fill_the_mempool_or_queue_fees_it_cannot_pay() {
         "{third:?}"
     );
     assert_eq!(chain.node.mempool_len(), MAX_PENDING_PER_SENDER + 2);
+}
+
+/// Large transactions count by their bytes: one sender's waiting transactions hold at most
+/// `MAX_PENDING_BYTES_PER_SENDER` (junk readings batches of 80 KB each, gossiped to every
+/// validator, used to be limited only by their number). The refusal changes nothing.
+#[test]
+fn one_sender_cannot_queue_more_than_its_share_of_bytes() {
+    use gridledger_node::mempool::MAX_PENDING_BYTES_PER_SENDER;
+    let mut chain = TestChain::new();
+    let alice = chain.account("alice", 100_000_000_000);
+    let big = |nonce: u64| {
+        gridledger_types::TxBody {
+            chain_id: gridledger_node::testing::TEST_CHAIN_ID.into(),
+            sender: alice.address(),
+            nonce,
+            gas_limit: 100_000_000,
+            payload: Payload::StoreCode {
+                wasm: vec![nonce as u8; 300 << 10],
+            },
+        }
+        .sign(&alice)
+    };
+    let fit = MAX_PENDING_BYTES_PER_SENDER / (300 << 10);
+    for n in 0..fit as u64 {
+        chain.node.submit(&big(n).encode()).unwrap();
+    }
+    let over = big(fit as u64);
+    let err = chain.node.submit(&over.encode()).unwrap_err();
+    assert_eq!(err.code(), "too_many_pending");
+    assert!(err.to_string().contains("bytes"), "{err}");
+    assert_eq!(chain.node.mempool_len(), fit);
+    assert!(matches!(
+        chain.node.tx_status(&over.hash()).unwrap(),
+        gridledger_node::TxStatus::Unknown
+    ));
 }
 
 /// A transaction the node accepted and then let go (here: another transaction of the same

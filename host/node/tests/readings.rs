@@ -361,9 +361,9 @@ fn settlement_uses_the_energy_of_accepted_readings() {
 }
 
 /// Junk costs a state read, not a signature check: readings of an unregistered device are
-/// refused before their signatures are looked at, while the checks a batch does need are paid
-/// for, 3,000 gas each (4,096 junk readings used to cost a validator ~0.3 s of checks for a
-/// few million gas).
+/// refused before their signatures are looked at (each lookup paid, `reading_lookup`), while
+/// the checks a batch does need are paid for too, `reading_signature` each (4,096 junk
+/// readings used to cost a validator ~0.3 s of checks for a few million gas).
 #[test]
 fn junk_readings_are_refused_before_their_signatures_and_checks_are_paid() {
     let mut chain = chain();
@@ -381,6 +381,12 @@ fn junk_readings_are_refused_before_their_signatures_and_checks_are_paid() {
     };
     let a = relay(&mut chain, t, junk);
     assert!(why(&a).contains("not registered"), "{}", why(&a));
+    let g = chain.node.vm().config().gas.clone();
+    assert!(
+        a.gas_used >= n * g.reading_lookup,
+        "every lookup is paid: {}",
+        a.gas_used
+    );
     // The wind meter's readings, signed by the wrong key: each is worth a check (registered,
     // after the last one), and each check is paid.
     let forged: Vec<SignedReading> = (0..n)
@@ -389,7 +395,7 @@ fn junk_readings_are_refused_before_their_signatures_and_checks_are_paid() {
     let b = relay(&mut chain, t + 1_000, forged);
     assert!(why(&b).contains("signature"), "{}", why(&b));
     assert!(
-        b.gas_used >= a.gas_used + n * 3_000,
+        b.gas_used >= a.gas_used + n * g.reading_signature,
         "{} vs {}",
         b.gas_used,
         a.gas_used
@@ -484,8 +490,11 @@ fn a_relayer_with_too_little_gas_for_the_reports_changes_nothing() {
     };
     chain.block_at(start(1) + 999);
     let probe = chain.sign(&key("stranger"), payload.clone(), 0);
-    let tight =
-        g.tx_base + g.tx_per_byte * probe.encode().len() as u64 + g.reading_signature + 10_000;
+    let tight = g.tx_base
+        + g.tx_per_byte * probe.encode().len() as u64
+        + g.reading_lookup
+        + g.reading_signature
+        + 10_000;
     let tx = chain.sign(&key("stranger"), payload, tight);
     let hash = chain.node.submit(&tx.encode()).expect("admitted");
     let before = chain.node.devices().unwrap();
