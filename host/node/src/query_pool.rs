@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// Niceness of the query threads (higher is lower priority).
-const QUERY_NICE: i32 = 10;
+const QUERY_NICE: i32 = 19;
 /// Longest a caller waits for a query's answer (the query's gas bounds its work well below
 /// this on a machine that is not starved; this bounds the wait when it is).
 pub const QUERY_DEADLINE: Duration = Duration::from_secs(10);
