@@ -22,6 +22,10 @@ const SETTLE_FROM: Item<u64> = Item::new("settle_from");
 /// Account → micro-tokens it owes the grid company (tariff or penalty its escrow did not cover).
 pub const DEBTS: Map<Address, u64> = Map::new("debt");
 
+/// Trades of a period that get an event each (a call's events are capped by the VM, and a
+/// period of 10,000 orders has thousands of trades); `period_cleared` says how many there were.
+pub const MAX_TRADE_EVENTS: usize = 1_000;
+
 /// Most orders one boundary call clears or settles in periods a stop skipped (on top of the
 /// period at hand): the call stays well inside its gas cap, and the next one goes on.
 const CATCH_UP_ORDERS: u64 = MAX_ORDERS_PER_PERIOD as u64;
@@ -93,15 +97,18 @@ pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
             renewable: offer.renewable,
         };
         TRADES.save(&(period, n as u64), &trade)?;
-        ctx.emit(
-            Event::new("trade")
-                .attr("period", period)
-                .attr("seller", trade.seller)
-                .attr("buyer", trade.buyer)
-                .attr("wh", m.wh)
-                .attr("price", m.price)
-                .attr("renewable", trade.renewable),
-        );
+        // An event per trade for the first ones; all are in state (the `trades` query).
+        if n < MAX_TRADE_EVENTS {
+            ctx.emit(
+                Event::new("trade")
+                    .attr("period", period)
+                    .attr("seller", trade.seller)
+                    .attr("buyer", trade.buyer)
+                    .attr("wh", m.wh)
+                    .attr("price", m.price)
+                    .attr("renewable", trade.renewable),
+            );
+        }
         summary.traded_wh += m.wh;
         if trade.renewable {
             summary.renewable_wh += m.wh;
@@ -151,7 +158,8 @@ pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
             .attr("price", summary.clearing_price)
             .attr("mu", summary.mu)
             .attr("traded_wh", summary.traded_wh)
-            .attr("renewable_wh", summary.renewable_wh),
+            .attr("renewable_wh", summary.renewable_wh)
+            .attr("trades", summary.trades),
     );
     Ok(summary)
 }

@@ -168,7 +168,15 @@ fn system_gas(b: &CommittedBlock, event: &str) -> Result<u64> {
                 e.kind == event && e.attributes.iter().any(|(k, v)| k == "period" && v == "1")
             })
         })
-        .with_context(|| format!("no {event} in the block"))?;
+        .with_context(|| {
+            let errors: Vec<String> = b
+                .receipts
+                .iter()
+                .filter_map(|r| r.error.as_ref().map(|e| e.message.clone()))
+                .take(3)
+                .collect();
+            format!("no {event} in the block (errors: {errors:?})")
+        })?;
     if let Some(e) = &r.error {
         bail!("period call failed: {}", e.message);
     }
