@@ -66,8 +66,10 @@ struct Door {
     addr: SocketAddr,
 }
 
-/// The admin listener's router: `GET /v1/plugins` and `POST /v1/plugins/{target}/swap`
-/// (body: the new component), for a listener bound at `addr`.
+/// The admin listener's router: `GET /v1/plugins`, `POST /v1/plugins/{target}/swap` (body:
+/// the new component), `POST /v1/plugins/{target}/stage` (body: the new component; started
+/// and health-checked beside the running one) and `POST /v1/plugins/{target}/switch` (puts
+/// the staged one in place), for a listener bound at `addr`.
 pub fn app(plugins: Option<Arc<PluginSet>>, token: AdminToken, addr: SocketAddr) -> Router {
     let door = Arc::new(Door { token, addr });
     let mut router = Router::new();
@@ -76,6 +78,8 @@ pub fn app(plugins: Option<Arc<PluginSet>>, token: AdminToken, addr: SocketAddr)
             Router::new()
                 .route("/v1/plugins", get(statuses))
                 .route("/v1/plugins/{target}/swap", post(swap))
+                .route("/v1/plugins/{target}/stage", post(stage))
+                .route("/v1/plugins/{target}/switch", post(switch))
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
                 .with_state(set),
         );
@@ -168,6 +172,40 @@ async fn swap(
             StatusCode::UNPROCESSABLE_ENTITY,
             "swap_refused",
             e,
+        )),
+    }
+}
+
+async fn stage(
+    State(set): State<Arc<PluginSet>>,
+    Path(target): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    known(&set, &target)?;
+    set.stage(&target, &body)
+        .await
+        .map(|r| Json(json!(r)))
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "swap_refused", e))
+}
+
+async fn switch(
+    State(set): State<Arc<PluginSet>>,
+    Path(target): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    known(&set, &target)?;
+    set.switch(&target)
+        .await
+        .map(|r| Json(json!(r)))
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "swap_refused", e))
+}
+
+fn known(set: &PluginSet, target: &str) -> Result<(), ApiError> {
+    match set.find(target) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no plugin or device named {target:?}"),
         )),
     }
 }

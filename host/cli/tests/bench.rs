@@ -35,7 +35,12 @@ fn bench_devices_prints_its_figures_as_json() {
         .output()
         .unwrap();
     let last = last_json(&out);
-    for key in ["readings_per_sec", "applied_readings_per_sec", "swap_ms"] {
+    for key in [
+        "readings_per_sec",
+        "applied_readings_per_sec",
+        "swap_ms",
+        "switch_ms",
+    ] {
         assert!(last[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {last}");
     }
     assert_eq!(last["devices"], 30);

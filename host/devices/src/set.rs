@@ -4,7 +4,7 @@
 use crate::manifest::PluginManifest;
 use crate::meter::{ChainClock, Meter, MeterPosition};
 use crate::runtime::{PluginCode, PluginRuntime};
-use crate::supervisor::{Clock, PluginHandle, PluginStatus, PluginTask, SwapReport};
+use crate::supervisor::{Clock, PluginHandle, PluginStatus, PluginTask, StageReport, SwapReport};
 use gridledger_types::{Address, Hash32, Keypair, SignedReading};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -133,6 +133,31 @@ impl PluginSet {
     /// Swaps the plugin behind `target` for the component `wasm`, if its manifest allows
     /// that component's hash (checked before anything is compiled).
     pub async fn swap(&self, target: &str, wasm: &[u8]) -> Result<SwapReport, String> {
+        let (handle, code) = self.allowed_code(target, wasm).await?;
+        handle.swap(code).await
+    }
+
+    /// Compiles, starts and health-checks `wasm` beside the plugin behind `target` (which
+    /// keeps serving), for a later [`PluginSet::switch`]; the same pins as a swap.
+    pub async fn stage(&self, target: &str, wasm: &[u8]) -> Result<StageReport, String> {
+        let (handle, code) = self.allowed_code(target, wasm).await?;
+        handle.stage(code).await
+    }
+
+    /// Puts the version staged for `target` in place; answers with its first reading.
+    pub async fn switch(&self, target: &str) -> Result<SwapReport, String> {
+        let handle = self
+            .find(target)
+            .ok_or_else(|| format!("no plugin or device named {target:?}"))?;
+        handle.switch().await
+    }
+
+    /// The plugin behind `target` and `wasm` compiled, if its manifest allows its hash.
+    async fn allowed_code(
+        &self,
+        target: &str,
+        wasm: &[u8],
+    ) -> Result<(&PluginHandle, PluginCode), String> {
         let (handle, allowed) = self
             .find_with_pins(target)
             .ok_or_else(|| format!("no plugin or device named {target:?}"))?;
@@ -152,7 +177,7 @@ impl PluginSet {
             .await
             .map_err(|e| format!("compiling: {e}"))?
             .map_err(|e| e.to_string())?;
-        handle.swap(code).await
+        Ok((handle, code))
     }
 
     fn find_with_pins(&self, target: &str) -> Option<(&PluginHandle, &[Hash32])> {

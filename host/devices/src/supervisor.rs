@@ -80,9 +80,28 @@ pub struct SwapReport {
     pub readings_in_first_poll: usize,
 }
 
+/// A version staged for a later switch: started and health-checked.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StageReport {
+    pub plugin: String,
+    pub staged: String,
+    pub version: String,
+    /// Starting and health-checking it (the old version served meanwhile).
+    pub stage_ms: u64,
+}
+
 enum Command {
     Swap {
         code: PluginCode,
+        reply: oneshot::Sender<Result<SwapReport, String>>,
+    },
+    /// Start and health-check `code`, keep it ready; the running version goes on.
+    Stage {
+        code: PluginCode,
+        reply: oneshot::Sender<Result<StageReport, String>>,
+    },
+    /// Put the staged version in place now; the first reading answers.
+    Switch {
         reply: oneshot::Sender<Result<SwapReport, String>>,
     },
     /// Continue these devices' sequence numbers from the chain's (see [`PluginHandle::resync`]).
@@ -128,6 +147,33 @@ impl PluginHandle {
         answer
             .await
             .map_err(|_| "the plugin stopped during the swap".to_string())?
+    }
+
+    /// Starts and health-checks `code` beside the running version, for a later [`switch`].
+    ///
+    /// [`switch`]: PluginHandle::switch
+    pub async fn stage(&self, code: PluginCode) -> Result<StageReport, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Stage { code, reply })
+            .await
+            .map_err(|_| "the plugin has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the plugin stopped while staging".to_string())?
+    }
+
+    /// Puts the staged version in place between two polls and polls at once; answers with
+    /// its first reading (rolled back, like a swap, if its first polls fail).
+    pub async fn switch(&self) -> Result<SwapReport, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Switch { reply })
+            .await
+            .map_err(|_| "the plugin has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the plugin stopped during the switch".to_string())?
     }
 
     /// Sets the next sequence number of the devices named in `next_seq`, between two polls.
@@ -186,6 +232,7 @@ impl PluginTask {
             previous: None,
             probation: 0,
             pending: None,
+            staged: None,
             backoff: BACKOFF_FIRST,
             next_start: Instant::now(),
             last_poll_ms: 0,
@@ -211,6 +258,8 @@ struct Supervisor {
     previous: Option<PluginCode>,
     probation: u32,
     pending: Option<PendingSwap>,
+    /// A version started and health-checked, waiting for `switch`.
+    staged: Option<(PluginCode, RunningPlugin)>,
     backoff: Duration,
     next_start: Instant,
     last_poll_ms: u64,
@@ -227,6 +276,29 @@ impl Supervisor {
                 }
                 Some(command) = commands.recv() => match command {
                     Command::Swap { code, reply } => self.swap(code, reply).await,
+                    Command::Stage { code, reply } => {
+                        let started = Instant::now();
+                        let report = match self.health_check(&code).await {
+                            Ok(fresh) => {
+                                let r = StageReport {
+                                    plugin: self.task.manifest.id.clone(),
+                                    staged: code.hash.to_hex(),
+                                    version: fresh.info.version.clone(),
+                                    stage_ms: started.elapsed().as_millis() as u64,
+                                };
+                                self.staged = Some((code, fresh));
+                                Ok(r)
+                            }
+                            Err(why) => Err(format!("refused: {why}")),
+                        };
+                        let _ = reply.send(report);
+                    }
+                    Command::Switch { reply } => match self.staged.take() {
+                        Some((code, fresh)) => self.put_in_place(code, fresh, Instant::now(), reply).await,
+                        None => {
+                            let _ = reply.send(Err("nothing is staged: stage a version first".into()));
+                        }
+                    },
                     Command::Resync { next_seq, reply } => {
                         for m in &mut self.task.meters {
                             if let Some(&n) = next_seq.get(&m.device()) {
@@ -418,6 +490,19 @@ impl Supervisor {
                 return;
             }
         };
+        self.put_in_place(code, fresh, started, reply).await;
+    }
+
+    /// Makes a health-checked instance the running one and polls at once: the first reading
+    /// answers `reply`; the old version is kept for rollback while the new one is on probation.
+    async fn put_in_place(
+        &mut self,
+        code: PluginCode,
+        fresh: RunningPlugin,
+        started: Instant,
+        reply: oneshot::Sender<Result<SwapReport, String>>,
+    ) {
+        let from = self.task.code.hash;
         self.note_running(&fresh);
         self.previous = Some(std::mem::replace(&mut self.task.code, code));
         self.instance = Some(fresh);

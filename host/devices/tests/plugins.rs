@@ -289,6 +289,35 @@ async fn a_hot_swap_under_polling_loses_and_doubles_nothing() {
     );
 }
 
+/// Two steps: staging starts and health-checks the new version while the old one keeps
+/// serving; the switch puts it in place at once. No reading is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_version_switches_in_without_losing_a_reading() {
+    let rt = Arc::new(PluginRuntime::new().unwrap());
+    let sim = rt.load(&plugin_file("island_sim")).unwrap();
+    let driver = rt.load(&plugin_file("test_driver")).unwrap();
+    let mut run = Running::start(sim.clone(), manifest("steady", &[]), rt.clone());
+    // Nothing staged yet: a switch is refused and nothing changes.
+    let e = run.handle.switch().await.unwrap_err();
+    assert!(e.contains("nothing is staged"), "{e}");
+    run.take(9).await;
+    let staged = run.handle.stage(driver.clone()).await.expect("staged");
+    assert_eq!(staged.staged, driver.hash.to_hex());
+    // Staged, not running: the old version still reads.
+    run.take(9).await;
+    assert_eq!(run.handle.status().code_hash, sim.hash.to_hex());
+    assert!(run.seen.iter().all(|r| r.reading.plugin == sim.hash));
+    let report = run.handle.switch().await.expect("switched");
+    assert_eq!(report.to, driver.hash.to_hex());
+    assert_eq!(report.readings_in_first_poll, 3);
+    assert_eq!(run.handle.status().code_hash, driver.hash.to_hex());
+    // What was staged is used up.
+    assert!(run.handle.switch().await.is_err());
+    run.take(9).await;
+    let seen = run.finish().await;
+    assert!(seen.iter().any(|r| r.reading.plugin == driver.hash));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_new_version_is_refused_or_rolled_back() {
     let rt = Arc::new(PluginRuntime::new().unwrap());
