@@ -132,6 +132,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     let head = node.head();
     Json(json!({
         "chain_id": node.chain_id(),
+        "role": node.role(),
         "height": head.height,
         "head_hash": head.hash().to_hex(),
         "time_ms": head.time_ms,

@@ -203,7 +203,8 @@ fn write_keys(genesis: &Genesis, key_dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// The validators of genesis, in one process; the API of the first on `--port`.
+/// The validators of genesis and its first observer, in one process; the public API on
+/// `--port` is the observer's (the first validator's, if genesis lists no observer).
 fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
     use crate::validators::Running;
     use gridledger_node::validator::ValidatorOptions;
@@ -239,6 +240,25 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
     } else {
         Simulation::from_genesis(nodes[0].clone(), &genesis, &args.genesis)?
     };
+    // The public side: the first observer genesis lists, with the dev key of its name.
+    let observer = match genesis.observer_keys()?.into_iter().next() {
+        Some((name, key)) => {
+            let (secret, public) = gridledger_node::genesis::dev_observer_key(&name);
+            if public != key {
+                anyhow::bail!(
+                    "devnet observer {name}: genesis must list the dev key of its name (`gridledger observer-keys --name {name} --dev-seed {name}`)"
+                );
+            }
+            let node = Node::open(
+                &args.data_dir.join(&name),
+                genesis.clone(),
+                &args.contracts_dir,
+            )?;
+            node.set_observing();
+            Some((node, secret))
+        }
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_stack_size(crate::execution_stack())
@@ -251,10 +271,15 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
         let addr = listener.local_addr()?;
         let node = nodes[0].clone();
         println!(
-            "gridledger devnet: chain {} at height {}, {} validators on loopback, data in {}",
+            "gridledger devnet: chain {} at height {}, {} validators{} on loopback, data in {}",
             node.chain_id(),
             node.head().height,
             nodes.len(),
+            if observer.is_some() {
+                " and an observer"
+            } else {
+                ""
+            },
             args.data_dir.display()
         );
         for (name, key) in genesis.dev_keys() {
@@ -281,6 +306,23 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
                 },
             )?);
         }
+        // What the public sees: the observer (it checks what the validators finalize and
+        // forwards what is submitted to it), and the meters' plugins on it, as the grid
+        // company's boundary node.
+        let (public, public_status, watching) = match observer {
+            Some((o, secret)) => {
+                let watching = Running::start_observer(
+                    o.clone(),
+                    gridledger_node::observer::ObserverOptions {
+                        validators: peers.clone(),
+                        network_secret: secret,
+                        bind: ([127, 0, 0, 1], 0).into(),
+                    },
+                )?;
+                (o, watching.status.clone(), Some(watching))
+            }
+            None => (node.clone(), running[0].status.clone(), None),
+        };
         println!("web app and API: http://{addr}");
         let admin =
             crate::doors::AdminDoor::bind(([127, 0, 0, 1], args.admin_port).into(), &args.data_dir)
@@ -289,16 +331,15 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
         std::io::stdout().flush()?;
         let sim_task = sim.map(|s| tokio::spawn(follow(node.clone(), s)));
         let (plugins_stop, stop_rx) = tokio::sync::watch::channel(false);
-        let plugins = start_plugins(&args, &genesis, &node, stop_rx).await?;
-        let api = gridledger_api::web::app(
-            node.clone(),
-            plugins.clone(),
-            Some(running[0].status.clone()),
-        );
+        let plugins = start_plugins(&args, &genesis, &public, stop_rx).await?;
+        let api = gridledger_api::web::app(public.clone(), plugins.clone(), Some(public_status));
         crate::doors::serve(listener, api, admin, plugins, shutdown_signal()).await?;
         let _ = plugins_stop.send(true);
         if let Some(t) = sim_task {
             t.abort();
+        }
+        if let Some(w) = watching {
+            w.stop().await?;
         }
         for r in running {
             r.stop().await?;

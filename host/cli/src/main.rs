@@ -8,6 +8,7 @@ mod bench_market;
 mod client;
 mod devnet;
 mod doors;
+mod observe;
 mod plugins;
 mod relay;
 mod sim;
@@ -75,7 +76,8 @@ struct Signer {
 enum Command {
     /// Run the development chain: the genesis validators on loopback, the API, the island.
     Devnet(devnet::DevnetArgs),
-    /// Run one validator (and its API) from a TOML config.
+    /// Run one validator, or one observer (`role = "observer"`), and its API from a TOML
+    /// config.
     Node {
         #[arg(long)]
         config: PathBuf,
@@ -90,6 +92,19 @@ enum Command {
         #[arg(long)]
         dev_seed: Option<String>,
         /// Where to write the secret keys (TOML: bls_secret, network_secret).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print a genesis `[[observers]]` entry: a new random network key (written to `--out`),
+    /// or the dev key derived from a phrase.
+    ObserverKeys {
+        /// The observer's name in genesis.
+        #[arg(long)]
+        name: String,
+        /// Derive the dev key from this phrase instead of a random one (devnets only).
+        #[arg(long)]
+        dev_seed: Option<String>,
+        /// Where to write the secret (TOML: network_secret).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -248,6 +263,21 @@ enum PluginCmd {
         #[command(flatten)]
         admin: AdminArg,
     },
+    /// Start and health-check a new component beside the running plugin (which keeps
+    /// serving), for a quick `plugin switch` later. Same pins as `swap`.
+    Stage {
+        /// A device name or a plugin id.
+        target: String,
+        wasm: PathBuf,
+        #[command(flatten)]
+        admin: AdminArg,
+    },
+    /// Put the staged component in place now; prints its first reading's report.
+    Switch {
+        target: String,
+        #[command(flatten)]
+        admin: AdminArg,
+    },
     /// Each plugin's state, version, code hash, polls, failures and swap history.
     Status {
         #[command(flatten)]
@@ -385,6 +415,31 @@ fn run(cli: Cli) -> Result<()> {
             println!("[[validators]]\n{}", toml::to_string(&entry)?);
             Ok(())
         }
+        Command::ObserverKeys {
+            name,
+            dev_seed,
+            out,
+        } => {
+            let (secret, public) = match &dev_seed {
+                Some(p) => gridledger_node::genesis::dev_observer_key(p),
+                None => {
+                    let k = Keypair::generate();
+                    (k.secret(), k.address().0)
+                }
+            };
+            if let Some(out) = out {
+                gridledger_keyfile::write(
+                    &out,
+                    &format!("network_secret = \"{}\"\n", hex::encode(secret)),
+                )?;
+            }
+            let entry = gridledger_node::genesis::GenesisObserver {
+                name,
+                network_key: hex::encode(public),
+            };
+            println!("[[observers]]\n{}", toml::to_string(&entry)?);
+            Ok(())
+        }
         Command::Keygen { out } => {
             let k = Keypair::generate();
             match out {
@@ -482,6 +537,30 @@ fn run(cli: Cli) -> Result<()> {
                 &format!("/v1/plugins/{target}/swap"),
                 bytes,
                 "application/wasm",
+            )?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::Stage {
+            target,
+            wasm,
+            admin,
+        }) => {
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+            let report = Client::admin(&admin.admin, &admin.admin_token)?.post_bytes(
+                &format!("/v1/plugins/{target}/stage"),
+                bytes,
+                "application/wasm",
+            )?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::Switch { target, admin }) => {
+            let report = Client::admin(&admin.admin, &admin.admin_token)?.post_bytes(
+                &format!("/v1/plugins/{target}/switch"),
+                Vec::new(),
+                "application/octet-stream",
             )?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())

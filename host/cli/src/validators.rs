@@ -16,6 +16,9 @@ use tokio::sync::watch;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
+    /// `"validator"` (the default) or `"observer"`: follows the validators without voting.
+    #[serde(default)]
+    pub role: Role,
     pub genesis: PathBuf,
     #[serde(default = "default_contracts")]
     pub contracts_dir: PathBuf,
@@ -25,16 +28,19 @@ pub struct NodeConfig {
     /// The operator's listener (plugin swap): a free loopback port by default. Each request
     /// needs the bearer token in `DATA_DIR/admin.token`.
     pub admin: Option<SocketAddr>,
-    /// QUIC address other validators reach this one at.
-    pub listen: SocketAddr,
-    /// This validator's account name in genesis.
-    pub validator: String,
-    /// Secret keys file (TOML: `bls_secret`, `network_secret`, hex), as written by
-    /// `gridledger validator-keys --out`.
+    /// QUIC address other validators reach this one at (validators).
+    pub listen: Option<SocketAddr>,
+    /// This validator's account name in genesis (validators).
+    pub validator: Option<String>,
+    /// This observer's name in genesis `[[observers]]` (observers).
+    pub observer: Option<String>,
+    /// Secret keys file (TOML, hex: `bls_secret` and `network_secret` for a validator, as
+    /// `gridledger validator-keys --out` writes it; `network_secret` for an observer, as
+    /// `gridledger observer-keys --out` does).
     pub keys: Option<PathBuf>,
     /// Or derive dev keys from this phrase (the account's dev_seed; devnets only).
     pub dev_seed: Option<String>,
-    /// The other validators.
+    /// The other validators (for an observer: the validators it asks).
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
     /// Overrides the genesis block interval.
@@ -46,6 +52,14 @@ pub struct NodeConfig {
     pub relay_key: Option<PathBuf>,
     /// ... or a dev key from a phrase (devnets only).
     pub relay_dev_seed: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Validator,
+    Observer,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +74,12 @@ pub struct PeerConfig {
 #[serde(deny_unknown_fields)]
 struct KeysFile {
     bls_secret: String,
+    network_secret: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObserverKeysFile {
     network_secret: String,
 }
 
@@ -151,7 +171,20 @@ impl NodeConfig {
         }
     }
 
-    fn relay(&self) -> Result<gridledger_types::Keypair> {
+    /// An observer's network secret, from its key file or dev phrase.
+    pub fn observer_secret(&self) -> Result<[u8; 32]> {
+        match (&self.keys, &self.dev_seed) {
+            (Some(path), None) => {
+                let text = gridledger_keyfile::read(path)?;
+                let k: ObserverKeysFile = toml::from_str(&text)?;
+                hex32("network_secret", &k.network_secret)
+            }
+            (None, Some(seed)) => Ok(gridledger_node::genesis::dev_observer_key(seed).0),
+            _ => bail!("give exactly one of keys, dev_seed"),
+        }
+    }
+
+    pub fn relay(&self) -> Result<gridledger_types::Keypair> {
         match (&self.relay_key, &self.relay_dev_seed) {
             (Some(path), None) => {
                 let text = gridledger_keyfile::read(path)?;
@@ -195,25 +228,45 @@ impl Running {
         keys: ValidatorKeys,
         opts: ValidatorOptions,
     ) -> Result<Running> {
+        let name = format!("validator-{}", opts.listen.port());
+        Running::spawn(name, move |status, stop| {
+            validator::run(node, keys, opts, status, stop)
+        })
+    }
+
+    /// Starts an observer the same way, on a runtime of its own.
+    pub fn start_observer(
+        node: Arc<Node>,
+        opts: gridledger_node::observer::ObserverOptions,
+    ) -> Result<Running> {
+        Running::spawn("observer".into(), move |status, stop| {
+            gridledger_node::observer::run(node, opts, status, stop)
+        })
+    }
+
+    fn spawn<F, Fut>(name: String, run: F) -> Result<Running>
+    where
+        F: FnOnce(Arc<ValidatorStatus>, watch::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         let (stop, rx) = watch::channel(false);
         let status = Arc::new(ValidatorStatus::default());
-        let name = format!("validator-{}", opts.listen.port());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name(name.clone())
             .thread_stack_size(crate::execution_stack())
             .enable_all()
             .build()
-            .context("starting a validator's runtime")?;
+            .context("starting a node's runtime")?;
         let s = status.clone();
         let (exited_tx, exited) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
                 let _exited = exited_tx;
-                rt.block_on(validator::run(node, keys, opts, s, rx))
+                rt.block_on(run(s, rx))
             })
-            .context("starting a validator's thread")?;
+            .context("starting a node's thread")?;
         Ok(Running {
             stop,
             thread,
@@ -247,7 +300,17 @@ pub fn run_node(config: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config)?;
     let genesis = Genesis::load(&cfg.genesis)?;
     cfg.check_dev_seeds(&genesis)?;
-    let me = validator_index(&genesis, &cfg.validator)?;
+    if cfg.role == Role::Observer {
+        return crate::observe::run(cfg, genesis);
+    }
+    let name = cfg
+        .validator
+        .clone()
+        .context("a validator's config names its account: validator = \"...\"")?;
+    let listen = cfg
+        .listen
+        .context("a validator's config gives its QUIC address: listen = \"IP:PORT\"")?;
+    let me = validator_index(&genesis, &name)?;
     let mut peers = Vec::new();
     for p in &cfg.peers {
         peers.push((validator_index(&genesis, &p.validator)?, p.addr));
@@ -265,11 +328,9 @@ pub fn run_node(config: &Path) -> Result<()> {
             .await
             .with_context(|| format!("binding {}", cfg.api))?;
         println!(
-            "gridledger validator {} ({me}) of chain {} at height {}; QUIC on {}",
-            cfg.validator,
+            "gridledger validator {name} ({me}) of chain {} at height {}; QUIC on {listen}",
             node.chain_id(),
             node.head().height,
-            cfg.listen
         );
         println!("web app and API: http://{}", listener.local_addr()?);
         let admin_addr = cfg.admin.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -281,7 +342,7 @@ pub fn run_node(config: &Path) -> Result<()> {
             node.clone(),
             keys,
             ValidatorOptions {
-                listen: cfg.listen,
+                listen,
                 peers,
                 block_interval_ms: interval,
             },

@@ -189,3 +189,97 @@ fn validators_survive_a_kill_and_stop_safely_without_a_quorum() {
     assert_eq!(v[1].block_hash(h), hash);
     assert_eq!(v[3].block_hash(h), hash);
 }
+
+/// An observer process's config: it asks the four validators.
+fn observer_toml(dir: &Path, name: &str, validators: &[Validator], quic: &[String]) -> Validator {
+    let api = free_tcp();
+    let peers: String = (0..validators.len())
+        .map(|j| {
+            format!(
+                "[[peers]]\nvalidator = \"validator-{}\"\naddr = \"{}\"\n",
+                j + 1,
+                quic[j]
+            )
+        })
+        .collect();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "role = \"observer\"\ngenesis = \"{}\"\ncontracts_dir = \"{}\"\ndata_dir = \"{}\"\napi = \"{api}\"\nobserver = \"grid-observer\"\ndev_seed = \"grid-observer\"\n{peers}",
+            repo().join("genesis/island.toml").display(),
+            repo().join("target/contracts").display(),
+            dir.join(format!("data-{name}")).display(),
+        ),
+    )
+    .unwrap();
+    Validator {
+        config,
+        api,
+        child: None,
+    }
+}
+
+/// The QUIC addresses the cluster's configs name, in validator order.
+fn quic_addrs(dir: &Path) -> Vec<String> {
+    (0..N)
+        .map(|i| {
+            let text = std::fs::read_to_string(dir.join(format!("node-{i}.toml"))).unwrap();
+            let line = text.lines().find(|l| l.starts_with("listen = ")).unwrap();
+            line.trim_start_matches("listen = ")
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect()
+}
+
+fn state_root(node: &Validator, height: u64) -> String {
+    let b: serde_json::Value =
+        reqwest::blocking::get(format!("http://{}/v1/blocks/{height}", node.api))
+            .unwrap()
+            .json()
+            .unwrap();
+    let root = b["header"]["state_root"].to_string();
+    assert_ne!(root, "null", "{b}");
+    root
+}
+
+#[test]
+fn an_observer_tracks_the_validators_survives_a_kill_and_a_new_one_syncs_from_genesis() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = cluster(dir.path());
+    let quic = quic_addrs(dir.path());
+    for x in v.iter_mut() {
+        x.start();
+    }
+    let mut observer = observer_toml(dir.path(), "observer", &v, &quic);
+    observer.start();
+    observer.reach(5);
+    let status = observer.status().unwrap();
+    assert_eq!(status["role"], "observer");
+    assert_eq!(v[0].status().unwrap()["role"], "validator");
+    assert_eq!(status["diverged"], false);
+    assert_eq!(state_root(&observer, 5), state_root(&v[0], 5));
+
+    // SIGKILLed, it misses blocks; restarted on its store, it catches up.
+    observer.kill();
+    let h = v[0].height() + 20;
+    v[0].reach(h);
+    observer.start();
+    observer.reach(h);
+    assert_eq!(state_root(&observer, h), state_root(&v[0], h));
+
+    // A new observer from an empty directory, once the chain is 200 blocks long, reaches the
+    // same state root.
+    v[0].reach(200);
+    let mut fresh = observer_toml(dir.path(), "fresh", &v, &quic);
+    fresh.start();
+    fresh.reach(200);
+    assert_eq!(state_root(&fresh, 200), state_root(&v[0], 200));
+    assert_eq!(state_root(&observer, 200), state_root(&v[0], 200));
+    let status = fresh.status().unwrap();
+    assert!(
+        status["certified_height"].as_u64().unwrap() >= 190,
+        "{status}"
+    );
+}

@@ -251,6 +251,8 @@ fn island_devnet_trades_clears_and_settles_by_itself() {
     let url = net.url.clone();
     let status = get(&format!("{url}/v1/status"));
     assert!(status["settled_periods"].as_u64().unwrap() >= 1, "{status}");
+    // The public API is the observer's: it follows the four validators and votes on nothing.
+    assert_eq!(status["role"], "observer", "{status}");
     // Each of the four validators runs on a tokio runtime of its own (named after its port).
     let mut runtimes: Vec<String> = net
         .thread_names()
@@ -260,6 +262,7 @@ fn island_devnet_trades_clears_and_settles_by_itself() {
     runtimes.sort();
     runtimes.dedup();
     assert_eq!(runtimes.len(), 4, "{runtimes:?}");
+    assert!(net.thread_names().iter().any(|n| n == "observer"));
     // What was delivered came from the device plugin's signed readings: the simulation
     // reports no meter readings when genesis registers devices.
     let delivered: f64 = line

@@ -87,7 +87,7 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
         "gridledger_block_gas_used_sum",
         "gridledger_plugin_polls_total{plugin=\"island-sim\"}",
         "gridledger_plugin_failures_total",
-        "gridledger_peers_connected 3",
+        "gridledger_peers_connected 4",
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }

@@ -13,6 +13,7 @@
 //!   endpoint to go idle, since `close` would drop undelivered data.
 
 pub mod identity;
+pub mod requests;
 pub mod tls;
 
 use identity::Identity;
@@ -52,6 +53,11 @@ pub struct NetConfig {
     pub max_frame: usize,
     /// Messages queued per peer before new ones are dropped.
     pub queue: usize,
+    /// Non-voting nodes (observers) admitted to ask this node questions: their network keys.
+    /// They may open request streams ([`requests`]) and nothing else.
+    pub observers: Vec<[u8; 32]>,
+    /// What answers observers' requests (none: observers are refused at the handshake).
+    pub serve: Option<requests::Handler>,
 }
 
 /// Turns a frame into a protocol message, or says why it is garbage.
@@ -64,7 +70,7 @@ pub struct Network {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn transport() -> Arc<quinn::TransportConfig> {
+pub(crate) fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(KEEP_ALIVE));
     t.max_idle_timeout(Some(
@@ -72,7 +78,8 @@ fn transport() -> Arc<quinn::TransportConfig> {
             .try_into()
             .expect("a 5 s idle timeout is in range"),
     ));
-    t.max_concurrent_bidi_streams(0u32.into());
+    // Bidirectional streams carry observers' requests, one at a time per connection.
+    t.max_concurrent_bidi_streams(1u32.into());
     t.max_concurrent_uni_streams(4u32.into());
     Arc::new(t)
 }
@@ -86,11 +93,21 @@ impl Network {
         inbound: mpsc::Sender<(u16, T)>,
     ) -> anyhow::Result<Network> {
         let id = Identity::from_secret(&cfg.secret)?;
+        let observers: Vec<[u8; 32]> = match cfg.serve {
+            Some(_) => cfg.observers.clone(),
+            None => Vec::new(),
+        };
         let keys: HashMap<[u8; 32], u16> = cfg
             .peers
             .iter()
             .map(|p| (p.key, p.index))
             .chain(std::iter::once((id.public, cfg.me)))
+            .chain(
+                observers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| (*k, requests::OBSERVER_BASE + i as u16)),
+            )
             .collect();
         let verifier = Arc::new(ValidatorVerifier::new(keys, &tls::provider()));
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(
@@ -112,6 +129,7 @@ impl Network {
             cfg.max_frame,
             decode,
             inbound,
+            cfg.serve,
         )));
         let mut senders = HashMap::new();
         for peer in cfg.peers {
@@ -195,9 +213,12 @@ async fn accept_loop<T: Send + 'static>(
     max_frame: usize,
     decode: Decoder<T>,
     inbound: mpsc::Sender<(u16, T)>,
+    serve: Option<requests::Handler>,
 ) {
+    let permits = requests::answer_permits();
     while let Some(incoming) = endpoint.accept().await {
         let (verifier, decode, inbound) = (verifier.clone(), decode.clone(), inbound.clone());
+        let (serve, permits) = (serve.clone(), permits.clone());
         tokio::spawn(async move {
             let conn = match incoming.await {
                 Ok(c) => c,
@@ -210,6 +231,13 @@ async fn accept_loop<T: Send + 'static>(
                 conn.close(1u32.into(), b"unknown peer");
                 return;
             };
+            if from >= requests::OBSERVER_BASE {
+                // An observer asks; it never speaks consensus.
+                if let Some(serve) = serve {
+                    requests::serve_connection(conn, from, serve, permits).await;
+                }
+                return;
+            }
             while let Ok(stream) = conn.accept_uni().await {
                 let (conn, decode, inbound) = (conn.clone(), decode.clone(), inbound.clone());
                 tokio::spawn(read_frames(conn, from, stream, max_frame, decode, inbound));

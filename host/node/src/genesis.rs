@@ -47,6 +47,26 @@ pub struct Genesis {
     /// `dev = true` refuses them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dev: bool,
+    /// Non-voting nodes the validators answer (the grid company's boundary node, a
+    /// regulator's copy): each follows the chain and checks it, and votes on nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<GenesisObserver>,
+}
+
+/// An observer: a name and the ed25519 network key it presents in TLS.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisObserver {
+    pub name: String,
+    /// hex
+    pub network_key: String,
+}
+
+/// The network key of the dev observer derived from `phrase` (devnets only): its secret and
+/// the public key genesis lists.
+pub fn dev_observer_key(phrase: &str) -> ([u8; 32], [u8; 32]) {
+    let secret = Hash32::tagged(b"gridledger/dev-observer/v1", &[phrase.as_bytes()]).0;
+    (secret, Keypair::from_secret(secret).address().0)
 }
 
 /// A validator: its account, its BLS vote key with proof of possession, and its network
@@ -451,6 +471,28 @@ impl Genesis {
                 bls,
                 network_key,
             });
+        }
+        Ok(out)
+    }
+
+    /// The observers' network keys, by name; each a valid hex key, none listed twice or
+    /// shared with a validator.
+    pub fn observer_keys(&self) -> Result<Vec<(String, [u8; 32])>, GenesisError> {
+        let validators: Vec<[u8; 32]> = self
+            .validator_set()?
+            .iter()
+            .map(|v| v.network_key)
+            .collect();
+        let mut out: Vec<(String, [u8; 32])> = Vec::new();
+        for o in &self.observers {
+            let what = |field: &str| format!("observer {}: {field}", o.name);
+            let key: [u8; 32] = hex_array(&what("network_key"), &o.network_key)?;
+            if validators.contains(&key) || out.iter().any(|(n, k)| *n == o.name || *k == key) {
+                return Err(GenesisError::Invalid(what(
+                    "listed twice or shares a key with a validator",
+                )));
+            }
+            out.push((o.name.clone(), key));
         }
         Ok(out)
     }

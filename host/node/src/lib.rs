@@ -11,6 +11,7 @@ pub mod finality;
 pub mod genesis;
 pub mod governance;
 pub mod mempool;
+pub mod observer;
 pub mod payload;
 pub mod query_pool;
 pub mod testing;
@@ -111,6 +112,8 @@ pub struct Node {
     validators: Vec<genesis::Validator>,
     /// Set when a quorum certified another header than ours: what differed.
     diverged: RwLock<Option<String>>,
+    /// This node follows the validators without voting ([`observer`]).
+    observing: std::sync::atomic::AtomicBool,
     /// Accepted transactions let go without being included, and why.
     dropped: Mutex<mempool::Dropped>,
     faults: FaultInjection,
@@ -283,6 +286,7 @@ impl Node {
             producing: Mutex::new(()),
             blocks,
             diverged: RwLock::new(diverged),
+            observing: Default::default(),
             faults: FaultInjection::default(),
             dropped: Mutex::new(mempool::Dropped::default()),
             queries: Arc::new(queries),
@@ -362,6 +366,22 @@ impl Node {
         self.mempool.lock().contains(hash)
     }
 
+    /// `"observer"` for a node that follows the validators without voting ([`observer`]),
+    /// else `"validator"` (a validator, or the one node of a chain without validators).
+    pub fn role(&self) -> &'static str {
+        if self.observing.load(std::sync::atomic::Ordering::Relaxed) {
+            "observer"
+        } else {
+            "validator"
+        }
+    }
+
+    /// Marks this node as an observer (for [`Node::role`]).
+    pub fn set_observing(&self) {
+        self.observing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Why this node's execution is known to differ from a quorum's, if it does.
     pub fn diverged(&self) -> Option<String> {
         self.diverged.read().clone()
@@ -417,6 +437,17 @@ impl Node {
     /// the block's, or more than 64 KiB) share at most half of the block's gas and half of its
     /// bytes (a large one may still go first into an empty block): senders of the costliest
     /// calls or the biggest batches cannot crowd everyone else out of every block.
+    /// Up to `max` waiting transactions, in the order a block would take them (an observer
+    /// forwards them again until they are included).
+    pub fn waiting(&self, max: usize) -> Vec<SignedTx> {
+        self.mempool
+            .lock()
+            .select(max)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    }
+
     pub fn proposal_candidates(
         &self,
         max: usize,

@@ -62,6 +62,7 @@ pub fn test_genesis(extra: Vec<GenesisAccount>) -> Genesis {
         validators: Vec::new(),
         max_clock_drift_ms: None,
         dev: true,
+        observers: Vec::new(),
     }
 }
 

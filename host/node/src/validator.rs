@@ -142,6 +142,13 @@ pub async fn run(
             peers,
             max_frame: gridledger_consensus::wire::MAX_MESSAGE_BYTES + 1,
             queue: 4096,
+            observers: node
+                .genesis()
+                .observer_keys()?
+                .into_iter()
+                .map(|(_, k)| k)
+                .collect(),
+            serve: Some(crate::observer::handler(node.clone())),
         },
         decoder(),
         inbound_tx,

@@ -408,6 +408,8 @@ async fn an_unsolicited_block_naming_a_transaction_does_not_keep_it_out() {
                 .collect(),
             max_frame: gridledger_consensus::wire::MAX_MESSAGE_BYTES + 1,
             queue: 64,
+            observers: Vec::new(),
+            serve: None,
         },
         Arc::new(|_: &[u8]| Ok(())),
         inbound,

@@ -1,0 +1,469 @@
+//! Observers: nodes that follow the chain without voting (the paper's boundary node for the
+//! grid company, a regulator's own copy, anyone's).
+//!
+//! An observer holds a network key genesis admits (`[[observers]]`) and no vote key. It asks
+//! the validators, in turn, over the same QUIC transport
+//! ([`gridledger_net::requests`]), for the finalized blocks after its head and the execution
+//! certificates after its last certified height, and trusts none of them:
+//!
+//! - a block is taken only if it is the next height, extends this node's tip, and carries a
+//!   finalization proof a quorum of the genesis validators signed ([`Follower::accept_block`]);
+//!   the observer then executes it itself;
+//! - an execution certificate is taken only if a quorum signed it; if it certifies another
+//!   header than the one this node computed, the node records the divergence, says so in
+//!   `/v1/status`, and follows no further ([`Follower::accept_certificate`]). Proofs it serves
+//!   are final only up to the heights whose certificates matched its own headers.
+//!
+//! A validator that answers garbage or withholds blocks costs the observer one question: it
+//! asks the next validator the next time. Transactions submitted to an observer's API are
+//! admitted to its mempool (so they are checked) and forwarded to every validator.
+
+use crate::Node;
+use crate::finality::FinalityProof;
+use crate::validator::validator_set;
+use anyhow::{Context, Result};
+use borsh::{BorshDeserialize, BorshSerialize};
+use gridledger_consensus::crypto::Bls;
+use gridledger_consensus::{Message, Proposal, ValidatorSet, VoteKind};
+use gridledger_net::Peer;
+use gridledger_net::requests::{Handler, Requester};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Blocks in one answer, at most.
+pub const MAX_BLOCKS_PER_ANSWER: usize = 64;
+/// Execution certificates in one answer, at most.
+pub const MAX_CERTIFICATES_PER_ANSWER: usize = 256;
+/// About the most bytes of blocks in one answer (one block may exceed it alone).
+pub const ANSWER_BYTES: usize = 8 << 20;
+/// What an observer reads of an answer: the blocks' bytes and one more block.
+const MAX_ANSWER_BYTES: usize = ANSWER_BYTES + gridledger_consensus::wire::MAX_MESSAGE_BYTES;
+/// How long a question may take.
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an observer that is up to date asks again.
+const POLL: Duration = Duration::from_millis(100);
+/// Submitted transactions forwarded in one question.
+const FORWARD_BATCH_TXS: usize = 512;
+const FORWARD_BATCH_BYTES: usize = 1 << 20;
+/// How often what still waits in the observer's mempool is forwarded again.
+const FORWARD_AGAIN: Duration = Duration::from_secs(2);
+/// Batches waiting for one validator.
+const FORWARD_QUEUE: usize = 64;
+
+/// What an observer asks a validator.
+#[derive(BorshSerialize, BorshDeserialize, Debug)]
+pub enum Request {
+    /// Finalized blocks from height `from` on, and execution certificates from height
+    /// `certificates_from` on.
+    Blocks { from: u64, certificates_from: u64 },
+    /// Transactions submitted to the observer, for the validator's mempool.
+    Submit(Vec<Vec<u8>>),
+}
+
+/// A finalized block as validators store it: the proposal and why it is final.
+#[derive(BorshSerialize, BorshDeserialize, Clone, Debug)]
+pub struct FinalizedBlock {
+    pub proposal: Proposal,
+    pub proof: FinalityProof,
+}
+
+/// A validator's answer.
+#[derive(BorshSerialize, BorshDeserialize, Debug)]
+pub enum Answer {
+    Blocks {
+        blocks: Vec<FinalizedBlock>,
+        /// Wire-encoded execution certificates, by height.
+        certificates: Vec<(u64, Vec<u8>)>,
+    },
+    Submitted {
+        accepted: u32,
+    },
+    Refused(String),
+}
+
+/// The validator's side: what answers observers' questions (reads of its store, on the
+/// blocking pool).
+pub fn handler(node: Arc<Node>) -> Handler {
+    Arc::new(move |from, request| {
+        let answer = match borsh::from_slice::<Request>(&request) {
+            Ok(r) => answer(&node, r),
+            Err(e) => Answer::Refused(format!("a request that does not decode: {e}")),
+        };
+        if let Answer::Refused(why) = &answer {
+            tracing::debug!("observer {from}: refused: {why}");
+        }
+        borsh::to_vec(&answer).unwrap_or_default()
+    })
+}
+
+fn answer(node: &Node, request: Request) -> Answer {
+    match request {
+        Request::Blocks {
+            from,
+            certificates_from,
+        } => match finalized_since(node, from, certificates_from) {
+            Ok((blocks, certificates)) => Answer::Blocks {
+                blocks,
+                certificates,
+            },
+            Err(e) => Answer::Refused(format!("reading the store: {e}")),
+        },
+        Request::Submit(batch) => {
+            let accepted = node
+                .submit_relayed_batch(&batch)
+                .iter()
+                .filter(|r| r.is_ok())
+                .count();
+            Answer::Submitted {
+                accepted: accepted as u32,
+            }
+        }
+    }
+}
+
+type Since = (Vec<FinalizedBlock>, Vec<(u64, Vec<u8>)>);
+
+fn finalized_since(node: &Node, from: u64, certificates_from: u64) -> Result<Since> {
+    let head = node.head().height;
+    let mut blocks = Vec::new();
+    let mut bytes = 0usize;
+    for height in from.max(1)..=head {
+        if blocks.len() >= MAX_BLOCKS_PER_ANSWER || bytes >= ANSWER_BYTES {
+            break;
+        }
+        let Some(proof) = node.finality(height)? else {
+            break;
+        };
+        let Some(link) = proof.block_proposal() else {
+            break;
+        };
+        let Some(proposal) = node.consensus_proposal(&link.digest())? else {
+            break;
+        };
+        bytes += proposal.payload.len();
+        blocks.push(FinalizedBlock { proposal, proof });
+    }
+    let mut certificates = Vec::new();
+    let last = head.min(certificates_from.saturating_add(MAX_CERTIFICATES_PER_ANSWER as u64));
+    for height in certificates_from.max(1)..=last {
+        if let Some(c) = node.execution_certificate(height)? {
+            certificates.push((height, c));
+        }
+    }
+    Ok((blocks, certificates))
+}
+
+/// Why a block or certificate from a peer was not taken.
+#[derive(Debug)]
+pub enum Refusal {
+    /// It does not prove itself: the peer sent something wrong (or stale); ask another.
+    Bad(String),
+    /// This node failed (its store, executing a proven block): stop.
+    Fault(anyhow::Error),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Bad(why) => write!(f, "refused: {why}"),
+            Refusal::Fault(e) => write!(f, "node fault: {e:#}"),
+        }
+    }
+}
+
+/// Checks what validators send an observer, and commits what proves itself.
+pub struct Follower {
+    node: Arc<Node>,
+    set: ValidatorSet<Bls>,
+}
+
+impl Follower {
+    pub fn new(node: Arc<Node>) -> Follower {
+        let set = validator_set(&node);
+        Follower { node, set }
+    }
+
+    /// Takes a validator's answer: its blocks in order, then its certificates. Returns how
+    /// many of them were new; the first that fails its checks ends the answer.
+    pub fn take(&self, answer: &[u8]) -> Result<usize, Refusal> {
+        let answer = borsh::from_slice::<Answer>(answer)
+            .map_err(|e| Refusal::Bad(format!("an answer that does not decode: {e}")))?;
+        let (blocks, certificates) = match answer {
+            Answer::Blocks {
+                blocks,
+                certificates,
+            } => (blocks, certificates),
+            Answer::Refused(why) => return Err(Refusal::Bad(format!("it refused: {why}"))),
+            Answer::Submitted { .. } => return Err(Refusal::Bad("an answer out of turn".into())),
+        };
+        let mut taken = 0;
+        for b in &blocks {
+            if self.node.diverged().is_some() {
+                return Ok(taken);
+            }
+            self.accept_block(b)?;
+            taken += 1;
+        }
+        for (height, c) in &certificates {
+            if *height <= self.node.head().height && self.accept_certificate(*height, c)? {
+                taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Commits `block` if it is the next one, extends this node's tip and a quorum of the
+    /// genesis validators finalized it; executing it is this node's own work.
+    pub fn accept_block(&self, block: &FinalizedBlock) -> Result<(), Refusal> {
+        let head = self.node.head();
+        let p = &block.proposal;
+        if p.height != head.height + 1 {
+            return Err(Refusal::Bad(format!(
+                "a block at height {} while this node's head is {}",
+                p.height, head.height
+            )));
+        }
+        let tip = self
+            .node
+            .consensus_tip()
+            .map_err(|e| Refusal::Fault(e.into()))?;
+        if p.parent != tip.digest {
+            return Err(Refusal::Bad(format!(
+                "the block at height {} does not extend this node's tip",
+                p.height
+            )));
+        }
+        block
+            .proof
+            .verify(&self.set, p.height, &p.digest())
+            .map_err(|e| Refusal::Bad(format!("height {}: {e}", p.height)))?;
+        let leader = self.set.leader(p.view) as usize;
+        let proposer = self
+            .node
+            .validators()
+            .get(leader)
+            .map(|v| v.address)
+            .ok_or_else(|| Refusal::Bad("a leader outside the validator set".into()))?;
+        self.node
+            .commit_finalized(p, &block.proof, proposer)
+            .map_err(|e| {
+                Refusal::Fault(anyhow::Error::new(e).context("committing a proven block"))
+            })?;
+        Ok(())
+    }
+
+    /// Takes the execution certificate of `height` (wire-encoded) if a quorum signed it:
+    /// stored when it covers this node's own header (true if it was new); the divergence
+    /// recorded when it covers another.
+    pub fn accept_certificate(&self, height: u64, bytes: &[u8]) -> Result<bool, Refusal> {
+        let cert = match gridledger_consensus::wire::decode::<Bls>(bytes) {
+            Ok(Message::Certificate(c)) => c,
+            _ => return Err(Refusal::Bad("a certificate that does not decode".into())),
+        };
+        if cert.kind != VoteKind::Execute || cert.view != height {
+            return Err(Refusal::Bad(format!(
+                "a {:?} certificate for {} given as the execution certificate of {height}",
+                cert.kind, cert.view
+            )));
+        }
+        self.set
+            .verify_certificate(&cert)
+            .map_err(|e| Refusal::Bad(format!("execution certificate of {height}: {e}")))?;
+        let fault = |e: crate::NodeError| Refusal::Fault(e.into());
+        if self
+            .node
+            .execution_certificate(height)
+            .map_err(fault)?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let ours = self
+            .node
+            .snapshot()
+            .map_err(fault)?
+            .block(height)
+            .map_err(|e| Refusal::Fault(e.into()))?
+            .ok_or_else(|| Refusal::Bad(format!("a certificate for {height}, not executed here")))?
+            .header
+            .hash();
+        if cert.digest.0 == ours.0 {
+            self.node
+                .save_execution_certificate(height, bytes)
+                .map_err(fault)?;
+            Ok(true)
+        } else {
+            self.node.set_diverged(format!(
+                "at height {height} this node's header is {} but a quorum of validators certified {}",
+                ours.to_hex(),
+                cert.digest.to_hex()
+            ));
+            Ok(false)
+        }
+    }
+}
+
+/// How an observer reaches the validators.
+pub struct ObserverOptions {
+    /// Where to reach each validator, by index in the genesis set.
+    pub validators: Vec<(u16, SocketAddr)>,
+    /// This observer's network secret (its public key is listed in genesis).
+    pub network_secret: [u8; 32],
+    /// The local UDP address to ask from (port 0: any).
+    pub bind: SocketAddr,
+}
+
+/// Follows the validators until `stop` turns true. A node fault ends it with the error.
+pub async fn run(
+    node: Arc<Node>,
+    opts: ObserverOptions,
+    status: Arc<crate::validator::ValidatorStatus>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    node.set_observing();
+    let peers = opts
+        .validators
+        .iter()
+        .map(|&(i, addr)| {
+            let v = node
+                .validators()
+                .get(i as usize)
+                .with_context(|| format!("validator {i} is not in the genesis set"))?;
+            Ok(Peer {
+                index: i,
+                key: v.network_key,
+                addr,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    anyhow::ensure!(!peers.is_empty(), "an observer needs validators to ask");
+    let requester = Arc::new(Requester::new(opts.bind, &opts.network_secret, peers)?);
+    let forwarding = tokio::spawn(forward(node.clone(), requester.clone(), stop.clone()));
+    let follower = Follower::new(node.clone());
+    let order = requester.peers();
+    let mut turn = 0usize;
+    let result = loop {
+        if *stop.borrow() {
+            break Ok(());
+        }
+        let mut taken = 0;
+        if node.diverged().is_none() {
+            // Ask each validator in turn: one that withholds blocks delays us one question.
+            let to = order[turn % order.len()];
+            turn = turn.wrapping_add(1);
+            let request = Request::Blocks {
+                from: node.head().height + 1,
+                certificates_from: node.certified_height()? + 1,
+            };
+            let request = borsh::to_vec(&request).context("encoding a request")?;
+            match requester
+                .ask(to, &request, MAX_ANSWER_BYTES, ASK_TIMEOUT)
+                .await
+            {
+                Ok(answer) => match tokio::task::block_in_place(|| follower.take(&answer)) {
+                    Ok(n) => taken = n,
+                    Err(Refusal::Bad(why)) => {
+                        tracing::warn!("observer: validator {to} sent what it cannot prove: {why}")
+                    }
+                    Err(Refusal::Fault(e)) => break Err(e),
+                },
+                Err(e) => tracing::debug!("observer: asking validator {to}: {e:#}"),
+            }
+        }
+        status
+            .peers
+            .store(requester.connected(), std::sync::atomic::Ordering::Relaxed);
+        if taken == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    };
+    if let Err(e) = &result {
+        tracing::error!("observer stopped: {e:#}");
+    }
+    forwarding.abort();
+    let _ = forwarding.await;
+    requester.shutdown().await;
+    result
+}
+
+/// Forwards what is submitted to this node to every validator, in batches: a queue and a
+/// task per validator, so one that is down delays no other (its full queue drops batches).
+async fn forward(node: Arc<Node>, requester: Arc<Requester>, stop: watch::Receiver<bool>) {
+    let mut submitted = node.subscribe_submitted();
+    let mut queues = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for to in requester.peers() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(FORWARD_QUEUE);
+        queues.push((to, tx));
+        let requester = requester.clone();
+        tasks.spawn(async move {
+            while let Some(request) = rx.recv().await {
+                if let Err(e) = requester.ask(to, &request, 1 << 10, ASK_TIMEOUT).await {
+                    tracing::warn!("observer: forwarding to validator {to}: {e:#}");
+                }
+            }
+        });
+    }
+    let mut again = tokio::time::interval(FORWARD_AGAIN);
+    again.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        tokio::select! {
+            next = submitted.recv() => match next {
+                Ok(t) => {
+                    bytes += t.len();
+                    batch.push(t.to_vec());
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!("observer: {n} submitted transactions wait for the next round");
+                    continue;
+                }
+                Err(_) => return,
+            },
+            // What is still waiting here (submitted before a validator came back, or lost on
+            // the way) goes again; validators drop what they hold or have included cheaply.
+            _ = again.tick() => {
+                for t in node.waiting(FORWARD_BATCH_TXS) {
+                    let t = t.encode();
+                    if bytes + t.len() > FORWARD_BATCH_BYTES {
+                        break;
+                    }
+                    bytes += t.len();
+                    batch.push(t);
+                }
+            }
+        }
+        while batch.len() < FORWARD_BATCH_TXS && bytes < FORWARD_BATCH_BYTES {
+            match submitted.try_recv() {
+                Ok(t) => {
+                    bytes += t.len();
+                    batch.push(t.to_vec());
+                }
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let Ok(request) = borsh::to_vec(&Request::Submit(batch)) else {
+            continue;
+        };
+        let request = Arc::new(request);
+        for (to, queue) in &queues {
+            if queue.try_send(request.clone()).is_err() {
+                tracing::warn!(
+                    "observer: validator {to} is not keeping up; a batch not forwarded to it"
+                );
+            }
+        }
+    }
+}
