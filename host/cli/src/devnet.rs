@@ -333,7 +333,18 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
         let (plugins_stop, stop_rx) = tokio::sync::watch::channel(false);
         let plugins = start_plugins(&args, &genesis, &public, stop_rx).await?;
         let api = gridledger_api::web::app(public.clone(), plugins.clone(), Some(public_status));
-        crate::doors::serve(listener, api, admin, plugins, shutdown_signal()).await?;
+        let mut watching = watching;
+        let until = async {
+            match watching.as_mut() {
+                // Never a public API over a chain the observer no longer follows.
+                Some(w) => tokio::select! {
+                    _ = shutdown_signal() => {}
+                    _ = w.ended() => eprintln!("the observer stopped by itself (see the log); the devnet shuts down"),
+                },
+                None => shutdown_signal().await,
+            }
+        };
+        crate::doors::serve(listener, api, admin, plugins, until).await?;
         let _ = plugins_stop.send(true);
         if let Some(t) = sim_task {
             t.abort();

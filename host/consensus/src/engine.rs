@@ -41,8 +41,10 @@ pub struct Config<S: VoteScheme> {
     /// The first view timeout; it doubles with each view in a row that ends without a block.
     pub timeout_ms: u64,
     pub max_timeout_ms: u64,
-    /// Finalized blocks kept in memory to answer peers that fetch them.
+    /// Finalized blocks kept in memory to answer peers that fetch them, at most...
     pub keep_finalized: usize,
+    /// ...and at most this many bytes of their payloads (always the last one).
+    pub keep_finalized_bytes: usize,
     /// What the application requires of a payload before this validator votes for it.
     pub check: PayloadCheck,
 }
@@ -176,7 +178,10 @@ pub struct Engine<S: VoteScheme> {
     tip: Tip,
     rounds: BTreeMap<View, Round<S>>,
     blocks: HashMap<Digest, Proposal>,
-    finalized_window: VecDeque<Digest>,
+    /// Finalized blocks kept for peers, oldest first, with their payload sizes: at most
+    /// `keep_finalized` of them and [`KEEP_FINALIZED_BYTES`] of payload (at least one).
+    finalized_window: VecDeque<(Digest, usize)>,
+    finalized_window_bytes: usize,
     notarizations: BTreeMap<View, Certificate<S>>,
     nullifications: BTreeMap<View, Certificate<S>>,
     /// The highest finalization not yet applied (its chain is still being fetched).
@@ -244,6 +249,7 @@ impl<S: VoteScheme> Engine<S> {
             rounds: BTreeMap::new(),
             blocks: HashMap::new(),
             finalized_window: VecDeque::new(),
+            finalized_window_bytes: 0,
             notarizations,
             nullifications,
             pending_finality,
@@ -917,7 +923,8 @@ impl<S: VoteScheme> Engine<S> {
                 height: p.height,
                 digest,
             };
-            self.finalized_window.push_back(digest);
+            self.finalized_window.push_back((digest, p.payload.len()));
+            self.finalized_window_bytes += p.payload.len();
             self.out.push(Action::Finalized {
                 proposal: p,
                 certificate: cert.clone(),
@@ -934,12 +941,16 @@ impl<S: VoteScheme> Engine<S> {
         self.rounds = self.rounds.split_off(&(floor + 1));
         self.notarizations = self.notarizations.split_off(&(floor + 1));
         self.nullifications = self.nullifications.split_off(&(floor + 1));
-        while self.finalized_window.len() > self.cfg.keep_finalized.max(1) {
-            if let Some(old) = self.finalized_window.pop_front() {
+        while self.finalized_window.len() > 1
+            && (self.finalized_window.len() > self.cfg.keep_finalized
+                || self.finalized_window_bytes > self.cfg.keep_finalized_bytes)
+        {
+            if let Some((old, len)) = self.finalized_window.pop_front() {
                 self.blocks.remove(&old);
+                self.finalized_window_bytes -= len;
             }
         }
-        let keep: BTreeSet<Digest> = self.finalized_window.iter().copied().collect();
+        let keep: BTreeSet<Digest> = self.finalized_window.iter().map(|(d, _)| *d).collect();
         self.blocks
             .retain(|d, p| p.view > floor || keep.contains(d));
     }
@@ -1014,5 +1025,60 @@ impl<S: VoteScheme> Engine<S> {
                 after_ms: self.timeout_for_view(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SimScheme;
+
+    #[test]
+    fn finalized_blocks_kept_for_peers_are_bounded_in_bytes_as_well_as_in_count() {
+        let mut e = Engine::<SimScheme>::new(
+            Config {
+                me: 0,
+                secret: 0,
+                validators: ValidatorSet::new((0..4).collect(), "test"),
+                timeout_ms: 100,
+                max_timeout_ms: 1_000,
+                keep_finalized: 100,
+                keep_finalized_bytes: 10_000,
+                check: accept_any_payload(),
+            },
+            Tip::GENESIS,
+            None,
+        );
+        fn finalize(e: &mut Engine<SimScheme>, h: u64, len: usize) -> Digest {
+            let p = Proposal {
+                view: h,
+                height: h,
+                parent: Digest::ZERO,
+                parent_view: 0,
+                payload: vec![0; len],
+            };
+            let d = p.digest();
+            e.blocks.insert(d, p);
+            e.finalized_window.push_back((d, len));
+            e.finalized_window_bytes += len;
+            e.tip = Tip {
+                view: h,
+                height: h,
+                digest: d,
+            };
+            e.prune();
+            d
+        }
+        let mut digests: Vec<Digest> = (1..=10).map(|h| finalize(&mut e, h, 3_000)).collect();
+        // 10,000 bytes hold three of these payloads: the newest three stay, counted right.
+        for (i, d) in digests.iter().enumerate() {
+            assert_eq!(e.block(d).is_some(), i >= 7, "block {}", i + 1);
+        }
+        assert_eq!(e.finalized_window_bytes, 9_000);
+        // A block larger than the bound alone is still kept: it is the one peers need next.
+        digests.push(finalize(&mut e, 11, 50_000));
+        assert!(e.block(&digests[10]).is_some());
+        assert_eq!(e.finalized_window.len(), 1);
+        assert_eq!(e.finalized_window_bytes, 50_000);
     }
 }

@@ -437,6 +437,7 @@ impl Sim<'_> {
             timeout_ms: self.sc.timeout_ms,
             max_timeout_ms: self.sc.timeout_ms * 8,
             keep_finalized: 1_000,
+            keep_finalized_bytes: usize::MAX,
             check: sim_check(self.clock.clone()),
         };
         let mut engine = Engine::new(cfg, tip, disk.durable.clone());

@@ -27,6 +27,7 @@ fn engine_checking(me: u16, durable: Option<Durable>, check: PayloadCheck) -> En
             timeout_ms: 100,
             max_timeout_ms: 1_000,
             keep_finalized: 16,
+            keep_finalized_bytes: usize::MAX,
             check,
         },
         Tip::GENESIS,

@@ -6,8 +6,12 @@
 //!   carrying one unidirectional stream of frames: a 4-byte big-endian length, then the
 //!   message. A frame over the size limit, or one the protocol's decoder refuses, closes the
 //!   connection (logged); the node keeps running and the peer may reconnect.
-//! - **When**: a sender per peer, with a bounded queue (a full queue drops the message, which the
-//!   protocol tolerates, and says so in the log), reconnecting with backoff.
+//! - **When**: a sender per peer, with a queue bounded in messages and in bytes
+//!   ([`MAX_QUEUED_BYTES`]; a full queue drops the message, which the protocol tolerates, and
+//!   says so in the log), reconnecting with backoff.
+//! - **How much**: what a peer may send is rate-limited per connection
+//!   ([`INBOUND_BYTES_PER_SEC`], [`INBOUND_MESSAGES_PER_SEC`]): beyond it the reader pauses,
+//!   and QUIC's flow control makes the sender wait, so a flooding peer slows only itself.
 //! - **quinn's defaults, minded**: keep-alives well inside the idle timeout, so quiet links stay
 //!   up; stream limits set for one stream each way; shutdown finishes streams and waits for the
 //!   endpoint to go idle, since `close` would drop undelivered data.
@@ -32,6 +36,11 @@ const KEEP_ALIVE: Duration = Duration::from_secs(1);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Bytes queued for one peer, at most: a queue of large blocks cannot take the memory.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
+/// What one peer's connection may deliver per second, sustained (twice that in a burst).
+pub const INBOUND_BYTES_PER_SEC: u64 = 64 << 20;
+pub const INBOUND_MESSAGES_PER_SEC: u64 = 20_000;
 
 /// A peer validator.
 #[derive(Clone, Debug)]
@@ -65,9 +74,20 @@ pub type Decoder<T> = Arc<dyn Fn(&[u8]) -> Result<T, String> + Send + Sync>;
 
 pub struct Network {
     endpoint: quinn::Endpoint,
-    senders: HashMap<u16, mpsc::Sender<Arc<Vec<u8>>>>,
+    senders: HashMap<u16, Outbox>,
     connected: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// One peer's queue: the channel, and the bytes waiting in it.
+struct Outbox {
+    queue: mpsc::Sender<Arc<Vec<u8>>>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// The name a validator is dialled by: its certificate must carry that validator's key.
+pub(crate) fn server_name(index: u16) -> String {
+    format!("validator-{index}")
 }
 
 pub(crate) fn transport() -> Arc<quinn::TransportConfig> {
@@ -106,6 +126,7 @@ impl Network {
                 observers
                     .iter()
                     .enumerate()
+                    .take(requests::MAX_OBSERVERS)
                     .map(|(i, k)| (*k, requests::OBSERVER_BASE + i as u16)),
             )
             .collect();
@@ -134,11 +155,19 @@ impl Network {
         let mut senders = HashMap::new();
         for peer in cfg.peers {
             let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-            senders.insert(peer.index, tx);
+            let bytes = Arc::new(AtomicUsize::new(0));
+            senders.insert(
+                peer.index,
+                Outbox {
+                    queue: tx,
+                    bytes: bytes.clone(),
+                },
+            );
             tasks.push(tokio::spawn(send_loop(
                 endpoint.clone(),
                 peer,
                 rx,
+                bytes,
                 connected.clone(),
             )));
         }
@@ -154,18 +183,34 @@ impl Network {
         self.endpoint.local_addr()
     }
 
-    /// Queues a message for one peer; false if its queue is full and the message was dropped.
+    /// Queues a message for one peer; false if its queue is full (in messages or in
+    /// [`MAX_QUEUED_BYTES`]) and the message was dropped.
     pub fn send(&self, to: u16, bytes: Arc<Vec<u8>>) -> bool {
-        match self.senders.get(&to) {
-            Some(tx) => match tx.try_send(bytes) {
-                Ok(()) => true,
-                Err(_) => {
-                    tracing::debug!("queue to validator {to} is full; message dropped");
-                    false
-                }
-            },
-            None => false,
+        let Some(out) = self.senders.get(&to) else {
+            return false;
+        };
+        let len = bytes.len();
+        let queued = out.bytes.fetch_add(len, Ordering::Relaxed);
+        if queued + len > MAX_QUEUED_BYTES {
+            out.bytes.fetch_sub(len, Ordering::Relaxed);
+            tracing::debug!("queue to validator {to} holds {queued} bytes; message dropped");
+            return false;
         }
+        match out.queue.try_send(bytes) {
+            Ok(()) => true,
+            Err(_) => {
+                out.bytes.fetch_sub(len, Ordering::Relaxed);
+                tracing::debug!("queue to validator {to} is full; message dropped");
+                false
+            }
+        }
+    }
+
+    /// Bytes waiting in the queue to `to`.
+    pub fn queued_bytes(&self, to: u16) -> usize {
+        self.senders
+            .get(&to)
+            .map_or(0, |o| o.bytes.load(Ordering::Relaxed))
     }
 
     pub fn broadcast(&self, bytes: Arc<Vec<u8>>) {
@@ -216,9 +261,10 @@ async fn accept_loop<T: Send + 'static>(
     serve: Option<requests::Handler>,
 ) {
     let permits = requests::answer_permits();
+    let observers = requests::Connections::default();
     while let Some(incoming) = endpoint.accept().await {
         let (verifier, decode, inbound) = (verifier.clone(), decode.clone(), inbound.clone());
-        let (serve, permits) = (serve.clone(), permits.clone());
+        let (serve, permits, observers) = (serve.clone(), permits.clone(), observers.clone());
         tokio::spawn(async move {
             let conn = match incoming.await {
                 Ok(c) => c,
@@ -234,7 +280,7 @@ async fn accept_loop<T: Send + 'static>(
             if from >= requests::OBSERVER_BASE {
                 // An observer asks; it never speaks consensus.
                 if let Some(serve) = serve {
-                    requests::serve_connection(conn, from, serve, permits).await;
+                    requests::serve_connection(conn, from, serve, permits, observers).await;
                 }
                 return;
             }
@@ -262,6 +308,7 @@ async fn read_frames<T>(
     decode: Decoder<T>,
     inbound: mpsc::Sender<(u16, T)>,
 ) {
+    let mut budget = Budget::new();
     loop {
         let mut len = [0u8; 4];
         if stream.read_exact(&mut len).await.is_err() {
@@ -274,6 +321,11 @@ async fn read_frames<T>(
             );
             conn.close(2u32.into(), b"frame too large");
             return;
+        }
+        // Over its rate, the peer waits: we stop reading, and flow control stops it.
+        if let Some(wait) = budget.spend(len as u64, tokio::time::Instant::now()) {
+            tracing::debug!("validator {from} is over its rate; reading it again in {wait:?}");
+            tokio::time::sleep(wait).await;
         }
         let mut buf = vec![0u8; len];
         if stream.read_exact(&mut buf).await.is_err() {
@@ -294,15 +346,48 @@ async fn read_frames<T>(
     }
 }
 
+/// Token buckets of one connection's inbound bytes and messages: a second's worth refills each
+/// second, up to two seconds' worth.
+struct Budget {
+    bytes: f64,
+    messages: f64,
+    at: tokio::time::Instant,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget {
+            bytes: 2.0 * INBOUND_BYTES_PER_SEC as f64,
+            messages: 2.0 * INBOUND_MESSAGES_PER_SEC as f64,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes one message of `len` bytes; how long to wait first if that overdraws a bucket.
+    fn spend(&mut self, len: u64, now: tokio::time::Instant) -> Option<Duration> {
+        let secs = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        let (bytes_rate, messages_rate) = (
+            INBOUND_BYTES_PER_SEC as f64,
+            INBOUND_MESSAGES_PER_SEC as f64,
+        );
+        self.bytes = (self.bytes + secs * bytes_rate).min(2.0 * bytes_rate) - len as f64;
+        self.messages = (self.messages + secs * messages_rate).min(2.0 * messages_rate) - 1.0;
+        let wait = (-self.bytes / bytes_rate).max(-self.messages / messages_rate);
+        (wait > 0.0).then(|| Duration::from_secs_f64(wait))
+    }
+}
+
 async fn send_loop(
     endpoint: quinn::Endpoint,
     peer: Peer,
     mut queue: mpsc::Receiver<Arc<Vec<u8>>>,
+    queued: Arc<AtomicUsize>,
     connected: Arc<AtomicUsize>,
 ) {
     let mut backoff = BACKOFF_START;
     loop {
-        let conn = match endpoint.connect(peer.addr, "gridledger-validator") {
+        let conn = match endpoint.connect(peer.addr, &server_name(peer.index)) {
             Ok(connecting) => connecting.await,
             Err(e) => {
                 tracing::warn!("cannot dial validator {}: {e}", peer.index);
@@ -340,6 +425,7 @@ async fn send_loop(
                 let _ = stream.finish();
                 break true;
             };
+            queued.fetch_sub(msg.len(), Ordering::Relaxed);
             let len = (msg.len() as u32).to_be_bytes();
             if stream.write_all(&len).await.is_err() || stream.write_all(&msg).await.is_err() {
                 break false;
@@ -350,5 +436,33 @@ async fn send_loop(
             return;
         }
         tracing::info!("lost validator {}; reconnecting", peer.index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_over_its_rate_waits_in_proportion() {
+        let start = tokio::time::Instant::now();
+        let mut b = Budget::new();
+        b.at = start;
+        // Two seconds' worth in a burst is free...
+        assert_eq!(b.spend(2 * INBOUND_BYTES_PER_SEC, start), None);
+        // ...one more second's worth waits a second.
+        let wait = b.spend(INBOUND_BYTES_PER_SEC, start).unwrap();
+        assert!((wait.as_secs_f64() - 1.0).abs() < 1e-6, "{wait:?}");
+        // After waiting it (the bucket refills), a small message goes at once.
+        let later = start + Duration::from_secs(2);
+        assert_eq!(b.spend(1, later), None);
+        // Messages count on their own: a flood of empty frames waits too.
+        let mut b = Budget::new();
+        b.at = start;
+        assert!(b.spend(0, start).is_none());
+        for _ in 0..2 * INBOUND_MESSAGES_PER_SEC {
+            b.spend(0, start);
+        }
+        assert!(b.spend(0, start).is_some());
     }
 }

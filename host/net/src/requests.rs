@@ -5,14 +5,19 @@
 //! a 4-byte big-endian length and the request, answered by a length and the response. It never
 //! speaks consensus: a validator takes no unidirectional stream from it.
 //!
-//! What a validator spends on observers is bounded: a request is at most
-//! [`MAX_REQUEST_BYTES`], each connection asks one question at a time at most every
-//! [`MIN_REQUEST_GAP`], and at most [`MAX_CONCURRENT_ANSWERS`] answers are being computed at
-//! once across all observers (the handler runs on the blocking pool, off the consensus loop).
+//! What a validator spends on observers is bounded: at most
+//! [`MAX_CONNECTIONS_PER_OBSERVER`] connections per observer key; a request is at most
+//! [`MAX_REQUEST_BYTES`] and must arrive within [`READ_DEADLINE`]; each connection asks one
+//! question at a time at most every [`MIN_REQUEST_GAP`]; at most [`MAX_CONCURRENT_ANSWERS`]
+//! answers are being computed or written at once across all observers (the handler runs on
+//! the blocking pool, off the consensus loop), and an answer not taken within
+//! [`WRITE_DEADLINE`] ends the connection. A handler that finds the observer misbehaving
+//! (say, forwarding transactions with bad signatures, which an honest observer has checked)
+//! ends the connection too.
 
 use crate::identity::Identity;
 use crate::tls::{self, ValidatorVerifier};
-use crate::{Peer, transport};
+use crate::{Peer, server_name, transport};
 use quinn::crypto::rustls::QuicClientConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,20 +27,59 @@ use tokio::sync::Semaphore;
 
 /// Index given to the observer keys in the TLS verifier: `OBSERVER_BASE + i` for the i-th.
 pub const OBSERVER_BASE: u16 = 0x8000;
-/// Largest request a validator reads (a batch of forwarded transactions fits).
-pub const MAX_REQUEST_BYTES: usize = 8 << 20;
+/// Observer keys a validator admits, at most (their indices stay clear of validators').
+pub const MAX_OBSERVERS: usize = 1 << 14;
+/// Largest request a validator reads (one forwarded transaction of the largest size fits).
+pub const MAX_REQUEST_BYTES: usize = (4 << 20) + (64 << 10);
 /// Least time between two questions on one connection.
 pub const MIN_REQUEST_GAP: Duration = Duration::from_millis(5);
-/// Answers computed at once, across every observer.
-pub const MAX_CONCURRENT_ANSWERS: usize = 2;
+/// Answers computed or being written at once, across every observer.
+pub const MAX_CONCURRENT_ANSWERS: usize = 4;
+/// Connections one observer key may hold to a validator at once.
+pub const MAX_CONNECTIONS_PER_OBSERVER: usize = 2;
+/// A request must arrive whole within this, once its stream is open.
+pub const READ_DEADLINE: Duration = Duration::from_secs(10);
+/// An answer must be taken within this.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Answers a request from the observer with the given index (blocking work is fine: it runs
-/// on the blocking pool).
-pub type Handler = Arc<dyn Fn(u16, Vec<u8>) -> Vec<u8> + Send + Sync>;
+/// on the blocking pool). `Err` says the observer misbehaved: its connection is closed.
+pub type Handler = Arc<dyn Fn(u16, Vec<u8>) -> Result<Vec<u8>, String> + Send + Sync>;
 
 /// The semaphore every observer connection of one endpoint shares.
 pub(crate) fn answer_permits() -> Arc<Semaphore> {
     Arc::new(Semaphore::new(MAX_CONCURRENT_ANSWERS))
+}
+
+/// Open connections per observer.
+#[derive(Clone, Default)]
+pub(crate) struct Connections(Arc<parking_lot::Mutex<HashMap<u16, usize>>>);
+
+/// One connection's place, given back when it ends.
+struct Place(Connections, u16);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut open = (self.0).0.lock();
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
+
+impl Connections {
+    fn take(&self, from: u16) -> Option<Place> {
+        let mut open = self.0.lock();
+        let n = open.entry(from).or_default();
+        if *n >= MAX_CONNECTIONS_PER_OBSERVER {
+            return None;
+        }
+        *n += 1;
+        Some(Place(self.clone(), from))
+    }
 }
 
 /// Answers an observer's questions, one at a time, until it goes away or misbehaves.
@@ -44,14 +88,32 @@ pub(crate) async fn serve_connection(
     from: u16,
     serve: Handler,
     permits: Arc<Semaphore>,
+    connections: Connections,
 ) {
+    let Some(_place) = connections.take(from) else {
+        tracing::warn!("observer {from} opened too many connections; refusing one");
+        conn.close(5u32.into(), b"too many connections");
+        return;
+    };
     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
         let started = tokio::time::Instant::now();
-        let request = match read_frame(&mut recv, MAX_REQUEST_BYTES).await {
-            Ok(r) => r,
-            Err(e) => {
+        let request = match tokio::time::timeout(
+            READ_DEADLINE,
+            read_frame(&mut recv, MAX_REQUEST_BYTES),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 tracing::warn!("observer {from}: {e}; disconnecting it");
                 conn.close(4u32.into(), b"bad request");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "observer {from}: a request not sent within {READ_DEADLINE:?}; disconnecting it"
+                );
+                conn.close(4u32.into(), b"request too slow");
                 return;
             }
         };
@@ -59,20 +121,33 @@ pub(crate) async fn serve_connection(
             return;
         };
         let serve = serve.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            serve(from, request)
-        })
-        .await;
-        let Ok(answer) = answer else {
-            tracing::error!("answering observer {from} panicked");
-            return;
+        let answer = tokio::task::spawn_blocking(move || serve(from, request)).await;
+        let answer = match answer {
+            Ok(Ok(a)) => a,
+            Ok(Err(why)) => {
+                tracing::warn!("observer {from} misbehaved ({why}); disconnecting it");
+                conn.close(6u32.into(), b"misbehaved");
+                return;
+            }
+            Err(_) => {
+                tracing::error!("answering observer {from} panicked");
+                return;
+            }
         };
         let len = (answer.len() as u32).to_be_bytes();
-        if send.write_all(&len).await.is_err() || send.write_all(&answer).await.is_err() {
+        let written = tokio::time::timeout(WRITE_DEADLINE, async {
+            send.write_all(&len).await?;
+            send.write_all(&answer).await?;
+            send.finish()?;
+            anyhow::Ok(())
+        })
+        .await;
+        drop(permit);
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::debug!("observer {from} did not take its answer; disconnecting it");
+            conn.close(7u32.into(), b"answer not taken");
             return;
         }
-        let _ = send.finish();
         tokio::time::sleep_until(started + MIN_REQUEST_GAP).await;
     }
 }
@@ -181,10 +256,7 @@ impl Requester {
             .peers
             .get(&to)
             .ok_or_else(|| anyhow::anyhow!("validator {to} is not known"))?;
-        let conn = self
-            .endpoint
-            .connect(peer.addr, "gridledger-validator")?
-            .await?;
+        let conn = self.endpoint.connect(peer.addr, &server_name(to))?.await?;
         self.connections.lock().insert(to, conn.clone());
         Ok(conn)
     }

@@ -60,11 +60,26 @@ impl ServerCertVerifier for ValidatorVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        self.identify(end_entity)?;
+        let index = self.identify(end_entity)?;
+        // Whoever we dial must be a validator (an observer key never serves), and the one we
+        // meant when the name says which (`validator-N`, as this crate dials): holding some
+        // admitted key is not enough to stand in for a given validator.
+        let meant = match server_name {
+            ServerName::DnsName(n) => n
+                .as_ref()
+                .strip_prefix("validator-")
+                .and_then(|i| i.parse::<u16>().ok()),
+            _ => None,
+        };
+        if index >= crate::requests::OBSERVER_BASE || meant.is_some_and(|m| m != index) {
+            return Err(Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ));
+        }
         Ok(ServerCertVerified::assertion())
     }
 

@@ -222,3 +222,125 @@ async fn a_peer_that_returns_is_reconnected() {
     back.shutdown().await;
     nets.pop().unwrap().shutdown().await;
 }
+
+/// A queue to a peer that is not there holds at most MAX_QUEUED_BYTES: more is dropped, not
+/// kept (a flood of large blocks for a dead peer cannot take the memory).
+#[tokio::test]
+async fn a_queue_to_an_absent_peer_is_capped_in_bytes() {
+    let addrs = [free_addr(), free_addr()];
+    let (tx, _rx) = mpsc::channel(64);
+    let net = Network::start(
+        NetConfig {
+            me: 0,
+            listen: addrs[0],
+            secret: secret(0),
+            // Nobody listens at the peer's address.
+            peers: vec![Peer {
+                index: 1,
+                key: public(1),
+                addr: addrs[1],
+            }],
+            max_frame: 1024,
+            queue: 4096,
+            observers: Vec::new(),
+            serve: None,
+        },
+        decoder(),
+        tx,
+    )
+    .unwrap();
+    let block = Arc::new(vec![0u8; 8 << 20]);
+    let fits = gridledger_net::MAX_QUEUED_BYTES / block.len();
+    for i in 0..fits {
+        assert!(net.send(1, block.clone()), "message {i} fits");
+    }
+    assert!(!net.send(1, block.clone()), "one more is dropped");
+    assert_eq!(net.queued_bytes(1), fits * block.len());
+    // Small messages still fit under the cap only if there is room: there is none.
+    assert!(!net.send(1, Arc::new(vec![0u8; (8 << 20) + 1])));
+    net.shutdown().await;
+}
+
+async fn ask(r: &gridledger_net::requests::Requester, q: &[u8]) -> anyhow::Result<Vec<u8>> {
+    r.ask(0, q, 1024, WAIT).await
+}
+
+/// Observers: an admitted key asks and is answered; it cannot speak consensus; it holds at
+/// most two connections; a handler that finds it misbehaving closes its connection; a key
+/// that is not admitted is refused; and a validator can be dialled only as itself.
+#[tokio::test]
+async fn observers_ask_within_their_bounds_and_speak_no_consensus() {
+    use gridledger_net::requests::{MAX_CONNECTIONS_PER_OBSERVER, Requester};
+    let addrs = [free_addr(), free_addr()];
+    let observer = [42u8; 32];
+    let observer_public = Identity::from_secret(&observer).unwrap().public;
+    let (tx, mut rx) = mpsc::channel(64);
+    let validator = |i: u8, peer: u8, tx| {
+        Network::start(
+            NetConfig {
+                me: i as u16,
+                listen: addrs[i as usize],
+                secret: secret(i),
+                peers: vec![Peer {
+                    index: peer as u16,
+                    key: public(peer),
+                    addr: addrs[peer as usize],
+                }],
+                max_frame: 1024,
+                queue: 64,
+                observers: vec![observer_public],
+                // Echoes the question, or calls it misbehaviour.
+                serve: Some(Arc::new(|_, q: Vec<u8>| {
+                    if q == b"bad" {
+                        Err("asked badly".to_string())
+                    } else {
+                        Ok(q)
+                    }
+                })),
+            },
+            decoder(),
+            tx,
+        )
+        .unwrap()
+    };
+    let v0 = validator(0, 1, tx);
+    let (tx1, _rx1) = mpsc::channel(64);
+    let v1 = validator(1, 0, tx1);
+    let peers = vec![Peer {
+        index: 0,
+        key: public(0),
+        addr: addrs[0],
+    }];
+    let asker = Requester::new("127.0.0.1:0".parse().unwrap(), &observer, peers.clone()).unwrap();
+    assert_eq!(ask(&asker, b"hello").await.unwrap(), b"hello");
+    // Misbehaving ends the connection; asking again opens a new one.
+    assert!(ask(&asker, b"bad").await.is_err());
+    assert_eq!(ask(&asker, b"again").await.unwrap(), b"again");
+    // At most two connections per observer key: a third is refused while two are open.
+    let more: Vec<Requester> = (0..MAX_CONNECTIONS_PER_OBSERVER)
+        .map(|_| Requester::new("127.0.0.1:0".parse().unwrap(), &observer, peers.clone()).unwrap())
+        .collect();
+    assert_eq!(ask(&more[0], b"two").await.unwrap(), b"two");
+    assert!(
+        ask(&more[1], b"three").await.is_err(),
+        "a third connection is refused"
+    );
+    // A key genesis does not admit gets nowhere.
+    let stranger = Requester::new("127.0.0.1:0".parse().unwrap(), &[7; 32], peers).unwrap();
+    assert!(ask(&stranger, b"hi").await.is_err());
+    // The observer's key on a stream of consensus frames: nothing is delivered; the next
+    // thing validator 0 hears is validator 1.
+    let ep = raw_client(&Identity::from_secret(&observer).unwrap());
+    let conn = ep.connect(addrs[0], "validator-0").unwrap().await.unwrap();
+    if let Ok(mut s) = conn.open_uni().await {
+        let _ = s.write_all(b"\0\0\0\x09msg:sneak").await;
+        let _ = s.finish();
+    }
+    // Dialling validator 0 by validator 1's name fails: its certificate is not validator 1's.
+    assert!(ep.connect(addrs[0], "validator-1").unwrap().await.is_err());
+    v1.send(0, Arc::new(b"msg:from one".to_vec()));
+    assert_eq!(recv(&mut rx).await, (1, "msg:from one".to_string()));
+    drop(more);
+    v0.shutdown().await;
+    v1.shutdown().await;
+}

@@ -114,6 +114,8 @@ pub struct Node {
     diverged: RwLock<Option<String>>,
     /// This node follows the validators without voting ([`observer`]).
     observing: std::sync::atomic::AtomicBool,
+    /// `settled_periods` at the block whose hash it holds.
+    settled_cache: Mutex<Option<(Hash32, u64)>>,
     /// Accepted transactions let go without being included, and why.
     dropped: Mutex<mempool::Dropped>,
     faults: FaultInjection,
@@ -287,6 +289,7 @@ impl Node {
             blocks,
             diverged: RwLock::new(diverged),
             observing: Default::default(),
+            settled_cache: Mutex::new(None),
             faults: FaultInjection::default(),
             dropped: Mutex::new(mempool::Dropped::default()),
             queries: Arc::new(queries),
@@ -390,6 +393,10 @@ impl Node {
     /// Records, durably, that a quorum certified another header than this node computed: the
     /// node never votes again on this state, across restarts.
     pub fn set_diverged(&self, why: String) {
+        // The first difference is the one to fix; later ones follow from it.
+        if self.diverged.read().is_some() {
+            return;
+        }
         tracing::error!("this node's execution diverged from the validators': {why}");
         if let Err(e) = self.store.save_diverged(&why) {
             tracing::error!("could not record the divergence on disk: {e}");
@@ -976,6 +983,20 @@ impl Node {
 
     /// How many delivery periods the market has settled (0 without a market).
     pub fn settled_periods(&self) -> u64 {
+        // Computed once per block (a contract query): `/v1/status` polled by every browser
+        // and probe must not run one per request.
+        let head = self.head().hash();
+        if let Some((at, n)) = *self.settled_cache.lock()
+            && at == head
+        {
+            return n;
+        }
+        let n = self.count_settled_periods();
+        *self.settled_cache.lock() = Some((head, n));
+        n
+    }
+
+    fn count_settled_periods(&self) -> u64 {
         let Some(label) = self
             .genesis
             .market

@@ -27,6 +27,7 @@ use gridledger_consensus::crypto::Bls;
 use gridledger_consensus::{Message, Proposal, ValidatorSet, VoteKind};
 use gridledger_net::Peer;
 use gridledger_net::requests::{Handler, Requester};
+use sha2::{Digest as _, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +38,10 @@ pub const MAX_BLOCKS_PER_ANSWER: usize = 64;
 /// Execution certificates in one answer, at most.
 pub const MAX_CERTIFICATES_PER_ANSWER: usize = 256;
 /// About the most bytes of blocks in one answer (one block may exceed it alone).
-pub const ANSWER_BYTES: usize = 8 << 20;
+pub const ANSWER_BYTES: usize = 4 << 20;
+/// Links in a finality proof an observer takes, at most (one certificate finalizing this many
+/// blocks at once is already a long stall); longer ones are refused, not stored.
+pub const MAX_PROOF_LINKS: usize = 4096;
 /// What an observer reads of an answer: the blocks' bytes and one more block.
 const MAX_ANSWER_BYTES: usize = ANSWER_BYTES + gridledger_consensus::wire::MAX_MESSAGE_BYTES;
 /// How long a question may take.
@@ -84,43 +88,52 @@ pub enum Answer {
 }
 
 /// The validator's side: what answers observers' questions (reads of its store, on the
-/// blocking pool).
+/// blocking pool). Forwarded transactions are admitted one batch at a time (a second batch
+/// meanwhile is answered busy); a batch too large, a request that does not decode or a
+/// transaction with a bad signature (an honest observer checked them all) ends the
+/// observer's connection.
 pub fn handler(node: Arc<Node>) -> Handler {
+    let admitting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     Arc::new(move |from, request| {
-        let answer = match borsh::from_slice::<Request>(&request) {
-            Ok(r) => answer(&node, r),
-            Err(e) => Answer::Refused(format!("a request that does not decode: {e}")),
+        let request = borsh::from_slice::<Request>(&request)
+            .map_err(|e| format!("a request that does not decode: {e}"))?;
+        let answer = match request {
+            Request::Blocks {
+                from,
+                certificates_from,
+            } => match finalized_since(&node, from, certificates_from) {
+                Ok((blocks, certificates)) => Answer::Blocks {
+                    blocks,
+                    certificates,
+                },
+                Err(e) => Answer::Refused(format!("reading the store: {e}")),
+            },
+            Request::Submit(batch) => {
+                if batch.len() > FORWARD_BATCH_TXS {
+                    return Err(format!("a batch of {} transactions", batch.len()));
+                }
+                if admitting.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    Answer::Refused("busy".into())
+                } else {
+                    let answers = node.submit_relayed_batch(&batch);
+                    admitting.store(false, std::sync::atomic::Ordering::Release);
+                    if answers
+                        .iter()
+                        .any(|a| matches!(a, Err(crate::exec::Rejected::BadSignature(_))))
+                    {
+                        return Err("it forwarded a transaction with a bad signature".into());
+                    }
+                    Answer::Submitted {
+                        accepted: answers.iter().filter(|r| r.is_ok()).count() as u32,
+                    }
+                }
+            }
         };
         if let Answer::Refused(why) = &answer {
             tracing::debug!("observer {from}: refused: {why}");
         }
-        borsh::to_vec(&answer).unwrap_or_default()
+        Ok(borsh::to_vec(&answer).unwrap_or_default())
     })
-}
-
-fn answer(node: &Node, request: Request) -> Answer {
-    match request {
-        Request::Blocks {
-            from,
-            certificates_from,
-        } => match finalized_since(node, from, certificates_from) {
-            Ok((blocks, certificates)) => Answer::Blocks {
-                blocks,
-                certificates,
-            },
-            Err(e) => Answer::Refused(format!("reading the store: {e}")),
-        },
-        Request::Submit(batch) => {
-            let accepted = node
-                .submit_relayed_batch(&batch)
-                .iter()
-                .filter(|r| r.is_ok())
-                .count();
-            Answer::Submitted {
-                accepted: accepted as u32,
-            }
-        }
-    }
 }
 
 type Since = (Vec<FinalizedBlock>, Vec<(u64, Vec<u8>)>);
@@ -198,6 +211,14 @@ impl Follower {
             Answer::Refused(why) => return Err(Refusal::Bad(format!("it refused: {why}"))),
             Answer::Submitted { .. } => return Err(Refusal::Bad("an answer out of turn".into())),
         };
+        if blocks.len() > MAX_BLOCKS_PER_ANSWER || certificates.len() > MAX_CERTIFICATES_PER_ANSWER
+        {
+            return Err(Refusal::Bad(format!(
+                "an answer of {} blocks and {} certificates",
+                blocks.len(),
+                certificates.len()
+            )));
+        }
         let mut taken = 0;
         for b in &blocks {
             if self.node.diverged().is_some() {
@@ -206,8 +227,26 @@ impl Follower {
             self.accept_block(b)?;
             taken += 1;
         }
+        // In height order, each at most once, and only what is new and executed here, before
+        // any signature is checked: a flood of copies costs a lookup each.
+        let mut certificates = certificates;
+        certificates.sort_by_key(|(h, _)| *h);
+        certificates.dedup_by_key(|(h, _)| *h);
+        let head = self.node.head().height;
         for (height, c) in &certificates {
-            if *height <= self.node.head().height && self.accept_certificate(*height, c)? {
+            if self.node.diverged().is_some() {
+                break;
+            }
+            if *height > head
+                || self
+                    .node
+                    .execution_certificate(*height)
+                    .map_err(|e| Refusal::Fault(e.into()))?
+                    .is_some()
+            {
+                continue;
+            }
+            if self.accept_certificate(*height, c)? {
                 taken += 1;
             }
         }
@@ -233,6 +272,12 @@ impl Follower {
             return Err(Refusal::Bad(format!(
                 "the block at height {} does not extend this node's tip",
                 p.height
+            )));
+        }
+        if block.proof.links.len() > MAX_PROOF_LINKS {
+            return Err(Refusal::Bad(format!(
+                "a finality proof of {} links",
+                block.proof.links.len()
             )));
         }
         block
@@ -339,38 +384,51 @@ pub async fn run(
         })
         .collect::<Result<Vec<_>>>()?;
     anyhow::ensure!(!peers.is_empty(), "an observer needs validators to ask");
-    let requester = Arc::new(Requester::new(opts.bind, &opts.network_secret, peers)?);
-    let forwarding = tokio::spawn(forward(node.clone(), requester.clone(), stop.clone()));
+    // Following and forwarding on connections of their own: neither waits behind the other.
+    let requester = Requester::new(opts.bind, &opts.network_secret, peers.clone())?;
+    let forwarder = Arc::new(Requester::new(opts.bind, &opts.network_secret, peers)?);
+    let forwarding = tokio::spawn(forward(node.clone(), forwarder.clone(), stop.clone()));
     let follower = Follower::new(node.clone());
-    let order = requester.peers();
-    let mut turn = 0usize;
+    let mut asking = Rotation::new(requester.peers());
+    // Certificates are asked for from the lowest executed height without one (a validator
+    // that skipped some cannot leave a gap for good).
+    let mut uncertified = first_uncertified(&node, 1)?;
     let result = loop {
         if *stop.borrow() {
             break Ok(());
         }
         let mut taken = 0;
-        if node.diverged().is_none() {
-            // Ask each validator in turn: one that withholds blocks delays us one question.
-            let to = order[turn % order.len()];
-            turn = turn.wrapping_add(1);
+        let now = tokio::time::Instant::now();
+        if node.diverged().is_none()
+            && let Some(to) = asking.next(now)
+        {
             let request = Request::Blocks {
                 from: node.head().height + 1,
-                certificates_from: node.certified_height()? + 1,
+                certificates_from: uncertified,
             };
             let request = borsh::to_vec(&request).context("encoding a request")?;
-            match requester
-                .ask(to, &request, MAX_ANSWER_BYTES, ASK_TIMEOUT)
-                .await
-            {
+            let asked = tokio::select! {
+                a = requester.ask(to, &request, MAX_ANSWER_BYTES, ASK_TIMEOUT) => a,
+                _ = stop.changed() => continue,
+            };
+            match asked {
                 Ok(answer) => match tokio::task::block_in_place(|| follower.take(&answer)) {
-                    Ok(n) => taken = n,
+                    Ok(n) => {
+                        taken = n;
+                        asking.answered(to);
+                    }
                     Err(Refusal::Bad(why)) => {
-                        tracing::warn!("observer: validator {to} sent what it cannot prove: {why}")
+                        tracing::warn!("observer: validator {to} sent what it cannot prove: {why}");
+                        asking.failed(to, now);
                     }
                     Err(Refusal::Fault(e)) => break Err(e),
                 },
-                Err(e) => tracing::debug!("observer: asking validator {to}: {e:#}"),
+                Err(e) => {
+                    tracing::debug!("observer: asking validator {to}: {e:#}");
+                    asking.failed(to, now);
+                }
             }
+            uncertified = first_uncertified(&node, uncertified)?;
         }
         status
             .peers
@@ -388,7 +446,68 @@ pub async fn run(
     forwarding.abort();
     let _ = forwarding.await;
     requester.shutdown().await;
+    forwarder.shutdown().await;
     result
+}
+
+/// The lowest height from `from` on that this node executed and holds no certificate for
+/// (its head + 1 if none).
+fn first_uncertified(node: &Node, from: u64) -> Result<u64> {
+    let head = node.head().height;
+    let mut h = from.max(1);
+    while h <= head && node.execution_certificate(h)?.is_some() {
+        h += 1;
+    }
+    Ok(h)
+}
+
+/// Which validator to ask next: each in turn, skipping for a while one that failed (more
+/// after each failure in a row), so a dead or lying validator costs a question now and then,
+/// not one in every round.
+struct Rotation {
+    order: Vec<u16>,
+    turn: usize,
+    /// Per validator: failures in a row, and when it may be asked again.
+    benched: std::collections::HashMap<u16, (u32, tokio::time::Instant)>,
+}
+
+/// The first pause after a failure; it doubles with each failure in a row, up to the max.
+const BENCH_FIRST: Duration = Duration::from_millis(500);
+const BENCH_MAX: Duration = Duration::from_secs(30);
+
+impl Rotation {
+    fn new(order: Vec<u16>) -> Rotation {
+        Rotation {
+            order,
+            turn: 0,
+            benched: Default::default(),
+        }
+    }
+
+    /// The next validator that may be asked now (none if all are benched).
+    fn next(&mut self, now: tokio::time::Instant) -> Option<u16> {
+        for _ in 0..self.order.len() {
+            let to = self.order[self.turn % self.order.len()];
+            self.turn = self.turn.wrapping_add(1);
+            match self.benched.get(&to) {
+                Some((_, until)) if *until > now => continue,
+                _ => return Some(to),
+            }
+        }
+        None
+    }
+
+    fn answered(&mut self, to: u16) {
+        self.benched.remove(&to);
+    }
+
+    fn failed(&mut self, to: u16, now: tokio::time::Instant) {
+        let failures = self.benched.get(&to).map_or(0, |(n, _)| *n) + 1;
+        let pause = BENCH_FIRST
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(BENCH_MAX);
+        self.benched.insert(to, (failures, now + pause));
+    }
 }
 
 /// Forwards what is submitted to this node to every validator, in batches: a queue and a
@@ -434,7 +553,7 @@ async fn forward(node: Arc<Node>, requester: Arc<Requester>, stop: watch::Receiv
             _ = again.tick() => {
                 for t in node.waiting(FORWARD_BATCH_TXS) {
                     let t = t.encode();
-                    if bytes + t.len() > FORWARD_BATCH_BYTES {
+                    if !batch.is_empty() && bytes + t.len() > FORWARD_BATCH_BYTES {
                         break;
                     }
                     bytes += t.len();
@@ -454,6 +573,9 @@ async fn forward(node: Arc<Node>, requester: Arc<Requester>, stop: watch::Receiv
         if batch.is_empty() {
             continue;
         }
+        // The same transaction may come from the feed and from the mempool at once.
+        let mut seen = std::collections::HashSet::new();
+        batch.retain(|t| seen.insert(Sha256::digest(t)));
         let Ok(request) = borsh::to_vec(&Request::Submit(batch)) else {
             continue;
         };
@@ -465,5 +587,38 @@ async fn forward(node: Arc<Node>, requester: Arc<Requester>, stop: watch::Receiv
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_validator_is_asked_less_and_again_once_it_answers() {
+        let now = tokio::time::Instant::now();
+        let mut r = Rotation::new(vec![0, 1, 2, 3]);
+        let first: Vec<u16> = (0..4).filter_map(|_| r.next(now)).collect();
+        assert_eq!(first, vec![0, 1, 2, 3]);
+        // Validator 1 fails: skipped until its pause is over, which grows with each failure.
+        r.failed(1, now);
+        let round: Vec<u16> = (0..3).filter_map(|_| r.next(now)).collect();
+        assert_eq!(round, vec![0, 2, 3]);
+        assert_eq!(r.next(now + BENCH_FIRST), Some(0));
+        let later = now + BENCH_FIRST;
+        assert_eq!(r.next(later), Some(1), "its pause is over");
+        r.failed(1, later);
+        assert!(
+            (0..4)
+                .filter_map(|_| r.next(later + BENCH_FIRST))
+                .all(|v| v != 1)
+        );
+        r.answered(1);
+        assert!((0..4).filter_map(|_| r.next(later)).any(|v| v == 1));
+        // All benched: nobody to ask right now.
+        for v in 0..4 {
+            r.failed(v, later);
+        }
+        assert_eq!(r.next(later), None);
     }
 }

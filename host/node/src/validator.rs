@@ -169,6 +169,7 @@ pub async fn run(
             timeout_ms,
             max_timeout_ms: timeout_ms * 8,
             keep_finalized: 10_000,
+            keep_finalized_bytes: 256 << 20,
             check,
         },
         node.consensus_tip()?,
@@ -182,6 +183,7 @@ pub async fn run(
         propose: None,
         interval: Duration::from_millis(opts.block_interval_ms),
         status,
+        fetch_budget: Default::default(),
     };
     tracing::info!(
         "validator {me} of {} listening on {}",
@@ -224,11 +226,12 @@ pub async fn run(
             Some((from, msg)) = inbound.recv() => match msg {
                 NetMessage::Consensus(m) => {
                     // A block that left the engine's memory (or came before a restart) is
-                    // answered from the store.
+                    // answered from the store; one the engine holds, by the engine alone.
                     if let Message::Fetch(digest) = &*m
+                        && driver.engine.block(digest).is_none()
                         && let Ok(Some(p)) = node.consensus_proposal(digest)
                     {
-                        driver.net.send(from, encode_consensus(&Message::Block(p)));
+                        driver.send_block(from, p);
                     }
                     // Likewise an execution vote for a height whose certificate left memory:
                     // the voter (far behind, or restarted) gets it from the store.
@@ -421,9 +424,49 @@ struct Driver {
     propose: Option<(View, Digest, Instant)>,
     interval: Duration,
     status: Arc<ValidatorStatus>,
+    /// Bytes of fetched blocks each peer may still be sent (see [`FetchBudget`]).
+    fetch_budget: std::collections::HashMap<u16, FetchBudget>,
+}
+
+/// Bytes of blocks a peer may fetch per second, sustained; twice that in a burst. Beyond it,
+/// fetches go unanswered (the peer asks again in a later view): 34-byte requests cannot make
+/// a validator send out megabytes at will.
+const FETCH_BYTES_PER_SEC: f64 = (32 << 20) as f64;
+
+struct FetchBudget {
+    bytes: f64,
+    at: std::time::Instant,
+}
+
+impl FetchBudget {
+    fn take(&mut self, len: usize, now: std::time::Instant) -> bool {
+        let secs = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.bytes = (self.bytes + secs * FETCH_BYTES_PER_SEC).min(2.0 * FETCH_BYTES_PER_SEC);
+        if self.bytes < len as f64 {
+            return false;
+        }
+        self.bytes -= len as f64;
+        true
+    }
 }
 
 impl Driver {
+    /// Sends a block a peer fetched, if its fetch budget holds it.
+    fn send_block(&mut self, to: u16, block: Proposal) {
+        let message = encode_consensus(&Message::Block(block));
+        let now = std::time::Instant::now();
+        let budget = self.fetch_budget.entry(to).or_insert(FetchBudget {
+            bytes: 2.0 * FETCH_BYTES_PER_SEC,
+            at: now,
+        });
+        if budget.take(message.len(), now) {
+            self.net.send(to, message);
+        } else {
+            tracing::debug!("validator {to} fetches more than its budget; a block not sent");
+        }
+    }
+
     /// The block time of `parent`: from its payload if the engine holds it, else it is the
     /// finalized tip, which is our head.
     fn parent_time(&self, parent: &Digest) -> u64 {
@@ -491,6 +534,10 @@ impl Driver {
         let mut found: Vec<Proposal> = Vec::new();
         for action in actions {
             match action {
+                Action::Send {
+                    to,
+                    message: Message::Block(p),
+                } => self.send_block(to, p),
                 Action::Send { to, message } => {
                     self.net.send(to, encode_consensus(&message));
                 }
@@ -578,5 +625,27 @@ impl Driver {
             );
         }
         Ok(committed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_fetching_more_than_its_budget_is_not_answered_until_it_refills() {
+        let start = std::time::Instant::now();
+        let mut b = FetchBudget {
+            bytes: 2.0 * FETCH_BYTES_PER_SEC,
+            at: start,
+        };
+        let block = 8 << 20;
+        // Two seconds' worth of 8 MiB blocks in a burst, then nothing.
+        let sent = (0..100).take_while(|_| b.take(block, start)).count();
+        assert_eq!(sent, 8);
+        assert!(!b.take(block, start));
+        // A quarter of a second refills one block's worth.
+        assert!(b.take(block, start + Duration::from_millis(250)));
+        assert!(!b.take(block, start + Duration::from_millis(250)));
     }
 }

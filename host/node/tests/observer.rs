@@ -247,7 +247,7 @@ fn answer_from(node: &Arc<Node>) -> (Vec<observer::FinalizedBlock>, Vec<(u64, Ve
         certificates_from: 1,
     })
     .unwrap();
-    let bytes = observer::handler(node.clone())(0x8000, request);
+    let bytes = observer::handler(node.clone())(0x8000, request).unwrap();
     match borsh::from_slice::<Answer>(&bytes).unwrap() {
         Answer::Blocks {
             blocks,
@@ -266,6 +266,17 @@ fn answer_bytes(
         certificates,
     })
     .unwrap()
+}
+
+/// The certificate with validator 0's signer bit flipped: it still decodes, and no longer
+/// matches its aggregate signature.
+fn other_signers(cert: &[u8]) -> Vec<u8> {
+    use gridledger_consensus::{Message, crypto::Bls, wire};
+    let Ok(Message::Certificate(mut c)) = wire::decode::<Bls>(cert) else {
+        panic!("a certificate")
+    };
+    c.signers[0] ^= 1;
+    wire::encode(&Message::Certificate(c))
 }
 
 fn refused(r: Result<usize, Refusal>) -> String {
@@ -301,10 +312,17 @@ async fn an_observer_refuses_tampered_blocks_and_certificates_and_reports_diverg
     let at = b.proof.certificate.len() - 5;
     b.proof.certificate[at] ^= 1;
     refused(follower.take(&answer_bytes(vec![b], vec![])));
+    // A well-formed certificate whose signers are not the ones who signed: the aggregate
+    // signature check refuses it.
+    let mut b = blocks[0].clone();
+    b.proof.certificate = other_signers(&b.proof.certificate);
+    let why = refused(follower.take(&answer_bytes(vec![b], vec![])));
+    assert!(why.contains("finality certificate"), "{why}");
     // The proof of another height; a block that skips one.
     let mut b = blocks[0].clone();
     b.proof = blocks[1].proof.clone();
-    refused(follower.take(&answer_bytes(vec![b], vec![])));
+    let why = refused(follower.take(&answer_bytes(vec![b], vec![])));
+    assert!(why.contains("not this block's"), "{why}");
     let why = refused(follower.take(&answer_bytes(vec![blocks[1].clone()], vec![])));
     assert!(why.contains("head is 0"), "{why}");
     assert_eq!(
@@ -325,6 +343,11 @@ async fn an_observer_refuses_tampered_blocks_and_certificates_and_reports_diverg
     let at = bad.len() - 5;
     bad[at] ^= 1;
     refused(follower.take(&answer_bytes(vec![], vec![(h, bad)])));
+    let why = refused(follower.take(&answer_bytes(vec![], vec![(h, other_signers(&c))])));
+    assert!(
+        why.contains(&format!("execution certificate of {h}")),
+        "{why}"
+    );
     refused(follower.take(&answer_bytes(
         vec![],
         vec![(1, blocks[0].proof.certificate.clone())],

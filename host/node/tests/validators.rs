@@ -487,3 +487,101 @@ async fn blocks_are_at_least_the_interval_apart() {
         stop(r).await;
     }
 }
+
+/// A fetched block is answered once (by the engine when it holds the block, else from the
+/// store), not twice: a 34-byte request must not buy two copies of a block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_block_is_answered_once() {
+    use gridledger_consensus::{Message, crypto::Bls};
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..N).map(|_| free_addr()).collect();
+    let running: Vec<Running> = (0..3).map(|i| start(i, dir.path(), &addrs)).collect();
+    let node0 = running[0].node.clone();
+    let (_, network) = dev_validator_keys(&seed(3));
+    let (inbound, mut received) = tokio::sync::mpsc::channel(4096);
+    // Validator 3 speaks the transport with its keys and keeps the blocks it is sent.
+    let decode: gridledger_net::Decoder<Option<gridledger_consensus::Proposal>> =
+        Arc::new(|b: &[u8]| {
+            Ok(match b.split_first() {
+                Some((0, rest)) => match gridledger_consensus::wire::decode::<Bls>(rest) {
+                    Ok(Message::Block(p)) => Some(p),
+                    _ => None,
+                },
+                _ => None,
+            })
+        });
+    let asker = gridledger_net::Network::start(
+        gridledger_net::NetConfig {
+            me: 3,
+            listen: addrs[3],
+            secret: network,
+            peers: vec![gridledger_net::Peer {
+                index: 0,
+                key: node0.validators()[0].network_key,
+                addr: addrs[0],
+            }],
+            max_frame: gridledger_consensus::wire::MAX_MESSAGE_BYTES + 1,
+            queue: 64,
+            observers: Vec::new(),
+            serve: None,
+        },
+        decode,
+        inbound,
+    )
+    .unwrap();
+    reach(&node0, 4).await;
+    let digest = |h: u64| {
+        node0
+            .finality(h)
+            .unwrap()
+            .unwrap()
+            .block_proposal()
+            .unwrap()
+            .digest()
+    };
+    let (wanted, marker) = (digest(3), digest(2));
+    let fetch = |d: Digest| {
+        let mut framed = vec![0u8];
+        framed.extend(gridledger_consensus::wire::encode::<Bls>(&Message::Fetch(
+            d,
+        )));
+        Arc::new(framed)
+    };
+    // First the link: ask for the marker until one answer comes (sends before the connection
+    // is up may be lost).
+    tokio::time::timeout(WAIT, async {
+        loop {
+            asker.send(0, fetch(marker));
+            if let Ok(Some((_, Some(p)))) =
+                tokio::time::timeout(Duration::from_millis(500), received.recv()).await
+                && p.digest() == marker
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("validator 0 answers a fetch");
+    // Then one request for a block in validator 0's memory and store, and the marker after
+    // it. Its answers to one peer leave in order: every copy of the first comes before the
+    // marker's answer (stray answers to the warm-up come before both).
+    asker.send(0, fetch(wanted));
+    asker.send(0, fetch(marker));
+    let copies = tokio::time::timeout(WAIT, async {
+        let mut copies = 0;
+        loop {
+            match received.recv().await.expect("open") {
+                (_, Some(p)) if p.digest() == wanted => copies += 1,
+                (_, Some(p)) if p.digest() == marker && copies > 0 => return copies,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("validator 0 answers the fetches");
+    assert_eq!(copies, 1, "one request, one copy");
+    asker.shutdown().await;
+    for r in running {
+        stop(r).await;
+    }
+}
