@@ -1,5 +1,6 @@
 //! The example contract, and the template for new ones: a counter with an owner, per-caller
-//! tallies, events, a call to another contract, and a migration.
+//! tallies, events, a call to another contract, a migration, and ticks from the chain's clock
+//! (genesis `[[schedule]]` with `call = "tick"`).
 
 use gridledger_sdk::prelude::*;
 
@@ -29,6 +30,22 @@ pub enum QueryMsg {
         limit: u32,
     },
     Owner {},
+    /// How many clock ticks came, and the last one's number.
+    Ticks {},
+}
+
+/// What the chain itself sends (never a transaction).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SudoMsg {
+    /// Tick `period` of this contract's schedule.
+    Tick { period: u64 },
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct TicksAnswer {
+    pub count: u64,
+    pub last: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -46,6 +63,7 @@ pub struct CountAnswer {
 pub const COUNT: Item<u64> = Item::new("count");
 pub const OWNER: Item<Address> = Item::new("owner");
 pub const TALLIES: Map<Address, u64> = Map::new("tally");
+pub const TICKS: Item<TicksAnswer> = Item::new("ticks");
 
 pub struct Counter;
 
@@ -56,7 +74,7 @@ impl Contract for Counter {
     type ExecuteMsg = ExecuteMsg;
     type QueryMsg = QueryMsg;
     type MigrateMsg = MigrateMsg;
-    type SudoMsg = NoMsg;
+    type SudoMsg = SudoMsg;
 
     fn instantiate(ctx: &mut Ctx, msg: InstantiateMsg) -> Result<Response> {
         COUNT.save(&msg.start)?;
@@ -90,6 +108,22 @@ impl Contract for Counter {
         }
     }
 
+    fn sudo(ctx: &mut Ctx, msg: SudoMsg) -> Result<Response> {
+        match msg {
+            SudoMsg::Tick { period } => {
+                let mut t = TICKS.may_load()?.unwrap_or(TicksAnswer {
+                    count: 0,
+                    last: None,
+                });
+                t.count += 1;
+                t.last = Some(period);
+                TICKS.save(&t)?;
+                ctx.emit(Event::new("tick").attr("period", period));
+                Ok(Response::new())
+            }
+        }
+    }
+
     fn query(_ctx: &Ctx, msg: QueryMsg) -> Result<Response> {
         match msg {
             QueryMsg::Count {} => Response::json(&CountAnswer {
@@ -109,6 +143,10 @@ impl Contract for Counter {
                 Response::json(&tallies)
             }
             QueryMsg::Owner {} => Response::json(&OWNER.load()?),
+            QueryMsg::Ticks {} => Response::json(&TICKS.may_load()?.unwrap_or(TicksAnswer {
+                count: 0,
+                last: None,
+            })),
         }
     }
 

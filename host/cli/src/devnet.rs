@@ -177,7 +177,7 @@ async fn produce(
 }
 
 /// Periods the block's system calls settled.
-fn settled_periods(block: &CommittedBlock) -> Vec<u64> {
+pub(crate) fn settled_periods(block: &CommittedBlock) -> Vec<u64> {
     block
         .receipts
         .iter()

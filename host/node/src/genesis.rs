@@ -26,8 +26,13 @@ pub struct Genesis {
     pub accounts: Vec<GenesisAccount>,
     #[serde(default)]
     pub contracts: Vec<GenesisContract>,
-    /// The market's clock: which contracts the chain itself calls at period boundaries.
+    /// The market's clock: which contracts the chain itself calls at period boundaries (a
+    /// shorthand for one `[[schedule]]` entry per contract, plus the period the market's
+    /// messages and readings use).
     pub market: Option<MarketClock>,
+    /// Calls the chain makes to contracts on a clock, by itself (see [`ScheduledCall`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<ScheduledCall>,
     /// Simulated participants for the devnet (ignored by validators).
     pub simulation: Option<Simulation>,
     /// How regulators decide proposals.
@@ -236,6 +241,59 @@ fn default_sudo_gas() -> u64 {
     2_000_000_000
 }
 
+/// A call the chain makes by itself: at every `every_ms` from `start_ms` (tick `n` at
+/// `start_ms + n × every_ms`), the contract labelled `contract` gets `sudo`
+/// `{"<call>":{"period":n}}` with a gas cap of `gas`, its receipt after the block's
+/// transactions'. Ticks that fell between two blocks are all called in the later block, in
+/// order; after a stop, only the last `catch_up` (the contract catches up on the rest itself,
+/// or anyone can ask it to). Calls due at the same time go in the order of the schedule.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledCall {
+    pub contract: String,
+    pub every_ms: u64,
+    /// Tick 0; defaults to the genesis time.
+    pub start_ms: Option<u64>,
+    #[serde(default = "default_call")]
+    pub call: String,
+    #[serde(default = "default_sudo_gas")]
+    pub gas: u64,
+    #[serde(default = "default_catch_up")]
+    pub catch_up: u64,
+}
+
+fn default_call() -> String {
+    "period_boundary".into()
+}
+
+fn default_catch_up() -> u64 {
+    16
+}
+
+impl ScheduledCall {
+    /// The ticks due after a block at `parent_ms` and by one at `now_ms`, oldest first, at
+    /// most `catch_up` of them (the latest).
+    pub fn due(
+        &self,
+        genesis_time_ms: u64,
+        parent_ms: u64,
+        now_ms: u64,
+    ) -> std::ops::RangeInclusive<u64> {
+        let start = self.start_ms.unwrap_or(genesis_time_ms);
+        let every = self.every_ms.max(1);
+        if now_ms < start {
+            return std::ops::RangeInclusive::new(1, 0);
+        }
+        let current = (now_ms - start) / every;
+        let first = if parent_ms < start {
+            0
+        } else {
+            (parent_ms - start) / every + 1
+        };
+        first.max(current.saturating_sub(self.catch_up.max(1) - 1))..=current
+    }
+}
+
 impl MarketClock {
     pub fn start(&self, genesis_time_ms: u64) -> u64 {
         self.start_ms.unwrap_or(genesis_time_ms)
@@ -357,6 +415,22 @@ impl Genesis {
                         "market: no genesis contract labelled {l}"
                     )));
                 }
+            }
+        }
+        for c in &self.schedule {
+            if !self.contracts.iter().any(|g| g.label == c.contract) {
+                return Err(GenesisError::Invalid(format!(
+                    "schedule: no genesis contract labelled {}",
+                    c.contract
+                )));
+            }
+            // Bounded work per block: a call at most every 100 ms, at most 64 missed ones
+            // made up after a stop.
+            if c.every_ms < 100 || c.catch_up == 0 || c.catch_up > 64 || c.call.is_empty() {
+                return Err(GenesisError::Invalid(format!(
+                    "schedule {}: every_ms must be at least 100, catch_up between 1 and 64, and call named",
+                    c.contract
+                )));
             }
         }
         if let Some(g) = &self.governance
@@ -497,6 +571,26 @@ impl Genesis {
         Ok(out)
     }
 
+    /// Every call the chain makes on a clock: the market clock's (one per contract, in its
+    /// order), then `[[schedule]]`'s.
+    pub fn scheduled_calls(&self) -> Vec<ScheduledCall> {
+        let mut out: Vec<ScheduledCall> = Vec::new();
+        if let Some(m) = &self.market {
+            for label in &m.sudo_contracts {
+                out.push(ScheduledCall {
+                    contract: label.clone(),
+                    every_ms: m.period_ms,
+                    start_ms: Some(m.start(self.genesis_time_ms)),
+                    call: default_call(),
+                    gas: m.sudo_gas,
+                    catch_up: default_catch_up(),
+                });
+            }
+        }
+        out.extend(self.schedule.iter().cloned());
+        out
+    }
+
     pub fn regulators(&self) -> usize {
         self.accounts
             .iter()
@@ -590,6 +684,77 @@ mod tests {
         no_role.validators[3].account = "wind-1".into();
         let e = no_role.validator_set().unwrap_err().to_string();
         assert!(e.contains("validator role"), "{e}");
+    }
+
+    #[test]
+    fn the_market_clock_is_a_schedule_and_bad_schedules_are_refused() {
+        let g = island();
+        // The market section is shorthand for one schedule entry per contract it calls.
+        let calls = g.scheduled_calls();
+        let m = g.market.as_ref().unwrap();
+        assert_eq!(calls.len(), m.sudo_contracts.len());
+        assert!(calls.iter().all(|c| c.every_ms == m.period_ms
+            && c.call == "period_boundary"
+            && c.gas == m.sudo_gas
+            && c.catch_up == 16));
+        // Ticks due between two blocks, at most catch_up of them.
+        let c = &calls[0];
+        let start = m.start(g.genesis_time_ms);
+        let p = m.period_ms;
+        assert_eq!(c.due(g.genesis_time_ms, start + p / 2, start + p), 1..=1);
+        assert!(
+            c.due(g.genesis_time_ms, start + p, start + p + 1)
+                .is_empty()
+        );
+        assert_eq!(c.due(g.genesis_time_ms, start, start + 100 * p), 85..=100);
+        assert!(c.due(g.genesis_time_ms, 0, start - 1).is_empty());
+
+        let entry = ScheduledCall {
+            contract: "market".into(),
+            every_ms: 1_000,
+            start_ms: None,
+            call: "tick".into(),
+            gas: 1_000_000,
+            catch_up: 4,
+        };
+        let mut ok = g.clone();
+        ok.schedule = vec![entry.clone()];
+        assert!(ok.check().is_ok());
+        for (bad, says) in [
+            (
+                ScheduledCall {
+                    contract: "nobody".into(),
+                    ..entry.clone()
+                },
+                "no genesis contract labelled nobody",
+            ),
+            (
+                ScheduledCall {
+                    every_ms: 0,
+                    ..entry.clone()
+                },
+                "every_ms",
+            ),
+            (
+                ScheduledCall {
+                    catch_up: 0,
+                    ..entry.clone()
+                },
+                "catch_up",
+            ),
+            (
+                ScheduledCall {
+                    catch_up: 1_000,
+                    ..entry.clone()
+                },
+                "catch_up",
+            ),
+        ] {
+            let mut g = g.clone();
+            g.schedule = vec![bad];
+            let e = g.check().unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -39,8 +39,6 @@ pub const MAX_BLOCK_TXS: usize = 2_000;
 pub const MAX_BLOCK_EVENT_BYTES: usize = 16 << 20;
 /// Transactions a node holds waiting for a block; beyond this it answers `busy`.
 pub const MEMPOOL_CAPACITY: usize = 20_000;
-/// Most period boundaries handled in one block after the node was stopped.
-const MAX_CATCH_UP_PERIODS: u64 = 16;
 /// Gas for each genesis contract's instantiation.
 const GENESIS_GAS: u64 = 1_000_000_000;
 
@@ -114,6 +112,8 @@ pub struct Node {
     diverged: RwLock<Option<String>>,
     /// This node follows the validators without voting ([`observer`]).
     observing: std::sync::atomic::AtomicBool,
+    /// The calls the chain makes on a clock ([`Genesis::scheduled_calls`]).
+    schedule: Vec<genesis::ScheduledCall>,
     /// `settled_periods` at the block whose hash it holds.
     settled_cache: Mutex<Option<(Hash32, u64)>>,
     /// Accepted transactions let go without being included, and why.
@@ -275,6 +275,7 @@ impl Node {
         let (submitted, _) = tokio::sync::broadcast::channel(4096);
         let validators = genesis.validator_set()?;
         let diverged = store.diverged()?;
+        let schedule = genesis.scheduled_calls();
         Ok(Arc::new(Node {
             submitted,
             validators,
@@ -290,6 +291,7 @@ impl Node {
             diverged: RwLock::new(diverged),
             observing: Default::default(),
             settled_cache: Mutex::new(None),
+            schedule,
             faults: FaultInjection::default(),
             dropped: Mutex::new(mempool::Dropped::default()),
             queries: Arc::new(queries),
@@ -858,7 +860,7 @@ impl Node {
             state.discard_layer();
         }
         receipts.extend(self.exec.enact_due(&block_env, &mut state)?);
-        receipts.extend(self.period_boundaries(&block_env, parent.time_ms, &mut state)?);
+        receipts.extend(self.scheduled_calls(&block_env, parent.time_ms, &mut state)?);
         state.set(
             schema::meta_key(schema::META_HEIGHT),
             codec::encode(&height),
@@ -934,49 +936,39 @@ impl Node {
         Ok(committed)
     }
 
-    /// The chain's own calls for every market period that began after the parent block and
-    /// by this one: each `sudo` contract gets `period_boundary`, gas-capped, with its receipt
-    /// after the transactions' receipts.
-    fn period_boundaries(
+    /// The chain's own calls on its schedule (genesis `[[schedule]]` and the market clock): for
+    /// every tick due after the parent block and by this one, the contract's `sudo` gets its
+    /// call, gas-capped, each receipt after the transactions' receipts. What the contract does
+    /// with it is the contract's business: the chain knows clocks, not markets.
+    fn scheduled_calls(
         &self,
         env: &BlockEnv,
         parent_time_ms: u64,
         state: &mut StateStack,
     ) -> Result<Vec<Receipt>, NodeError> {
-        let Some(m) = &self.genesis.market else {
-            return Ok(Vec::new());
-        };
-        let start = m.start(self.genesis.genesis_time_ms);
-        if env.time_ms < start {
-            return Ok(Vec::new());
-        }
-        let current = (env.time_ms - start) / m.period_ms;
-        let first = if parent_time_ms < start {
-            0
-        } else {
-            (parent_time_ms - start) / m.period_ms + 1
-        };
-        // After a long stop, call at most 16 boundaries: the market's own catch-up clears and
-        // settles the periods before them in those calls (and anyone may `clear` or `settle`).
-        let first = first.max(current.saturating_sub(MAX_CATCH_UP_PERIODS - 1));
-        let mut out = Vec::new();
-        for period in first..=current {
-            for label in &m.sudo_contracts {
-                let Some(b) = gridledger_state::StateRead::get(state, &label_key(label))? else {
-                    continue;
-                };
-                let Some(contract) = Address::from_slice(&b) else {
-                    continue;
-                };
-                let msg = format!(r#"{{"period_boundary":{{"period":{period}}}}}"#);
-                out.push(self.exec.system_call(
-                    env,
-                    state,
-                    contract,
-                    msg.as_bytes(),
-                    m.sudo_gas,
-                )?);
+        // Every due call with its time; in time order, the schedule's order among equals.
+        let mut due: Vec<(u64, usize, u64)> = Vec::new();
+        for (i, c) in self.schedule.iter().enumerate() {
+            let start = c.start_ms.unwrap_or(self.genesis.genesis_time_ms);
+            for n in c.due(self.genesis.genesis_time_ms, parent_time_ms, env.time_ms) {
+                due.push((start.saturating_add(n.saturating_mul(c.every_ms)), i, n));
             }
+        }
+        due.sort_unstable();
+        let mut out = Vec::new();
+        for (_, i, n) in due {
+            let c = &self.schedule[i];
+            let Some(b) = gridledger_state::StateRead::get(state, &label_key(&c.contract))? else {
+                continue;
+            };
+            let Some(contract) = Address::from_slice(&b) else {
+                continue;
+            };
+            let msg = serde_json::json!({ c.call.as_str(): { "period": n } }).to_string();
+            out.push(
+                self.exec
+                    .system_call(env, state, contract, msg.as_bytes(), c.gas)?,
+            );
         }
         Ok(out)
     }

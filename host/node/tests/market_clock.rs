@@ -201,3 +201,56 @@ fn supply_changes_only_by_mint_and_burn() {
     );
     assert_supply_conserved(&chain);
 }
+
+/// The chain's clock is generic: a `[[schedule]]` entry gives any contract its ticks (here the
+/// example counter's `tick`), every tick due between two blocks in order, and after a stop
+/// only the last `catch_up` of them.
+#[test]
+fn a_schedule_gives_any_contract_its_ticks() {
+    use gridledger_node::genesis::ScheduledCall;
+    let mut genesis = test_genesis(vec![account("someone", 1_000_000_000)]);
+    genesis.contracts = vec![GenesisContract {
+        label: "clock".into(),
+        wasm: "counter.wasm".into(),
+        msg: r#"{"start":0}"#.into(),
+        funds: 0,
+        creator: "someone".into(),
+        admin: None,
+    }];
+    genesis.schedule = vec![ScheduledCall {
+        contract: "clock".into(),
+        every_ms: 1_000,
+        start_ms: Some(T0),
+        call: "tick".into(),
+        gas: 10_000_000,
+        catch_up: 3,
+    }];
+    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contracts");
+    let mut chain = TestChain::with_genesis(genesis, &contracts);
+    let clock = chain.node.contract_by_label("clock").unwrap().unwrap();
+    let ticks = |chain: &TestChain| chain.query(clock, r#"{"ticks":{}}"#).unwrap();
+    // Tick 0 is genesis time itself: nothing is due in a block after it before tick 1.
+    chain.block_at(T0 + 500);
+    assert_eq!(ticks(&chain)["count"], 0);
+    let b = chain.block_at(T0 + 1_500);
+    assert_eq!(ticks(&chain), serde_json::json!({"count": 1, "last": 1}));
+    assert!(
+        b.receipts
+            .iter()
+            .flat_map(|r| &r.events)
+            .any(|e| e.kind == "tick"),
+        "the call's receipt is in the block"
+    );
+    chain.block_at(T0 + 1_700);
+    assert_eq!(
+        ticks(&chain)["count"],
+        1,
+        "no tick between two blocks in one interval"
+    );
+    // Two ticks in one gap: both, in order.
+    chain.block_at(T0 + 3_100);
+    assert_eq!(ticks(&chain), serde_json::json!({"count": 3, "last": 3}));
+    // A stop of ten ticks: only the last three are made up.
+    chain.block_at(T0 + 13_200);
+    assert_eq!(ticks(&chain), serde_json::json!({"count": 6, "last": 13}));
+}
