@@ -260,6 +260,8 @@ pub fn run(json: bool, load: Load) -> Result<()> {
                 "attacker_paid": attacked.as_ref().map(|a| a.attacker_paid),
                 "attacker_txs_admitted": attacked.as_ref().and_then(|a| a.attack.as_ref()).map(|r| r.txs_admitted),
                 "attacker_queries_refused": attacked.as_ref().and_then(|a| a.attack.as_ref()).map(|r| r.queries_refused),
+                "attacker_queries_answered": attacked.as_ref().and_then(|a| a.attack.as_ref()).map(|r| r.queries_answered),
+                "attacker_txs_turned_away": attacked.as_ref().and_then(|a| a.attack.as_ref()).map(|r| r.txs_turned_away),
             })
         );
     }

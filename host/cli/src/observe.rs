@@ -7,7 +7,6 @@ use anyhow::{Context, Result, bail};
 use gridledger_node::observer::ObserverOptions;
 use gridledger_node::{Genesis, Node};
 use std::net::SocketAddr;
-use tokio::sync::watch;
 
 /// What an observer needs from its config and genesis: whom to ask, with which key.
 pub fn options(cfg: &NodeConfig, genesis: &Genesis) -> Result<ObserverOptions> {
@@ -50,54 +49,17 @@ pub fn run(cfg: NodeConfig, genesis: Genesis) -> Result<()> {
         .thread_stack_size(crate::execution_stack())
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cfg.api)
-            .await
-            .with_context(|| format!("binding {}", cfg.api))?;
-        println!(
-            "gridledger observer {name} of chain {} at height {}, following {} validators",
-            node.chain_id(),
-            node.head().height,
-            opts.validators.len()
-        );
-        println!("web app and API: http://{}", listener.local_addr()?);
-        let admin_addr = cfg.admin.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let admin = crate::doors::AdminDoor::bind(admin_addr, &cfg.data_dir).await?;
-        println!("{}", admin.announce());
-        let mut running = Running::start_observer(node.clone(), opts)?;
-        let (plugins_stop, stop_rx) = watch::channel(false);
-        let mut plugins = None;
-        if !cfg.plugins.is_empty() {
-            let relay = cfg.relay()?;
-            let n = cfg.plugins.len();
-            plugins = crate::plugins::start(node.clone(), cfg.plugins, relay, stop_rx)
-                .await?
-                .map(|p| p.set);
-            println!("plugins: {n} running");
-        }
-        let api =
-            gridledger_api::web::app(node.clone(), plugins.clone(), Some(running.status.clone()));
-        let until = async {
-            tokio::select! {
-                _ = crate::devnet::shutdown_signal() => None,
-                _ = running.ended() => Some(()),
-            }
-        };
-        let died = crate::doors::serve(listener, api, admin, plugins, until).await?;
-        let _ = plugins_stop.send(true);
-        let outcome = running.stop().await;
-        if died.is_some() {
-            bail!(
-                "the observer stopped by itself ({}); the node shuts down rather than serve an \
-                 API over a chain it no longer follows",
-                match &outcome {
-                    Ok(()) => "without an error".to_string(),
-                    Err(e) => format!("{e:#}"),
-                }
-            );
-        }
-        outcome?;
-        println!("stopped at height {}", node.head().height);
-        Ok(())
-    })
+    let banner = format!(
+        "gridledger observer {name} of chain {} at height {}, following {} validators",
+        node.chain_id(),
+        node.head().height,
+        opts.validators.len()
+    );
+    rt.block_on(crate::validators::serve_node(
+        cfg,
+        node.clone(),
+        banner,
+        "observer",
+        move || Running::start_observer(node, opts),
+    ))
 }

@@ -326,8 +326,6 @@ mod tests {
     /// what genesis created (the simulation neither mints nor burns).
     #[test]
     fn an_island_day_accounts_for_every_token_after_every_settled_period() {
-        use gridledger_state::StateRead;
-        use gridledger_types::schema;
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let path = repo.join("genesis/island.toml");
         let mut genesis = Genesis::load(&path).unwrap();
@@ -340,32 +338,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let created: u128 = genesis.accounts.iter().map(|a| a.balance as u128).sum();
-        let ledger = |node: &Node| -> (u128, u128) {
-            let snap = node.snapshot().unwrap();
-            let (mut sum, mut after) = (0u128, None::<Vec<u8>>);
-            loop {
-                let page = snap
-                    .scan(&[schema::TAG_ACCOUNT], after.as_deref(), 256, false)
-                    .unwrap();
-                for (_, v) in &page {
-                    let a: schema::Account = gridledger_types::codec::decode("account", v).unwrap();
-                    sum += a.balance as u128;
-                }
-                if page.len() < 256 {
-                    break;
-                }
-                after = page.last().map(|(k, _)| k.clone());
-            }
-            let supply: u64 = gridledger_types::codec::decode(
-                "supply",
-                &snap
-                    .get(&schema::meta_key(schema::META_SUPPLY))
-                    .unwrap()
-                    .unwrap(),
-            )
-            .unwrap();
-            (sum, supply as u128)
-        };
+        let ledger = gridledger_node::testing::balances_and_supply;
         let clock = genesis.market.clone().unwrap();
         let start = clock.start(genesis.genesis_time_ms);
         let (mut settled, mut traded_wh) = (0u64, 0u64);

@@ -323,66 +323,85 @@ pub fn run_node(config: &Path) -> Result<()> {
         .thread_stack_size(crate::execution_stack())
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cfg.api)
-            .await
-            .with_context(|| format!("binding {}", cfg.api))?;
-        println!(
-            "gridledger validator {name} ({me}) of chain {} at height {}; QUIC on {listen}",
-            node.chain_id(),
-            node.head().height,
-        );
-        println!("web app and API: http://{}", listener.local_addr()?);
-        let admin_addr = cfg.admin.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let admin = crate::doors::AdminDoor::bind(admin_addr, &cfg.data_dir).await?;
-        println!("{}", admin.announce());
-        // The validator on a runtime of its own: no HTTP request, however heavy, waits in
-        // front of a vote.
-        let mut running = Running::start_isolated(
-            node.clone(),
-            keys,
-            ValidatorOptions {
-                listen,
-                peers,
-                block_interval_ms: interval,
-            },
-        )?;
-        let (plugins_stop, stop_rx) = watch::channel(false);
-        let mut plugins = None;
-        if !cfg.plugins.is_empty() {
-            let relay = cfg.relay()?;
-            let n = cfg.plugins.len();
-            plugins = crate::plugins::start(node.clone(), cfg.plugins, relay, stop_rx)
-                .await?
-                .map(|p| p.set);
-            println!("plugins: {n} running");
+    let banner = format!(
+        "gridledger validator {name} ({me}) of chain {} at height {}; QUIC on {listen}",
+        node.chain_id(),
+        node.head().height,
+    );
+    rt.block_on(serve_node(
+        cfg,
+        node.clone(),
+        banner,
+        "validator",
+        move || {
+            // The validator on a runtime of its own: no HTTP request, however heavy, waits in
+            // front of a vote.
+            Running::start_isolated(
+                node,
+                keys,
+                ValidatorOptions {
+                    listen,
+                    peers,
+                    block_interval_ms: interval,
+                },
+            )
+        },
+    ))
+}
+
+/// Binds the public API and the admin door (printing `banner`, then both addresses), starts
+/// the node's work (`start`: a validator or an observer, on a runtime of its own) and the
+/// config's plugins, and serves until a signal, or until that work ends by itself: then the
+/// process ends too, saying so, never an API up over a dead `what`.
+pub async fn serve_node(
+    cfg: NodeConfig,
+    node: Arc<Node>,
+    banner: String,
+    what: &str,
+    start: impl FnOnce() -> Result<Running>,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.api)
+        .await
+        .with_context(|| format!("binding {}", cfg.api))?;
+    println!("{banner}");
+    println!("web app and API: http://{}", listener.local_addr()?);
+    let admin_addr = cfg.admin.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let admin = crate::doors::AdminDoor::bind(admin_addr, &cfg.data_dir).await?;
+    println!("{}", admin.announce());
+    let mut running = start()?;
+    let (plugins_stop, stop_rx) = watch::channel(false);
+    let mut plugins = None;
+    if !cfg.plugins.is_empty() {
+        let relay = cfg.relay()?;
+        let n = cfg.plugins.len();
+        plugins = crate::plugins::start(node.clone(), cfg.plugins, relay, stop_rx)
+            .await?
+            .map(|p| p.set);
+        println!("plugins: {n} running");
+    }
+    let api = gridledger_api::web::app(node.clone(), plugins.clone(), Some(running.status.clone()));
+    let until = async {
+        tokio::select! {
+            _ = crate::devnet::shutdown_signal() => None,
+            _ = running.ended() => Some(()),
         }
-        let api =
-            gridledger_api::web::app(node.clone(), plugins.clone(), Some(running.status.clone()));
-        let until = async {
-            tokio::select! {
-                _ = crate::devnet::shutdown_signal() => None,
-                _ = running.ended() => Some(()),
+    };
+    let died = crate::doors::serve(listener, api, admin, plugins, until).await?;
+    let _ = plugins_stop.send(true);
+    let outcome = running.stop().await;
+    if died.is_some() {
+        bail!(
+            "the {what} stopped by itself ({}); the node shuts down rather than serve an API \
+             over a dead {what} (see the log above, fix, and start it again)",
+            match &outcome {
+                Ok(()) => "without an error".to_string(),
+                Err(e) => format!("{e:#}"),
             }
-        };
-        let died = crate::doors::serve(listener, api, admin, plugins, until).await?;
-        let _ = plugins_stop.send(true);
-        let outcome = running.stop().await;
-        if died.is_some() {
-            // Never an API up over a dead validator: the process ends, saying why.
-            bail!(
-                "the validator stopped by itself ({}); the node shuts down rather than serve \
-                 an API over a dead validator (see the log above, fix, and start it again)",
-                match &outcome {
-                    Ok(()) => "without an error".to_string(),
-                    Err(e) => format!("{e:#}"),
-                }
-            );
-        }
-        outcome?;
-        println!("stopped at height {}", node.head().height);
-        Ok(())
-    })
+        );
+    }
+    outcome?;
+    println!("stopped at height {}", node.head().height);
+    Ok(())
 }
 
 #[cfg(test)]

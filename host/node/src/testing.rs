@@ -38,6 +38,58 @@ impl Default for TestChain {
 }
 
 /// A genesis with a funded grid company, for tests.
+/// The sum of every balance on `node`'s ledger (accounts, contracts, the fee collector) and
+/// the supply it records: equal on any ledger where tokens are conserved.
+pub fn balances_and_supply(node: &Node) -> (u128, u128) {
+    use gridledger_state::StateRead;
+    use gridledger_types::schema;
+    let snap = node.snapshot().expect("a snapshot");
+    let (mut sum, mut after) = (0u128, None::<Vec<u8>>);
+    loop {
+        let page = snap
+            .scan(&[schema::TAG_ACCOUNT], after.as_deref(), 256, false)
+            .expect("a scan");
+        for (_, v) in &page {
+            let a: schema::Account =
+                gridledger_types::codec::decode("account", v).expect("an account");
+            sum += a.balance as u128;
+        }
+        if page.len() < 256 {
+            break;
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
+    let supply: u64 = snap
+        .get(&schema::meta_key(schema::META_SUPPLY))
+        .expect("a read")
+        .map(|b| gridledger_types::codec::decode("supply", &b).expect("the supply"))
+        .unwrap_or(0);
+    (sum, supply as u128)
+}
+
+/// [`test_genesis`] with `n` validators (accounts `v0`, `v1`, …, keys derived from `seed(i)`)
+/// and 50 ms blocks.
+pub fn validators_genesis(n: usize, seed: impl Fn(usize) -> String) -> Genesis {
+    let accounts = (0..n)
+        .map(|i| GenesisAccount {
+            name: format!("v{i}"),
+            address: None,
+            dev_seed: Some(seed(i)),
+            balance: 1_000_000,
+            roles: vec!["validator".into()],
+        })
+        .collect();
+    let mut g = test_genesis(accounts);
+    g.block_interval_ms = 50;
+    g.validators = (0..n)
+        .map(|i| {
+            let (bls, net) = crate::genesis::dev_validator_keys(&seed(i));
+            crate::genesis::validator_entry(&format!("v{i}"), &bls, &net)
+        })
+        .collect();
+    g
+}
+
 pub fn test_genesis(extra: Vec<GenesisAccount>) -> Genesis {
     let mut accounts = vec![GenesisAccount {
         name: "grid-company".into(),

@@ -127,33 +127,8 @@ fn periods_clear_and_settle_at_boundaries() {
 /// Total supply changes only by mint and burn: the sum of every account's balance (users,
 /// contracts, the fee collector) equals the recorded supply after a trading cycle.
 fn assert_supply_conserved(chain: &TestChain) {
-    use gridledger_state::StateRead;
-    use gridledger_types::schema;
-    let snap = chain.node.snapshot().unwrap();
-    let mut sum: u128 = 0;
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = snap
-            .scan(&[schema::TAG_ACCOUNT], after.as_deref(), 256, false)
-            .unwrap();
-        for (_, v) in &page {
-            let a: schema::Account = gridledger_types::codec::decode("account", v).unwrap();
-            sum += a.balance as u128;
-        }
-        if page.len() < 256 {
-            break;
-        }
-        after = page.last().map(|(k, _)| k.clone());
-    }
-    let supply: u64 = gridledger_types::codec::decode(
-        "supply",
-        &snap
-            .get(&schema::meta_key(schema::META_SUPPLY))
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(sum, supply as u128);
+    let (sum, supply) = gridledger_node::testing::balances_and_supply(&chain.node);
+    assert_eq!(sum, supply);
 }
 
 #[test]

@@ -4,11 +4,9 @@
 //! from what the validators certified, catches up after a stop, syncs from genesis, and
 //! forwards what is submitted to it.
 
-use gridledger_node::genesis::{
-    GenesisAccount, GenesisObserver, dev_observer_key, dev_validator_keys, validator_entry,
-};
+use gridledger_node::genesis::{GenesisObserver, dev_observer_key, dev_validator_keys};
 use gridledger_node::observer::{self, Answer, Follower, ObserverOptions, Refusal, Request};
-use gridledger_node::testing::{TEST_CHAIN_ID, test_genesis};
+use gridledger_node::testing::{TEST_CHAIN_ID, validators_genesis};
 use gridledger_node::validator::{self, ValidatorKeys, ValidatorOptions, ValidatorStatus};
 use gridledger_node::{Genesis, Node};
 use gridledger_types::{Keypair, Payload, TxBody};
@@ -27,23 +25,7 @@ fn seed(i: usize) -> String {
 }
 
 fn genesis() -> Genesis {
-    let accounts = (0..N)
-        .map(|i| GenesisAccount {
-            name: format!("v{i}"),
-            address: None,
-            dev_seed: Some(seed(i)),
-            balance: 1_000_000,
-            roles: vec!["validator".into()],
-        })
-        .collect();
-    let mut g = test_genesis(accounts);
-    g.block_interval_ms = 50;
-    g.validators = (0..N)
-        .map(|i| {
-            let (bls, net) = dev_validator_keys(&seed(i));
-            validator_entry(&format!("v{i}"), &bls, &net)
-        })
-        .collect();
+    let mut g = validators_genesis(N, seed);
     g.observers = vec![GenesisObserver {
         name: "observer".into(),
         network_key: hex::encode(dev_observer_key(OBSERVER).1),

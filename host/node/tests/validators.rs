@@ -3,8 +3,8 @@
 //! validator that stops and restarts catches up to the same state.
 
 use gridledger_consensus::Digest;
-use gridledger_node::genesis::{GenesisAccount, dev_validator_keys, validator_entry};
-use gridledger_node::testing::{TEST_CHAIN_ID, test_genesis};
+use gridledger_node::genesis::dev_validator_keys;
+use gridledger_node::testing::{TEST_CHAIN_ID, validators_genesis};
 use gridledger_node::validator::{self, ValidatorKeys, ValidatorOptions, ValidatorStatus};
 use gridledger_node::{Genesis, Node};
 use gridledger_types::{Keypair, Payload, TxBody, schema};
@@ -22,28 +22,12 @@ fn seed(i: usize) -> String {
 }
 
 fn genesis() -> Genesis {
-    let accounts = (0..N)
-        .map(|i| GenesisAccount {
-            name: format!("v{i}"),
-            address: None,
-            dev_seed: Some(seed(i)),
-            balance: 1_000_000,
-            roles: vec!["validator".into()],
-        })
-        .collect();
-    let mut g = test_genesis(accounts);
-    g.block_interval_ms = 50;
-    g.validators = (0..N)
-        .map(|i| {
-            let (bls, net) = dev_validator_keys(&seed(i));
-            validator_entry(&format!("v{i}"), &bls, &net)
-        })
-        .collect();
-    g
+    validators_genesis(N, seed)
 }
 
 struct Running {
     node: Arc<Node>,
+    status: Arc<ValidatorStatus>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -59,6 +43,7 @@ fn start(i: usize, dir: &Path, addrs: &[SocketAddr]) -> Running {
     let node = Node::open(&dir.join(format!("v{i}")), genesis(), Path::new(".")).unwrap();
     let (bls, network) = dev_validator_keys(&seed(i));
     let (stop, rx) = watch::channel(false);
+    let status = Arc::new(ValidatorStatus::default());
     let task = tokio::spawn(validator::run(
         node.clone(),
         ValidatorKeys { bls, network },
@@ -71,10 +56,15 @@ fn start(i: usize, dir: &Path, addrs: &[SocketAddr]) -> Running {
                 .collect(),
             block_interval_ms: 50,
         },
-        Arc::new(ValidatorStatus::default()),
+        status.clone(),
         rx,
     ));
-    Running { node, stop, task }
+    Running {
+        node,
+        status,
+        stop,
+        task,
+    }
 }
 
 async fn stop(r: Running) {
@@ -581,6 +571,37 @@ async fn a_fetched_block_is_answered_once() {
     .expect("validator 0 answers the fetches");
     assert_eq!(copies, 1, "one request, one copy");
     asker.shutdown().await;
+    for r in running {
+        stop(r).await;
+    }
+}
+
+/// The peers gauge tells the truth within the transport's idle timeout: a validator that goes
+/// away is no longer counted, though nothing was sent to it (the connection's close is
+/// noticed, not only a failed write), and it is counted again when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peers_gauge_follows_a_validator_leaving_and_returning() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<SocketAddr> = (0..N).map(|_| free_addr()).collect();
+    let mut running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
+    let peers = |r: &Running| r.status.peers.load(std::sync::atomic::Ordering::Relaxed);
+    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+        tokio::time::timeout(WAIT, async {
+            while !ok() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+    }
+    until("all connected", || peers(&running[0]) == 3).await;
+    stop(running.pop().unwrap()).await;
+    until("the gone validator is no longer counted", || {
+        peers(&running[0]) == 2
+    })
+    .await;
+    running.push(start(3, dir.path(), &addrs));
+    until("it is counted again", || peers(&running[0]) == 3).await;
     for r in running {
         stop(r).await;
     }
