@@ -123,9 +123,16 @@ pub enum Action<S: VoteScheme> {
         proposal: Proposal,
         certificate: Certificate<S>,
     },
-    /// Something a peer did that is worth an operator's eye (equivocation, bad signatures,
+    /// Something a peer did that is worth an operator's eye (equivocation, a refused payload,
     /// a block that conflicts with finality).
     Misbehaviour(String),
+    /// Validator `from` sent something whose signature does not verify: a vote, a proposal or
+    /// a certificate. No honest validator does (they verify what they pass on), so the driver
+    /// may disconnect it for a while; what it sent has been dropped.
+    Offence {
+        from: ValidatorIndex,
+        what: String,
+    },
     /// A quorum certified the header this validator executed at the certificate's height
     /// (its `view`): what makes that header final to clients. Store it.
     ExecutionCertified(Certificate<S>),
@@ -516,12 +523,13 @@ impl<S: VoteScheme> Engine<S> {
             Message::Certificate(cert) if cert.kind == VoteKind::Execute => {
                 match self.execution.receive(cert, &self.cfg.validators) {
                     Ok(outcomes) => self.on_execution(outcomes),
-                    Err(e) => self.out.push(Action::Misbehaviour(format!(
-                        "validator {from} sent a bad {e}"
-                    ))),
+                    Err(e) => self.out.push(Action::Offence {
+                        from,
+                        what: format!("validator {from} sent a bad {e}"),
+                    }),
                 }
             }
-            Message::Certificate(cert) => self.on_certificate(cert, true),
+            Message::Certificate(cert) => self.on_certificate(cert, Some(from)),
             Message::Fetch(digest) => {
                 if let Some(p) = self.blocks.get(&digest) {
                     self.out.push(Action::Send {
@@ -560,9 +568,10 @@ impl<S: VoteScheme> Engine<S> {
             .validators
             .verify_vote(from, VoteKind::Notarize, view, &digest, &signature)
         {
-            self.out.push(Action::Misbehaviour(format!(
-                "leader {from} sent a proposal for view {view} with a bad signature"
-            )));
+            self.out.push(Action::Offence {
+                from,
+                what: format!("leader {from} sent a proposal for view {view} with a bad signature"),
+            });
             return;
         }
         let round = self.round(view);
@@ -687,9 +696,14 @@ impl<S: VoteScheme> Engine<S> {
                     self.out.push(Action::Broadcast(Message::Certificate(cert)));
                 }
                 execution::Outcome::BadVotes(height, bad) => {
-                    self.out.push(Action::Misbehaviour(format!(
-                        "bad execution vote signatures for height {height} from {bad:?}"
-                    )));
+                    for from in bad {
+                        self.out.push(Action::Offence {
+                            from,
+                            what: format!(
+                                "validator {from} sent an execution vote for height {height} with a bad signature"
+                            ),
+                        });
+                    }
                 }
             }
         }
@@ -768,7 +782,7 @@ impl<S: VoteScheme> Engine<S> {
             .validators
             .try_certify(vote.kind, view, &vote.digest, &tally)
         {
-            Ok(cert) => self.on_certificate(cert, false),
+            Ok(cert) => self.on_certificate(cert, None),
             Err(bad) => {
                 let round = self.round(view);
                 for i in &bad {
@@ -785,10 +799,15 @@ impl<S: VoteScheme> Engine<S> {
                         t.remove(i);
                     }
                 }
-                self.out.push(Action::Misbehaviour(format!(
-                    "bad {:?} vote signatures in view {view} from {bad:?}",
-                    vote.kind
-                )));
+                for from in bad {
+                    self.out.push(Action::Offence {
+                        from,
+                        what: format!(
+                            "validator {from} sent a {:?} vote in view {view} with a bad signature",
+                            vote.kind
+                        ),
+                    });
+                }
             }
         }
     }
@@ -807,8 +826,9 @@ impl<S: VoteScheme> Engine<S> {
         }
     }
 
-    /// A certificate, formed here (`verify = false`) or received (checked first).
-    fn on_certificate(&mut self, cert: Certificate<S>, verify: bool) {
+    /// A certificate, formed here (`from` none) or received from `from` (checked first).
+    fn on_certificate(&mut self, cert: Certificate<S>, from: Option<ValidatorIndex>) {
+        let verify = from.is_some();
         let view = cert.view;
         // A notarization or nullification far ahead is not checked (a pairing) nor kept: a peer
         // could send any view. A finalization is: it is how a validator far behind catches up,
@@ -822,11 +842,16 @@ impl<S: VoteScheme> Engine<S> {
         if known {
             return;
         }
-        if verify && let Err(e) = self.cfg.validators.verify_certificate(&cert) {
-            self.out.push(Action::Misbehaviour(format!(
-                "refused a {:?} certificate for view {view}: {e}",
-                cert.kind
-            )));
+        if let Some(from) = from
+            && let Err(e) = self.cfg.validators.verify_certificate(&cert)
+        {
+            self.out.push(Action::Offence {
+                from,
+                what: format!(
+                    "validator {from} sent a {:?} certificate for view {view} that does not verify: {e}",
+                    cert.kind
+                ),
+            });
             return;
         }
         match cert.kind {

@@ -663,6 +663,7 @@ impl Sim<'_> {
                         work.extend(e.handle(Input::Executed { height, header }));
                     }
                 }
+                Action::Offence { .. } => self.out.misbehaviour += 1,
                 Action::Misbehaviour(m) => {
                     if m.contains("conflicts") {
                         self.out.conflicts.push(format!("validator {me}: {m}"));

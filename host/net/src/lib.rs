@@ -75,8 +75,22 @@ pub type Decoder<T> = Arc<dyn Fn(&[u8]) -> Result<T, String> + Send + Sync>;
 pub struct Network {
     endpoint: quinn::Endpoint,
     senders: HashMap<u16, Outbox>,
+    penalties: Penalties,
     connected: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Peers disconnected for a while after an offence (see [`Network::penalize`]), and until when.
+#[derive(Clone, Default)]
+struct Penalties(Arc<parking_lot::Mutex<HashMap<u16, tokio::time::Instant>>>);
+
+impl Penalties {
+    fn penalized(&self, peer: u16) -> bool {
+        self.0
+            .lock()
+            .get(&peer)
+            .is_some_and(|until| *until > tokio::time::Instant::now())
+    }
 }
 
 /// One peer's queue: the channel, and the bytes waiting in it.
@@ -143,6 +157,7 @@ impl Network {
         endpoint.set_default_client_config(client);
 
         let connected = Arc::new(AtomicUsize::new(0));
+        let penalties = Penalties::default();
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(accept_loop(
             endpoint.clone(),
@@ -151,6 +166,7 @@ impl Network {
             decode,
             inbound,
             cfg.serve,
+            penalties.clone(),
         )));
         let mut senders = HashMap::new();
         for peer in cfg.peers {
@@ -174,6 +190,7 @@ impl Network {
         Ok(Network {
             endpoint,
             senders,
+            penalties,
             connected,
             tasks,
         })
@@ -204,6 +221,17 @@ impl Network {
                 false
             }
         }
+    }
+
+    /// Disconnects `peer` for `duration`: its connections close at their next frame, new ones
+    /// are refused, and nothing it sends meanwhile is delivered (what it sent got it here:
+    /// a signature that does not verify). Messages to it still go out.
+    pub fn penalize(&self, peer: u16, duration: Duration) {
+        tracing::warn!("validator {peer} disconnected for {duration:?}");
+        self.penalties
+            .0
+            .lock()
+            .insert(peer, tokio::time::Instant::now() + duration);
     }
 
     /// Bytes waiting in the queue to `to`.
@@ -259,12 +287,14 @@ async fn accept_loop<T: Send + 'static>(
     decode: Decoder<T>,
     inbound: mpsc::Sender<(u16, T)>,
     serve: Option<requests::Handler>,
+    penalties: Penalties,
 ) {
     let permits = requests::answer_permits();
     let observers = requests::Connections::default();
     while let Some(incoming) = endpoint.accept().await {
         let (verifier, decode, inbound) = (verifier.clone(), decode.clone(), inbound.clone());
         let (serve, permits, observers) = (serve.clone(), permits.clone(), observers.clone());
+        let penalties = penalties.clone();
         tokio::spawn(async move {
             let conn = match incoming.await {
                 Ok(c) => c,
@@ -284,9 +314,16 @@ async fn accept_loop<T: Send + 'static>(
                 }
                 return;
             }
+            if penalties.penalized(from) {
+                conn.close(8u32.into(), b"penalized");
+                return;
+            }
             while let Ok(stream) = conn.accept_uni().await {
                 let (conn, decode, inbound) = (conn.clone(), decode.clone(), inbound.clone());
-                tokio::spawn(read_frames(conn, from, stream, max_frame, decode, inbound));
+                let penalties = penalties.clone();
+                tokio::spawn(read_frames(
+                    conn, from, stream, max_frame, decode, inbound, penalties,
+                ));
             }
         });
     }
@@ -307,6 +344,7 @@ async fn read_frames<T>(
     max_frame: usize,
     decode: Decoder<T>,
     inbound: mpsc::Sender<(u16, T)>,
+    penalties: Penalties,
 ) {
     let mut budget = Budget::new();
     loop {
@@ -329,6 +367,10 @@ async fn read_frames<T>(
         }
         let mut buf = vec![0u8; len];
         if stream.read_exact(&mut buf).await.is_err() {
+            return;
+        }
+        if penalties.penalized(from) {
+            conn.close(8u32.into(), b"penalized");
             return;
         }
         match decode(&buf) {

@@ -344,3 +344,36 @@ async fn observers_ask_within_their_bounds_and_speak_no_consensus() {
     v0.shutdown().await;
     v1.shutdown().await;
 }
+
+/// A penalized peer is disconnected for the penalty: what it sends meanwhile is not delivered,
+/// and afterwards it is heard again.
+#[tokio::test]
+async fn a_penalized_peer_is_not_heard_until_its_penalty_ends() {
+    let (nets, mut rxs, _) = cluster(2);
+    nets[1].send(0, Arc::new(b"msg:before".to_vec()));
+    assert_eq!(recv(&mut rxs[0]).await, (1, "msg:before".to_string()));
+    nets[0].penalize(1, Duration::from_secs(3));
+    nets[1].send(0, Arc::new(b"msg:during".to_vec()));
+    // Keep trying until something gets through: the first thing heard is after the penalty.
+    let started = tokio::time::Instant::now();
+    let got = timeout(WAIT, async {
+        loop {
+            nets[1].send(0, Arc::new(b"msg:after".to_vec()));
+            tokio::select! {
+                m = rxs[0].recv() => return (m, started.elapsed()),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    })
+    .await
+    .expect("heard again after the penalty");
+    assert_eq!(got.0, Some((1, "msg:after".to_string())));
+    assert!(
+        got.1 >= Duration::from_millis(2_900),
+        "heard after {:?}",
+        got.1
+    );
+    for n in nets {
+        n.shutdown().await;
+    }
+}

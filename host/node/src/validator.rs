@@ -184,6 +184,7 @@ pub async fn run(
         interval: Duration::from_millis(opts.block_interval_ms),
         status,
         fetch_budget: Default::default(),
+        offences: Default::default(),
     };
     tracing::info!(
         "validator {me} of {} listening on {}",
@@ -426,7 +427,12 @@ struct Driver {
     status: Arc<ValidatorStatus>,
     /// Bytes of fetched blocks each peer may still be sent (see [`FetchBudget`]).
     fetch_budget: std::collections::HashMap<u16, FetchBudget>,
+    /// Offences (bad signatures) per peer so far: each disconnects it for longer.
+    offences: std::collections::HashMap<u16, u32>,
 }
+
+/// The longest a peer is disconnected for one offence.
+const OFFENCE_PAUSE_MAX: Duration = Duration::from_secs(60);
 
 /// Bytes of blocks a peer may fetch per second, sustained; twice that in a burst. Beyond it,
 /// fetches go unanswered (the peer asks again in a later view): 34-byte requests cannot make
@@ -568,6 +574,14 @@ impl Driver {
                     certificate,
                 } => finalized.push((proposal, certificate)),
                 Action::Misbehaviour(m) => tracing::warn!("consensus: {m}"),
+                Action::Offence { from, what } => {
+                    tracing::warn!("consensus: {what}");
+                    // Disconnected for a while, longer each time: 1 s, doubling, at most 60 s.
+                    let n = self.offences.entry(from).or_default();
+                    *n = n.saturating_add(1);
+                    let pause = Duration::from_secs(1 << (*n - 1).min(6)).min(OFFENCE_PAUSE_MAX);
+                    self.net.penalize(from, pause);
+                }
                 Action::ExecutionCertified(cert) => {
                     let bytes =
                         gridledger_consensus::wire::encode(&Message::Certificate(cert.clone()));
