@@ -242,7 +242,7 @@ const pages = {
     root.innerHTML = `
       <h2>Chain <span class="muted">· ${esc(s.chain_id)}</span></h2>
       <div class="cards">
-        ${card("Height", s.height, `finalized ${s.finalized_height}`)}
+        ${card("Height", s.height, `finalized ${s.finalized_height}, certified ${s.certified_height ?? "–"} · served by ${s.role === "observer" ? "an observer (votes on nothing, checks everything)" : "a validator"}${s.diverged ? ` · <b>diverged: ${esc(String(s.diverged))}</b>` : ""}`)}
         ${card("Mempool", s.mempool, "transactions waiting")}
         ${card("Validators", s.validators.length, s.validators.length ? "Simplex BFT, BLS-aggregated votes" : "one node makes every block")}
         ${card("Finality latency", state.latency.length ? `${state.latency[state.latency.length - 1].ms} <small>ms</small>` : "–", "block time to commit")}
