@@ -311,11 +311,7 @@ fn run_cluster(
         None => None,
     };
     let attacker_before = crate::bench_attack::balances(&nodes[0]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(crate::execution_stack())
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     rt.block_on(async {
         let peers: Vec<(u16, std::net::SocketAddr)> = addrs
             .iter()

@@ -119,11 +119,7 @@ pub fn run(
             .collect(),
     };
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(crate::execution_stack())
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let relay = Keypair::from_seed_phrase("bench gateway");
     let (relayed_per_sec, swap_ms, swap_in_task_ms, stage_ms, switch_ms) = rt.block_on(async {

@@ -95,11 +95,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
     let key_dir = args.data_dir.join("keys");
     write_keys(&genesis, &key_dir)?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(crate::execution_stack())
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
             .await
@@ -259,11 +255,7 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
         }
         None => None,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(crate::execution_stack())
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
             .await

@@ -27,6 +27,27 @@ fn execution_stack() -> usize {
     gridledger_vm::VmConfig::default().execution_stack_bytes()
 }
 
+/// Sends a component to the admin listener's `swap` or `stage` route; prints the report.
+fn upload_plugin(admin: &AdminArg, target: &str, wasm: &std::path::Path, step: &str) -> Result<()> {
+    let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let report = Client::admin(&admin.admin, &admin.admin_token)?.post_bytes(
+        &format!("/v1/plugins/{target}/{step}"),
+        bytes,
+        "application/wasm",
+    )?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// The runtime a command's node work runs on: two workers with the execution stack.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(execution_stack())
+        .enable_all()
+        .build()
+}
+
 #[derive(Parser)]
 #[command(
     name = "gridledger",
@@ -530,32 +551,12 @@ fn run(cli: Cli) -> Result<()> {
             target,
             wasm,
             admin,
-        }) => {
-            let bytes =
-                std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
-            let report = Client::admin(&admin.admin, &admin.admin_token)?.post_bytes(
-                &format!("/v1/plugins/{target}/swap"),
-                bytes,
-                "application/wasm",
-            )?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
-        }
+        }) => upload_plugin(&admin, &target, &wasm, "swap"),
         Command::Plugin(PluginCmd::Stage {
             target,
             wasm,
             admin,
-        }) => {
-            let bytes =
-                std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
-            let report = Client::admin(&admin.admin, &admin.admin_token)?.post_bytes(
-                &format!("/v1/plugins/{target}/stage"),
-                bytes,
-                "application/wasm",
-            )?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
-        }
+        }) => upload_plugin(&admin, &target, &wasm, "stage"),
         Command::Plugin(PluginCmd::Switch { target, admin }) => {
             let report = Client::admin(&admin.admin, &admin.admin_token)?.post_bytes(
                 &format!("/v1/plugins/{target}/switch"),

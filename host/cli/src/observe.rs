@@ -44,11 +44,7 @@ pub fn run(cfg: NodeConfig, genesis: Genesis) -> Result<()> {
     let name = cfg.observer.clone().unwrap_or_default();
     let node = Node::open(&cfg.data_dir, genesis, &cfg.contracts_dir)?;
     node.set_observing();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(crate::execution_stack())
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     let banner = format!(
         "gridledger observer {name} of chain {} at height {}, following {} validators",
         node.chain_id(),

@@ -318,11 +318,7 @@ pub fn run_node(config: &Path) -> Result<()> {
     let keys = cfg.keys()?;
     let interval = cfg.block_interval_ms.unwrap_or(genesis.block_interval_ms);
     let node = Node::open(&cfg.data_dir, genesis, &cfg.contracts_dir)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(crate::execution_stack())
-        .enable_all()
-        .build()?;
+    let rt = crate::runtime()?;
     let banner = format!(
         "gridledger validator {name} ({me}) of chain {} at height {}; QUIC on {listen}",
         node.chain_id(),

@@ -28,6 +28,8 @@ fn free_tcp() -> String {
 struct Validator {
     config: PathBuf,
     api: String,
+    /// Its QUIC address (none for an observer).
+    quic: Option<String>,
     child: Option<Child>,
 }
 
@@ -111,16 +113,7 @@ fn cluster(dir: &Path) -> Vec<Validator> {
     (0..N)
         .map(|i| {
             let api = free_tcp();
-            let peers: String = (0..N)
-                .filter(|j| *j != i)
-                .map(|j| {
-                    format!(
-                        "[[peers]]\nvalidator = \"validator-{}\"\naddr = \"{}\"\n",
-                        j + 1,
-                        quic[j]
-                    )
-                })
-                .collect();
+            let peers = peers_toml(&quic, Some(i));
             let config = dir.join(format!("node-{i}.toml"));
             std::fs::write(
                 &config,
@@ -138,8 +131,23 @@ fn cluster(dir: &Path) -> Vec<Validator> {
             Validator {
                 config,
                 api,
+                quic: Some(quic[i].clone()),
                 child: None,
             }
+        })
+        .collect()
+}
+
+/// `[[peers]]` entries for the validators at `quic` (validator-1 first), but `except`.
+fn peers_toml(quic: &[String], except: Option<usize>) -> String {
+    (0..quic.len())
+        .filter(|j| Some(*j) != except)
+        .map(|j| {
+            format!(
+                "[[peers]]\nvalidator = \"validator-{}\"\naddr = \"{}\"\n",
+                j + 1,
+                quic[j]
+            )
         })
         .collect()
 }
@@ -191,17 +199,10 @@ fn validators_survive_a_kill_and_stop_safely_without_a_quorum() {
 }
 
 /// An observer process's config: it asks the four validators.
-fn observer_toml(dir: &Path, name: &str, validators: &[Validator], quic: &[String]) -> Validator {
+fn observer_toml(dir: &Path, name: &str, validators: &[Validator]) -> Validator {
     let api = free_tcp();
-    let peers: String = (0..validators.len())
-        .map(|j| {
-            format!(
-                "[[peers]]\nvalidator = \"validator-{}\"\naddr = \"{}\"\n",
-                j + 1,
-                quic[j]
-            )
-        })
-        .collect();
+    let quic: Vec<String> = validators.iter().filter_map(|v| v.quic.clone()).collect();
+    let peers = peers_toml(&quic, None);
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
@@ -216,21 +217,9 @@ fn observer_toml(dir: &Path, name: &str, validators: &[Validator], quic: &[Strin
     Validator {
         config,
         api,
+        quic: None,
         child: None,
     }
-}
-
-/// The QUIC addresses the cluster's configs name, in validator order.
-fn quic_addrs(dir: &Path) -> Vec<String> {
-    (0..N)
-        .map(|i| {
-            let text = std::fs::read_to_string(dir.join(format!("node-{i}.toml"))).unwrap();
-            let line = text.lines().find(|l| l.starts_with("listen = ")).unwrap();
-            line.trim_start_matches("listen = ")
-                .trim_matches('"')
-                .to_string()
-        })
-        .collect()
 }
 
 fn state_root(node: &Validator, height: u64) -> String {
@@ -248,11 +237,10 @@ fn state_root(node: &Validator, height: u64) -> String {
 fn an_observer_tracks_the_validators_survives_a_kill_and_a_new_one_syncs_from_genesis() {
     let dir = tempfile::tempdir().unwrap();
     let mut v = cluster(dir.path());
-    let quic = quic_addrs(dir.path());
     for x in v.iter_mut() {
         x.start();
     }
-    let mut observer = observer_toml(dir.path(), "observer", &v, &quic);
+    let mut observer = observer_toml(dir.path(), "observer", &v);
     observer.start();
     observer.reach(5);
     let status = observer.status().unwrap();
@@ -272,7 +260,7 @@ fn an_observer_tracks_the_validators_survives_a_kill_and_a_new_one_syncs_from_ge
     // A new observer from an empty directory, once the chain is 200 blocks long, reaches the
     // same state root.
     v[0].reach(200);
-    let mut fresh = observer_toml(dir.path(), "fresh", &v, &quic);
+    let mut fresh = observer_toml(dir.path(), "fresh", &v);
     fresh.start();
     fresh.reach(200);
     assert_eq!(state_root(&fresh, 200), state_root(&v[0], 200));

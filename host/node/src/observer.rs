@@ -237,13 +237,7 @@ impl Follower {
             if self.node.diverged().is_some() {
                 break;
             }
-            if *height > head
-                || self
-                    .node
-                    .execution_certificate(*height)
-                    .map_err(|e| Refusal::Fault(e.into()))?
-                    .is_some()
-            {
+            if *height > head {
                 continue;
             }
             if self.accept_certificate(*height, c)? {
@@ -303,6 +297,16 @@ impl Follower {
     /// stored when it covers this node's own header (true if it was new); the divergence
     /// recorded when it covers another.
     pub fn accept_certificate(&self, height: u64, bytes: &[u8]) -> Result<bool, Refusal> {
+        // One already held is not looked at again (a lookup, not a signature check).
+        let fault = |e: crate::NodeError| Refusal::Fault(e.into());
+        if self
+            .node
+            .execution_certificate(height)
+            .map_err(fault)?
+            .is_some()
+        {
+            return Ok(false);
+        }
         let cert = match gridledger_consensus::wire::decode::<Bls>(bytes) {
             Ok(Message::Certificate(c)) => c,
             _ => return Err(Refusal::Bad("a certificate that does not decode".into())),
@@ -316,15 +320,6 @@ impl Follower {
         self.set
             .verify_certificate(&cert)
             .map_err(|e| Refusal::Bad(format!("execution certificate of {height}: {e}")))?;
-        let fault = |e: crate::NodeError| Refusal::Fault(e.into());
-        if self
-            .node
-            .execution_certificate(height)
-            .map_err(fault)?
-            .is_some()
-        {
-            return Ok(false);
-        }
         let ours = self
             .node
             .snapshot()
