@@ -74,6 +74,7 @@ pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
                 wh: o.wh,
                 price: o.price,
                 renewable: o.renewable,
+                at: usize::MAX,
             })
             .collect()
     };
