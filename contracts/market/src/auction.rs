@@ -178,10 +178,7 @@ pub struct Clearing {
 /// Clears a single market: every order at the PCC, no fees.
 pub fn clear(bids: &[BookOrder], offers: &[BookOrder], mechanism: Mechanism) -> Vec<Match> {
     let at_pcc = |v: &[BookOrder]| -> Vec<BookOrder> {
-        v.iter()
-            .cloned()
-            .map(|o| BookOrder { at: 0, ..o })
-            .collect()
+        v.iter().map(|o| BookOrder { at: 0, ..o.clone() }).collect()
     };
     clear_network(
         &at_pcc(bids),
@@ -478,7 +475,7 @@ impl<'a> Net<'a> {
                 return false; // a cycle: cannot happen without negative cycles
             }
         }
-        if v < 3 || (v - 3) % 2 != 0 {
+        if v < 3 || !(v - 3).is_multiple_of(2) {
             return false; // the walk must end at a supply node
         }
         let from_feeder = (v - 3) / 2;

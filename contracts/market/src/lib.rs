@@ -29,14 +29,27 @@
 //!   unused margin and bond are refunded; buyers of renewable energy in periods with `μ < 1`
 //!   earn incentive points (1 per Wh). A period settles once.
 //!
+//! - **The grid** ([`grid`]): each participant is connected to a feeder or to the point of
+//!   common coupling; clearing respects each feeder transformer's capacity in both directions
+//!   and charges the regulator's network fees ([`auction`] explains how): a trade's buyer pays
+//!   the energy price plus wheeling (to the grid company), its part of the transaction fee (to
+//!   the fee collector) and any import congestion; its seller receives the energy price less
+//!   its part of the transaction fee and any export congestion. Fees are charged on the energy
+//!   delivered, at settlement; per period, what buyers paid equals what sellers received plus
+//!   the fees, to the micro-token.
+//! - **Statements**: settlement records each participant's line items per period
+//!   ([`statement`]), so a participant's statement over any range of periods is one query.
+//!
 //! All token movements are transfers out of this contract's own balance, which always equals
 //! open escrow + open bonds + the subsidy pool.
 
 pub mod auction;
+pub mod grid;
 pub mod periods;
 pub mod registry;
+pub mod statement;
 
-use auction::{BookOrder, clear};
+use auction::{BookOrder, Level};
 use gridledger_sdk::Order as Iter;
 use gridledger_sdk::prelude::*;
 use pricing::{ForecastKind, PriceAnswer};
@@ -65,9 +78,19 @@ pub struct Config {
     /// Device kinds that are loads (demand forecasts).
     #[serde(default)]
     pub load_kinds: Vec<String>,
-    /// The field time one period stands for, ms (a meter's rating × this bounds a forecast).
+    /// The field time one period stands for, ms (a meter's rating × this bounds a forecast,
+    /// a transformer's capacity × this bounds what a period schedules through it).
     #[serde(default)]
     pub energy_period_ms: u64,
+    /// Receives the transaction fees (default: the grid company).
+    #[serde(default)]
+    pub fee_collector: Option<Address>,
+}
+
+impl Config {
+    pub fn fee_collector(&self) -> Address {
+        self.fee_collector.unwrap_or(self.grid_company)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,6 +109,12 @@ pub struct InstantiateMsg {
     pub load_kinds: Vec<String>,
     /// Default: `period_ms`.
     pub energy_period_ms: Option<u64>,
+    /// The network (default: none, every participant at one bus).
+    #[serde(default)]
+    pub grid: Option<grid::GridSpec>,
+    /// Receives the transaction fees (default: the grid company).
+    #[serde(default)]
+    pub fee_collector: Option<Address>,
 }
 
 fn default_renewable_kinds() -> Vec<String> {
@@ -129,8 +158,60 @@ pub struct Trade {
     pub offer_id: u64,
     pub bid_id: u64,
     pub wh: u64,
+    /// The energy price, micro-tokens per kWh (fees are line items of their own).
     pub price: u64,
     pub renewable: bool,
+    /// The highest network level the trade crosses.
+    #[serde(default)]
+    pub level: Level,
+    /// The seller's and the buyer's feeders (`None`: at the PCC).
+    #[serde(default)]
+    pub seller_feeder: Option<String>,
+    #[serde(default)]
+    pub buyer_feeder: Option<String>,
+    /// Micro-tokens for the whole trade: for the contracted Wh once cleared, for the delivered
+    /// Wh once settled. Wheeling to the grid company, paid by the buyer.
+    #[serde(default)]
+    pub wheeling_fee: u64,
+    /// The buyer's and the seller's parts of the transaction fee, to the fee collector.
+    #[serde(default)]
+    pub buyer_fee: u64,
+    #[serde(default)]
+    pub seller_fee: u64,
+    /// Congestion of full transformers (both sides), to the grid company.
+    #[serde(default)]
+    pub congestion_fee: u64,
+    #[serde(default)]
+    pub rates: TradeRates,
+    /// What settlement did with the trade.
+    #[serde(default)]
+    pub settlement: Option<TradeSettlement>,
+}
+
+/// A trade's fee rates, micro-tokens per kWh.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeRates {
+    pub wheeling: u64,
+    pub buyer_fee: u64,
+    pub seller_fee: u64,
+    pub buyer_congestion: u64,
+    pub seller_congestion: u64,
+}
+
+/// A settled trade's line items, micro-tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeSettlement {
+    pub delivered_wh: u64,
+    /// The energy payment: delivered Wh at the energy price.
+    pub energy: u64,
+    /// Energy + wheeling + the buyer's fee + import congestion, from the buyer's escrow.
+    pub buyer_paid: u64,
+    /// Energy − the seller's fee − export congestion, to the seller.
+    pub seller_received: u64,
+    /// `R_i`, from the pool, to the seller.
+    pub subsidy: u64,
+    /// For the Wh not delivered, from the seller's bond.
+    pub shortfall_penalty: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +252,39 @@ pub struct PeriodSummary {
     /// Tariff and penalties buyers' escrow did not cover, recorded as their debts.
     #[serde(default)]
     pub debt_recorded: u64,
+    /// Every network fee collected: wheeling + transaction + congestion.
+    #[serde(default)]
+    pub fees: u64,
+    #[serde(default)]
+    pub wheeling_fees: u64,
+    #[serde(default)]
+    pub transaction_fees: u64,
+    #[serde(default)]
+    pub congestion_fees: u64,
+    /// Out of buyers' escrow for trades (energy and their fees), and to sellers (energy less
+    /// theirs): `buyers_paid = sellers_received + fees`.
+    #[serde(default)]
+    pub buyers_paid: u64,
+    #[serde(default)]
+    pub sellers_received: u64,
+    /// Pay-as-clear energy prices: of island-level trades, and of each feeder's local trades.
+    #[serde(default)]
+    pub island_price: Option<u64>,
+    #[serde(default)]
+    pub feeders: Vec<FeederPeriod>,
+}
+
+/// A feeder in a cleared period: what was scheduled on it against its limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeederPeriod {
+    pub name: String,
+    pub local_wh: u64,
+    pub import_wh: u64,
+    pub export_wh: u64,
+    pub import_limit_wh: u64,
+    pub export_limit_wh: u64,
+    /// The energy price of its feeder-level trades, if it had any.
+    pub price: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +345,12 @@ pub enum ExecuteMsg {
         kind: String,
         rated_power_w: u64,
     },
+    /// A new topology from `from_period` on, a period still open for orders (the grid
+    /// company only).
+    SetGrid {
+        grid: grid::GridSpec,
+        from_period: u64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -281,6 +401,21 @@ pub enum QueryMsg {
     /// What an account owes the grid company.
     Debt {
         account: Address,
+    },
+    /// The topology a period clears with (default: the next period to clear), with up to
+    /// `accounts` connected accounts listed per feeder (default 100).
+    Grid {
+        #[serde(default)]
+        period: Option<u64>,
+        #[serde(default)]
+        accounts: Option<u32>,
+    },
+    /// An account's statement over settled periods `first_period..=last_period` (at most
+    /// [`statement::MAX_STATEMENT_PERIODS`] periods).
+    Statement {
+        account: Address,
+        first_period: u64,
+        last_period: u64,
     },
 }
 
@@ -458,9 +593,13 @@ impl Contract for Market {
             renewable_kinds: msg.renewable_kinds,
             load_kinds: msg.load_kinds,
             energy_period_ms: msg.energy_period_ms.unwrap_or(msg.period_ms),
+            fee_collector: msg.fee_collector,
         })?;
         for e in &msg.devices {
             registry::register(e)?;
+        }
+        if let Some(g) = &msg.grid {
+            grid::set(g, 0)?;
         }
         STATS.save(&Stats {
             pool: ctx.env().funds,
@@ -628,6 +767,26 @@ impl Contract for Market {
                 );
                 Ok(Response::new())
             }
+            ExecuteMsg::SetGrid { grid, from_period } => {
+                let c = CONFIG.load()?;
+                ensure!(
+                    ctx.caller()? == c.grid_company,
+                    "only the grid company changes the topology"
+                );
+                let start = start_of(&c, from_period);
+                ensure!(
+                    ctx.env().time_ms < start,
+                    "a topology change takes effect from a future period: period \
+                     {from_period}'s gate closed at {start} ms"
+                );
+                grid::set(&grid, from_period)?;
+                ctx.emit(
+                    Event::new("grid")
+                        .attr("from_period", from_period)
+                        .attr("feeders", grid.feeders.len()),
+                );
+                Ok(Response::new())
+            }
         }
     }
 
@@ -711,6 +870,19 @@ impl Contract for Market {
             QueryMsg::Debt { account } => {
                 Response::json(&periods::DEBTS.may_load(&account)?.unwrap_or(0))
             }
+            QueryMsg::Grid { period, accounts } => {
+                let c = CONFIG.load()?;
+                let now = ctx.env().time_ms;
+                let period = period
+                    .unwrap_or_else(|| now.saturating_sub(c.start_ms) / c.period_ms.max(1) + 1);
+                let limit = accounts.unwrap_or(100).min(grid::MAX_CONNECTIONS as u32);
+                Response::json(&grid::answer(&c, period, limit as usize)?)
+            }
+            QueryMsg::Statement {
+                account,
+                first_period,
+                last_period,
+            } => Response::json(&statement::of(&account, first_period, last_period)?),
         }
     }
 }

@@ -9,9 +9,11 @@
 //! escrow does not cover is recorded as the buyer's debt to the grid company ([`DEBTS`]),
 //! paid with `pay_debt`; an account in debt cannot bid.
 
+use crate::statement::Lines;
 use crate::*;
 use gridledger_sdk::Order as Iter;
 use pricing::PriceAnswer;
+use std::collections::BTreeMap;
 
 /// Period → the figures it cleared with (and settles with).
 const PRICES: Map<u64, PriceAnswer> = Map::new("prices");
@@ -49,6 +51,70 @@ pub fn prices(c: &Config, ctx: &Ctx, period: u64) -> Result<PriceAnswer> {
     )
 }
 
+/// A trade's money for `wh` Wh: each line rounded down on its own, the seller's lines capped
+/// by the energy payment, so that `buyer_paid = seller_received + fees` exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Items {
+    pub energy: u64,
+    pub wheeling: u64,
+    pub buyer_fee: u64,
+    pub seller_fee: u64,
+    pub buyer_congestion: u64,
+    pub seller_congestion: u64,
+}
+
+impl Items {
+    pub fn of(r: &TradeRates, price: u64, wh: u64) -> Items {
+        let mut items = Items {
+            energy: value_floor(wh, price),
+            wheeling: value_floor(wh, r.wheeling),
+            buyer_fee: value_floor(wh, r.buyer_fee),
+            seller_fee: value_floor(wh, r.seller_fee),
+            buyer_congestion: value_floor(wh, r.buyer_congestion),
+            seller_congestion: value_floor(wh, r.seller_congestion),
+        };
+        items.clip_seller();
+        items
+    }
+
+    fn clip_seller(&mut self) {
+        self.seller_fee = self.seller_fee.min(self.energy);
+        self.seller_congestion = self.seller_congestion.min(self.energy - self.seller_fee);
+    }
+
+    pub fn buyer_paid(&self) -> u64 {
+        self.energy + self.wheeling + self.buyer_fee + self.buyer_congestion
+    }
+
+    pub fn seller_received(&self) -> u64 {
+        self.energy - self.seller_fee - self.seller_congestion
+    }
+
+    pub fn fees(&self) -> u64 {
+        self.wheeling
+            + self.buyer_fee
+            + self.seller_fee
+            + self.buyer_congestion
+            + self.seller_congestion
+    }
+
+    /// Lowers the lines until the buyer pays at most `available`. Never needed: a bid's escrow
+    /// is its fills at its own limit, and every trade's rates add up to at most that limit
+    /// (see [`crate::auction`]); kept so that even a bug there cannot pay out escrow twice.
+    fn cap_to(&mut self, available: u64) {
+        let over = |i: &Items| i.buyer_paid().saturating_sub(available);
+        let o = over(self);
+        self.energy -= o.min(self.energy);
+        self.clip_seller();
+        let o = over(self);
+        self.buyer_congestion -= o.min(self.buyer_congestion);
+        let o = over(self);
+        self.buyer_fee -= o.min(self.buyer_fee);
+        let o = over(self);
+        self.wheeling -= o.min(self.wheeling);
+    }
+}
+
 /// Clears a period (idempotent: a cleared period is left alone).
 pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
     let mut summary = PERIODS.may_load(&period)?.unwrap_or(PeriodSummary {
@@ -61,10 +127,26 @@ pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
     let c = CONFIG.load()?;
     let p = prices(&c, ctx, period)?;
     PRICES.save(&period, &p)?;
+    let topology = grid::at(period)?;
+    let limits = topology
+        .as_ref()
+        .map(|t| grid::limits(&c, t))
+        .unwrap_or_default();
     let orders: Vec<Order> = ORDERS
         .prefixed(&period, Iter::Ascending)
         .map(|r| r.map(|(_, o)| o))
         .collect::<Result<_>>()?;
+    // Each owner's feeder (`None`: the PCC), looked up once.
+    let mut feeder_of: BTreeMap<Address, Option<usize>> = BTreeMap::new();
+    for o in &orders {
+        if let std::collections::btree_map::Entry::Vacant(e) = feeder_of.entry(o.owner) {
+            e.insert(match &topology {
+                Some(t) => grid::feeder_of(t, &o.owner)?,
+                None => None,
+            });
+        }
+    }
+    let at = |owner: &Address| feeder_of.get(owner).copied().flatten();
     let book = |side| -> Vec<BookOrder> {
         orders
             .iter()
@@ -74,19 +156,42 @@ pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
                 wh: o.wh,
                 price: o.price,
                 renewable: o.renewable,
-                at: usize::MAX,
+                at: at(&o.owner).unwrap_or(usize::MAX),
             })
             .collect()
     };
-    let matches = clear(&book(Side::Buy), &book(Side::Sell), p.mechanism);
-    let mut by_id: std::collections::BTreeMap<u64, Order> =
-        orders.into_iter().map(|o| (o.id, o)).collect();
+    let fees = auction::Fees {
+        wheeling_feeder: p.fees.wheeling_feeder,
+        wheeling_island: p.fees.wheeling_island,
+        buyer_fee: p.fees.buyer_fee,
+        seller_fee: p.fees.seller_fee,
+    };
+    let cleared = auction::clear_network(
+        &book(Side::Buy),
+        &book(Side::Sell),
+        &limits,
+        &fees,
+        p.mechanism,
+    );
+    let feeder_name = |f: Option<usize>| -> Option<String> {
+        let t = topology.as_ref()?;
+        Some(t.feeders.get(f?)?.name.clone())
+    };
+    let mut by_id: BTreeMap<u64, Order> = orders.into_iter().map(|o| (o.id, o)).collect();
     let mut value: u128 = 0;
-    for (n, m) in matches.iter().enumerate() {
+    for (n, m) in cleared.matches.iter().enumerate() {
         let (Some(bid), Some(offer)) = (by_id.get(&m.bid).cloned(), by_id.get(&m.offer).cloned())
         else {
             fail!("matched an unknown order");
         };
+        let rates = TradeRates {
+            wheeling: m.wheeling,
+            buyer_fee: m.buyer_fee,
+            seller_fee: m.seller_fee,
+            buyer_congestion: m.buyer_congestion,
+            seller_congestion: m.seller_congestion,
+        };
+        let items = Items::of(&rates, m.price, m.wh);
         let trade = Trade {
             period,
             seller: offer.owner,
@@ -96,6 +201,15 @@ pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
             wh: m.wh,
             price: m.price,
             renewable: offer.renewable,
+            level: m.level,
+            seller_feeder: feeder_name(at(&offer.owner)),
+            buyer_feeder: feeder_name(at(&bid.owner)),
+            wheeling_fee: items.wheeling,
+            buyer_fee: items.buyer_fee,
+            seller_fee: items.seller_fee,
+            congestion_fee: items.buyer_congestion + items.seller_congestion,
+            rates,
+            settlement: None,
         };
         TRADES.save(&(period, n as u64), &trade)?;
         // An event per trade for the first ones; all are in state (the `trades` query).
@@ -107,7 +221,15 @@ pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
                     .attr("buyer", trade.buyer)
                     .attr("wh", m.wh)
                     .attr("price", m.price)
-                    .attr("renewable", trade.renewable),
+                    .attr("renewable", trade.renewable)
+                    .attr(
+                        "level",
+                        match m.level {
+                            Level::Feeder => "feeder",
+                            Level::Island => "island",
+                        },
+                    )
+                    .attr("fees", items.fees()),
             );
         }
         summary.traded_wh += m.wh;
@@ -125,7 +247,8 @@ pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
     // Return what unmatched quantities no longer need to secure.
     for o in by_id.values_mut() {
         let keep = match o.side {
-            // A bid keeps what its fills could cost at its own limit (covers any trade price).
+            // A bid keeps what its fills could cost at its own limit: that covers any trade's
+            // energy and fees, which add up to at most the limit.
             Side::Buy => value_ceil(o.filled_wh, o.price),
             Side::Sell => value_ceil(o.filled_wh, p.shortfall_penalty),
         }
@@ -140,12 +263,30 @@ pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
     summary.cleared = true;
     summary.reference_price = p.price;
     summary.mu = p.mu;
-    summary.trades = matches.len() as u64;
+    summary.trades = cleared.matches.len() as u64;
     summary.clearing_price = if summary.traded_wh > 0 {
         (value / summary.traded_wh as u128) as u64
     } else {
         0
     };
+    summary.island_price = cleared.island_price;
+    if let Some(t) = &topology {
+        summary.feeders = t
+            .feeders
+            .iter()
+            .zip(&limits)
+            .zip(cleared.flows.iter().zip(&cleared.feeder_prices))
+            .map(|((f, l), (flow, price))| FeederPeriod {
+                name: f.name.clone(),
+                local_wh: flow.local_wh,
+                import_wh: flow.import_wh,
+                export_wh: flow.export_wh,
+                import_limit_wh: l.import_wh,
+                export_limit_wh: l.export_wh,
+                price: *price,
+            })
+            .collect();
+    }
     PERIODS.save(&period, &summary)?;
     STATS.update(|s| {
         let mut s = s.unwrap_or_default();
@@ -188,20 +329,22 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         "settlement before delivery: period {period} can settle from {ready} ms"
     );
     let p = prices(&c, ctx, period)?;
-    let trades: Vec<Trade> = TRADES
+    let trades: Vec<(u64, Trade)> = TRADES
         .prefixed(&period, Iter::Ascending)
-        .map(|r| r.map(|(_, t)| t))
+        .map(|r| r.map(|((_, n), t)| (n, t)))
         .collect::<Result<_>>()?;
-    let mut orders: std::collections::BTreeMap<u64, Order> = ORDERS
+    let mut orders: BTreeMap<u64, Order> = ORDERS
         .prefixed(&period, Iter::Ascending)
         .map(|r| r.map(|(_, o)| (o.id, o)))
         .collect::<Result<_>>()?;
     let reading = |who: &Address| READINGS.may_load(&(period, *who));
+    let fee_collector = c.fee_collector();
     // Each seller's metered output is allocated to its trades in clearing order.
-    let mut output_left: std::collections::BTreeMap<Address, u64> = Default::default();
-    let mut buyers: std::collections::BTreeMap<Address, Party> = Default::default();
+    let mut output_left: BTreeMap<Address, u64> = Default::default();
+    let mut buyers: BTreeMap<Address, Party> = Default::default();
+    let mut lines: BTreeMap<Address, Lines> = Default::default();
     let mut pool = STATS.may_load()?.unwrap_or_default().pool;
-    for t in &trades {
+    for (n, mut t) in trades {
         let left = match output_left.entry(t.seller) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
@@ -210,15 +353,29 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         };
         let delivered = t.wh.min(*left);
         *left -= delivered;
-        let payment = value_floor(delivered, t.price);
-        // The buyer's escrow pays the seller.
+        // The buyer's escrow pays the energy and the buyer's fees; the seller gets the energy
+        // less its own; the fees go to the grid company (wheeling, congestion) and the fee
+        // collector (transaction fees). All on the energy delivered.
         let bid = orders
             .get_mut(&t.bid_id)
             .ok_or("bid of a trade is missing")?;
-        let payment = payment.min(bid.escrow);
-        bid.escrow -= payment;
-        pay(ctx, &t.seller, payment)?;
-        summary.settled_value += payment;
+        let mut items = Items::of(&t.rates, t.price, delivered);
+        items.cap_to(bid.escrow);
+        bid.escrow -= items.buyer_paid();
+        pay(ctx, &t.seller, items.seller_received())?;
+        pay(
+            ctx,
+            &c.grid_company,
+            items.wheeling + items.buyer_congestion + items.seller_congestion,
+        )?;
+        pay(ctx, &fee_collector, items.buyer_fee + items.seller_fee)?;
+        summary.settled_value += items.energy;
+        summary.buyers_paid += items.buyer_paid();
+        summary.sellers_received += items.seller_received();
+        summary.wheeling_fees += items.wheeling;
+        summary.transaction_fees += items.buyer_fee + items.seller_fee;
+        summary.congestion_fees += items.buyer_congestion + items.seller_congestion;
+        summary.fees += items.fees();
         summary.delivered_wh += delivered;
         // Shortfall: the penalty comes out of the seller's bond, to the grid company that covers it.
         let offer = orders
@@ -229,18 +386,51 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         pay(ctx, &c.grid_company, penalty)?;
         summary.penalties += penalty;
         // Subsidy for renewable energy delivered, from the pool.
+        let mut subsidy = 0;
+        let mut points = 0;
         if t.renewable && delivered > 0 {
-            let r = pricing::subsidy(p.mu, p.price, delivered)?.min(pool);
-            pool -= r;
-            pay(ctx, &t.seller, r)?;
-            summary.subsidy_paid += r;
+            subsidy = pricing::subsidy(p.mu, p.price, delivered)?.min(pool);
+            pool -= subsidy;
+            pay(ctx, &t.seller, subsidy)?;
+            summary.subsidy_paid += subsidy;
             if p.mu < Fixed::ONE {
+                points = delivered;
                 POINTS.update(&t.buyer, |x| Ok(x.unwrap_or(0).saturating_add(delivered)))?;
             }
         }
+        let seller = lines.entry(t.seller).or_default();
+        seller.sold_wh += t.wh;
+        seller.delivered_wh += delivered;
+        seller.sales += items.energy;
+        seller.transaction_fees += items.seller_fee;
+        seller.congestion_fees += items.seller_congestion;
+        seller.subsidy += subsidy;
+        seller.shortfall_penalties += penalty;
+        let buyer = lines.entry(t.buyer).or_default();
+        buyer.bought_wh += t.wh;
+        buyer.received_wh += delivered;
+        buyer.purchases += items.energy;
+        buyer.wheeling_fees += items.wheeling;
+        buyer.transaction_fees += items.buyer_fee;
+        buyer.congestion_fees += items.buyer_congestion;
+        buyer.points += points;
         let b = buyers.entry(t.buyer).or_default();
         b.contracted_wh += t.wh;
         b.delivered_wh += delivered;
+        // The trade's fees now stand for the energy delivered.
+        t.wheeling_fee = items.wheeling;
+        t.buyer_fee = items.buyer_fee;
+        t.seller_fee = items.seller_fee;
+        t.congestion_fee = items.buyer_congestion + items.seller_congestion;
+        t.settlement = Some(TradeSettlement {
+            delivered_wh: delivered,
+            energy: items.energy,
+            buyer_paid: items.buyer_paid(),
+            seller_received: items.seller_received(),
+            subsidy,
+            shortfall_penalty: penalty,
+        });
+        TRADES.save(&(period, n), &t)?;
     }
     // Buyers: imbalance and over-draw to the grid company, from what is left of their escrow.
     for (buyer, party) in &buyers {
@@ -252,6 +442,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         let mut owed = value_ceil(from_grid + overdraw, p.grid_tariff);
         let penalty = value_ceil(overdraw, p.overdraw_penalty);
         let mut penalty_owed = penalty;
+        let l = lines.entry(*buyer).or_default();
         for o in orders
             .values_mut()
             .filter(|o| o.owner == *buyer && o.side == Side::Buy)
@@ -260,10 +451,12 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
             o.escrow -= a;
             owed -= a;
             summary.imbalance_paid += a;
+            l.grid_energy += a;
             let b = penalty_owed.min(o.escrow);
             o.escrow -= b;
             penalty_owed -= b;
             summary.penalties += b;
+            l.overdraw_penalties += b;
             pay(ctx, &c.grid_company, a + b)?;
         }
         // What the escrow did not cover is owed, not forgotten.
@@ -271,6 +464,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         if short > 0 {
             DEBTS.update(buyer, |d| Ok(d.unwrap_or(0).saturating_add(short)))?;
             summary.debt_recorded += short;
+            l.debt_recorded += short;
             ctx.emit(
                 Event::new("debt")
                     .attr("period", period)
@@ -288,6 +482,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         }
         ORDERS.save(&(period, o.id), o)?;
     }
+    statement::record(period, &lines)?;
     summary.settled = true;
     PERIODS.save(&period, &summary)?;
     STATS.update(|s| {
@@ -302,7 +497,8 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
             .attr("delivered_wh", summary.delivered_wh)
             .attr("settled_value", summary.settled_value)
             .attr("subsidy", summary.subsidy_paid)
-            .attr("penalties", summary.penalties),
+            .attr("penalties", summary.penalties)
+            .attr("fees", summary.fees),
     );
     Ok(summary)
 }

@@ -15,6 +15,15 @@
 //!
 //! Parameters (band, reference, μ curve, penalty rates, grid tariff, market mechanism) change
 //! only through the contract's admin — the regulators' governance.
+//!
+//! **Network fees** ([`FeeSchedule`]) are the regulator's too: a wheeling charge per kWh by the
+//! highest level a trade crosses (inside one feeder, or across the island), and a transaction
+//! fee per kWh split between buyer and seller by the regulator's share, with waivers for
+//! ranges of periods. A schedule takes effect at a height (`set_fees`'s `from_height`, by
+//! default the height it is sent at: in a governance proposal, the height the proposal
+//! announced) and never earlier: a height already passed is refused, and the schedules in
+//! force before stay in the history (`fee_history`). The market reads the rates of a period
+//! when it clears the period and keeps them, so a later change never touches a cleared period.
 
 use gridledger_sdk::prelude::*;
 
@@ -69,6 +78,122 @@ impl Params {
     }
 }
 
+/// Highest fee rate, micro-tokens per kWh (1 token per kWh).
+pub const MAX_FEE: u64 = 1_000_000;
+/// Most waivers one schedule carries.
+pub const MAX_WAIVERS: usize = 32;
+/// Most schedules the history keeps (each set by governance: a handful a year).
+pub const MAX_FEE_ENTRIES: usize = 1_000;
+
+/// The regulator's network fees, micro-tokens per kWh.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeSchedule {
+    /// Wheeling charge of a trade inside one feeder (to the grid company).
+    pub wheeling_feeder: u64,
+    /// Wheeling charge of a trade across the island: different feeders, or a party at the
+    /// point of common coupling. At least `wheeling_feeder`.
+    pub wheeling_island: u64,
+    /// Transaction fee of every trade (to the market's fee collector).
+    pub transaction_fee: u64,
+    /// The buyer's share of the transaction fee, percent; the seller pays the rest.
+    pub buyer_share_percent: u64,
+    #[serde(default)]
+    pub waivers: Vec<Waiver>,
+}
+
+/// Fees waived for the periods `first_period..=last_period`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiver {
+    pub first_period: u64,
+    pub last_period: u64,
+    /// Waive the wheeling charge.
+    #[serde(default)]
+    pub wheeling: bool,
+    /// Waive the transaction fee.
+    #[serde(default)]
+    pub transaction: bool,
+}
+
+impl FeeSchedule {
+    pub fn check(&self) -> Result<()> {
+        ensure!(
+            self.wheeling_feeder <= self.wheeling_island,
+            "wheeling inside a feeder ({}) must not cost more than across the island ({})",
+            self.wheeling_feeder,
+            self.wheeling_island
+        );
+        ensure!(
+            self.wheeling_island <= MAX_FEE && self.transaction_fee <= MAX_FEE,
+            "fee rates are at most {MAX_FEE} per kWh"
+        );
+        ensure!(
+            self.buyer_share_percent <= 100,
+            "the buyer's share is a percentage: 0 to 100, not {}",
+            self.buyer_share_percent
+        );
+        ensure!(
+            self.waivers.len() <= MAX_WAIVERS,
+            "at most {MAX_WAIVERS} waivers"
+        );
+        for w in &self.waivers {
+            ensure!(
+                w.first_period <= w.last_period,
+                "a waiver's first period ({}) comes before its last ({})",
+                w.first_period,
+                w.last_period
+            );
+        }
+        Ok(())
+    }
+
+    /// The rates a trade of `period` pays under this schedule, waivers applied.
+    pub fn rates(&self, period: u64) -> FeeRates {
+        let waived = |f: fn(&Waiver) -> bool| {
+            self.waivers
+                .iter()
+                .any(|w| f(w) && (w.first_period..=w.last_period).contains(&period))
+        };
+        let (wheeling, transaction) = (!waived(|w| w.wheeling), !waived(|w| w.transaction));
+        let tx = if transaction { self.transaction_fee } else { 0 };
+        // The buyer's part rounds down; the seller pays the rest: the parts add up to the fee.
+        let buyer_fee = tx * self.buyer_share_percent / 100;
+        FeeRates {
+            wheeling_feeder: if wheeling { self.wheeling_feeder } else { 0 },
+            wheeling_island: if wheeling { self.wheeling_island } else { 0 },
+            buyer_fee,
+            seller_fee: tx - buyer_fee,
+        }
+    }
+}
+
+/// The fee rates of one period, micro-tokens per kWh.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeRates {
+    pub wheeling_feeder: u64,
+    pub wheeling_island: u64,
+    /// The buyer's part of the transaction fee.
+    pub buyer_fee: u64,
+    /// The seller's part.
+    pub seller_fee: u64,
+}
+
+/// A schedule and the height it takes effect at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeEntry {
+    pub from_height: u64,
+    pub fees: FeeSchedule,
+}
+
+/// The `fees` query's answer: the schedule in force, since when, and the next one if one is
+/// announced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeesAnswer {
+    pub from_height: u64,
+    #[serde(flatten)]
+    pub fees: FeeSchedule,
+    pub next: Option<FeeEntry>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ForecastKind {
@@ -90,6 +215,13 @@ pub enum ExecuteMsg {
     },
     /// New parameters (admin only: the regulators' governance).
     SetParams { params: Params },
+    /// A new fee schedule from `from_height` (default: now); admin only. A schedule already
+    /// announced for the same height is replaced; heights already passed are refused.
+    SetFees {
+        fees: FeeSchedule,
+        #[serde(default)]
+        from_height: Option<u64>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -112,6 +244,10 @@ pub enum QueryMsg {
         price: u64,
         wh: u64,
     },
+    /// The fee schedule in force (and the next one announced).
+    Fees {},
+    /// Every fee schedule, oldest first, with the height each took (or takes) effect.
+    FeeHistory {},
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -127,6 +263,9 @@ pub struct PriceAnswer {
     pub overdraw_penalty: u64,
     pub grid_tariff: u64,
     pub mechanism: Mechanism,
+    /// The network fees a trade of this period pays, as in force when asked.
+    #[serde(default)]
+    pub fees: FeeRates,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -134,6 +273,9 @@ pub struct InstantiateMsg {
     pub params: Params,
     /// Who may change the parameters (the regulator).
     pub admin: Address,
+    /// The first fee schedule (default: no fees).
+    #[serde(default)]
+    pub fees: Option<FeeSchedule>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,6 +285,22 @@ pub struct MigrateMsg {
 
 const PARAMS: Item<Params> = Item::new("params");
 const ADMIN: Item<Address> = Item::new("admin");
+/// Every fee schedule, by `from_height` ascending.
+const FEES: Item<Vec<FeeEntry>> = Item::new("fees");
+
+/// The fee history.
+fn fee_history() -> Result<Vec<FeeEntry>> {
+    Ok(FEES.may_load()?.unwrap_or_default())
+}
+
+/// The schedule in force at `height` (the latest from at most `height`), and the next one.
+pub fn fees_at(history: &[FeeEntry], height: u64) -> (Option<&FeeEntry>, Option<&FeeEntry>) {
+    let split = history.partition_point(|e| e.from_height <= height);
+    (
+        split.checked_sub(1).and_then(|i| history.get(i)),
+        history.get(split),
+    )
+}
 
 /// μ for forecast renewable supply and load.
 pub fn mu(p: &Params, supply: u64, demand: u64) -> Result<Fixed> {
@@ -171,7 +329,7 @@ pub fn subsidy(mu: Fixed, price: u64, wh: u64) -> Result<u64> {
     u64::try_from(value.max(0)).map_err(|_| Error::new("subsidy overflows"))
 }
 
-/// The figures of a period with forecast totals `supply` and `demand`, under `p`.
+/// The figures of a period with forecast totals `supply` and `demand`, under `p` (without fees).
 pub fn answer_for(p: &Params, period: u64, supply: u64, demand: u64) -> Result<PriceAnswer> {
     let mu = mu(p, supply, demand)?;
     Ok(PriceAnswer {
@@ -186,6 +344,7 @@ pub fn answer_for(p: &Params, period: u64, supply: u64, demand: u64) -> Result<P
         overdraw_penalty: p.overdraw_penalty,
         grid_tariff: p.grid_tariff,
         mechanism: p.mechanism,
+        fees: FeeRates::default(),
     })
 }
 
@@ -200,10 +359,17 @@ impl Contract for Pricing {
     type MigrateMsg = MigrateMsg;
     type SudoMsg = NoMsg;
 
-    fn instantiate(_ctx: &mut Ctx, msg: InstantiateMsg) -> Result<Response> {
+    fn instantiate(ctx: &mut Ctx, msg: InstantiateMsg) -> Result<Response> {
         msg.params.check()?;
         PARAMS.save(&msg.params)?;
         ADMIN.save(&msg.admin)?;
+        if let Some(fees) = msg.fees {
+            fees.check()?;
+            FEES.save(&vec![FeeEntry {
+                from_height: ctx.env().height,
+                fees,
+            }])?;
+        }
         Ok(Response::new())
     }
 
@@ -227,18 +393,75 @@ impl Contract for Pricing {
                 );
                 Ok(Response::new())
             }
+            ExecuteMsg::SetFees { fees, from_height } => {
+                ensure!(
+                    ctx.caller()? == ADMIN.load()?,
+                    "only the regulator may change the fees"
+                );
+                fees.check()?;
+                let now = ctx.env().height;
+                let from_height = from_height.unwrap_or(now);
+                ensure!(
+                    from_height >= now,
+                    "fees are never retroactive: height {from_height} has passed (now {now})"
+                );
+                let mut history = fee_history()?;
+                let at = history.partition_point(|e| e.from_height < from_height);
+                let entry = FeeEntry { from_height, fees };
+                if history
+                    .get(at)
+                    .is_some_and(|e| e.from_height == from_height)
+                {
+                    history[at] = entry;
+                } else {
+                    ensure!(
+                        history.len() < MAX_FEE_ENTRIES,
+                        "the fee history is full ({MAX_FEE_ENTRIES} schedules)"
+                    );
+                    history.insert(at, entry);
+                }
+                FEES.save(&history)?;
+                let f = &history[at].fees;
+                ctx.emit(
+                    Event::new("fees")
+                        .attr("from_height", from_height)
+                        .attr("wheeling_feeder", f.wheeling_feeder)
+                        .attr("wheeling_island", f.wheeling_island)
+                        .attr("transaction_fee", f.transaction_fee)
+                        .attr("buyer_share_percent", f.buyer_share_percent),
+                );
+                Ok(Response::new())
+            }
         }
     }
 
-    fn query(_ctx: &Ctx, msg: QueryMsg) -> Result<Response> {
+    fn query(ctx: &Ctx, msg: QueryMsg) -> Result<Response> {
+        let height = ctx.env().height;
         match msg {
             QueryMsg::Params {} => Response::json(&PARAMS.load()?),
             QueryMsg::Price {
                 period,
                 supply_wh,
                 demand_wh,
-            } => Response::json(&answer_for(&PARAMS.load()?, period, supply_wh, demand_wh)?),
+            } => {
+                let mut a = answer_for(&PARAMS.load()?, period, supply_wh, demand_wh)?;
+                let history = fee_history()?;
+                if let (Some(e), _) = fees_at(&history, height) {
+                    a.fees = e.fees.rates(period);
+                }
+                Response::json(&a)
+            }
             QueryMsg::Subsidy { mu, price, wh } => Response::json(&subsidy(mu, price, wh)?),
+            QueryMsg::Fees {} => {
+                let history = fee_history()?;
+                let (now, next) = fees_at(&history, height);
+                Response::json(&FeesAnswer {
+                    from_height: now.map_or(0, |e| e.from_height),
+                    fees: now.map(|e| e.fees.clone()).unwrap_or_default(),
+                    next: next.cloned(),
+                })
+            }
+            QueryMsg::FeeHistory {} => Response::json(&fee_history()?),
         }
     }
 
@@ -343,6 +566,7 @@ mod tests {
                 &InstantiateMsg {
                     params: params(),
                     admin: reg,
+                    fees: None,
                 },
                 0,
             )
@@ -386,7 +610,159 @@ mod tests {
         assert!(err.contains("only the regulator"));
     }
 
+    fn schedule(wheeling_feeder: u64, wheeling_island: u64, fee: u64, share: u64) -> FeeSchedule {
+        FeeSchedule {
+            wheeling_feeder,
+            wheeling_island,
+            transaction_fee: fee,
+            buyer_share_percent: share,
+            waivers: vec![],
+        }
+    }
+
+    #[test]
+    fn fees_take_effect_at_their_height_and_never_before() {
+        let mut chain = MockChain::new();
+        let (reg, someone) = (MockChain::addr("regulator"), MockChain::addr("someone"));
+        let c = chain
+            .instantiate::<Pricing>(
+                reg,
+                &InstantiateMsg {
+                    params: params(),
+                    admin: reg,
+                    fees: Some(schedule(1_000, 5_000, 2_000, 50)),
+                },
+                0,
+            )
+            .unwrap();
+        let rates = |chain: &MockChain, period| {
+            let a: PriceAnswer = chain
+                .query(
+                    c,
+                    &QueryMsg::Price {
+                        period,
+                        supply_wh: 0,
+                        demand_wh: 0,
+                    },
+                )
+                .unwrap();
+            a.fees
+        };
+        let want = FeeRates {
+            wheeling_feeder: 1_000,
+            wheeling_island: 5_000,
+            buyer_fee: 1_000,
+            seller_fee: 1_000,
+        };
+        assert_eq!(rates(&chain, 7), want);
+        // Announced at height 1 for height 10: in force from 10, not before.
+        let mut next = schedule(2_000, 8_000, 3_000, 100);
+        next.waivers.push(Waiver {
+            first_period: 20,
+            last_period: 29,
+            wheeling: true,
+            transaction: false,
+        });
+        chain
+            .execute(
+                c,
+                reg,
+                &ExecuteMsg::SetFees {
+                    fees: next.clone(),
+                    from_height: Some(10),
+                },
+                0,
+            )
+            .unwrap();
+        let answer: FeesAnswer = chain.query(c, &QueryMsg::Fees {}).unwrap();
+        assert_eq!(
+            (answer.from_height, answer.fees.wheeling_island),
+            (1, 5_000)
+        );
+        assert_eq!(answer.next.as_ref().map(|e| e.from_height), Some(10));
+        chain.set_block(9, 1_700_000_009_000);
+        assert_eq!(rates(&chain, 7), want);
+        chain.set_block(10, 1_700_000_010_000);
+        let later = rates(&chain, 7);
+        assert_eq!(
+            (later.wheeling_island, later.buyer_fee, later.seller_fee),
+            (8_000, 3_000, 0),
+            "all of the fee on the buyer at a 100% share"
+        );
+        // The waiver: periods 20..=29 pay no wheeling, the transaction fee still.
+        let waived = rates(&chain, 25);
+        assert_eq!(
+            (
+                waived.wheeling_feeder,
+                waived.wheeling_island,
+                waived.buyer_fee
+            ),
+            (0, 0, 3_000)
+        );
+        assert_eq!(rates(&chain, 30).wheeling_island, 8_000);
+        // Never retroactive, only the regulator, only sane schedules: refused, nothing changes.
+        let before = chain.storage(c);
+        let err = chain
+            .execute(
+                c,
+                reg,
+                &ExecuteMsg::SetFees {
+                    fees: schedule(0, 0, 0, 0),
+                    from_height: Some(5),
+                },
+                0,
+            )
+            .unwrap_err();
+        assert!(err.contains("never retroactive"), "{err}");
+        let err = chain
+            .execute(
+                c,
+                someone,
+                &ExecuteMsg::SetFees {
+                    fees: schedule(0, 0, 0, 0),
+                    from_height: None,
+                },
+                0,
+            )
+            .unwrap_err();
+        assert!(err.contains("only the regulator"), "{err}");
+        for bad in [
+            schedule(6, 5, 0, 0),
+            schedule(0, 0, 0, 101),
+            schedule(0, MAX_FEE + 1, 0, 0),
+        ] {
+            assert!(
+                chain
+                    .execute(
+                        c,
+                        reg,
+                        &ExecuteMsg::SetFees {
+                            fees: bad,
+                            from_height: None,
+                        },
+                        0,
+                    )
+                    .is_err()
+            );
+        }
+        assert_eq!(chain.storage(c), before);
+        // The history keeps both, in order.
+        let history: Vec<FeeEntry> = chain.query(c, &QueryMsg::FeeHistory {}).unwrap();
+        assert_eq!(
+            history.iter().map(|e| e.from_height).collect::<Vec<_>>(),
+            vec![1, 10]
+        );
+        assert_eq!(history[1].fees, next);
+    }
+
     proptest! {
+        #[test]
+        fn the_fee_parts_add_up_to_the_fee(fee in 0u64..=MAX_FEE, share in 0u64..=100) {
+            let r = schedule(0, 0, fee, share).rates(0);
+            prop_assert_eq!(r.buyer_fee + r.seller_fee, fee);
+            prop_assert!(r.buyer_fee * 100 <= fee * share);
+        }
+
         #[test]
         fn price_stays_in_band_and_mu_in_bounds(supply in 0u64..1_000_000_000, demand in 0u64..1_000_000_000, slope in 0i64..5) {
             let mut p = params();

@@ -417,6 +417,7 @@ fn brute_force_net_welfare(
         pairs: Vec<(usize, usize)>,
         best: i64,
     }
+    #[allow(clippy::too_many_arguments)] // the enumeration's state, spelled out
     fn rec(
         s: &mut S,
         k: usize,

@@ -5,6 +5,8 @@ use gridledger_sdk::testing::MockChain;
 use pricing::{Mechanism, Params, Pricing};
 use proptest::prelude::*;
 
+mod network;
+
 const PERIOD_MS: u64 = 60_000;
 const START: u64 = 1_700_000_000_000 + 10 * PERIOD_MS;
 
@@ -54,6 +56,20 @@ fn kind_of(who: &str) -> &'static str {
 const RATING_W: u64 = 1_000_000;
 
 fn setup(mechanism: Mechanism, pool: u64) -> Setup {
+    setup_grid(mechanism, pool, None, None)
+}
+
+/// Receives the transaction fees when a test sets a topology or fees.
+fn fee_collector() -> Address {
+    addr("fee-collector")
+}
+
+fn setup_grid(
+    mechanism: Mechanism,
+    pool: u64,
+    topology: Option<grid::GridSpec>,
+    fees: Option<pricing::FeeSchedule>,
+) -> Setup {
     let mut chain = MockChain::new();
     let (reg, grid) = (addr("regulator"), addr("grid"));
     for p in PEOPLE {
@@ -66,6 +82,7 @@ fn setup(mechanism: Mechanism, pool: u64) -> Setup {
             &pricing::InstantiateMsg {
                 params: params(mechanism),
                 admin: reg,
+                fees,
             },
             0,
         )
@@ -92,6 +109,8 @@ fn setup(mechanism: Mechanism, pool: u64) -> Setup {
                 renewable_kinds: vec!["wind_turbine".into(), "rooftop_pv".into()],
                 load_kinds: vec!["household_load".into(), "water_plant".into()],
                 energy_period_ms: None,
+                grid: topology,
+                fee_collector: Some(fee_collector()),
             },
             pool,
         )
@@ -198,6 +217,7 @@ impl Setup {
             .sum::<u64>()
             + self.chain.balance(self.market)
             + self.chain.balance(self.grid)
+            + self.chain.balance(fee_collector())
     }
 
     fn summary(&self, period: u64) -> PeriodSummary {
