@@ -272,6 +272,15 @@ pub struct PeriodSummary {
     pub island_price: Option<u64>,
     #[serde(default)]
     pub feeders: Vec<FeederPeriod>,
+    /// What every meter of the period reported, produced and consumed (community figures:
+    /// self-sufficiency is `delivered_wh / consumed_wh`, self-consumption
+    /// `delivered_wh / produced_wh`), and the renewable part of the energy delivered.
+    #[serde(default)]
+    pub produced_wh: u64,
+    #[serde(default)]
+    pub consumed_wh: u64,
+    #[serde(default)]
+    pub renewable_delivered_wh: u64,
 }
 
 /// A feeder in a cleared period: what was scheduled on it against its limits.
@@ -430,6 +439,8 @@ const POINTS: Map<Address, u64> = Map::new("pts");
 /// Period → orders in it; (period, owner) → the owner's orders in it.
 const ORDER_COUNT: Map<u64, u32> = Map::new("n_ord");
 const OWNER_ORDERS: Map<(u64, Address), u32> = Map::new("n_own");
+/// Period → (produced, consumed) Wh, the sums of its accepted readings.
+pub(crate) const METERED: Map<u64, (u64, u64)> = Map::new("metered");
 
 /// `wh × price_per_kwh`, in micro-tokens, rounded up (what a party must put up).
 pub fn value_ceil(wh: u64, price: u64) -> u64 {
@@ -676,6 +687,10 @@ impl Contract for Market {
                         consumed_wh,
                     },
                 )?;
+                METERED.update(&period, |m| {
+                    let (p, c) = m.unwrap_or((0, 0));
+                    Ok((p + produced_wh, c + consumed_wh))
+                })?;
                 ctx.emit(
                     Event::new("reading")
                         .attr("period", period)

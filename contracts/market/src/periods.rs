@@ -377,6 +377,9 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         summary.congestion_fees += items.buyer_congestion + items.seller_congestion;
         summary.fees += items.fees();
         summary.delivered_wh += delivered;
+        if t.renewable {
+            summary.renewable_delivered_wh += delivered;
+        }
         // Shortfall: the penalty comes out of the seller's bond, to the grid company that covers it.
         let offer = orders
             .get_mut(&t.offer_id)
@@ -483,6 +486,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         ORDERS.save(&(period, o.id), o)?;
     }
     statement::record(period, &lines)?;
+    (summary.produced_wh, summary.consumed_wh) = METERED.may_load(&period)?.unwrap_or((0, 0));
     summary.settled = true;
     PERIODS.save(&period, &summary)?;
     STATS.update(|s| {

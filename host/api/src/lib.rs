@@ -6,6 +6,7 @@ pub mod live;
 pub mod openapi;
 pub mod plugins;
 pub mod proofs;
+pub mod statement;
 pub mod web;
 
 use axum::body::Bytes;
@@ -90,6 +91,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/contracts/{address}/query", post(query_contract))
         .route("/v1/labels/{label}", get(get_label))
         .route("/v1/devices", get(get_devices))
+        .route("/v1/statements/{address}", get(statement::get_statement))
         .route("/v1/proposals", get(list_proposals))
         .route("/v1/proposals/{id}", get(get_proposal))
         .route("/v1/state/{key}/proof", get(state_proof))

@@ -60,7 +60,7 @@ pub fn document() -> Value {
             }},
             "/v1/contracts/{address}": get("A contract: code hash, name, version, admin, label, balance", vec![param("address", "contract address, hex")], "Contract"),
             "/v1/contracts/{address}/query": {"post": {
-                "summary": "Ask a contract a question (no transaction). The market answers config, stats, period, orders, trades, parties, points, escrow, price, meter, debt; pricing answers params, price, subsidy.",
+                "summary": "Ask a contract a question (no transaction). The market answers config, stats, period, orders, trades, parties, points, escrow, price, meter, debt, grid, statement; pricing answers params, price, subsidy, fees, fee_history.",
                 "parameters": [param("address", "contract address, hex")],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}, "example": {"period": {"period": 12}}}}},
                 "responses": ok("The contract's JSON answer")
@@ -69,6 +69,11 @@ pub fn document() -> Value {
             "/v1/directory": get("Names genesis gives accounts (with roles) and contracts", vec![], "Directory"),
             "/v1/proposals": get("The latest 200 governance proposals, newest first: action, votes, status, enactment", vec![], "Proposals"),
             "/v1/proposals/{id}": get("A governance proposal: action, votes, status", vec![param("id", "proposal number")], "Proposal"),
+            "/v1/statements/{address}": {"get": {
+                "summary": "A participant's market statement for one UTC day of chain time (the periods that start that day, once settled): energy sold and bought, average prices, wheeling, transaction and congestion fees, subsidy, penalties, grid energy, points, net, and each period's lines",
+                "parameters": [param("address", "account address, hex"), {"name": "day", "in": "query", "required": true, "description": "YYYY-MM-DD", "schema": {"type": "string"}}],
+                "responses": ok("The statement")
+            }},
             "/v1/devices": get("Registered devices: owner, kind, rated power, revoked, plugin code hash, latest accepted reading", vec![], "Devices"),
             "/v1/plugins": get("This node's device plugins: state, model, version, code hash, polls, failures, restarts, readings, swap history (404 if it runs none). Swaps are on the admin listener, not here", vec![], "Plugins"),
             "/v1/events": {"get": {

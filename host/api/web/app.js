@@ -115,6 +115,74 @@ function chart(id, target, series, data, axes) {
   }, data, target);
 }
 
+// ---------- the community and the network ----------
+
+/// kW a period's Wh stand for (a period stands for the field time `energy_period_ms`).
+const periodKw = (wh) => {
+  const ms = (state.marketConfig && state.marketConfig.energy_period_ms) || 900000;
+  return (wh * 3600) / ms;
+};
+const pct = (a, b) => (b ? `${((100 * a) / b).toFixed(0)} %` : "–");
+
+/// Self-sufficiency, self-consumption, renewable share and fees over settled periods, and
+/// each feeder's peak scheduled flow against its transformer.
+function communityDay(periods) {
+  const settled = periods.filter((s) => s.settled);
+  if (!settled.length) return `<div class="empty">no settled period yet</div>`;
+  const sum = (f) => settled.reduce((a, s) => a + (s[f] || 0), 0);
+  const delivered = sum("delivered_wh");
+  const cards = `<div class="cards">
+    ${card("Self-sufficiency", pct(delivered, sum("consumed_wh")), "of metered consumption bought from peers and delivered")}
+    ${card("Self-consumption", pct(delivered, sum("produced_wh")), "of metered production sold to peers and delivered")}
+    ${card("Renewable share", pct(sum("renewable_delivered_wh"), delivered), "of the energy delivered between peers")}
+    ${card("Fees", `${tok(sum("fees"))} <small>tok</small>`, `wheeling ${tok(sum("wheeling_fees"))} · transaction ${tok(sum("transaction_fees"))} · congestion ${tok(sum("congestion_fees"))}`)}
+  </div>`;
+  const peaks = new Map();
+  for (const s of periods) {
+    for (const f of s.feeders || []) {
+      const p = peaks.get(f.name) || { import: 0, export: 0, importLimit: f.import_limit_wh, exportLimit: f.export_limit_wh, full: 0 };
+      p.import = Math.max(p.import, f.import_wh);
+      p.export = Math.max(p.export, f.export_wh);
+      if ((f.import_wh > 0 && f.import_wh === f.import_limit_wh) || (f.export_wh > 0 && f.export_wh === f.export_limit_wh)) p.full++;
+      peaks.set(f.name, p);
+    }
+  }
+  const rows = [...peaks].map(([n, p]) => [esc(n), `${kw(periodKw(p.import) * 1000)} / ${kw(periodKw(p.importLimit) * 1000)}`,
+    `${kw(periodKw(p.export) * 1000)} / ${kw(periodKw(p.exportLimit) * 1000)}`, p.full]);
+  return cards + table([{ label: "feeder" }, { label: "peak import / capacity kW", num: true },
+    { label: "peak export / capacity kW", num: true }, { label: "periods at a limit", num: true }], rows, "no topology: one bus");
+}
+
+/// The topology as an SVG: the PCC on top, a feeder per column, each transformer's scheduled
+/// flow in the last cleared period against its limit (green: room; red: at the limit).
+function topologySvg(grid, period) {
+  const flows = new Map(((period && period.feeders) || []).map((f) => [f.name, f]));
+  const n = grid.feeders.length;
+  const w = Math.max(640, n * 230), colW = w / n, h = 330;
+  const bar = (x, y, used, limit, label) => {
+    const frac = limit ? Math.min(1, used / limit) : 0;
+    const color = used > 0 && used >= limit ? "#c53030" : "#1f9d55";
+    return `<rect x="${x}" y="${y}" width="150" height="12" rx="3" fill="#edf2f7"/>
+      <rect x="${x}" y="${y}" width="${150 * frac}" height="12" rx="3" fill="${color}"/>
+      <text x="${x}" y="${y - 4}" font-size="11" fill="#4a5568">${esc(label)} ${kw(periodKw(used) * 1000)} / ${kw(periodKw(limit) * 1000)} kW</text>`;
+  };
+  let out = `<svg class="topology" viewBox="0 0 ${w} ${h}" width="100%" role="img" aria-label="network topology">
+    <rect x="${w / 2 - 110}" y="10" width="220" height="40" rx="6" fill="#2b6cb0"/>
+    <text x="${w / 2}" y="35" text-anchor="middle" font-size="14" fill="white">${esc(grid.pcc)} (PCC)</text>`;
+  grid.feeders.forEach((f, i) => {
+    const cx = colW * i + colW / 2, x = cx - 80;
+    const flow = flows.get(f.name) || { import_wh: 0, export_wh: 0, local_wh: 0 };
+    out += `<line x1="${w / 2}" y1="50" x2="${cx}" y2="120" stroke="#a0aec0" stroke-width="2"/>
+      <rect x="${x}" y="120" width="160" height="195" rx="6" fill="white" stroke="#cbd5e0"/>
+      <text x="${cx}" y="140" text-anchor="middle" font-size="13" font-weight="bold">${esc(f.name)}</text>
+      ${bar(x + 5, 165, flow.export_wh, f.export_wh, "export")}
+      ${bar(x + 5, 200, flow.import_wh, f.import_wh, "import")}
+      <text x="${x + 5}" y="228" font-size="11" fill="#4a5568">local ${kw(periodKw(flow.local_wh) * 1000)} kW</text>
+      ${f.accounts.slice(0, 5).map((a, k) => `<text x="${x + 5}" y="${250 + 13 * k}" font-size="11">${esc(name(a))}</text>`).join("")}`;
+  });
+  return out + `</svg>`;
+}
+
 // ---------- pages ----------
 
 const pages = {
@@ -125,11 +193,13 @@ const pages = {
     const next = current + 1;
     const stats = await query("market", { stats: {} });
     const price = await query("market", { price: { period: next } });
-    // The last 48 periods, those that cleared, oldest first.
+    const fees = state.contracts.pricing ? await query("pricing", { fees: {} }) : null;
+    // The last 96 periods (a field day), those that cleared, oldest first; the chart shows 48.
     const wanted = [];
-    for (let p = current; p >= 0 && p > current - 48; p--) wanted.unshift(p);
-    const recent = (await Promise.all(wanted.map(periodSummary)))
+    for (let p = current; p >= 0 && p > current - 96; p--) wanted.unshift(p);
+    const day = (await Promise.all(wanted.map(periodSummary)))
       .filter((s) => s && s.cleared);
+    const recent = day.slice(-48);
     const last = recent[recent.length - 1];
     const orders = await query("market", { orders: { period: next, limit: 500 } });
     const trades = last ? await periodTrades(last.period) : [];
@@ -145,8 +215,11 @@ const pages = {
         ${card("Forecasts so far: supply / demand", `${kwh(price.supply_wh)} / ${kwh(price.demand_wh)} <small>kWh</small>`, `<div class="bar"><span style="width:${Math.min(100, (100 * price.supply_wh) / Math.max(1, price.demand_wh))}%;background:var(--green)"></span></div>`)}
         ${card(last ? `Cleared period ${last.period}` : "Cleared", last ? `${tok(last.clearing_price)} <small>tok/kWh</small>` : "–", last ? `${kwh(last.traded_wh)} kWh traded, ${share(last).toFixed(0)} % renewable` : "")}
         ${card("Settled periods", stats.settled_periods, `subsidy pool ${tok(stats.pool, 0)} tok`)}
+        ${fees ? card("Network fees", `${tok(fees.wheeling_feeder)} / ${tok(fees.wheeling_island)} <small>tok/kWh</small>`,
+          `wheeling inside a feeder / across the island · transaction fee ${tok(fees.transaction_fee)}, ${fees.buyer_share_percent} % paid by the buyer · in force since block ${fees.from_height}${fees.next ? `, next from block ${fees.next.from_height}` : ""}`) : ""}
       </div>
       <div class="panel"><h3>Price, μ and renewable share by period</h3><div id="price-chart"></div></div>
+      <div class="panel"><h3>The community's day <span class="muted">· last ${day.filter((s) => s.settled).length} settled periods</span></h3><div id="community"></div></div>
       <div class="grid2">
         <div class="panel"><h3>Order book · period ${next}</h3><div id="book"></div></div>
         <div class="panel"><h3>Trades · period ${last ? last.period : "–"}</h3><div id="trades"></div></div>
@@ -181,15 +254,28 @@ const pages = {
       { label: "offer tok/kWh", num: true }, { label: "kWh", num: true }, { label: "offers Σ kWh", num: true },
     ], rows, "no orders for the next period yet");
     root.querySelector("#trades").innerHTML = table([
-      { label: "seller" }, { label: "buyer" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true }, { label: "" },
+      { label: "seller" }, { label: "buyer" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true },
+      { label: "fees tok", num: true }, { label: "level" }, { label: "" },
     ], trades.map((t) => [esc(name(t.seller)), esc(name(t.buyer)), kwh(t.wh), tok(t.price),
+      tok((t.wheeling_fee || 0) + (t.buyer_fee || 0) + (t.seller_fee || 0) + (t.congestion_fee || 0), 4),
+      t.level === "feeder" ? `<span class="tag green" title="inside ${esc(t.seller_feeder || "")}">local</span>`
+        : `<span class="tag" title="${esc(t.seller_feeder || "PCC")} → ${esc(t.buyer_feeder || "PCC")}">island</span>`,
       t.renewable ? `<span class="tag green">renewable</span>` : `<span class="tag">grid</span>`]), "no trades in the last cleared period");
+    root.querySelector("#community").innerHTML = communityDay(day);
   },
 
   async grid(root) {
     const devices = (await api("/v1/devices")).devices;
     let plugins = [];
     try { plugins = (await api("/v1/plugins")).plugins; } catch (_) { /* this node runs no plugins */ }
+    const topology = state.contracts.market ? await query("market", { grid: {} }) : null;
+    // The latest cleared period's schedule on each feeder.
+    let topoPeriod = null;
+    const current = periodOf(state.status.time_ms) ?? 0;
+    for (let p = current; p >= 0 && p > current - 3 && !topoPeriod; p--) {
+      const s = await periodSummary(p);
+      if (s && s.cleared) topoPeriod = s;
+    }
     const gen = devices.reduce((a, d) => a + Math.max(0, (d.last_reading && d.last_reading.power_w) || 0), 0);
     const load = devices.reduce((a, d) => a - Math.min(0, (d.last_reading && d.last_reading.power_w) || 0), 0);
     root.innerHTML = `
@@ -199,10 +285,13 @@ const pages = {
         ${card("Load now", `${kw(load)} <small>kW</small>`, "sum of importing devices")}
         ${card("Plugins", plugins.length, plugins.map((p) => `${esc(p.model)} ${esc(p.version)}`).join(", "))}
       </div>
+      <div class="panel"><h3>Network <span class="muted">· feeders and their transformers, period ${topoPeriod ? topoPeriod.period : "–"}</span></h3><div id="topology"></div></div>
       <div class="panel"><h3>Generation vs load (signed readings)</h3><div id="power-chart"></div></div>
       <div class="panel"><h3>Devices and their latest signed readings</h3><div id="devices"></div></div>
       <div class="panel"><h3>Plugins</h3><div id="plugins"></div></div>
       <div class="panel"><h3>Swap history</h3><div id="swaps"></div></div>`;
+    root.querySelector("#topology").innerHTML = topology ? topologySvg(topology, topoPeriod)
+      : `<div class="empty">no topology: every participant on one bus</div>`;
     const series = state.power.slice(-MAX_POINTS);
     chart("power", root.querySelector("#power-chart"), [
       { label: "generation (kW)", stroke: "#1f9d55", width: 2, fill: "rgba(31,157,85,0.08)" },
@@ -337,13 +426,24 @@ const recordKey = {
   reading: (period, who) => marketKey("rd", be(period, 8), unhex(who)),
 };
 
-/// A market `Trade` from its postcard bytes (varints, addresses as their 32 bytes, a bool byte).
+/// A market `Trade` from its postcard bytes (varints, addresses as their 32 bytes, a bool or
+/// an enum variant as one varint, an option as a 0/1 byte then its value, a string as a varint
+/// length then UTF-8), fields in the contract's order.
 function decodeTrade(bytes) {
   let i = 0;
   const byte = () => { if (i >= bytes.length) throw new Error("the proven trade is truncated"); return bytes[i++]; };
   const varint = () => { let v = 0n, shift = 0n; for (;;) { const b = byte(); v |= BigInt(b & 0x7f) << shift; if (!(b & 0x80)) return Number(v); shift += 7n; } };
   const address = () => { if (i + 32 > bytes.length) throw new Error("the proven trade is truncated"); i += 32; return hex(bytes.subarray(i - 32, i)); };
+  const option = (f) => (byte() === 1 ? f() : null);
+  const string = () => { const n = varint(); if (i + n > bytes.length) throw new Error("the proven trade is truncated"); i += n; return new TextDecoder().decode(bytes.subarray(i - n, i)); };
+  const record = (names) => Object.fromEntries(names.map((n) => [n, varint()]));
   const t = { period: varint(), seller: address(), buyer: address(), offer_id: varint(), bid_id: varint(), wh: varint(), price: varint(), renewable: byte() === 1 };
+  t.level = ["feeder", "island"][varint()];
+  t.seller_feeder = option(string);
+  t.buyer_feeder = option(string);
+  Object.assign(t, record(["wheeling_fee", "buyer_fee", "seller_fee", "congestion_fee"]));
+  t.rates = record(["wheeling", "buyer_fee", "seller_fee", "buyer_congestion", "seller_congestion"]);
+  t.settlement = option(() => record(["delivered_wh", "energy", "buyer_paid", "seller_received", "subsidy", "shortfall_penalty"]));
   if (i !== bytes.length) throw new Error("the proven trade has trailing bytes");
   return t;
 }
@@ -415,7 +515,7 @@ function wireRecordProofs(root) {
         if (a.dataset.trade) {
           const shown = JSON.parse(a.dataset.trade);
           const proven = decodeTrade(unhex(bundle.proofs[0].value));
-          for (const k of Object.keys(proven)) if (proven[k] !== shown[k]) throw new Error(`the proven trade differs in ${k}`);
+          for (const k of Object.keys(proven)) if (JSON.stringify(proven[k]) !== JSON.stringify(shown[k] ?? null)) throw new Error(`the proven trade differs in ${k}`);
         }
         const final = await certifiesHeader(bundle);
         saveJson(a.dataset.file, bundle);
@@ -482,6 +582,8 @@ pages.participant = async function (root) {
     .flatMap((list) => list.map((t, index) => ({ trade: t, index })))
     .filter(({ trade: t }) => t.buyer === me.address || t.seller === me.address);
   const txs = JSON.parse(sessionStorage.getItem("gridledger-txs") || "[]");
+  const today = new Date(state.status.time_ms).toISOString().slice(0, 10);
+  const statement = await api(`/v1/statements/${me.address}?day=${today}`);
   // Settlement: what I sold or bought in each recent period against what my meter reported.
   const [mySummaries, myParties] = await Promise.all([
     Promise.all(past.map(periodSummary)),
@@ -520,6 +622,7 @@ pages.participant = async function (root) {
       <div class="panel"><h3>Trades</h3><div id="my-trades"></div></div>
       <div class="panel"><h3>Settlement <span class="muted">· kWh</span></h3><div id="my-settlement"></div></div>
     </div>
+    <div class="panel"><h3>Statement <span class="muted">· ${today} (UTC, settled periods)</span> <a href="#" id="statement-csv" class="small">CSV</a></h3><div id="statement"></div></div>
     <div class="panel"><h3>Your transactions</h3><div id="my-txs"></div></div>`;
   // Keep the form (and what the user typed) across live refreshes.
   const form = root.querySelector("#order-panel");
@@ -544,9 +647,11 @@ pages.participant = async function (root) {
     };
   }
   root.querySelector("#my-trades").innerHTML = table([
-    { label: "period", num: true }, { label: "side" }, { label: "with" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true }, { label: "proof" },
+    { label: "period", num: true }, { label: "side" }, { label: "with" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true },
+    { label: "my fees tok", num: true }, { label: "proof" },
   ], trades.map(({ trade: t, index }) => [t.period, t.buyer === me.address ? "bought" : "sold",
     esc(name(t.buyer === me.address ? t.seller : t.buyer)), kwh(t.wh), tok(t.price),
+    tok(t.buyer === me.address ? (t.wheeling_fee || 0) + (t.buyer_fee || 0) : (t.seller_fee || 0), 4),
     proofLink([recordKey.trade(t.period, index)], `trade-${t.period}-${index}.json`, t)]), "no trades in the last 12 periods");
   root.querySelector("#my-settlement").innerHTML = table([
     { label: "period", num: true }, { label: "sold", num: true }, { label: "metered out", num: true },
@@ -560,6 +665,30 @@ pages.participant = async function (root) {
           ...trades.filter(({ trade: t }) => t.period === x.period).map(({ index }) => recordKey.trade(x.period, index))],
         `settlement-${x.period}.json`)}`]),
   "nothing to settle in the last 12 periods");
+  const t = statement.totals;
+  const line = (label, value, note = "") => [esc(label), value, note];
+  root.querySelector("#statement").innerHTML = statement.periods ? table([{ label: "" }, { label: "", num: true }, { label: "" }], [
+    line("energy sold", `${kwh(t.delivered_wh || 0)} kWh`, `${kwh(t.sold_wh || 0)} kWh contracted · average ${tok(statement.average_sale_price)} tok/kWh`),
+    line("energy bought", `${kwh(t.received_wh || 0)} kWh`, `${kwh(t.bought_wh || 0)} kWh contracted · average ${tok(statement.average_purchase_price)} tok/kWh`),
+    line("sales", `${tok(t.sales || 0)} tok`), line("purchases", `−${tok(t.purchases || 0)} tok`),
+    line("wheeling fees", `−${tok(t.wheeling_fees || 0, 4)} tok`, "to the grid company"),
+    line("transaction fees", `−${tok(t.transaction_fees || 0, 4)} tok`, "to the market operator"),
+    line("congestion", `−${tok(t.congestion_fees || 0, 4)} tok`, "full transformers"),
+    line("subsidy", `${tok(t.subsidy || 0)} tok`), line("penalties", `−${tok((t.shortfall_penalties || 0) + (t.overdraw_penalties || 0))} tok`),
+    line("grid energy", `−${tok(t.grid_energy || 0)} tok`, "bought but not delivered, and over-draw, at the tariff"),
+    line("points", t.points || 0), line("net", `<b>${(statement.net / TOK).toFixed(3)} tok</b>`, `${statement.periods} periods${t.debt_recorded ? ` · debt recorded ${tok(t.debt_recorded)} tok` : ""}`),
+  ]) : `<div class="empty">no settled trades today</div>`;
+  root.querySelector("#statement-csv").onclick = (ev) => {
+    ev.preventDefault();
+    const cols = ["sold_wh", "delivered_wh", "bought_wh", "received_wh", "sales", "purchases", "wheeling_fees", "transaction_fees",
+      "congestion_fees", "subsidy", "shortfall_penalties", "grid_energy", "overdraw_penalties", "debt_recorded", "points"];
+    const rows = [["period", ...cols, "net"], ...statement.by_period.map((p) => [p.period, ...cols.map((c) => p.lines[c] || 0), p.net]),
+      ["total", ...cols.map((c) => t[c] || 0), statement.net]];
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([rows.map((r) => r.join(",")).join("\n") + "\n"], { type: "text/csv" }));
+    link.download = `statement-${today}.csv`;
+    link.click();
+  };
   root.querySelector("#my-txs").innerHTML = table([
     { label: "what" }, { label: "result" }, { label: "transaction" }, { label: "proof" },
   ], txs.map((t) => [esc(t.what), t.ok ? `<span class="tag green">ok</span>` : `<span class="tag red">failed</span>`,

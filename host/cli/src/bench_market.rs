@@ -206,6 +206,7 @@ fn native_book(
         wh: 1000,
         price,
         renewable,
+        at: 0,
     };
     let offers = (0..half)
         .map(|k| order(2 * k, 100_000 + (k as u64 * 97) % 90_000, k % 2 == 0))

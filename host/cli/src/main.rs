@@ -12,6 +12,7 @@ mod observe;
 mod plugins;
 mod relay;
 mod sim;
+mod statement;
 mod validators;
 mod verify;
 
@@ -167,6 +168,9 @@ enum Command {
     /// Upload, instantiate, execute, query and migrate contracts.
     #[command(subcommand)]
     Contract(ContractCmd),
+    /// A participant's market statement for a day: energy, prices, fees, subsidy, penalties,
+    /// points, net (`--csv`: a row per period).
+    Statement(statement::StatementArgs),
     /// Show an account's balance, nonce and roles.
     Account {
         address: Address,
@@ -410,6 +414,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devnet(args) => devnet::run(args),
         Command::Node { config } => validators::run_node(&config),
+        Command::Statement(args) => statement::run(args),
         Command::ValidatorKeys {
             account,
             dev_seed,

@@ -216,6 +216,13 @@ impl Simulation {
                     bond,
                 );
             } else {
+                // A buyer settles what it owes the grid company (tariff and over-draw its escrow
+                // did not cover) before it bids again, as a household pays its bill.
+                if let Some(debt) = self.debt_of(&m.key.address())
+                    && debt > 0
+                {
+                    self.send(&m.key, self.market, json!({"pay_debt": {}}), debt);
+                }
                 let margin = (wh as u128 * m.cfg.limit_price as u128).div_ceil(1000) as u64;
                 self.send(
                     &m.key,
@@ -247,6 +254,14 @@ impl Simulation {
         }
     }
 
+    /// What `who` owes the grid company, in committed state.
+    fn debt_of(&self, who: &Address) -> Option<u64> {
+        let msg = json!({"debt": {"account": who}}).to_string();
+        serde_json::from_slice::<Value>(&self.node.query(&self.market, msg.as_bytes()).ok()?)
+            .ok()?
+            .as_u64()
+    }
+
     /// One line for a settled period.
     pub fn describe(&self, period: u64) -> Option<String> {
         let msg = json!({"period": {"period": period}}).to_string();
@@ -266,22 +281,46 @@ impl Simulation {
             0.0
         };
         Some(format!(
-            "period {period} ({:02}:{:02}): price {:.3} tok/kWh, μ {mu:.3}, traded {:.1} kWh ({share:.0}% renewable), delivered {:.1} kWh, settled {:.3} tok, subsidy {:.3} tok, penalties {:.3} tok",
+            "period {period} ({:02}:{:02}): price {:.3} tok/kWh, μ {mu:.3}, traded {:.1} kWh ({share:.0}% renewable), delivered {:.1} kWh, settled {:.3} tok, fees {:.3} tok, subsidy {:.3} tok, penalties {:.3} tok{}",
             row / 4,
             (row % 4) * 15,
             v["clearing_price"].as_u64()? as f64 / 1e6,
             traded as f64 / 1000.0,
             v["delivered_wh"].as_u64()? as f64 / 1000.0,
             v["settled_value"].as_u64()? as f64 / 1e6,
+            v["fees"].as_u64().unwrap_or(0) as f64 / 1e6,
             v["subsidy_paid"].as_u64()? as f64 / 1e6,
             v["penalties"].as_u64()? as f64 / 1e6,
+            full_feeders(&v),
         ))
+    }
+}
+
+/// ", full: wind-park export" for the feeders whose transformer limit bound the period.
+fn full_feeders(period: &Value) -> String {
+    let mut full = Vec::new();
+    for f in period["feeders"].as_array().into_iter().flatten() {
+        for dir in ["export", "import"] {
+            let (used, limit) = (
+                f[format!("{dir}_wh")].as_u64().unwrap_or(0),
+                f[format!("{dir}_limit_wh")].as_u64().unwrap_or(0),
+            );
+            if used > 0 && used == limit {
+                full.push(format!("{} {dir}", f["name"].as_str().unwrap_or("?")));
+            }
+        }
+    }
+    if full.is_empty() {
+        String::new()
+    } else {
+        format!(", full: {}", full.join(", "))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gridledger_node::TxStatus;
 
     #[test]
     fn profiles_parse_and_bad_rows_are_reported() {
@@ -321,9 +360,12 @@ mod tests {
     }
 
     /// A day of the island (96 delivery periods) on one node, the simulated participants
-    /// trading, their meters reporting: after every settled period, the sum of every balance
-    /// (accounts, contracts, the fee collector) equals the recorded supply, and the supply is
-    /// what genesis created (the simulation neither mints nor burns).
+    /// trading across the topology, their meters reporting: after every settled period, the
+    /// sum of every balance (accounts, contracts, the fee collector) equals the recorded
+    /// supply, and the supply is what genesis created (the simulation neither mints nor burns).
+    /// The day has network fees, feeder-level trades and a transformer at its limit; and each
+    /// participant's statement over the day is its balance change, once the gas it paid, the
+    /// escrow of its orders still open and the debts it paid off are counted.
     #[test]
     fn an_island_day_accounts_for_every_token_after_every_settled_period() {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -341,7 +383,29 @@ mod tests {
         let ledger = gridledger_node::testing::balances_and_supply;
         let clock = genesis.market.clone().unwrap();
         let start = clock.start(genesis.genesis_time_ms);
-        let (mut settled, mut traded_wh) = (0u64, 0u64);
+        let market = sim.market;
+        let query = |msg: Value| -> Value {
+            serde_json::from_slice(&node.query(&market, msg.to_string().as_bytes()).unwrap())
+                .unwrap()
+        };
+        let topology = query(json!({"grid": {"period": 5}}));
+        assert_eq!(
+            topology["feeders"][0]["name"], "wind-park",
+            "the market has the topology: {topology}"
+        );
+        let addresses = genesis.addresses();
+        let participants: Vec<Address> = genesis
+            .simulation
+            .as_ref()
+            .unwrap()
+            .participants
+            .iter()
+            .map(|p| addresses[&p.account])
+            .collect();
+        let mut gas: BTreeMap<Address, u128> = BTreeMap::new();
+        let (mut settled, mut traded_wh, mut fees, mut local_trades, mut full) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut last_settled = 0;
         let mut t = genesis.genesis_time_ms;
         while settled < 96 {
             t += genesis.block_interval_ms;
@@ -350,6 +414,18 @@ mod tests {
                 "96 periods settle in a day and a bit"
             );
             let block = node.produce_block(t).unwrap();
+            // The gas each sender paid.
+            if let Some(h) = block.tx_hashes.first()
+                && let TxStatus::Included {
+                    block: b, receipts, ..
+                } = node.tx_status(h).unwrap()
+            {
+                let fee: BTreeMap<_, _> = receipts.iter().map(|r| (r.tx_hash, r.fee)).collect();
+                for tx in &b.txs {
+                    *gas.entry(tx.body.sender).or_default() +=
+                        fee.get(&tx.hash()).copied().unwrap_or(0) as u128;
+                }
+            }
             sim.on_block(t);
             for period in crate::devnet::settled_periods(&block) {
                 let (sum, supply) = ledger(&node);
@@ -358,19 +434,72 @@ mod tests {
                     supply, created,
                     "period {period}: supply moved without mint or burn"
                 );
-                let v: Value = serde_json::from_slice(
-                    &node
-                        .query(
-                            &sim.market,
-                            json!({"period": {"period": period}}).to_string().as_bytes(),
-                        )
-                        .unwrap(),
-                )
-                .unwrap();
+                let v = query(json!({"period": {"period": period}}));
                 traded_wh += v["traded_wh"].as_u64().unwrap_or(0);
+                fees += v["fees"].as_u64().unwrap_or(0);
+                assert_eq!(
+                    v["buyers_paid"].as_u64(),
+                    Some(v["sellers_received"].as_u64().unwrap() + v["fees"].as_u64().unwrap()),
+                    "period {period}: buyers paid what sellers received plus fees"
+                );
+                if !full_feeders(&v).is_empty() {
+                    full += 1;
+                }
+                let trades = query(json!({"trades": {"period": period, "limit": 1000}}));
+                local_trades += trades
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|t| t["level"] == "feeder")
+                    .count() as u64;
                 settled += 1;
+                last_settled = last_settled.max(period);
             }
         }
         assert!(traded_wh > 0, "the day had trades");
+        let seen = format!("fees {fees}, local trades {local_trades}, periods at a limit {full}");
+        assert!(fees > 0, "the day's trades paid network fees: {seen}");
+        assert!(
+            local_trades > 0,
+            "some trades stayed inside a feeder: {seen}"
+        );
+        assert!(full > 0, "a transformer limit bound some periods: {seen}");
+        // Statements: the day's net, less gas, less escrow still in open orders, is the
+        // balance change since genesis.
+        let now_period = (t - start) / clock.period_ms;
+        for who in &participants {
+            let st = query(
+                json!({"statement": {"account": who, "first_period": 0, "last_period": last_settled}}),
+            );
+            let mut open: u128 = 0;
+            for period in 0..=now_period + 2 {
+                let orders = query(json!({"orders": {"period": period, "limit": 1000}}));
+                open += orders
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|o| o["owner"] == json!(who))
+                    .map(|o| o["escrow"].as_u64().unwrap() as u128)
+                    .sum::<u128>();
+            }
+            let genesis_balance = genesis
+                .accounts
+                .iter()
+                .find(|a| addresses[&a.name] == *who)
+                .unwrap()
+                .balance as i128;
+            let now = node.account(who).unwrap().0.balance as i128;
+            // Debts the day recorded and the participant paid since (pay_debt transactions).
+            let owed = query(json!({"debt": {"account": who}})).as_u64().unwrap() as i128;
+            let paid_debt = st["totals"]["debt_recorded"].as_u64().unwrap() as i128 - owed;
+            assert_eq!(
+                now - genesis_balance,
+                st["net"].as_i64().unwrap() as i128
+                    - gas.get(who).copied().unwrap_or(0) as i128
+                    - open as i128
+                    - paid_debt,
+                "statement of {who}: {st}"
+            );
+        }
     }
 }

@@ -56,6 +56,35 @@ pub struct Genesis {
     /// regulator's copy): each follows the chain and checks it, and votes on nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observers: Vec<GenesisObserver>,
+    /// The network's topology, for contracts that need it (see [`GridConfig`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<GridConfig>,
+}
+
+/// `[grid]`: the point of common coupling and the feeders, each with its transformer's
+/// capacity and the accounts connected to it (an account no feeder lists is at the PCC). The
+/// chain checks the names and renders it into genesis contract messages as `{grid}` (the
+/// market keeps it and clears by it); it does not interpret it otherwise.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridConfig {
+    /// The point of common coupling's name.
+    pub pcc: String,
+    #[serde(default)]
+    pub feeders: Vec<GridFeeder>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridFeeder {
+    pub name: String,
+    /// What the feeder's transformer carries into it from the island bus, kW.
+    pub import_kw: u64,
+    /// What it carries out of it to the bus, kW.
+    pub export_kw: u64,
+    /// Names of the accounts connected to the feeder.
+    #[serde(default)]
+    pub accounts: Vec<String>,
 }
 
 /// An observer: a name and the ed25519 network key it presents in TLS.
@@ -484,6 +513,31 @@ impl Genesis {
                 }
             }
         }
+        if let Some(g) = &self.grid {
+            let mut feeders = std::collections::BTreeSet::new();
+            let mut connected = std::collections::BTreeSet::new();
+            for f in &g.feeders {
+                if f.name.is_empty() || f.name == g.pcc || !feeders.insert(f.name.as_str()) {
+                    return Err(GenesisError::Invalid(format!(
+                        "grid: feeder name {:?} is empty, the PCC's, or used twice",
+                        f.name
+                    )));
+                }
+                for a in &f.accounts {
+                    if !names.contains(a.as_str()) {
+                        return Err(GenesisError::Invalid(format!(
+                            "grid: feeder {} lists unknown account {a}",
+                            f.name
+                        )));
+                    }
+                    if !connected.insert(a.as_str()) {
+                        return Err(GenesisError::Invalid(format!(
+                            "grid: account {a} is connected to two feeders"
+                        )));
+                    }
+                }
+            }
+        }
         for c in &self.contracts {
             if !names.contains(c.creator.as_str()) {
                 return Err(GenesisError::Invalid(format!(
@@ -573,6 +627,33 @@ impl Genesis {
 
     /// Every call the chain makes on a clock: the market clock's (one per contract, in its
     /// order), then `[[schedule]]`'s.
+    /// `[grid]` as JSON with account addresses, for `{grid}` in contract messages (`null`
+    /// without a topology).
+    pub fn grid_json(&self) -> String {
+        let Some(g) = &self.grid else {
+            return "null".into();
+        };
+        let addresses = self.addresses();
+        let feeders: Vec<serde_json::Value> = g
+            .feeders
+            .iter()
+            .map(|f| {
+                let accounts: Vec<String> = f
+                    .accounts
+                    .iter()
+                    .filter_map(|a| addresses.get(a).map(|a| a.to_hex()))
+                    .collect();
+                serde_json::json!({
+                    "name": f.name,
+                    "import_kw": f.import_kw,
+                    "export_kw": f.export_kw,
+                    "accounts": accounts,
+                })
+            })
+            .collect();
+        serde_json::json!({ "pcc": g.pcc, "feeders": feeders }).to_string()
+    }
+
     pub fn scheduled_calls(&self) -> Vec<ScheduledCall> {
         let mut out: Vec<ScheduledCall> = Vec::new();
         if let Some(m) = &self.market {
@@ -684,6 +765,39 @@ mod tests {
         no_role.validators[3].account = "wind-1".into();
         let e = no_role.validator_set().unwrap_err().to_string();
         assert!(e.contains("validator role"), "{e}");
+    }
+
+    #[test]
+    fn the_grid_renders_with_addresses_and_bad_grids_are_refused() {
+        let g = island();
+        let json: serde_json::Value = serde_json::from_str(&g.grid_json()).unwrap();
+        assert_eq!(json["pcc"], "island-substation");
+        let park = &json["feeders"][0];
+        assert_eq!(
+            (park["name"].as_str(), park["export_kw"].as_u64()),
+            (Some("wind-park"), Some(2000))
+        );
+        let wind = g.addresses()["wind-1"].to_hex();
+        assert_eq!(park["accounts"][0].as_str(), Some(wind.as_str()));
+        let mut twice = island();
+        let grid = twice.grid.as_mut().unwrap();
+        let again = grid.feeders[0].accounts[0].clone();
+        grid.feeders[1].accounts.push(again);
+        let e = twice.check().unwrap_err().to_string();
+        assert!(e.contains("connected to two feeders"), "{e}");
+        let mut unknown = island();
+        unknown.grid.as_mut().unwrap().feeders[0]
+            .accounts
+            .push("nobody".into());
+        let e = unknown.check().unwrap_err().to_string();
+        assert!(e.contains("unknown account nobody"), "{e}");
+        let mut same = island();
+        let grid = same.grid.as_mut().unwrap();
+        grid.feeders[1].name = grid.feeders[0].name.clone();
+        assert!(same.check().is_err());
+        let mut none = island();
+        none.grid = None;
+        assert_eq!(none.grid_json(), "null");
     }
 
     #[test]

@@ -1135,8 +1135,8 @@ fn fail_to_node(e: exec::Fail) -> NodeError {
     }
 }
 
-/// Fills `{account:NAME}`, `{contract:LABEL}`, `{genesis_time_ms}` and `{period_ms}` in a
-/// genesis instantiate message.
+/// Fills `{account:NAME}`, `{contract:LABEL}`, `{genesis_time_ms}`, `{period_ms}`,
+/// `{market_start_ms}`, `{governance}` and `{grid}` in a genesis instantiate message.
 fn fill_template(
     msg: &str,
     genesis: &Genesis,
@@ -1145,7 +1145,8 @@ fn fill_template(
 ) -> Result<String, NodeError> {
     let mut out = msg
         .replace("{genesis_time_ms}", &genesis.genesis_time_ms.to_string())
-        .replace("{governance}", &Address::governance().to_hex());
+        .replace("{governance}", &Address::governance().to_hex())
+        .replace("{grid}", &genesis.grid_json());
     if let Some(m) = &genesis.market {
         out = out
             .replace("{period_ms}", &m.period_ms.to_string())

@@ -115,6 +115,7 @@ pub fn test_genesis(extra: Vec<GenesisAccount>) -> Genesis {
         max_clock_drift_ms: None,
         dev: true,
         observers: Vec::new(),
+        grid: None,
         schedule: Vec::new(),
     }
 }

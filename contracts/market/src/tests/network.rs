@@ -138,6 +138,8 @@ fn a_full_period_with_fees_and_a_binding_feeder_limit() {
     let sum = s.summary(0);
     assert_budget_balance(&sum);
     assert_eq!(sum.delivered_wh, 1_100);
+    assert_eq!((sum.produced_wh, sum.consumed_wh), (1_100, 1_200));
+    assert_eq!(sum.renewable_delivered_wh, 400, "the wind's part");
     // Fees scale with what was delivered: 1,100 Wh at 4,000 per kWh, rounded down per line.
     assert!(
         (4_400 - 8..=4_400).contains(&sum.transaction_fees),

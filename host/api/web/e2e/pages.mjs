@@ -19,8 +19,8 @@ mkdirSync(outDir, { recursive: true });
 
 // What each page shows once its data arrived.
 const pages = [
-  { name: "market", ready: "#price-chart .uplot", text: ["Order book", "Trades", "Subsidy factor"] },
-  { name: "grid", ready: "#devices table", text: ["Generation vs load", "wind_turbine", "island-sim"] },
+  { name: "market", ready: "#price-chart .uplot", text: ["Order book", "Trades", "Subsidy factor", "Network fees", "The community's day", "Self-sufficiency", "wind-park"] },
+  { name: "grid", ready: "#devices table", text: ["Generation vs load", "wind_turbine", "island-sim", "island-substation", "north-village", "export"] },
   { name: "chain", ready: "#blocks table", text: ["Finality latency", "validator-1"] },
   { name: "supervision", ready: "#audit table", text: ["Proposals and votes", "Delivery reliability", "wind-1", "settlement"] },
 ];
