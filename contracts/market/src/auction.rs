@@ -557,25 +557,25 @@ impl<'a> Net<'a> {
         let mut importers: Vec<(&BookOrder, usize, u64)> = Vec::new();
         for f in 0..=self.feeders {
             let local = self.local[f].map_or(0, |e| self.flow(e));
-            let mut offers: Vec<(&BookOrder, u64)> = Vec::new();
+            let mut offers: Vec<(&BookOrder, usize, u64)> = Vec::new();
             let mut left = local;
             for (o, used) in self.supply[f].fills() {
                 let here = used.min(left);
                 left -= here;
                 if here > 0 {
-                    offers.push((o, here));
+                    offers.push((o, f, here));
                 }
                 if used > here {
                     exporters.push((o, f, used - here));
                 }
             }
-            let mut bids: Vec<(&BookOrder, u64)> = Vec::new();
+            let mut bids: Vec<(&BookOrder, usize, u64)> = Vec::new();
             let mut left = local;
             for (b, used) in self.demand[f].fills() {
                 let here = used.min(left);
                 left -= here;
                 if here > 0 {
-                    bids.push((b, here));
+                    bids.push((b, f, here));
                 }
                 if used > here {
                     importers.push((b, f, used - here));
@@ -594,7 +594,7 @@ impl<'a> Net<'a> {
                 }
             }
             let gross = price(demand_node(f));
-            pair(&offers, &bids, |o, b, wh| {
+            pair(&offers, &bids, |(o, _), (b, _), wh| {
                 let gross = match mechanism {
                     Mechanism::PayAsClear => gross.unwrap_or(b.price),
                     Mechanism::PayAsBid => b.price,
@@ -617,17 +617,9 @@ impl<'a> Net<'a> {
         if !exporters.is_empty() {
             out.island_price = bus.map(|p| p.saturating_sub(fees.wheeling_island + fees.buyer_fee));
         }
-        let offers: Vec<(&BookOrder, u64)> = exporters.iter().map(|(o, _, q)| (*o, *q)).collect();
-        let bids: Vec<(&BookOrder, u64)> = importers.iter().map(|(b, _, q)| (*b, *q)).collect();
-        let feeder_of_offer = |id: u64| exporters.iter().find(|(o, _, _)| o.id == id).map(|x| x.1);
-        let feeder_of_bid = |id: u64| importers.iter().find(|(b, _, _)| b.id == id).map(|x| x.1);
         let mut island = Vec::new();
-        pair(&offers, &bids, |o, b, wh| island.push((o, b, wh)));
-        for (o, b, wh) in island {
-            let (from, to) = (
-                feeder_of_offer(o.id).unwrap_or(self.feeders),
-                feeder_of_bid(b.id).unwrap_or(self.feeders),
-            );
+        pair(&exporters, &importers, |o, b, wh| island.push((o, b, wh)));
+        for ((o, from), (b, to), wh) in island {
             let (supply_price, demand_price) = (price(supply_node(from)), price(demand_node(to)));
             // Congestion: the gaps a full transformer opens between the bus and a feeder.
             let seller_congestion = match (bus, supply_price) {
@@ -660,29 +652,33 @@ impl<'a> Net<'a> {
     }
 }
 
-/// Pairs two lists of (order, Wh) in order, each unit once.
+/// An order with its feeder (the PCC's index for the PCC) and Wh to pair.
+type Part<'a> = (&'a BookOrder, usize, u64);
+
+/// Pairs two lists of parts in order, each unit once; `emit` gets each side's order and
+/// feeder, and the Wh.
 fn pair<'a>(
-    offers: &[(&'a BookOrder, u64)],
-    bids: &[(&'a BookOrder, u64)],
-    mut emit: impl FnMut(&'a BookOrder, &'a BookOrder, u64),
+    offers: &[Part<'a>],
+    bids: &[Part<'a>],
+    mut emit: impl FnMut((&'a BookOrder, usize), (&'a BookOrder, usize), u64),
 ) {
     let (mut i, mut j) = (0, 0);
     let (mut offer_left, mut bid_left) = (
-        offers.first().map_or(0, |o| o.1),
-        bids.first().map_or(0, |b| b.1),
+        offers.first().map_or(0, |o| o.2),
+        bids.first().map_or(0, |b| b.2),
     );
     while i < offers.len() && j < bids.len() {
         let q = offer_left.min(bid_left);
-        emit(offers[i].0, bids[j].0, q);
+        emit((offers[i].0, offers[i].1), (bids[j].0, bids[j].1), q);
         offer_left -= q;
         bid_left -= q;
         if offer_left == 0 {
             i += 1;
-            offer_left = offers.get(i).map_or(0, |o| o.1);
+            offer_left = offers.get(i).map_or(0, |o| o.2);
         }
         if bid_left == 0 {
             j += 1;
-            bid_left = bids.get(j).map_or(0, |b| b.1);
+            bid_left = bids.get(j).map_or(0, |b| b.2);
         }
     }
 }

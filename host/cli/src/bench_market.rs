@@ -193,6 +193,24 @@ fn clear(n: usize, contracts_dir: &Path) -> Result<(f64, u64, Scenario)> {
     Ok((ms, gas, s))
 }
 
+/// The community genesis of 1,000 households over 24 periods on one node: the median time of
+/// the boundary blocks that clear a period with trades and settle another, and that period's
+/// trade count.
+fn community_boundary(contracts_dir: &Path) -> Result<(f64, u64)> {
+    let base_path = Path::new("genesis/island.toml");
+    let base = gridledger_node::Genesis::load(base_path)?;
+    let g = crate::community::generate(&base, base_path, 1_000)?;
+    let mut b: Vec<crate::community::Boundary> =
+        crate::community::run_boundaries(g, base_path, contracts_dir, 24)?
+            .into_iter()
+            .filter(|b| b.cleared_trades > 0 && b.settled_value > 0)
+            .collect();
+    anyhow::ensure!(!b.is_empty(), "no boundary both cleared and settled trades");
+    b.sort_by(|x, y| x.ms.total_cmp(&y.ms));
+    let m = &b[b.len() / 2];
+    Ok((m.ms, m.cleared_trades))
+}
+
 /// The book `place_orders(n)` places, for `auction::clear` run natively.
 fn native_book(
     n: usize,
@@ -268,6 +286,10 @@ pub fn run(json: bool, contracts_dir: &Path) -> Result<()> {
     let (b, settle_1000_ms) = s.timed_block(T0 + 4 * PERIOD_MS);
     let settle_gas = system_gas(&b, "period_settled")?;
     println!("settle {trades} trades: {settle_1000_ms:.1} ms, {settle_gas} gas");
+    let (community_ms, community_trades) = community_boundary(contracts_dir)?;
+    println!(
+        "a community of 1,000 households: a period boundary (clearing one period, settling another) {community_ms:.1} ms, median of the day's boundaries with trades ({community_trades} trades in the median's period)"
+    );
     if json {
         println!(
             "{}",
@@ -280,6 +302,7 @@ pub fn run(json: bool, contracts_dir: &Path) -> Result<()> {
                 "settle_1000_ms": (settle_1000_ms * 10.0).round() / 10.0,
                 "settle_1000_gas": settle_gas,
                 "settle_trades": trades,
+                "community_1000_boundary_ms": (community_ms * 10.0).round() / 10.0,
             })
         );
     }

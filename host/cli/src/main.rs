@@ -6,6 +6,7 @@ mod bench_cluster;
 mod bench_devices;
 mod bench_market;
 mod client;
+mod community;
 mod devnet;
 mod doors;
 mod observe;
@@ -168,6 +169,9 @@ enum Command {
     /// Upload, instantiate, execute, query and migrate contracts.
     #[command(subcommand)]
     Contract(ContractCmd),
+    /// Write a genesis of the island with its village as N households, each its own account
+    /// and meter (`gridledger devnet --genesis OUT` runs it).
+    Community(community::CommunityArgs),
     /// A participant's market statement for a day: energy, prices, fees, subsidy, penalties,
     /// points, net (`--csv`: a row per period).
     Statement(statement::StatementArgs),
@@ -415,6 +419,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devnet(args) => devnet::run(args),
         Command::Node { config } => validators::run_node(&config),
         Command::Statement(args) => statement::run(args),
+        Command::Community(args) => community::run(args),
         Command::ValidatorKeys {
             account,
             dev_seed,

@@ -198,7 +198,7 @@ impl Simulation {
                 (false, false) => Some("demand"),
                 (false, true) => None,
             };
-            if let Some(kind) = kind {
+            if let Some(kind) = kind.filter(|_| m.cfg.forecasts) {
                 self.send(
                     &m.key,
                     self.market,
