@@ -667,15 +667,16 @@ pages.participant = async function (root) {
   "nothing to settle in the last 12 periods");
   const t = statement.totals;
   const line = (label, value, note = "") => [esc(label), value, note];
+  const out = (micro, digits = 3) => (micro ? `−${tok(micro, digits)}` : tok(0, digits));
   root.querySelector("#statement").innerHTML = statement.periods ? table([{ label: "" }, { label: "", num: true }, { label: "" }], [
     line("energy sold", `${kwh(t.delivered_wh || 0)} kWh`, `${kwh(t.sold_wh || 0)} kWh contracted · average ${tok(statement.average_sale_price)} tok/kWh`),
     line("energy bought", `${kwh(t.received_wh || 0)} kWh`, `${kwh(t.bought_wh || 0)} kWh contracted · average ${tok(statement.average_purchase_price)} tok/kWh`),
-    line("sales", `${tok(t.sales || 0)} tok`), line("purchases", `−${tok(t.purchases || 0)} tok`),
-    line("wheeling fees", `−${tok(t.wheeling_fees || 0, 4)} tok`, "to the grid company"),
-    line("transaction fees", `−${tok(t.transaction_fees || 0, 4)} tok`, "to the market operator"),
-    line("congestion", `−${tok(t.congestion_fees || 0, 4)} tok`, "full transformers"),
-    line("subsidy", `${tok(t.subsidy || 0)} tok`), line("penalties", `−${tok((t.shortfall_penalties || 0) + (t.overdraw_penalties || 0))} tok`),
-    line("grid energy", `−${tok(t.grid_energy || 0)} tok`, "bought but not delivered, and over-draw, at the tariff"),
+    line("sales", `${tok(t.sales || 0)} tok`), line("purchases", `${out(t.purchases || 0)} tok`),
+    line("wheeling fees", `${out(t.wheeling_fees || 0, 4)} tok`, "to the grid company"),
+    line("transaction fees", `${out(t.transaction_fees || 0, 4)} tok`, "to the market operator"),
+    line("congestion", `${out(t.congestion_fees || 0, 4)} tok`, "full transformers"),
+    line("subsidy", `${tok(t.subsidy || 0)} tok`), line("penalties", `${out((t.shortfall_penalties || 0) + (t.overdraw_penalties || 0))} tok`),
+    line("grid energy", `${out(t.grid_energy || 0)} tok`, "bought but not delivered, and over-draw, at the tariff"),
     line("points", t.points || 0), line("net", `<b>${(statement.net / TOK).toFixed(3)} tok</b>`, `${statement.periods} periods${t.debt_recorded ? ` · debt recorded ${tok(t.debt_recorded)} tok` : ""}`),
   ]) : `<div class="empty">no settled trades today</div>`;
   root.querySelector("#statement-csv").onclick = (ev) => {

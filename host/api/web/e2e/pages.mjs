@@ -130,6 +130,14 @@ async function participant(page) {
   // The trade's "verify": the page checks the bundle against the row and saves it (the Rust
   // test then checks it with `gridledger verify --genesis`).
   await saveRecordProof(page, "#my-trades", "tr:has-text('bought') a.record-proof", `${outDir}/trade-proof.json`);
+  // Today's statement lists the trade once its period settled (two periods later). Only a run
+  // that crosses midnight UTC meanwhile may see a new, empty day.
+  const day = new Date().toISOString().slice(0, 10);
+  try {
+    await page.waitForFunction(() => /energy bought[\s\S]*net/.test(document.querySelector("#statement")?.textContent || ""), null, { timeout: 45_000 });
+  } catch (_) {
+    if (new Date().toISOString().slice(0, 10) === day) failures.push(`participant: the statement never listed the settled bid: ${await page.textContent("#statement")}`);
+  }
   await page.screenshot({ path: `${outDir}/participant-trades.png`, fullPage: true });
   await page.goto(`${url}/#market`);
   await page.waitForSelector("#price-chart .uplot", { timeout: 30_000 });
