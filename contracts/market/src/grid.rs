@@ -76,6 +76,8 @@ pub struct FeederAnswer {
     /// The limits over one period, Wh.
     pub import_wh: u64,
     pub export_wh: u64,
+    /// How many accounts are connected to it, and the first of them.
+    pub connected: u64,
     pub accounts: Vec<Address>,
 }
 
@@ -221,8 +223,12 @@ pub fn answer(c: &Config, period: u64, limit: usize) -> Result<Option<GridAnswer
         return Ok(None);
     };
     let mut accounts: Vec<Vec<Address>> = vec![Vec::new(); t.feeders.len()];
+    let mut connected = vec![0u64; t.feeders.len()];
     for r in CONNECTED.prefixed(&t.from_period, Iter::Ascending) {
         let ((_, a), i) = r?;
+        if let Some(n) = connected.get_mut(i as usize) {
+            *n += 1;
+        }
         if let Some(list) = accounts.get_mut(i as usize)
             && list.len() < limit
         {
@@ -239,13 +245,14 @@ pub fn answer(c: &Config, period: u64, limit: usize) -> Result<Option<GridAnswer
             .feeders
             .into_iter()
             .zip(limits)
-            .zip(accounts)
-            .map(|((f, l), accounts)| FeederAnswer {
+            .zip(accounts.into_iter().zip(connected))
+            .map(|((f, l), (accounts, connected))| FeederAnswer {
                 name: f.name,
                 import_kw: f.import_kw,
                 export_kw: f.export_kw,
                 import_wh: l.import_wh,
                 export_wh: l.export_wh,
+                connected,
                 accounts,
             })
             .collect(),

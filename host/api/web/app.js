@@ -178,7 +178,8 @@ function topologySvg(grid, period) {
       ${bar(x + 5, 165, flow.export_wh, f.export_wh, "export")}
       ${bar(x + 5, 200, flow.import_wh, f.import_wh, "import")}
       <text x="${x + 5}" y="228" font-size="11" fill="#4a5568">local ${kw(periodKw(flow.local_wh) * 1000)} kW</text>
-      ${f.accounts.slice(0, 5).map((a, k) => `<text x="${x + 5}" y="${250 + 13 * k}" font-size="11">${esc(name(a))}</text>`).join("")}`;
+      ${f.accounts.slice(0, 4).map((a, k) => `<text x="${x + 5}" y="${250 + 13 * k}" font-size="11">${esc(name(a))}</text>`).join("")}
+      ${(f.connected || 0) > 4 ? `<text x="${x + 5}" y="${250 + 13 * 4}" font-size="11" fill="#4a5568">… ${f.connected} connected</text>` : ""}`;
   });
   return out + `</svg>`;
 }
@@ -243,8 +244,10 @@ const pages = {
     };
     const bids = depth(side("buy"), true);
     const offers = depth(side("sell"), false);
+    // A community's book has hundreds of price levels: the best 30 of each side.
+    const BOOK_ROWS = 30, TRADE_ROWS = 40;
     const rows = [];
-    for (let i = 0; i < Math.max(bids.length, offers.length); i++) {
+    for (let i = 0; i < Math.min(BOOK_ROWS, Math.max(bids.length, offers.length)); i++) {
       const b = bids[i], o = offers[i];
       rows.push([b ? kwh(b[2]) : "", b ? kwh(b[1]) : "", b ? `<b style="color:var(--blue)">${tok(b[0])}</b>` : "",
         o ? `<b style="color:var(--green)">${tok(o[0])}</b>` : "", o ? kwh(o[1]) : "", o ? kwh(o[2]) : ""]);
@@ -253,10 +256,11 @@ const pages = {
       { label: "bids Σ kWh", num: true }, { label: "kWh", num: true }, { label: "bid tok/kWh", num: true },
       { label: "offer tok/kWh", num: true }, { label: "kWh", num: true }, { label: "offers Σ kWh", num: true },
     ], rows, "no orders for the next period yet");
-    root.querySelector("#trades").innerHTML = table([
+    root.querySelector("#trades").innerHTML = (trades.length > TRADE_ROWS
+      ? `<p class="muted">the first ${TRADE_ROWS} of ${trades.length} trades</p>` : "") + table([
       { label: "seller" }, { label: "buyer" }, { label: "kWh", num: true }, { label: "tok/kWh", num: true },
       { label: "fees tok", num: true }, { label: "level" }, { label: "" },
-    ], trades.map((t) => [esc(name(t.seller)), esc(name(t.buyer)), kwh(t.wh), tok(t.price),
+    ], trades.slice(0, TRADE_ROWS).map((t) => [esc(name(t.seller)), esc(name(t.buyer)), kwh(t.wh), tok(t.price),
       tok((t.wheeling_fee || 0) + (t.buyer_fee || 0) + (t.seller_fee || 0) + (t.congestion_fee || 0), 4),
       t.level === "feeder" ? `<span class="tag green" title="inside ${esc(t.seller_feeder || "")}">local</span>`
         : `<span class="tag" title="${esc(t.seller_feeder || "PCC")} → ${esc(t.buyer_feeder || "PCC")}">island</span>`,
@@ -268,7 +272,7 @@ const pages = {
     const devices = (await api("/v1/devices")).devices;
     let plugins = [];
     try { plugins = (await api("/v1/plugins")).plugins; } catch (_) { /* this node runs no plugins */ }
-    const topology = state.contracts.market ? await query("market", { grid: {} }) : null;
+    const topology = state.contracts.market ? await query("market", { grid: { accounts: 4 } }) : null;
     // The latest cleared period's schedule on each feeder.
     let topoPeriod = null;
     const current = periodOf(state.status.time_ms) ?? 0;
@@ -297,11 +301,15 @@ const pages = {
       { label: "generation (kW)", stroke: "#1f9d55", width: 2, fill: "rgba(31,157,85,0.08)" },
       { label: "load (kW)", stroke: "#c53030", width: 2 },
     ], [series.map((p) => p.t / 1000), series.map((p) => p.gen / 1000), series.map((p) => p.load / 1000)], {});
-    root.querySelector("#devices").innerHTML = table([
+    // A community has a thousand meters: the table shows the first ones, the cards count all.
+    const DEVICE_ROWS = 60;
+    const shownDevices = devices.slice(0, DEVICE_ROWS);
+    root.querySelector("#devices").innerHTML = (devices.length > DEVICE_ROWS
+      ? `<p class="muted">the first ${DEVICE_ROWS} of ${devices.length} devices (all of them: <a href="/v1/devices">/v1/devices</a>)</p>` : "") + table([
       { label: "device" }, { label: "kind" }, { label: "owner" }, { label: "power kW", num: true },
       { label: "export kWh", num: true }, { label: "import kWh", num: true }, { label: "seq", num: true },
       { label: "rated kW", num: true }, { label: "plugin" }, { label: "" },
-    ], devices.map((d) => {
+    ], shownDevices.map((d) => {
       const r = d.last_reading;
       return [esc(name(d.device)), esc(d.kind), esc(name(d.owner)), r ? kw(r.power_w) : "–", r ? kwh(r.export_wh) : "–",
         r ? kwh(r.import_wh) : "–", r ? r.seq : "–", kw(d.rated_power_w), `<span class="mono">${short(d.plugin)}</span>`,

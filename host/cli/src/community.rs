@@ -2,14 +2,15 @@
 //! genesis models as one account standing for 4,000 households, and the two PV fleets become
 //! `--households` households, each its own account and meter, trading from the same profiles
 //! (one household's load, or one household's rooftop PV: every fourth household is a PV
-//! seller), spread over four village feeders. Households send no forecasts (the large units
-//! do): one order per household and period. Everything else (validators, wind park, battery,
+//! seller), spread over four village feeders. Everything else (validators, wind park, battery,
 //! harbour, fees) is the island's.
 //!
 //! ```sh
 //! gridledger community --households 1000 --out target/community-1000.toml
 //! gridledger devnet --genesis target/community-1000.toml --data-dir target/community
 //! ```
+//!
+//! `--single-node` leaves out the validator set: one node makes every block.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -29,6 +30,11 @@ pub struct CommunityArgs {
     /// Where to write the generated genesis.
     #[arg(long, default_value = "target/community-1000.toml")]
     out: PathBuf,
+    /// No validator set: one node makes every block (on a 2-core machine the 1,000-household
+    /// community keeps up with 5-second periods this way, not with four validators and an
+    /// observer in one process; see BENCHMARKS.md).
+    #[arg(long)]
+    single_node: bool,
 }
 
 /// The island accounts the households replace.
@@ -44,7 +50,11 @@ const VILLAGE_FEEDERS: [(&str, u64, u64); 4] = [
 
 pub fn run(args: CommunityArgs) -> Result<()> {
     let base = Genesis::load(&args.base)?;
-    let g = generate(&base, &args.base, args.households)?;
+    let mut g = generate(&base, &args.base, args.households)?;
+    if args.single_node {
+        g.validators.clear();
+        g.observers.clear();
+    }
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -161,7 +171,6 @@ pub fn generate(base: &Genesis, base_path: &Path, households: usize) -> Result<G
                 250_000 + (k as u64 * 53) % 50_000
             },
             battery: None,
-            forecasts: false,
         });
         let n = village.len();
         village[k % n].accounts.push(name);
@@ -328,5 +337,20 @@ mod tests {
             1000
         );
         assert_eq!(g.devices.as_ref().unwrap().registered.len(), 1000 + 6);
+    }
+
+    #[test]
+    fn a_small_community_trades_and_settles_on_one_node() {
+        let base_path = repo().join("genesis/island.toml");
+        let base = Genesis::load(&base_path).unwrap();
+        let g = generate(&base, &base_path, 40).unwrap();
+        let boundaries =
+            run_boundaries(g, &base_path, &repo().join("target/contracts"), 4).unwrap();
+        assert!(
+            boundaries
+                .iter()
+                .any(|b| b.cleared_trades > 0 && b.settled_value > 0),
+            "some boundary cleared trades and settled a period with payments"
+        );
     }
 }

@@ -198,7 +198,7 @@ impl Simulation {
                 (false, false) => Some("demand"),
                 (false, true) => None,
             };
-            if let Some(kind) = kind.filter(|_| m.cfg.forecasts) {
+            if let Some(kind) = kind {
                 self.send(
                     &m.key,
                     self.market,

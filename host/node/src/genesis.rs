@@ -235,18 +235,6 @@ pub struct Participant {
     /// A store: its profile is what it is asked to do; its device plugin applies these limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub battery: Option<BatteryLimits>,
-    /// Whether it sends forecasts (default yes; a community's households leave them to the
-    /// large units, which keeps a period's transactions to one per household).
-    #[serde(default = "yes", skip_serializing_if = "is_true")]
-    pub forecasts: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn is_true(b: &bool) -> bool {
-    *b
 }
 
 /// A battery's size and limits (for its simulated device).

@@ -297,6 +297,7 @@ fn only_the_grid_company_changes_the_topology_and_only_from_a_future_period() {
     let new = grid_at(&s, 5);
     assert_eq!((new.from_period, new.feeders[0].export_wh), (5, 1_000));
     assert_eq!(new.feeders[1].accounts.len(), 2);
+    assert_eq!(new.feeders[1].connected, 2);
     // Versions only go forward.
     let err = set(&mut s, gc, 4, island(90)).unwrap_err();
     assert!(err.contains("already announced"), "{err}");
