@@ -704,9 +704,9 @@ impl Contract for Market {
                 let c = CONFIG.load()?;
                 let cleared = PERIODS.may_load(&period)?.is_some_and(|s| s.cleared);
                 if !cleared && ctx.env().time_ms >= start_of(&c, period) {
-                    periods::clear_period(ctx, period)?;
+                    periods::clear_period(ctx, period, true)?;
                 }
-                Response::json(&periods::settle_period(ctx, period)?)
+                Response::json(&periods::settle_period(ctx, period, true)?)
             }
             ExecuteMsg::Clear { period } => {
                 let c = CONFIG.load()?;
@@ -719,7 +719,7 @@ impl Contract for Market {
                     !PERIODS.may_load(&period)?.is_some_and(|s| s.cleared),
                     "period {period} is already cleared"
                 );
-                Response::json(&periods::clear_period(ctx, period)?)
+                Response::json(&periods::clear_period(ctx, period, true)?)
             }
             ExecuteMsg::Forecast { period, kind, wh } => {
                 let c = CONFIG.load()?;

@@ -27,6 +27,8 @@ pub const DEBTS: Map<Address, u64> = Map::new("debt");
 /// Trades of a period that get an event each (a call's events are capped by the VM, and a
 /// period of 10,000 orders has thousands of trades); `period_cleared` says how many there were.
 pub const MAX_TRADE_EVENTS: usize = 1_000;
+/// Debts of a period that get an event each.
+pub const MAX_DEBT_EVENTS: usize = 500;
 
 /// Most orders one boundary call clears or settles in periods a stop skipped (on top of the
 /// period at hand): the call stays well inside its gas cap, and the next one goes on.
@@ -115,8 +117,10 @@ impl Items {
     }
 }
 
-/// Clears a period (idempotent: a cleared period is left alone).
-pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
+/// Clears a period (idempotent: a cleared period is left alone). With `trade_events`, its first
+/// [`MAX_TRADE_EVENTS`] trades get an event each; a catch-up call, which may clear several
+/// periods, emits only their `period_cleared` (a call's events are capped by the VM).
+pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<PeriodSummary> {
     let mut summary = PERIODS.may_load(&period)?.unwrap_or(PeriodSummary {
         period,
         ..Default::default()
@@ -213,7 +217,7 @@ pub fn clear_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         };
         TRADES.save(&(period, n as u64), &trade)?;
         // An event per trade for the first ones; all are in state (the `trades` query).
-        if n < MAX_TRADE_EVENTS {
+        if trade_events && n < MAX_TRADE_EVENTS {
             ctx.emit(
                 Event::new("trade")
                     .attr("period", period)
@@ -313,8 +317,10 @@ struct Party {
     delivered_wh: u64,
 }
 
-/// Settles a cleared period, once, from two periods after its start.
-pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
+/// Settles a cleared period, once, from two periods after its start. With `debt_events`, the
+/// first [`MAX_DEBT_EVENTS`] debts it records get an event each (catch-up emits none: debts
+/// are in state, the `debt` query, and the period's `debt_recorded`).
+pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<PeriodSummary> {
     let c = CONFIG.load()?;
     let mut summary = PERIODS.may_load(&period)?.unwrap_or(PeriodSummary {
         period,
@@ -436,6 +442,12 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         TRADES.save(&(period, n), &t)?;
     }
     // Buyers: imbalance and over-draw to the grid company, from what is left of their escrow.
+    // Each buyer's bids, found once (not a scan of the book per buyer).
+    let mut bids_of: BTreeMap<Address, Vec<u64>> = BTreeMap::new();
+    for o in orders.values().filter(|o| o.side == Side::Buy) {
+        bids_of.entry(o.owner).or_default().push(o.id);
+    }
+    let mut debt_events = if debt_events { MAX_DEBT_EVENTS } else { 0 };
     for (buyer, party) in &buyers {
         let consumed = reading(buyer)?.map_or(party.delivered_wh, |r| r.consumed_wh);
         let from_grid = consumed
@@ -446,10 +458,10 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
         let penalty = value_ceil(overdraw, p.overdraw_penalty);
         let mut penalty_owed = penalty;
         let l = lines.entry(*buyer).or_default();
-        for o in orders
-            .values_mut()
-            .filter(|o| o.owner == *buyer && o.side == Side::Buy)
-        {
+        for id in bids_of.get(buyer).into_iter().flatten() {
+            let Some(o) = orders.get_mut(id) else {
+                continue;
+            };
             let a = owed.min(o.escrow);
             o.escrow -= a;
             owed -= a;
@@ -468,12 +480,15 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
             DEBTS.update(buyer, |d| Ok(d.unwrap_or(0).saturating_add(short)))?;
             summary.debt_recorded += short;
             l.debt_recorded += short;
-            ctx.emit(
-                Event::new("debt")
-                    .attr("period", period)
-                    .attr("account", *buyer)
-                    .attr("amount", short),
-            );
+            if debt_events > 0 {
+                debt_events -= 1;
+                ctx.emit(
+                    Event::new("debt")
+                        .attr("period", period)
+                        .attr("account", *buyer)
+                        .attr("amount", short),
+                );
+            }
         }
     }
     // Whatever escrow is left goes back to its owner.
@@ -511,9 +526,9 @@ pub fn settle_period(ctx: &mut Ctx, period: u64) -> Result<PeriodSummary> {
 /// go on with any earlier period a stop left uncleared or unsettled (a bounded amount per
 /// call; later calls continue), oldest first.
 pub fn boundary(ctx: &mut Ctx, period: u64) -> Result<(PeriodSummary, Option<PeriodSummary>)> {
-    let cleared = clear_period(ctx, period)?;
+    let cleared = clear_period(ctx, period, true)?;
     let settled = match period.checked_sub(2) {
-        Some(old) if is_cleared_unsettled(old)? => Some(settle_period(ctx, old)?),
+        Some(old) if is_cleared_unsettled(old)? => Some(settle_period(ctx, old, true)?),
         _ => None,
     };
     catch_up(ctx, period)?;
@@ -537,7 +552,7 @@ fn catch_up(ctx: &mut Ctx, period: u64) -> Result<()> {
     while from < period && looked < CATCH_UP_PERIODS && orders <= CATCH_UP_ORDERS {
         if !PERIODS.may_load(&from)?.is_some_and(|s| s.cleared) {
             orders += orders_in(from)?;
-            clear_period(ctx, from)?;
+            clear_period(ctx, from, false)?;
         }
         from += 1;
         looked += 1;
@@ -556,7 +571,7 @@ fn catch_up(ctx: &mut Ctx, period: u64) -> Result<()> {
             Some(s) if s.settled => {}
             Some(s) if s.cleared => {
                 orders += orders_in(from)?;
-                settle_period(ctx, from)?;
+                settle_period(ctx, from, false)?;
             }
             // Not cleared yet (the clearing cursor is behind): stop here, come back later.
             _ => break,

@@ -56,8 +56,23 @@ pub struct Params {
     pub mechanism: Mechanism,
 }
 
+/// Highest price or rate a parameter may have, micro-tokens per kWh (1,000 tokens per kWh):
+/// an order's 10⁹ Wh at it is 10¹⁵ micro-tokens, far inside `u64`.
+pub const MAX_PRICE: u64 = 1_000_000_000;
+
 impl Params {
     pub fn check(&self) -> Result<()> {
+        ensure!(
+            [
+                self.f_max,
+                self.shortfall_penalty,
+                self.overdraw_penalty,
+                self.grid_tariff
+            ]
+            .iter()
+            .all(|p| *p <= MAX_PRICE),
+            "prices, penalties and the tariff are at most {MAX_PRICE} per kWh"
+        );
         ensure!(
             self.f_min > 0 && self.f_min <= self.f_max,
             "band must satisfy 0 < f_min <= f_max"
@@ -604,6 +619,13 @@ mod tests {
                 .execute(c, reg, &ExecuteMsg::SetParams { params: bad }, 0)
                 .is_err()
         );
+        // A band so high that an order's escrow would overflow is refused.
+        let mut huge = params();
+        huge.f_max = MAX_PRICE + 1;
+        let err = chain
+            .execute(c, reg, &ExecuteMsg::SetParams { params: huge }, 0)
+            .unwrap_err();
+        assert!(err.contains("at most"), "{err}");
         let err = chain
             .execute(c, wind, &ExecuteMsg::SetParams { params: params() }, 0)
             .unwrap_err();

@@ -402,3 +402,54 @@ proptest! {
         }
     }
 }
+
+/// The VM's cap on one call's events (`max_events_per_call`, host/vm/src/config.rs): the mock
+/// chain does not enforce it, so this test counts.
+const VM_MAX_EVENTS_PER_CALL: usize = 4_096;
+
+#[test]
+fn a_catch_up_after_a_stop_stays_inside_the_vm_event_cap() {
+    let mut s = setup(Mechanism::PayAsClear, 0);
+    // Five periods of 1,120 trades each, placed ahead: 70 sellers and 70 buyers, 16 orders
+    // each, every offer matching one bid.
+    let traders = 70;
+    for i in 0..traders {
+        s.chain.set_balance(addr(&format!("s{i}")), 1_000_000_000);
+        s.chain.set_balance(addr(&format!("b{i}")), 1_000_000_000);
+    }
+    s.at(0, -30_000);
+    for period in 0..5 {
+        for i in 0..traders {
+            for _ in 0..MAX_ORDERS_PER_OWNER {
+                let (seller, buyer) = (addr(&format!("s{i}")), addr(&format!("b{i}")));
+                let offer = ExecuteMsg::Offer {
+                    period,
+                    wh: 10,
+                    min_price: 150_000,
+                    renewable: None,
+                };
+                s.chain
+                    .execute(s.market, seller, &offer, value_ceil(10, 50_000))
+                    .unwrap();
+                let bid = ExecuteMsg::Bid {
+                    period,
+                    wh: 10,
+                    max_price: 250_000,
+                };
+                s.chain
+                    .execute(s.market, buyer, &bid, value_ceil(10, 250_000))
+                    .unwrap();
+            }
+        }
+    }
+    // The chain stops for ten periods; the next boundary catches up.
+    s.boundary(10);
+    let events = s.chain.events().len();
+    assert!(
+        events <= VM_MAX_EVENTS_PER_CALL,
+        "one boundary call emitted {events} events"
+    );
+    for period in 0..5 {
+        assert_eq!(s.summary(period).trades, 1_120, "period {period} cleared");
+    }
+}
