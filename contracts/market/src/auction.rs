@@ -100,28 +100,21 @@ pub struct FeederLimit {
     pub export_wh: u64,
 }
 
-/// The fees in force for a period, micro-tokens per kWh (waivers already applied).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fees {
-    pub wheeling_feeder: u64,
-    pub wheeling_island: u64,
-    /// The buyer's part of the transaction fee.
-    pub buyer_fee: u64,
-    /// The seller's part of the transaction fee.
-    pub seller_fee: u64,
+/// The fees in force for a period, micro-tokens per kWh (waivers already applied): the
+/// pricing contract's rates.
+pub use pricing::FeeRates as Fees;
+
+/// The wheeling charge of a trade at `level`.
+pub fn wheeling(fees: &Fees, level: Level) -> u64 {
+    match level {
+        Level::Feeder => fees.wheeling_feeder,
+        Level::Island => fees.wheeling_island,
+    }
 }
 
-impl Fees {
-    fn total(&self, level: Level) -> u64 {
-        self.wheeling(level) + self.buyer_fee + self.seller_fee
-    }
-
-    pub fn wheeling(&self, level: Level) -> u64 {
-        match level {
-            Level::Feeder => self.wheeling_feeder,
-            Level::Island => self.wheeling_island,
-        }
-    }
+/// Everything a kWh at `level` pays the network: wheeling and both parts of the fee.
+fn total(fees: &Fees, level: Level) -> u64 {
+    wheeling(fees, level) + fees.buyer_fee + fees.seller_fee
 }
 
 /// The highest level of the network a trade crosses.
@@ -135,8 +128,17 @@ pub enum Level {
     Island,
 }
 
-/// A trade's rates, micro-tokens per kWh. The buyer pays `price + wheeling + buyer_fee +
+/// A trade's fee rates, micro-tokens per kWh. The buyer pays `price + wheeling + buyer_fee +
 /// buyer_congestion`; the seller receives `price − seller_fee − seller_congestion`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeRates {
+    pub wheeling: u64,
+    pub buyer_fee: u64,
+    pub seller_fee: u64,
+    pub buyer_congestion: u64,
+    pub seller_congestion: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Match {
     pub bid: u64,
@@ -145,11 +147,7 @@ pub struct Match {
     /// The energy price.
     pub price: u64,
     pub level: Level,
-    pub wheeling: u64,
-    pub buyer_fee: u64,
-    pub seller_fee: u64,
-    pub buyer_congestion: u64,
-    pub seller_congestion: u64,
+    pub rates: TradeRates,
 }
 
 /// Energy scheduled on one feeder in a period, Wh.
@@ -361,11 +359,16 @@ impl<'a> Net<'a> {
                     supply_node(f),
                     demand_node(f),
                     UNLIMITED,
-                    w(fees.total(Level::Feeder), 0),
+                    w(total(fees, Level::Feeder), 0),
                 )
             });
             net.local.push(local);
-            let e = net.add(supply_node(f), BUS, export, w(fees.total(Level::Island), 1));
+            let e = net.add(
+                supply_node(f),
+                BUS,
+                export,
+                w(total(fees, Level::Island), 1),
+            );
             net.export.push(e);
             let i = net.add(BUS, demand_node(f), import, w(0, 0));
             net.import.push(i);
@@ -605,11 +608,13 @@ impl<'a> Net<'a> {
                     wh,
                     price: gross.saturating_sub(fees.wheeling_feeder + fees.buyer_fee),
                     level: Level::Feeder,
-                    wheeling: fees.wheeling_feeder,
-                    buyer_fee: fees.buyer_fee,
-                    seller_fee: fees.seller_fee,
-                    buyer_congestion: 0,
-                    seller_congestion: 0,
+                    rates: TradeRates {
+                        wheeling: fees.wheeling_feeder,
+                        buyer_fee: fees.buyer_fee,
+                        seller_fee: fees.seller_fee,
+                        buyer_congestion: 0,
+                        seller_congestion: 0,
+                    },
                 });
             });
         }
@@ -623,7 +628,7 @@ impl<'a> Net<'a> {
             let (supply_price, demand_price) = (price(supply_node(from)), price(demand_node(to)));
             // Congestion: the gaps a full transformer opens between the bus and a feeder.
             let seller_congestion = match (bus, supply_price) {
-                (Some(h), Some(s)) => h.saturating_sub(fees.total(Level::Island) + s),
+                (Some(h), Some(s)) => h.saturating_sub(total(&fees, Level::Island) + s),
                 _ => 0,
             };
             let buyer_congestion = match (bus, demand_price) {
@@ -641,11 +646,13 @@ impl<'a> Net<'a> {
                 price: gross
                     .saturating_sub(fees.wheeling_island + fees.buyer_fee + buyer_congestion),
                 level: Level::Island,
-                wheeling: fees.wheeling_island,
-                buyer_fee: fees.buyer_fee,
-                seller_fee: fees.seller_fee,
-                buyer_congestion,
-                seller_congestion,
+                rates: TradeRates {
+                    wheeling: fees.wheeling_island,
+                    buyer_fee: fees.buyer_fee,
+                    seller_fee: fees.seller_fee,
+                    buyer_congestion,
+                    seller_congestion,
+                },
             });
         }
         out

@@ -49,6 +49,7 @@ pub mod periods;
 pub mod registry;
 pub mod statement;
 
+pub use auction::TradeRates;
 use auction::{BookOrder, Level};
 use gridledger_sdk::Order as Iter;
 use gridledger_sdk::prelude::*;
@@ -186,16 +187,6 @@ pub struct Trade {
     /// What settlement did with the trade.
     #[serde(default)]
     pub settlement: Option<TradeSettlement>,
-}
-
-/// A trade's fee rates, micro-tokens per kWh.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TradeRates {
-    pub wheeling: u64,
-    pub buyer_fee: u64,
-    pub seller_fee: u64,
-    pub buyer_congestion: u64,
-    pub seller_congestion: u64,
 }
 
 /// A settled trade's line items, micro-tokens.

@@ -164,12 +164,7 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
             })
             .collect()
     };
-    let fees = auction::Fees {
-        wheeling_feeder: p.fees.wheeling_feeder,
-        wheeling_island: p.fees.wheeling_island,
-        buyer_fee: p.fees.buyer_fee,
-        seller_fee: p.fees.seller_fee,
-    };
+    let fees = p.fees;
     let cleared = auction::clear_network(
         &book(Side::Buy),
         &book(Side::Sell),
@@ -188,13 +183,7 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
         else {
             fail!("matched an unknown order");
         };
-        let rates = TradeRates {
-            wheeling: m.wheeling,
-            buyer_fee: m.buyer_fee,
-            seller_fee: m.seller_fee,
-            buyer_congestion: m.buyer_congestion,
-            seller_congestion: m.seller_congestion,
-        };
+        let rates = m.rates;
         let items = Items::of(&rates, m.price, m.wh);
         let trade = Trade {
             period,

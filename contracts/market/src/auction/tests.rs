@@ -258,11 +258,11 @@ fn limit(import_wh: u64, export_wh: u64) -> FeederLimit {
 
 /// What the buyer pays and the seller nets per kWh.
 fn gross(m: &Match) -> u64 {
-    m.price + m.wheeling + m.buyer_fee + m.buyer_congestion
+    m.price + m.rates.wheeling + m.rates.buyer_fee + m.rates.buyer_congestion
 }
 
 fn net(m: &Match) -> u64 {
-    m.price - m.seller_fee - m.seller_congestion
+    m.price - m.rates.seller_fee - m.rates.seller_congestion
 }
 
 #[test]
@@ -301,7 +301,7 @@ fn a_bid_must_cover_the_offer_and_the_fees_of_the_pair() {
     let m = &c.matches[0];
     assert_eq!((m.level, gross(m), net(m)), (Level::Island, 134, 100));
     assert_eq!(
-        m.wheeling, 30,
+        m.rates.wheeling, 30,
         "only the island's wheeling, not the feeder's too"
     );
 }
@@ -381,13 +381,13 @@ fn a_full_transformer_limits_the_schedule_and_prices_its_congestion() {
     let wind = c.matches.iter().find(|m| m.offer == 2).unwrap();
     assert_eq!(net(wind), 80, "the park nets its supply price");
     assert!(
-        wind.seller_congestion > 0,
+        wind.rates.seller_congestion > 0,
         "the full export opens a gap: {wind:?}"
     );
     // Budget balance: per kWh, the gap is the congestion (no fees here).
     assert_eq!(
         gross(wind) - net(wind),
-        wind.buyer_congestion + wind.seller_congestion
+        wind.rates.buyer_congestion + wind.rates.seller_congestion
     );
 }
 
@@ -480,7 +480,7 @@ fn brute_force_net_welfare(
     let weight = |i: usize, j: usize| {
         let (o, b) = (&offers[i], &bids[j]);
         let l = level(o, b);
-        let f = fees.wheeling(l) + fees.buyer_fee + fees.seller_fee;
+        let f = wheeling(fees, l) + fees.buyer_fee + fees.seller_fee;
         (
             b.price as i64 - o.price as i64 - f as i64,
             l == Level::Island,
@@ -558,8 +558,11 @@ fn check_clearing(
         };
         prop_assert_eq!(m.level, want, "level of {:?}", m);
         // One level's wheeling, once: a trade never pays both.
-        prop_assert_eq!(m.wheeling, f.wheeling(m.level));
-        prop_assert_eq!((m.buyer_fee, m.seller_fee), (f.buyer_fee, f.seller_fee));
+        prop_assert_eq!(m.rates.wheeling, wheeling(f, m.level));
+        prop_assert_eq!(
+            (m.rates.buyer_fee, m.rates.seller_fee),
+            (f.buyer_fee, f.seller_fee)
+        );
         // Individual rationality after fees, and so every trade covers its fees.
         prop_assert!(
             gross(m) <= b.price,
@@ -567,7 +570,7 @@ fn check_clearing(
             gross(m),
             b.price
         );
-        prop_assert!(m.price >= m.seller_fee + m.seller_congestion);
+        prop_assert!(m.price >= m.rates.seller_fee + m.rates.seller_congestion);
         prop_assert!(
             net(m) >= o.price,
             "seller nets {} below its limit {}",
@@ -585,7 +588,7 @@ fn check_clearing(
                 import[k] += m.wh;
             }
         }
-        let fee = f.wheeling(m.level) + f.buyer_fee + f.seller_fee;
+        let fee = wheeling(f, m.level) + f.buyer_fee + f.seller_fee;
         welfare += (b.price as i64 - o.price as i64 - fee as i64) * m.wh as i64;
     }
     for k in 0..n {
