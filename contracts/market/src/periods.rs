@@ -30,11 +30,56 @@ pub const MAX_TRADE_EVENTS: usize = 1_000;
 /// Debts of a period that get an event each.
 pub const MAX_DEBT_EVENTS: usize = 500;
 
-/// Most orders one boundary call clears or settles in periods a stop skipped (on top of the
-/// period at hand): the call stays well inside its gas cap, and the next one goes on.
-const CATCH_UP_ORDERS: u64 = MAX_ORDERS_PER_PERIOD as u64;
 /// Most skipped periods one boundary call looks at (empty ones cost a scan each).
 const CATCH_UP_PERIODS: u64 = 64;
+
+/// What one period call plans to spend. The chain gives each call `sudo_gas` (2·10⁹ on the
+/// island); a fifth stays in reserve in case the estimates below are low. A call that runs out
+/// of gas undoes everything it did and fails again on every retry, so the plan, not the cap,
+/// must decide how much catching up one call does.
+pub const CALL_BUDGET_GAS: u64 = 1_600_000_000;
+/// Upper estimates of a period's work on the real VM. Measured
+/// (`full_periods_after_a_stop_settle_within_the_period_calls_gas`, host/node/tests/
+/// market_clock.rs): 10,000 orders from 10,000 accounts over four feeders clear for ≈59,000
+/// gas an order and settle, with about a trade an order, for ≈70,000 an order.
+const CLEAR_GAS_PER_ORDER: u64 = 80_000;
+const SETTLE_GAS_PER_ORDER: u64 = 40_000;
+const SETTLE_GAS_PER_TRADE: u64 = 60_000;
+/// Looking at a period (loading its summary and count, a scan when it is empty).
+const PERIOD_GAS: u64 = 1_000_000;
+
+/// The gas a period call has left to plan with. The call's own period is always cleared and
+/// the period two before it always settled (one full period of each fits the cap with room:
+/// ≈1.3·10⁹ measured); catching up takes only what is left, a whole period at a time, so a
+/// call never starts work it cannot finish. A period that does not fit waits for a lighter
+/// call; every full period fits an otherwise idle call.
+#[derive(Debug)]
+struct Budget(u64);
+
+impl Budget {
+    fn spend(&mut self, gas: u64) {
+        self.0 = self.0.saturating_sub(gas);
+    }
+
+    /// Takes `gas` if it is left (and says so); otherwise takes nothing.
+    fn take(&mut self, gas: u64) -> bool {
+        let fits = gas <= self.0;
+        if fits {
+            self.0 -= gas;
+        }
+        fits
+    }
+}
+
+fn clear_gas(orders: u64) -> u64 {
+    PERIOD_GAS.saturating_add(orders.saturating_mul(CLEAR_GAS_PER_ORDER))
+}
+
+fn settle_gas(orders: u64, trades: u64) -> u64 {
+    PERIOD_GAS
+        .saturating_add(orders.saturating_mul(SETTLE_GAS_PER_ORDER))
+        .saturating_add(trades.saturating_mul(SETTLE_GAS_PER_TRADE))
+}
 
 /// The figures a period clears with: from the pricing contract's parameters and the forecast
 /// totals so far (before clearing), or the ones it cleared with (after).
@@ -512,35 +557,39 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
 }
 
 /// The chain's call at the start of `period`: clear it, settle the period two before it, and
-/// go on with any earlier period a stop left uncleared or unsettled (a bounded amount per
-/// call; later calls continue), oldest first.
+/// go on with any earlier period a stop left uncleared or unsettled, oldest first, as far as
+/// the call's [`Budget`] goes (later calls continue).
 pub fn boundary(ctx: &mut Ctx, period: u64) -> Result<(PeriodSummary, Option<PeriodSummary>)> {
+    let mut budget = Budget(CALL_BUDGET_GAS);
+    budget.spend(clear_gas(orders_in(period)?));
     let cleared = clear_period(ctx, period, true)?;
     let settled = match period.checked_sub(2) {
-        Some(old) if is_cleared_unsettled(old)? => Some(settle_period(ctx, old, true)?),
-        _ => None,
+        Some(old) => match PERIODS.may_load(&old)? {
+            Some(s) if s.cleared && !s.settled => {
+                budget.spend(settle_gas(orders_in(old)?, s.trades));
+                Some(settle_period(ctx, old, true)?)
+            }
+            _ => None,
+        },
+        None => None,
     };
-    catch_up(ctx, period)?;
+    catch_up(ctx, period, &mut budget)?;
     Ok((cleared, settled))
-}
-
-fn is_cleared_unsettled(period: u64) -> Result<bool> {
-    Ok(PERIODS
-        .may_load(&period)?
-        .is_some_and(|s| s.cleared && !s.settled))
 }
 
 fn orders_in(period: u64) -> Result<u64> {
     Ok(ORDER_COUNT.may_load(&period)?.unwrap_or(0) as u64)
 }
 
-fn catch_up(ctx: &mut Ctx, period: u64) -> Result<()> {
+fn catch_up(ctx: &mut Ctx, period: u64, budget: &mut Budget) -> Result<()> {
     // Clearing: every period before `period` (whose gates have all closed).
     let mut from = CLEAR_FROM.may_load()?.unwrap_or(0);
-    let (mut orders, mut looked) = (0u64, 0u64);
-    while from < period && looked < CATCH_UP_PERIODS && orders <= CATCH_UP_ORDERS {
+    let mut looked = 0u64;
+    while from < period && looked < CATCH_UP_PERIODS && budget.take(PERIOD_GAS) {
         if !PERIODS.may_load(&from)?.is_some_and(|s| s.cleared) {
-            orders += orders_in(from)?;
+            if !budget.take(clear_gas(orders_in(from)?)) {
+                break;
+            }
             clear_period(ctx, from, false)?;
         }
         from += 1;
@@ -550,16 +599,15 @@ fn catch_up(ctx: &mut Ctx, period: u64) -> Result<()> {
     // Settlement: every cleared period up to `period - 2`.
     let last = period.saturating_sub(2);
     let mut from = SETTLE_FROM.may_load()?.unwrap_or(0);
-    let (mut orders, mut looked) = (0u64, 0u64);
-    while from + 2 <= period
-        && from <= last
-        && looked < CATCH_UP_PERIODS
-        && orders <= CATCH_UP_ORDERS
+    let mut looked = 0u64;
+    while from + 2 <= period && from <= last && looked < CATCH_UP_PERIODS && budget.take(PERIOD_GAS)
     {
         match PERIODS.may_load(&from)? {
             Some(s) if s.settled => {}
             Some(s) if s.cleared => {
-                orders += orders_in(from)?;
+                if !budget.take(settle_gas(orders_in(from)?, s.trades)) {
+                    break;
+                }
                 settle_period(ctx, from, false)?;
             }
             // Not cleared yet (the clearing cursor is behind): stop here, come back later.

@@ -229,3 +229,179 @@ fn a_schedule_gives_any_contract_its_ticks() {
     chain.block_at(T0 + 13_200);
     assert_eq!(ticks(&chain), serde_json::json!({"count": 6, "last": 13}));
 }
+
+/// No escrow is ever stuck behind the period call's gas cap. Two periods filled with as many
+/// orders as the market takes (one order per account, offers and bids of sizes that rarely
+/// line up, so about as many trades as orders), then the chain stops before either clears and
+/// resumes 20 periods later: the calls that catch up must plan their work within the island's
+/// cap per call (2·10⁹ gas). Every period call succeeds, both periods settle, and the market
+/// holds nothing but its subsidy pool afterwards.
+#[test]
+fn full_periods_after_a_stop_settle_within_the_period_calls_gas() {
+    const PERIOD: u64 = 600_000;
+    const TRADERS: usize = 10_050;
+    let trader = |i: usize| Keypair::from_seed_phrase(&format!("flood trader {i}"));
+    let seller = |i: usize| i.is_multiple_of(2);
+    let accounts = (0..TRADERS)
+        .map(|i| GenesisAccount {
+            name: format!("t{i}"),
+            address: None,
+            dev_seed: Some(format!("flood trader {i}")),
+            balance: 1_000_000_000_000,
+            roles: vec![],
+        })
+        .collect();
+    let mut genesis = test_genesis(accounts);
+    let devices: Vec<String> = (0..TRADERS)
+        .map(|i| {
+            let kind = if seller(i) { "wind_turbine" } else { "household_load" };
+            format!(
+                r#"{{"device":"{{account:t{i}}}","participant":"{{account:t{i}}}","kind":"{kind}","rated_power_w":100000000}}"#
+            )
+        })
+        .collect();
+    // Four feeders, every account on one (sellers on 0 and 2, buyers on 1 and 3): clearing
+    // routes the island's trades through the point of common coupling.
+    let feeders: Vec<String> = (0..4)
+        .map(|f| {
+            let on: Vec<String> = (0..TRADERS)
+                .filter(|i| i % 4 == f)
+                .map(|i| format!(r#""{{account:t{i}}}""#))
+                .collect();
+            format!(
+                r#"{{"name":"f{f}","import_kw":100000,"export_kw":100000,"accounts":[{}]}}"#,
+                on.join(",")
+            )
+        })
+        .collect();
+    let params = r#"{"f_min":100000,"f_max":400000,"reference_price":200000,"mu_min":"0.5","mu_max":"1.5","mu_slope":"1","shortfall_penalty":50000,"overdraw_penalty":40000,"grid_tariff":300000,"mechanism":"pay_as_clear"}"#;
+    genesis.contracts = vec![
+        GenesisContract {
+            label: "pricing".into(),
+            wasm: "pricing.wasm".into(),
+            msg: format!(r#"{{"params":{params},"admin":"{{account:grid-company}}"}}"#),
+            funds: 0,
+            creator: "grid-company".into(),
+            admin: None,
+        },
+        GenesisContract {
+            label: "market".into(),
+            wasm: "market.wasm".into(),
+            msg: format!(
+                r#"{{"pricing":"{{contract:pricing}}","grid_company":"{{account:grid-company}}","admin":"{{account:grid-company}}","start_ms":{{market_start_ms}},"period_ms":{{period_ms}},"devices":[{}],"grid":{{"pcc":"pcc","feeders":[{}]}}}}"#,
+                devices.join(","),
+                feeders.join(",")
+            ),
+            funds: 1_000_000_000_000,
+            creator: "grid-company".into(),
+            admin: None,
+        },
+    ];
+    genesis.market = Some(MarketClock {
+        period_ms: PERIOD,
+        start_ms: Some(T0 + PERIOD),
+        sudo_contracts: vec!["market".into()],
+        sudo_gas: 2_000_000_000,
+        stats_contract: Some("market".into()),
+    });
+    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contracts");
+    let mut chain = TestChain::with_genesis(genesis, &contracts);
+    let market = chain.node.contract_by_label("market").unwrap().unwrap();
+    // Every trader sends one order; blocks until all are in. Returns how many were refused
+    // (only for a full period).
+    let run = |chain: &mut TestChain, period: u64| {
+        for i in 0..TRADERS {
+            let (msg, funds) = if seller(i) {
+                let price = 100_000 + (i as u64 * 97 + period * 31) % 50_000;
+                (
+                    format!(r#"{{"offer":{{"period":{period},"wh":25,"min_price":{price}}}}}"#),
+                    1_250,
+                )
+            } else {
+                let wh = 24 + 2 * ((i as u64 / 2 + period) % 2);
+                (
+                    format!(r#"{{"bid":{{"period":{period},"wh":{wh},"max_price":300000}}}}"#),
+                    wh * 300,
+                )
+            };
+            let tx = chain.sign(
+                &trader(i),
+                Payload::Execute {
+                    contract: market,
+                    msg: msg.into_bytes(),
+                    funds,
+                },
+                20_000_000,
+            );
+            chain.node.submit(&tx.encode()).expect("admitted");
+        }
+        let mut refused = 0;
+        while chain.node.mempool_len() > 0 {
+            let t = chain.time_ms() + 1;
+            for r in chain
+                .block_at(t)
+                .receipts
+                .iter()
+                .filter(|r| !r.is_success())
+            {
+                let e = r
+                    .error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default();
+                assert!(
+                    e.contains("is full"),
+                    "only a full period refuses an order: {e}"
+                );
+                refused += 1;
+            }
+        }
+        refused
+    };
+    // Before period 0 (from T0 + PERIOD): orders for periods 1 and 2, until each is full.
+    chain.block_at(T0 + 1_000);
+    let mut orders = 0;
+    for period in [1, 2] {
+        let refused = run(&mut chain, period);
+        assert!(
+            refused > 0,
+            "period {period} took every order: it is not full"
+        );
+        orders += TRADERS - refused;
+    }
+    // The chain stops before period 1 begins and resumes in period 22, then goes on.
+    let mut period_calls = Vec::new();
+    for k in 0..20 {
+        let b = chain.block_at(T0 + (23 + k) * PERIOD);
+        period_calls.extend(b.receipts.iter().filter(|r| r.fee == 0).cloned());
+    }
+    let failed: Vec<_> = period_calls
+        .iter()
+        .filter_map(|r| r.error.as_ref())
+        .collect();
+    assert!(failed.is_empty(), "period calls failed: {failed:?}");
+    // Each call stays inside the market's plan (1.6·10⁹ of the 2·10⁹): before the plan, the
+    // first call after the stop cleared and settled both periods at once, ran out of gas, and
+    // so did every call after it.
+    let most = period_calls.iter().map(|r| r.gas_used).max().unwrap_or(0);
+    assert!(most <= 1_600_000_000, "a period call used {most} gas");
+    let mut trades = 0;
+    for period in [1, 2] {
+        let summary = chain
+            .query(market, &format!(r#"{{"period":{{"period":{period}}}}}"#))
+            .unwrap();
+        assert_eq!(summary["settled"], true, "period {period}: {summary}");
+        trades += summary["trades"].as_u64().unwrap();
+    }
+    assert!(
+        trades as usize >= orders * 2 / 3,
+        "{trades} trades of {orders} orders"
+    );
+    let stats = chain.query(market, r#"{"stats":{}}"#).unwrap();
+    assert_eq!(
+        chain.balance(&market),
+        stats["pool"].as_u64().unwrap(),
+        "the market holds its subsidy pool and no escrow"
+    );
+    assert_supply_conserved(&chain);
+}
