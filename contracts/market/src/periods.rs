@@ -40,9 +40,11 @@ const CATCH_UP_PERIODS: u64 = 64;
 pub const CALL_BUDGET_GAS: u64 = 1_600_000_000;
 /// Upper estimates of a period's work on the real VM. Measured
 /// (`full_periods_after_a_stop_settle_within_the_period_calls_gas`, host/node/tests/
-/// market_clock.rs): 10,000 orders from 10,000 accounts over four feeders clear for ≈59,000
-/// gas an order and settle, with about a trade an order, for ≈70,000 an order.
-const CLEAR_GAS_PER_ORDER: u64 = 80_000;
+/// market_clock.rs): 10,000 orders from 10,000 accounts clear for ≈59,000 gas an order over
+/// four feeders and ≈102,000 over 32 (the most a grid has), and settle, with about a trade an
+/// order, for ≈70,000 an order.
+const CLEAR_GAS_PER_ORDER: u64 = 60_000;
+const CLEAR_GAS_PER_ORDER_AND_FEEDER: u64 = 2_000;
 const SETTLE_GAS_PER_ORDER: u64 = 40_000;
 const SETTLE_GAS_PER_TRADE: u64 = 60_000;
 /// Looking at a period (loading its summary and count, a scan when it is empty).
@@ -71,8 +73,10 @@ impl Budget {
     }
 }
 
-fn clear_gas(orders: u64) -> u64 {
-    PERIOD_GAS.saturating_add(orders.saturating_mul(CLEAR_GAS_PER_ORDER))
+fn clear_gas(period: u64) -> Result<u64> {
+    let feeders = grid::at(period)?.map_or(0, |t| t.feeders.len() as u64);
+    let per_order = CLEAR_GAS_PER_ORDER + feeders * CLEAR_GAS_PER_ORDER_AND_FEEDER;
+    Ok(PERIOD_GAS.saturating_add(orders_in(period)?.saturating_mul(per_order)))
 }
 
 fn settle_gas(orders: u64, trades: u64) -> u64 {
@@ -561,7 +565,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
 /// the call's [`Budget`] goes (later calls continue).
 pub fn boundary(ctx: &mut Ctx, period: u64) -> Result<(PeriodSummary, Option<PeriodSummary>)> {
     let mut budget = Budget(CALL_BUDGET_GAS);
-    budget.spend(clear_gas(orders_in(period)?));
+    budget.spend(clear_gas(period)?);
     let cleared = clear_period(ctx, period, true)?;
     let settled = match period.checked_sub(2) {
         Some(old) => match PERIODS.may_load(&old)? {
@@ -587,7 +591,7 @@ fn catch_up(ctx: &mut Ctx, period: u64, budget: &mut Budget) -> Result<()> {
     let mut looked = 0u64;
     while from < period && looked < CATCH_UP_PERIODS && budget.take(PERIOD_GAS) {
         if !PERIODS.may_load(&from)?.is_some_and(|s| s.cleared) {
-            if !budget.take(clear_gas(orders_in(from)?)) {
+            if !budget.take(clear_gas(from)?) {
                 break;
             }
             clear_period(ctx, from, false)?;

@@ -260,12 +260,12 @@ fn full_periods_after_a_stop_settle_within_the_period_calls_gas() {
             )
         })
         .collect();
-    // Four feeders, every account on one (sellers on 0 and 2, buyers on 1 and 3): clearing
+    // 32 feeders (the most a grid has), sellers on the even ones, buyers on the odd: clearing
     // routes the island's trades through the point of common coupling.
-    let feeders: Vec<String> = (0..4)
+    let feeders: Vec<String> = (0..32)
         .map(|f| {
             let on: Vec<String> = (0..TRADERS)
-                .filter(|i| i % 4 == f)
+                .filter(|i| i % 32 == f)
                 .map(|i| format!(r#""{{account:t{i}}}""#))
                 .collect();
             format!(
