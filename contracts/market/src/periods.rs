@@ -453,6 +453,10 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
         seller.congestion_fees += items.seller_congestion;
         seller.subsidy += subsidy;
         seller.shortfall_penalties += penalty;
+        let grid = lines.entry(c.grid_company).or_default();
+        grid.fees_received += items.wheeling + items.buyer_congestion + items.seller_congestion;
+        grid.grid_receipts += penalty;
+        lines.entry(fee_collector).or_default().fees_received += items.buyer_fee + items.seller_fee;
         let buyer = lines.entry(t.buyer).or_default();
         buyer.bought_wh += t.wh;
         buyer.received_wh += delivered;
@@ -486,6 +490,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
         bids_of.entry(o.owner).or_default().push(o.id);
     }
     let mut debt_events = if debt_events { MAX_DEBT_EVENTS } else { 0 };
+    let mut grid_receipts = 0;
     for (buyer, party) in &buyers {
         let consumed = reading(buyer)?.map_or(party.delivered_wh, |r| r.consumed_wh);
         let from_grid = consumed
@@ -511,6 +516,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
             summary.penalties += b;
             l.overdraw_penalties += b;
             pay(ctx, &c.grid_company, a + b)?;
+            grid_receipts += a + b;
         }
         // What the escrow did not cover is owed, not forgotten.
         let short = owed + penalty_owed;
@@ -529,6 +535,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
             }
         }
     }
+    lines.entry(c.grid_company).or_default().grid_receipts += grid_receipts;
     // Whatever escrow is left goes back to its owner.
     for o in orders.values_mut() {
         if o.escrow > 0 {

@@ -2,7 +2,7 @@
 //!
 //! Settlement records every participant's line items per period (energy sold and bought,
 //! their value at the energy price, each fee it paid, subsidy, penalties, grid energy,
-//! points). A statement sums them over a range of periods. `net` is what those periods moved
+//! points), and for the grid company and the fee collector what they received. A statement sums them over a range of periods. `net` is what those periods moved
 //! into (positive) or out of the account's balance: escrow posted and refunded cancels out,
 //! and a debt recorded is owed, not paid, so it is listed but not in `net`.
 
@@ -39,13 +39,20 @@ pub struct Lines {
     /// Tariff and penalties its escrow did not cover (owed, not in `net`).
     pub debt_recorded: u64,
     pub points: u64,
+    /// Fees it received: wheeling and congestion (the grid company), transaction fees (the
+    /// fee collector).
+    #[serde(default)]
+    pub fees_received: u64,
+    /// Grid tariffs and penalties it received (the grid company).
+    #[serde(default)]
+    pub grid_receipts: u64,
 }
 
 impl Lines {
     /// What these lines moved into (+) or out of (−) the balance.
     pub fn net(&self) -> i128 {
         let i = |v: u64| v as i128;
-        i(self.sales) + i(self.subsidy)
+        i(self.sales) + i(self.subsidy) + i(self.fees_received) + i(self.grid_receipts)
             - i(self.purchases)
             - i(self.wheeling_fees)
             - i(self.transaction_fees)
@@ -71,6 +78,8 @@ impl Lines {
         self.overdraw_penalties += o.overdraw_penalties;
         self.debt_recorded += o.debt_recorded;
         self.points += o.points;
+        self.fees_received += o.fees_received;
+        self.grid_receipts += o.grid_receipts;
     }
 }
 

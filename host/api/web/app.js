@@ -685,12 +685,15 @@ pages.participant = async function (root) {
     line("congestion", `${out(t.congestion_fees || 0, 4)} tok`, "full transformers"),
     line("subsidy", `${tok(t.subsidy || 0)} tok`), line("penalties", `${out((t.shortfall_penalties || 0) + (t.overdraw_penalties || 0))} tok`),
     line("grid energy", `${out(t.grid_energy || 0)} tok`, "bought but not delivered, and over-draw, at the tariff"),
+    ...(t.fees_received || t.grid_receipts ? [line("received", `${tok((t.fees_received || 0) + (t.grid_receipts || 0))} tok`,
+      `fees ${tok(t.fees_received || 0)} · tariffs and penalties ${tok(t.grid_receipts || 0)}`)] : []),
     line("points", t.points || 0), line("net", `<b>${(statement.net / TOK).toFixed(3)} tok</b>`, `${statement.periods} periods${t.debt_recorded ? ` · debt recorded ${tok(t.debt_recorded)} tok` : ""}`),
   ]) : `<div class="empty">no settled trades today</div>`;
   root.querySelector("#statement-csv").onclick = (ev) => {
     ev.preventDefault();
     const cols = ["sold_wh", "delivered_wh", "bought_wh", "received_wh", "sales", "purchases", "wheeling_fees", "transaction_fees",
-      "congestion_fees", "subsidy", "shortfall_penalties", "grid_energy", "overdraw_penalties", "debt_recorded", "points"];
+      "congestion_fees", "subsidy", "shortfall_penalties", "grid_energy", "overdraw_penalties", "debt_recorded", "points",
+      "fees_received", "grid_receipts"];
     const rows = [["period", ...cols, "net"], ...statement.by_period.map((p) => [p.period, ...cols.map((c) => p.lines[c] || 0), p.net]),
       ["total", ...cols.map((c) => t[c] || 0), statement.net]];
     const link = document.createElement("a");

@@ -23,7 +23,7 @@ pub struct StatementArgs {
 }
 
 /// The line items, in the order CSV columns and the text list them.
-const LINES: [&str; 16] = [
+const LINES: [&str; 18] = [
     "sold_wh",
     "delivered_wh",
     "bought_wh",
@@ -39,6 +39,8 @@ const LINES: [&str; 16] = [
     "overdraw_penalties",
     "debt_recorded",
     "points",
+    "fees_received",
+    "grid_receipts",
     "net",
 ];
 
@@ -90,6 +92,7 @@ fn text(s: &Value) -> String {
          penalties  shortfall {:.6} tok, over-draw {:.6} tok; grid energy {:.6} tok\n\
          debt       {:.6} tok recorded (owed, not in net)\n\
          points     {}\n\
+         received   fees {:.6} tok, tariffs and penalties {:.6} tok (the grid company, the fee collector)\n\
          net        {:+.6} tok\n",
         s["account"].as_str().unwrap_or("?"),
         s["day"].as_str().unwrap_or("?"),
@@ -111,6 +114,8 @@ fn text(s: &Value) -> String {
         tok(&t["grid_energy"]),
         tok(&t["debt_recorded"]),
         t["points"].as_u64().unwrap_or(0),
+        tok(&t["fees_received"]),
+        tok(&t["grid_receipts"]),
         s["net"].as_i64().unwrap_or(0) as f64 / 1e6,
     )
 }

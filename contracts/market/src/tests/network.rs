@@ -352,6 +352,7 @@ proptest! {
         let mut s = setup_grid(mechanism, 1_000_000, Some(grid_spec.clone()), Some(schedule(wf, wf + extra, fee, share)));
         let total = s.total();
         let before = s.balances();
+        let receivers = [(s.grid, s.chain.balance(s.grid)), (fee_collector(), s.chain.balance(fee_collector()))];
         s.at(0, -1_000);
         for (who, sell, wh, price, period) in orders {
             let _ = if sell { s.offer(PEOPLE[who], period, wh, price) } else { s.bid(PEOPLE[who], period, wh, price) };
@@ -399,6 +400,12 @@ proptest! {
         for (p, b) in PEOPLE.iter().zip(before) {
             let st = s.statement(p, 0, 1);
             prop_assert_eq!(st.net as i128, s.chain.balance(addr(p)) as i128 - b as i128, "statement of {}: {:?}", p, st);
+        }
+        // So are the grid company's (wheeling, congestion, tariffs, penalties) and the fee
+        // collector's (transaction fees).
+        for (who, b) in receivers {
+            let st: Statement = s.chain.query(s.market, &QueryMsg::Statement { account: who, first_period: 0, last_period: 1 }).unwrap();
+            prop_assert_eq!(st.net as i128, s.chain.balance(who) as i128 - b as i128, "statement of {}: {:?}", who, st);
         }
     }
 }
