@@ -11,7 +11,9 @@
 //!   renewable exactly when the seller's registered meter is of a renewable kind. A bid (buyer,
 //!   Wh, maximum price) posts its full margin `Wh × max_price` into escrow. Prices must lie in
 //!   the regulator's band; an order has at least [`MIN_ORDER_WH`]; a period takes at most
-//!   [`MAX_ORDERS_PER_PERIOD`] orders, at most [`MAX_ORDERS_PER_OWNER`] from one owner.
+//!   as many orders as its period calls can clear and settle with room to catch up
+//!   ([`periods::orders_that_fit`]: 3,500 with 2·10⁹ gas a call), at most
+//!   [`MAX_ORDERS_PER_OWNER`] from one owner.
 //!   Orders can be cancelled before gate closure.
 //! - **Clearing** happens when period `j` starts: the chain itself calls `sudo` at the period
 //!   boundary (see [`auction`] for the rules), and anyone may call `clear` for a past period
@@ -60,7 +62,9 @@ use registry::MeterEntry;
 pub const MAX_ORDER_WH: u64 = 1_000_000_000;
 /// Smallest order, Wh: a flood of dust orders costs the flooder, not the clearing.
 pub const MIN_ORDER_WH: u64 = 10;
-/// Most orders one period takes (its clearing and settlement stay far inside their gas cap).
+/// Most orders any period takes (the clearing's capacities assume it). A market takes fewer:
+/// as many as its period calls can clear and settle with room to catch up
+/// ([`periods::orders_that_fit`]), 3,500 with the default 2·10⁹ gas a call.
 pub const MAX_ORDERS_PER_PERIOD: u32 = 10_000;
 /// Most orders one owner may have in one period.
 pub const MAX_ORDERS_PER_OWNER: u32 = 16;
@@ -86,6 +90,10 @@ pub struct Config {
     /// Receives the transaction fees (default: the grid company).
     #[serde(default)]
     pub fee_collector: Option<Address>,
+    /// Gas the chain gives each period call (genesis `sudo_gas`).
+    pub call_gas: u64,
+    /// Most orders one period takes.
+    pub max_orders_per_period: u32,
 }
 
 impl Config {
@@ -116,6 +124,14 @@ pub struct InstantiateMsg {
     /// Receives the transaction fees (default: the grid company).
     #[serde(default)]
     pub fee_collector: Option<Address>,
+    /// Gas the chain gives each period call: genesis `sudo_gas` for the market (default
+    /// 2·10⁹). The market plans its work within it.
+    #[serde(default)]
+    pub call_gas: Option<u64>,
+    /// Most orders one period takes (default and most: what `call_gas` clears and settles
+    /// with room to catch up, [`periods::orders_that_fit`]).
+    #[serde(default)]
+    pub max_orders_per_period: Option<u32>,
 }
 
 fn default_renewable_kinds() -> Vec<String> {
@@ -494,8 +510,9 @@ fn place(
     );
     let in_period = ORDER_COUNT.may_load(&period)?.unwrap_or(0);
     ensure!(
-        in_period < MAX_ORDERS_PER_PERIOD,
-        "period {period} is full: it takes at most {MAX_ORDERS_PER_PERIOD} orders"
+        in_period < c.max_orders_per_period,
+        "period {period} is full: it takes at most {} orders",
+        c.max_orders_per_period
     );
     let mine = OWNER_ORDERS.may_load(&(period, owner))?.unwrap_or(0);
     ensure!(
@@ -586,6 +603,17 @@ impl Contract for Market {
 
     fn instantiate(ctx: &mut Ctx, msg: InstantiateMsg) -> Result<Response> {
         ensure!(msg.period_ms > 0, "period_ms must be positive");
+        let call_gas = msg.call_gas.unwrap_or(periods::DEFAULT_CALL_GAS);
+        let fit = periods::orders_that_fit(call_gas);
+        ensure!(
+            fit >= MAX_ORDERS_PER_OWNER,
+            "a period call of {call_gas} gas is too small for a market"
+        );
+        let max_orders_per_period = msg.max_orders_per_period.unwrap_or(fit);
+        ensure!(
+            max_orders_per_period <= fit,
+            "{max_orders_per_period} orders per period do not fit a period call of {call_gas} gas: at most {fit}"
+        );
         CONFIG.save(&Config {
             pricing: msg.pricing,
             grid_company: msg.grid_company,
@@ -596,6 +624,8 @@ impl Contract for Market {
             load_kinds: msg.load_kinds,
             energy_period_ms: msg.energy_period_ms.unwrap_or(msg.period_ms),
             fee_collector: msg.fee_collector,
+            call_gas,
+            max_orders_per_period,
         })?;
         for e in &msg.devices {
             registry::register(e)?;

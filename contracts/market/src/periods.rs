@@ -33,11 +33,16 @@ pub const MAX_DEBT_EVENTS: usize = 500;
 /// Most skipped periods one boundary call looks at (empty ones cost a scan each).
 const CATCH_UP_PERIODS: u64 = 64;
 
-/// What one period call plans to spend. The chain gives each call `sudo_gas` (2·10⁹ on the
-/// island); a fifth stays in reserve in case the estimates below are low. A call that runs out
-/// of gas undoes everything it did and fails again on every retry, so the plan, not the cap,
-/// must decide how much catching up one call does.
-pub const CALL_BUDGET_GAS: u64 = 1_600_000_000;
+/// Gas a period call gets unless the market is told otherwise (genesis `sudo_gas` default).
+pub const DEFAULT_CALL_GAS: u64 = 2_000_000_000;
+
+/// What one period call plans to spend: four fifths of its gas, the rest in reserve in case
+/// the estimates below are low. A call that runs out of gas undoes everything it did and fails
+/// again on every retry, so the plan, not the cap, decides how much one call does.
+fn call_budget(call_gas: u64) -> u64 {
+    call_gas / 5 * 4
+}
+
 /// Upper estimates of a period's work on the real VM. Measured
 /// (`full_periods_after_a_stop_settle_within_the_period_calls_gas`, host/node/tests/
 /// market_clock.rs): 10,000 orders from 10,000 accounts clear for ≈59,000 gas an order over
@@ -47,14 +52,30 @@ const CLEAR_GAS_PER_ORDER: u64 = 60_000;
 const CLEAR_GAS_PER_ORDER_AND_FEEDER: u64 = 2_000;
 const SETTLE_GAS_PER_ORDER: u64 = 40_000;
 const SETTLE_GAS_PER_TRADE: u64 = 60_000;
-/// Looking at a period (loading its summary and count, a scan when it is empty).
-const PERIOD_GAS: u64 = 1_000_000;
+/// Looking at a period (loading its summary, count and topology, a scan when it is empty).
+const PERIOD_GAS: u64 = 2_000_000;
+
+/// Most orders a period may take when each period call has `call_gas`: clearing one full
+/// period over the most feeders a grid has and settling another (with as many trades as the
+/// clearing can make: orders + 2 × feeders + 2) take at most half the call's plan, so every
+/// call has at least as much again to catch up with, and a backlog drains even while every
+/// period is full.
+pub fn orders_that_fit(call_gas: u64) -> u32 {
+    let feeders = grid::MAX_FEEDERS as u64;
+    let per_order = CLEAR_GAS_PER_ORDER
+        + feeders * CLEAR_GAS_PER_ORDER_AND_FEEDER
+        + SETTLE_GAS_PER_ORDER
+        + SETTLE_GAS_PER_TRADE;
+    let fixed = 2 * PERIOD_GAS + (2 * feeders + 2) * SETTLE_GAS_PER_TRADE;
+    let n = (call_budget(call_gas) / 2).saturating_sub(fixed) / per_order;
+    // Whole hundreds: a figure people can remember.
+    (n / 100 * 100).min(MAX_ORDERS_PER_PERIOD as u64) as u32
+}
 
 /// The gas a period call has left to plan with. The call's own period is always cleared and
-/// the period two before it always settled (one full period of each fits the cap with room:
-/// ≈1.3·10⁹ measured); catching up takes only what is left, a whole period at a time, so a
-/// call never starts work it cannot finish. A period that does not fit waits for a lighter
-/// call; every full period fits an otherwise idle call.
+/// the period two before it always settled (full ones take at most half the plan:
+/// [`orders_that_fit`]); catching up takes what is left, a whole period at a time, so a call
+/// never starts work it cannot finish, and always has room for at least one more period.
 #[derive(Debug)]
 struct Budget(u64);
 
@@ -453,10 +474,18 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
         seller.congestion_fees += items.seller_congestion;
         seller.subsidy += subsidy;
         seller.shortfall_penalties += penalty;
-        let grid = lines.entry(c.grid_company).or_default();
-        grid.fees_received += items.wheeling + items.buyer_congestion + items.seller_congestion;
-        grid.grid_receipts += penalty;
-        lines.entry(fee_collector).or_default().fees_received += items.buyer_fee + items.seller_fee;
+        // What the grid company and the fee collector received (entries only when they did:
+        // a statement lists periods with line items).
+        let network = items.wheeling + items.buyer_congestion + items.seller_congestion;
+        if network + penalty > 0 {
+            let grid = lines.entry(c.grid_company).or_default();
+            grid.fees_received += network;
+            grid.grid_receipts += penalty;
+        }
+        if items.buyer_fee + items.seller_fee > 0 {
+            lines.entry(fee_collector).or_default().fees_received +=
+                items.buyer_fee + items.seller_fee;
+        }
         let buyer = lines.entry(t.buyer).or_default();
         buyer.bought_wh += t.wh;
         buyer.received_wh += delivered;
@@ -535,7 +564,9 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
             }
         }
     }
-    lines.entry(c.grid_company).or_default().grid_receipts += grid_receipts;
+    if grid_receipts > 0 {
+        lines.entry(c.grid_company).or_default().grid_receipts += grid_receipts;
+    }
     // Whatever escrow is left goes back to its owner.
     for o in orders.values_mut() {
         if o.escrow > 0 {
@@ -571,7 +602,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
 /// go on with any earlier period a stop left uncleared or unsettled, oldest first, as far as
 /// the call's [`Budget`] goes (later calls continue).
 pub fn boundary(ctx: &mut Ctx, period: u64) -> Result<(PeriodSummary, Option<PeriodSummary>)> {
-    let mut budget = Budget(CALL_BUDGET_GAS);
+    let mut budget = Budget(call_budget(CONFIG.load()?.call_gas));
     budget.spend(clear_gas(period)?);
     let cleared = clear_period(ctx, period, true)?;
     let settled = match period.checked_sub(2) {

@@ -68,7 +68,7 @@ fn scenario(traders: usize, contracts_dir: &Path) -> Result<Scenario> {
             label: "market".into(),
             wasm: "market.wasm".into(),
             msg: format!(
-                r#"{{"pricing":"{{contract:pricing}}","grid_company":"{{account:grid-company}}","admin":"{{account:grid-company}}","start_ms":{{market_start_ms}},"period_ms":{{period_ms}},"devices":[{}]}}"#,
+                r#"{{"pricing":"{{contract:pricing}}","grid_company":"{{account:grid-company}}","admin":"{{account:grid-company}}","start_ms":{{market_start_ms}},"period_ms":{{period_ms}},"call_gas":{BENCH_SUDO_GAS},"devices":[{}]}}"#,
                 devices.join(",")
             ),
             funds: 1_000_000_000,

@@ -230,16 +230,22 @@ fn a_schedule_gives_any_contract_its_ticks() {
     assert_eq!(ticks(&chain), serde_json::json!({"count": 6, "last": 13}));
 }
 
-/// No escrow is ever stuck behind the period call's gas cap. Two periods filled with as many
-/// orders as the market takes (one order per account, offers and bids of sizes that rarely
-/// line up, so about as many trades as orders), then the chain stops before either clears and
-/// resumes 20 periods later: the calls that catch up must plan their work within the island's
-/// cap per call (2·10⁹ gas). Every period call succeeds, both periods settle, and the market
-/// holds nothing but its subsidy pool afterwards.
+/// No escrow is ever stuck behind the period call's gas cap. Three periods filled with as
+/// many orders as the market takes (one order per account, offers and bids of sizes that
+/// rarely line up, so about as many trades as orders), over 32 feeders with 64-byte names (the
+/// most a grid has) and with fees: period 1 settles with every meter reporting (partial
+/// delivery, tariffs, over-draw penalties, debts) in the same call that clears period 3; then
+/// the chain stops for 20 periods and the calls after it catch up on periods 2 and 3. Every
+/// period call succeeds inside the market's plan (1.6·10⁹ of the 2·10⁹ a call gets), every
+/// period settles, and the market holds nothing but its subsidy pool afterwards.
+///
+/// Before the market planned its calls (10,000 orders a period, catch-up by order count), the
+/// first call after such a stop cleared and settled two full periods at once, ran out of gas,
+/// and so did every call after it: all escrow locked.
 #[test]
-fn full_periods_after_a_stop_settle_within_the_period_calls_gas() {
+fn full_periods_and_a_stop_settle_within_the_period_calls_gas() {
     const PERIOD: u64 = 600_000;
-    const TRADERS: usize = 10_050;
+    const TRADERS: usize = 3_600;
     let trader = |i: usize| Keypair::from_seed_phrase(&format!("flood trader {i}"));
     let seller = |i: usize| i.is_multiple_of(2);
     let accounts = (0..TRADERS)
@@ -260,8 +266,8 @@ fn full_periods_after_a_stop_settle_within_the_period_calls_gas() {
             )
         })
         .collect();
-    // 32 feeders (the most a grid has), sellers on the even ones, buyers on the odd: clearing
-    // routes the island's trades through the point of common coupling.
+    // Sellers on the even feeders, buyers on the odd: clearing routes the island's trades
+    // through the point of common coupling, and trades carry 64-byte feeder names.
     let feeders: Vec<String> = (0..32)
         .map(|f| {
             let on: Vec<String> = (0..TRADERS)
@@ -269,17 +275,20 @@ fn full_periods_after_a_stop_settle_within_the_period_calls_gas() {
                 .map(|i| format!(r#""{{account:t{i}}}""#))
                 .collect();
             format!(
-                r#"{{"name":"f{f}","import_kw":100000,"export_kw":100000,"accounts":[{}]}}"#,
+                r#"{{"name":"feeder-{f:0>57}","import_kw":100000,"export_kw":100000,"accounts":[{}]}}"#,
                 on.join(",")
             )
         })
         .collect();
     let params = r#"{"f_min":100000,"f_max":400000,"reference_price":200000,"mu_min":"0.5","mu_max":"1.5","mu_slope":"1","shortfall_penalty":50000,"overdraw_penalty":40000,"grid_tariff":300000,"mechanism":"pay_as_clear"}"#;
+    let fees = r#"{"wheeling_feeder":5000,"wheeling_island":10000,"transaction_fee":2000,"buyer_share_percent":50}"#;
     genesis.contracts = vec![
         GenesisContract {
             label: "pricing".into(),
             wasm: "pricing.wasm".into(),
-            msg: format!(r#"{{"params":{params},"admin":"{{account:grid-company}}"}}"#),
+            msg: format!(
+                r#"{{"params":{params},"fees":{fees},"admin":"{{account:grid-company}}"}}"#
+            ),
             funds: 0,
             creator: "grid-company".into(),
             admin: None,
@@ -307,23 +316,10 @@ fn full_periods_after_a_stop_settle_within_the_period_calls_gas() {
     let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contracts");
     let mut chain = TestChain::with_genesis(genesis, &contracts);
     let market = chain.node.contract_by_label("market").unwrap().unwrap();
-    // Every trader sends one order; blocks until all are in. Returns how many were refused
-    // (only for a full period).
-    let run = |chain: &mut TestChain, period: u64| {
-        for i in 0..TRADERS {
-            let (msg, funds) = if seller(i) {
-                let price = 100_000 + (i as u64 * 97 + period * 31) % 50_000;
-                (
-                    format!(r#"{{"offer":{{"period":{period},"wh":25,"min_price":{price}}}}}"#),
-                    1_250,
-                )
-            } else {
-                let wh = 24 + 2 * ((i as u64 / 2 + period) % 2);
-                (
-                    format!(r#"{{"bid":{{"period":{period},"wh":{wh},"max_price":300000}}}}"#),
-                    wh * 300,
-                )
-            };
+    // Sends one execute per (trader, message, funds) and blocks until all are in; returns
+    // how many were refused, each only because its period was full.
+    let run = |chain: &mut TestChain, txs: Vec<(usize, String, u64)>| {
+        for (i, msg, funds) in txs {
             let tx = chain.sign(
                 &trader(i),
                 Payload::Execute {
@@ -358,40 +354,90 @@ fn full_periods_after_a_stop_settle_within_the_period_calls_gas() {
         }
         refused
     };
-    // Before period 0 (from T0 + PERIOD): orders for periods 1 and 2, until each is full.
+    let orders_for = |period: u64| -> Vec<(usize, String, u64)> {
+        (0..TRADERS)
+            .map(|i| {
+                if seller(i) {
+                    let price = 100_000 + (i as u64 * 97 + period * 31) % 50_000;
+                    (
+                        i,
+                        format!(r#"{{"offer":{{"period":{period},"wh":25,"min_price":{price}}}}}"#),
+                        1_250,
+                    )
+                } else {
+                    let wh = 24 + 2 * ((i as u64 / 2 + period) % 2);
+                    (
+                        i,
+                        format!(r#"{{"bid":{{"period":{period},"wh":{wh},"max_price":300000}}}}"#),
+                        wh * 300,
+                    )
+                }
+            })
+            .collect()
+    };
+    // Before period 0 (from T0 + PERIOD): orders for periods 1 to 3, until each is full.
     chain.block_at(T0 + 1_000);
     let mut orders = 0;
-    for period in [1, 2] {
-        let refused = run(&mut chain, period);
+    for period in 1..=3 {
+        let refused = run(&mut chain, orders_for(period));
         assert!(
             refused > 0,
             "period {period} took every order: it is not full"
         );
         orders += TRADERS - refused;
     }
-    // The chain stops before period 1 begins and resumes in period 22, then goes on.
     let mut period_calls = Vec::new();
-    for k in 0..20 {
-        let b = chain.block_at(T0 + (23 + k) * PERIOD);
+    let mut calls_at = |chain: &mut TestChain, t: u64| {
+        let b = chain.block_at(t);
         period_calls.extend(b.receipts.iter().filter(|r| r.fee == 0).cloned());
+    };
+    // Periods 1 and 2 clear at their starts; then every meter reports period 1: sellers 20 of
+    // their 25 Wh, buyers 40 Wh (over-draw, tariffs, and debts where the escrow runs out).
+    calls_at(&mut chain, T0 + 2 * PERIOD);
+    calls_at(&mut chain, T0 + 3 * PERIOD);
+    let readings = (0..TRADERS)
+        .map(|i| {
+            let (p, c) = if seller(i) { (20, 0) } else { (0, 40) };
+            (
+                i,
+                format!(r#"{{"reading":{{"period":1,"produced_wh":{p},"consumed_wh":{c}}}}}"#),
+                0,
+            )
+        })
+        .collect();
+    assert_eq!(run(&mut chain, readings), 0, "every reading accepted");
+    // Period 3's call clears it and settles period 1; then the chain stops for 20 periods.
+    calls_at(&mut chain, T0 + 4 * PERIOD);
+    for k in 0..20 {
+        calls_at(&mut chain, T0 + (25 + k) * PERIOD);
     }
     let failed: Vec<_> = period_calls
         .iter()
         .filter_map(|r| r.error.as_ref())
         .collect();
     assert!(failed.is_empty(), "period calls failed: {failed:?}");
-    // Each call stays inside the market's plan (1.6·10⁹ of the 2·10⁹): before the plan, the
-    // first call after the stop cleared and settled both periods at once, ran out of gas, and
-    // so did every call after it.
     let most = period_calls.iter().map(|r| r.gas_used).max().unwrap_or(0);
     assert!(most <= 1_600_000_000, "a period call used {most} gas");
     let mut trades = 0;
-    for period in [1, 2] {
+    for period in 1..=3 {
         let summary = chain
             .query(market, &format!(r#"{{"period":{{"period":{period}}}}}"#))
             .unwrap();
         assert_eq!(summary["settled"], true, "period {period}: {summary}");
         trades += summary["trades"].as_u64().unwrap();
+    }
+    let p1 = chain.query(market, r#"{"period":{"period":1}}"#).unwrap();
+    for field in [
+        "fees",
+        "penalties",
+        "imbalance_paid",
+        "debt_recorded",
+        "subsidy_paid",
+    ] {
+        assert!(
+            p1[field].as_u64().unwrap() > 0,
+            "period 1 paid {field}: {p1}"
+        );
     }
     assert!(
         trades as usize >= orders * 2 / 3,

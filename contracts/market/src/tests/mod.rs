@@ -111,6 +111,8 @@ fn setup_grid(
                 energy_period_ms: None,
                 grid: topology,
                 fee_collector: Some(fee_collector()),
+                call_gas: None,
+                max_orders_per_period: None,
             },
             pool,
         )
@@ -778,14 +780,62 @@ fn the_escrow_quote_is_what_the_order_must_send() {
         .unwrap();
 }
 
+/// A market takes only as many orders a period as its period calls can clear and settle with
+/// room to catch up: 3,500 with the default 2·10⁹ gas a call; a genesis asking for more is
+/// refused.
+#[test]
+fn a_market_takes_only_as_many_orders_as_its_period_calls_can_settle() {
+    assert_eq!(periods::orders_that_fit(periods::DEFAULT_CALL_GAS), 3_500);
+    assert_eq!(
+        periods::orders_that_fit(1_000_000_000_000),
+        MAX_ORDERS_PER_PERIOD
+    );
+    let mut chain = MockChain::new();
+    let msg = |call_gas, cap| InstantiateMsg {
+        pricing: addr("pricing"),
+        grid_company: addr("grid"),
+        admin: addr("grid"),
+        start_ms: START,
+        period_ms: PERIOD_MS,
+        devices: vec![],
+        renewable_kinds: vec![],
+        load_kinds: vec![],
+        energy_period_ms: None,
+        grid: None,
+        fee_collector: None,
+        call_gas,
+        max_orders_per_period: cap,
+    };
+    let err = chain
+        .instantiate::<Market>(addr("grid"), &msg(None, Some(3_600)), 0)
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("do not fit"), "{err:?}");
+    let err = chain
+        .instantiate::<Market>(addr("grid"), &msg(Some(1_000), None), 0)
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("too small"), "{err:?}");
+    let market = chain
+        .instantiate::<Market>(addr("grid"), &msg(None, None), 0)
+        .unwrap();
+    let c: Config = chain.query(market, &QueryMsg::Config {}).unwrap();
+    assert_eq!(
+        (c.call_gas, c.max_orders_per_period),
+        (2_000_000_000, 3_500)
+    );
+}
+
 /// A flood of orders into one period, then a stop of the chain for 20 periods: afterwards
 /// every period is cleared and settled, and every unit of escrow is paid out or back with
 /// its owner (the market holds the pool and nothing else).
 #[test]
 fn a_flood_and_a_long_stop_leave_no_escrow_behind() {
     let mut s = setup(Mechanism::PayAsClear, 1_000_000);
-    // 625 flooders × 16 orders fill period 0; the cap holds beyond that.
-    let flooders: Vec<String> = (0..625).map(|i| format!("flooder-{i}")).collect();
+    // Flooders of 16 orders each fill period 0; the cap holds beyond that.
+    let cap = periods::orders_that_fit(periods::DEFAULT_CALL_GAS) as usize;
+    let per_owner = MAX_ORDERS_PER_OWNER as usize;
+    let flooders: Vec<String> = (0..cap.div_ceil(per_owner))
+        .map(|i| format!("flooder-{i}"))
+        .collect();
     for f in &flooders {
         s.chain.set_balance(addr(f), 10_000_000);
     }
@@ -801,10 +851,9 @@ fn a_flood_and_a_long_stop_leave_no_escrow_behind() {
     };
     let before = total(&s);
     s.at(0, -10_000);
-    for f in &flooders {
-        for _ in 0..MAX_ORDERS_PER_OWNER {
-            s.bid(f, 0, MIN_ORDER_WH, 100_000).unwrap();
-        }
+    for k in 0..cap {
+        s.bid(&flooders[k / per_owner], 0, MIN_ORDER_WH, 100_000)
+            .unwrap();
     }
     let err = s.bid(&flooders[0], 1, MIN_ORDER_WH, 100_000);
     assert!(err.is_ok(), "the cap is per period");
