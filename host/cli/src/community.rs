@@ -202,7 +202,7 @@ pub fn generate(base: &Genesis, base_path: &Path, households: usize) -> Result<G
         .context("the base genesis has no market")?;
     market.msg = format!(
         r#"{{"pricing": "{{contract:pricing}}", "grid_company": "{{account:grid-company}}",
-  "admin": "{{account:grid-company}}", "start_ms": {{market_start_ms}}, "period_ms": {{period_ms}},
+  "admin": "{{account:grid-company}}", "start_ms": {{market_start_ms}}, "period_ms": {{period_ms}}, "call_gas": {{sudo_gas}},
   "devices": [{}],
   "renewable_kinds": ["wind_turbine", "rooftop_pv"],
   "load_kinds": ["household_load", "charging_pile", "water_plant"],

@@ -360,7 +360,8 @@ pub struct GenesisContract {
     /// Component file, relative to the contracts directory (`target/contracts`).
     pub wasm: String,
     /// Instantiate message, as JSON text. `{account:NAME}` and `{contract:LABEL}` (an earlier
-    /// contract) are replaced by addresses, `{genesis_time_ms}` and `{period_ms}` by numbers.
+    /// contract) are replaced by addresses, `{genesis_time_ms}`, `{period_ms}`,
+    /// `{market_start_ms}` and `{sudo_gas}` (the period calls' gas) by numbers.
     #[serde(default = "default_msg")]
     pub msg: String,
     /// Tokens the creator sends to the instance (e.g. a subsidy pool).

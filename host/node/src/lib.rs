@@ -1136,7 +1136,8 @@ fn fail_to_node(e: exec::Fail) -> NodeError {
 }
 
 /// Fills `{account:NAME}`, `{contract:LABEL}`, `{genesis_time_ms}`, `{period_ms}`,
-/// `{market_start_ms}`, `{governance}` and `{grid}` in a genesis instantiate message.
+/// `{market_start_ms}`, `{sudo_gas}`, `{governance}` and `{grid}` in a genesis instantiate
+/// message.
 fn fill_template(
     msg: &str,
     genesis: &Genesis,
@@ -1150,6 +1151,7 @@ fn fill_template(
     if let Some(m) = &genesis.market {
         out = out
             .replace("{period_ms}", &m.period_ms.to_string())
+            .replace("{sudo_gas}", &m.sudo_gas.to_string())
             .replace(
                 "{market_start_ms}",
                 &m.start(genesis.genesis_time_ms).to_string(),
