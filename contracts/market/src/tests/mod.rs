@@ -70,6 +70,17 @@ fn setup_grid(
     topology: Option<grid::GridSpec>,
     fees: Option<pricing::FeeSchedule>,
 ) -> Setup {
+    setup_market(mechanism, pool, topology, fees, None)
+}
+
+/// [`setup_grid`] with the gas the market's period calls get (`call_gas`).
+fn setup_market(
+    mechanism: Mechanism,
+    pool: u64,
+    topology: Option<grid::GridSpec>,
+    fees: Option<pricing::FeeSchedule>,
+    call_gas: Option<u64>,
+) -> Setup {
     let mut chain = MockChain::new();
     let (reg, grid) = (addr("regulator"), addr("grid"));
     for p in PEOPLE {
@@ -111,7 +122,7 @@ fn setup_grid(
                 energy_period_ms: None,
                 grid: topology,
                 fee_collector: Some(fee_collector()),
-                call_gas: None,
+                call_gas,
                 max_orders_per_period: None,
             },
             pool,
@@ -821,6 +832,58 @@ fn a_market_takes_only_as_many_orders_as_its_period_calls_can_settle() {
     assert_eq!(
         (c.call_gas, c.max_orders_per_period),
         (2_000_000_000, 3_500)
+    );
+}
+
+/// After a stop, one period call does only what its plan holds: with period calls of 10⁸ gas
+/// (100 orders a period), six full periods a stop skipped are not all cleared and settled by
+/// the first call after it (without the plan they were, whatever they cost); the calls after
+/// it finish, and every unit of escrow is back.
+#[test]
+fn after_a_stop_each_call_catches_up_only_as_far_as_its_plan() {
+    let mut s = setup_market(
+        Mechanism::PayAsClear,
+        1_000_000,
+        None,
+        None,
+        Some(100_000_000),
+    );
+    let cap = periods::orders_that_fit(100_000_000) as usize;
+    assert_eq!(cap, 100);
+    let per_owner = MAX_ORDERS_PER_OWNER as usize;
+    let flooders: Vec<String> = (0..cap.div_ceil(per_owner))
+        .map(|i| format!("flooder-{i}"))
+        .collect();
+    for f in &flooders {
+        s.chain.set_balance(addr(f), 10_000_000);
+    }
+    let before: u64 = flooders.iter().map(|f| s.chain.balance(addr(f))).sum();
+    s.at(0, -10_000);
+    for period in 1..=6 {
+        for k in 0..cap {
+            s.bid(&flooders[k / per_owner], period, MIN_ORDER_WH, 100_000)
+                .unwrap();
+        }
+    }
+    s.boundary(0);
+    // The chain stops; the next call the market sees is period 30's.
+    s.boundary(30);
+    let done = |s: &Setup| (1..=6).filter(|p| s.summary(*p).settled).count();
+    let first = done(&s);
+    assert!(first < 6, "the first call settled all six full periods");
+    let mut calls = 1;
+    while done(&s) < 6 {
+        s.boundary(30 + calls);
+        calls += 1;
+        assert!(calls <= 6, "the calls after the stop do not catch up");
+    }
+    let after: u64 = flooders.iter().map(|f| s.chain.balance(addr(f))).sum();
+    assert_eq!(after, before, "every bid's margin is back");
+    let stats: Stats = s.chain.query(s.market, &QueryMsg::Stats {}).unwrap();
+    assert_eq!(
+        s.chain.balance(s.market),
+        stats.pool,
+        "no escrow left behind"
     );
 }
 
