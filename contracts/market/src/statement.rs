@@ -2,9 +2,13 @@
 //!
 //! Settlement records every participant's line items per period (energy sold and bought,
 //! their value at the energy price, each fee it paid, subsidy, penalties, grid energy,
-//! points), and for the grid company and the fee collector what they received. A statement sums them over a range of periods. `net` is what those periods moved
-//! into (positive) or out of the account's balance: escrow posted and refunded cancels out,
-//! and a debt recorded is owed, not paid, so it is listed but not in `net`.
+//! points), and for the grid company and the fee collector what they received. A statement
+//! sums them over a range of periods. `net` is what those periods moved into (positive) or
+//! out of the account's balance: escrow posted and refunded cancels out, and a debt recorded
+//! is owed, not paid, so it is listed but not in `net`.
+//!
+//! Lines are stored with postcard, field by field: a new field changes the stored layout
+//! (a chain with older lines needs a migration; `serde(default)` would not help).
 
 use gridledger_sdk::Order as Iter;
 use gridledger_sdk::prelude::*;
@@ -41,10 +45,8 @@ pub struct Lines {
     pub points: u64,
     /// Fees it received: wheeling and congestion (the grid company), transaction fees (the
     /// fee collector).
-    #[serde(default)]
     pub fees_received: u64,
     /// Grid tariffs and penalties it received (the grid company).
-    #[serde(default)]
     pub grid_receipts: u64,
 }
 
