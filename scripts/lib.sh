@@ -35,10 +35,12 @@ ensure_browser() {
         $sudo apt-get update -qq
         $sudo apt-get install -y -qq chromium >/dev/null
     fi
-    if [ ! -d host/api/web/node_modules/playwright-core ]; then
+    # Every pinned package present (a checkout that added one since the last `npm ci` gets it).
+    local m=host/api/web/node_modules
+    if [ ! -d $m/playwright-core ] || [ ! -d $m/esbuild ] || [ ! -d $m/@noble/curves ]; then
         echo "==> installing the web app's pinned npm packages (npm ci)"
         (cd host/api/web && npm ci --silent --no-audit --no-fund)
     fi
-    echo "==> checking the vendored uPlot against the lockfile"
+    echo "==> checking the vendored uPlot and BLS check against the lockfile"
     node host/api/web/sync-vendor.mjs --check
 }

@@ -14,8 +14,8 @@ use gridledger_node::validator::ValidatorStatus;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// The app's files, built into the binary (no CDN: uPlot is vendored, pinned by
-/// `web/package-lock.json`).
+/// The app's files, built into the binary (no CDN: uPlot and the page's BLS check, bundled
+/// from @noble/curves, are vendored, pinned by `web/package-lock.json`).
 const ASSETS: &[(&str, &str, &str)] = &[
     (
         "/",
@@ -41,6 +41,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "/vendor/uPlot.min.css",
         "text/css; charset=utf-8",
         include_str!("../web/vendor/uPlot.min.css"),
+    ),
+    (
+        "/vendor/bls12-381.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/vendor/bls12-381.iife.min.js"),
     ),
 ];
 

@@ -457,34 +457,160 @@ function decodeTrade(bytes) {
 }
 
 /// The hash of a block header, as the node computes it: SHA-256 over a tag and the header's
-/// borsh encoding (a length-prefixed chain id, then fixed-width little-endian fields).
+/// borsh encoding (a length-prefixed chain id, then fixed-width little-endian fields). Each
+/// field is checked for its width first: only concatenated bytes are hashed, so a field one
+/// byte short and the next one byte long would hash the same, and a forger could slide the
+/// real header's bytes into a state root of their choosing.
 async function headerHash(h) {
+  const hash32 = (name) => {
+    const b = strictHex(h[name], `the header's ${name}`);
+    if (b.length !== 32) throw new Error(`the header's ${name} is not 32 bytes`);
+    return b;
+  };
+  const int = (name, max) => {
+    const n = h[name];
+    if (!Number.isSafeInteger(n) || n < 0 || n > max) throw new Error(`the header's ${name} is not a number in range`);
+    return n;
+  };
+  if (typeof h.chain_id !== "string") throw new Error("the header's chain_id is not text");
   const id = utf8(h.chain_id);
-  const bytes = cat(utf8("gridledger/header/v1"), le(id.length, 4), id, le(h.height, 8), unhex(h.parent_hash),
-    le(h.time_ms, 8), unhex(h.proposer), unhex(h.tx_root), le(h.tx_count, 4), unhex(h.state_root),
-    unhex(h.receipts_root), le(h.receipt_count, 4));
+  const bytes = cat(utf8("gridledger/header/v1"), le(id.length, 4), id, le(int("height", Number.MAX_SAFE_INTEGER), 8), hash32("parent_hash"),
+    le(int("time_ms", Number.MAX_SAFE_INTEGER), 8), hash32("proposer"), hash32("tx_root"), le(int("tx_count", 2 ** 32 - 1), 4), hash32("state_root"),
+    hash32("receipts_root"), le(int("receipt_count", 2 ** 32 - 1), 4));
   return hex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
 }
 
-/// Whether a bundle's finality is an execution certificate over exactly its header: the
-/// certificate's kind, height and header hash, and a quorum of signers named in its bitmap.
-/// The aggregated BLS signature itself is checked by `gridledger verify --genesis`.
-async function certifiesHeader(bundle) {
-  if (!bundle.finality || !bundle.finality.certificate) return false;
-  const c = unhex(bundle.finality.certificate);
-  // Wire encoding: message tag 2 (certificate), kind 3 (execute), height, digest, signer
-  // bitmap and signature (each with a u32 length).
-  if (c.length < 46 || c[0] !== 2 || c[1] !== 3) throw new Error("the finality certificate is not an execution certificate");
-  const view = new DataView(c.buffer, c.byteOffset);
-  if (view.getBigUint64(2, true) !== BigInt(bundle.header.height)) throw new Error("the certificate is for another height");
-  if (hex(c.subarray(10, 42)) !== await headerHash(bundle.header)) throw new Error("the certificate is over another header");
-  const n = (state.status && state.status.validators || []).length;
-  const bitmap = c.subarray(46, 46 + view.getUint32(42, true));
-  if (n === 0 || bitmap.length !== Math.ceil(n / 8)) throw new Error("the certificate's signer bitmap does not fit the validator set");
-  let signers = 0;
-  for (let i = 0; i < n; i++) if (bitmap[i >> 3] & (1 << (i & 7))) signers++;
-  if (signers < n - Math.floor((n - 1) / 3)) throw new Error(`the certificate has ${signers} signers, fewer than a quorum of ${n}`);
-  return true;
+// ---------- checking proof bundles in the page ----------
+// The checks `gridledger verify` makes of a state-proof bundle, made here too: each key's
+// Jellyfish Merkle path into the header's state root, and the header's execution certificate
+// (its kind, height and header hash, a quorum of signers in its bitmap, and their aggregated
+// BLS signature, by @noble/curves in vendor/bls12-381.iife.min.js). The validators are the
+// ones this node lists in /v1/status; `gridledger verify --genesis` checks against the
+// genesis file, which a page served by the node cannot do for itself.
+
+const JMT_LEAF = utf8("JMT::LeafNode");
+const JMT_INTERNAL = utf8("JMT::IntrnalNode");
+const JMT_PLACEHOLDER = utf8("SPARSE_MERKLE_PLACEHOLDER_HASH__");
+const EXECUTE_TAG = utf8("gridledger/consensus/executed/v1");
+const VOTE_DST = "GRIDLEDGER-V1-VOTE_BLS12381G2_XMD:SHA-256_SSWU_RO_";
+const sha256 = async (...parts) => new Uint8Array(await crypto.subtle.digest("SHA-256", cat(...parts)));
+const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+const bitOf = (bytes, i) => (bytes[i >> 3] >> (7 - (i & 7))) & 1;
+
+/// Hex from a file someone handed us: even length, hex digits only.
+function strictHex(h, what) {
+  if (typeof h !== "string" || h.length % 2 || !/^[0-9a-fA-F]*$/.test(h)) throw new Error(`${what} is not hex`);
+  return h.length ? unhex(h) : new Uint8Array();
+}
+
+/// A reader over borsh bytes that refuses to read past the end.
+function reader(bytes, what) {
+  let i = 0;
+  const take = (n) => { if (i + n > bytes.length) throw new Error(`${what} is truncated`); i += n; return bytes.subarray(i - n, i); };
+  return {
+    take,
+    u8: () => take(1)[0],
+    u32: () => { const b = take(4); return (b[0] | (b[1] << 8) | (b[2] << 16)) + b[3] * 2 ** 24; },
+    u64: () => new DataView(take(8).slice().buffer).getBigUint64(0, true),
+    end: () => { if (i !== bytes.length) throw new Error(`${what} has trailing bytes`); },
+  };
+}
+
+/// Checks a Jellyfish sparse Merkle proof (borsh `SparseMerkleProof<Sha256>`) that `key` holds
+/// `value` (or, `value` null, is absent) in the tree whose root is `root`.
+async function checkMerklePath(proof, key, value, root) {
+  const r = reader(proof, "the Merkle proof");
+  const leafNode = () => ({ key: r.take(32), value: r.take(32) });
+  const leafHash = (l) => sha256(JMT_LEAF, l.key, l.value);
+  const hasLeaf = r.u8();
+  if (hasLeaf > 1) throw new Error("the Merkle proof does not decode");
+  const leaf = hasLeaf ? leafNode() : null;
+  const count = r.u32();
+  if (count > 256) throw new Error("the Merkle proof has more than 256 siblings");
+  const siblings = [];
+  for (let s = 0; s < count; s++) {
+    const kind = r.u8();
+    if (kind === 0) siblings.push(JMT_PLACEHOLDER);
+    else if (kind === 1) siblings.push(await sha256(JMT_INTERNAL, r.take(32), r.take(32)));
+    else if (kind === 2) siblings.push(await leafHash(leafNode()));
+    else throw new Error("the Merkle proof does not decode");
+  }
+  r.end();
+  const keyHash = await sha256(key);
+  if (value) {
+    if (!leaf) throw new Error("the Merkle proof shows the key absent");
+    if (!sameBytes(leaf.key, keyHash)) throw new Error("the Merkle proof is for another key");
+    if (!sameBytes(leaf.value, await sha256(value))) throw new Error("the Merkle proof is for another value");
+  } else if (leaf) {
+    if (sameBytes(leaf.key, keyHash)) throw new Error("the Merkle proof shows the key present");
+    let common = 0;
+    while (common < 256 && bitOf(keyHash, common) === bitOf(leaf.key, common)) common++;
+    if (common < count) throw new Error("the Merkle proof's leaf is not where the key would be");
+  }
+  // Siblings run from the bottom up; the key's bits from the root down say which side we are.
+  let hash = leaf ? await leafHash(leaf) : JMT_PLACEHOLDER;
+  for (let s = 0; s < count; s++) {
+    hash = bitOf(keyHash, count - 1 - s) ? await sha256(JMT_INTERNAL, siblings[s], hash) : await sha256(JMT_INTERNAL, hash, siblings[s]);
+  }
+  if (!sameBytes(hash, root)) throw new Error("the Merkle proof does not lead to the header's state root");
+}
+
+/// Checks that a bundle's certificate is an execution certificate, signed by a quorum of the
+/// validators, over exactly its header. Returns who signed (null for a bundle not yet
+/// certified); throws what is wrong otherwise.
+async function checkFinality(bundle) {
+  if (!bundle.finality || bundle.finality.certificate == null) return null;
+  const c = strictHex(bundle.finality.certificate, "the certificate");
+  // Wire encoding (borsh): message tag 2 (certificate), vote kind 3 (execute), the height,
+  // the header hash, the signer bitmap and the signature (each with a u32 length).
+  const r = reader(c, "the certificate");
+  if (r.u8() !== 2) throw new Error("finality: the certificate does not decode");
+  if (r.u8() !== 3) throw new Error("finality: not an execution certificate, so it does not certify a header");
+  const height = r.u64();
+  const digest = r.take(32);
+  const bitmap = r.take(r.u32());
+  const signature = r.take(r.u32());
+  r.end();
+  if (height !== BigInt(bundle.header.height)) throw new Error(`finality: the certificate is for height ${height}, not the header's ${bundle.header.height}`);
+  if (bundle.header.chain_id !== state.status.chain_id) throw new Error(`the header is of chain ${bundle.header.chain_id}, not this node's ${state.status.chain_id}`);
+  if (hex(digest) !== await headerHash(bundle.header)) throw new Error("finality: the certificate is over another header");
+  const validators = (state.status && state.status.validators) || [];
+  const n = validators.length;
+  if (n === 0) throw new Error("finality: this node lists no validators to check the certificate against");
+  if (bitmap.length !== Math.ceil(n / 8)) throw new Error("finality: the signer bitmap does not fit the validator set");
+  const signers = [];
+  for (let i = 0; i < bitmap.length * 8; i++) {
+    if (!(bitmap[i >> 3] & (1 << (i & 7)))) continue;
+    if (i >= n) throw new Error(`finality: signer ${i} is not one of the ${n} validators`);
+    signers.push(i);
+  }
+  const quorum = n - Math.floor((n - 1) / 3);
+  if (signers.length < quorum) throw new Error(`finality: ${signers.length} signers, fewer than a quorum of ${quorum}`);
+  const namespace = utf8(state.status.chain_id);
+  const message = cat(EXECUTE_TAG, new Uint8Array([namespace.length]), namespace, be(height, 8), digest);
+  if (!globalThis.gridledgerBls.verifyAggregate(signers.map((i) => unhex(validators[i].bls_public)), message, signature, VOTE_DST)) {
+    throw new Error("finality: the aggregated signature does not verify");
+  }
+  return { signers: signers.length, validators: n };
+}
+
+/// Checks a state-proof bundle (`/v1/state/proofs`, or one key's `/v1/state/proof`): every
+/// Merkle path into its header's state root, then its finality. Returns what it proves.
+async function checkStateBundle(bundle) {
+  if (!bundle || typeof bundle !== "object" || !bundle.header) throw new Error("not a proof bundle");
+  if (bundle.tx) throw new Error("a transaction bundle: check it with gridledger verify");
+  const proofs = Array.isArray(bundle.proofs) ? bundle.proofs : bundle.proof ? [bundle.proof] : [];
+  if (!proofs.length) throw new Error("the bundle proves no key");
+  await headerHash(bundle.header); // every header field well-formed before any is used
+  const root = strictHex(bundle.header.state_root, "the header's state root");
+  for (const p of proofs) {
+    if (!p || typeof p !== "object" || !("value" in p)) throw new Error("a proof without a value (or null for an absent key)");
+    if (p.height !== bundle.header.height) throw new Error(`key ${p.key}: the proof is for height ${p.height}, the header is ${bundle.header.height}`);
+    try {
+      await checkMerklePath(strictHex(p.proof, "the Merkle proof"), strictHex(p.key, "the key"), p.value == null ? null : strictHex(p.value, "the value"), root);
+    } catch (e) { throw new Error(`key ${String(p.key).slice(0, 24)}…: ${e.message}`); }
+  }
+  return { keys: proofs.length, height: bundle.header.height, final: await checkFinality(bundle) };
 }
 
 function saveJson(file, value) {
@@ -502,10 +628,9 @@ const proofLink = (keys, file, trade) => proofMarks.get(keys.join(",")) ||
   `<a href="#" class="record-proof" data-keys="${keys.join(",")}" data-file="${esc(file)}"${trade ? ` data-trade="${esc(JSON.stringify(trade))}"` : ""}>verify</a>`;
 
 /// Wires the "verify" links under `root`. A click fetches the bundle, checks here that it
-/// proves exactly the record's keys, that every one holds a value, and that a trade's proven
-/// value is the row shown, and that its execution certificate names this header; then saves it
-/// for `gridledger verify --genesis`, which checks the Merkle paths and the certificate's BLS
-/// signature offline.
+/// proves exactly the record's keys, that every one holds a value, that a trade's proven value
+/// is the row shown, and the bundle itself (`checkStateBundle`: Merkle paths and the
+/// certificate's BLS signature); then saves it for `gridledger verify --genesis`.
 function wireRecordProofs(root) {
   const mark = (a, html) => {
     proofMarks.set(a.dataset.keys, html);
@@ -525,9 +650,9 @@ function wireRecordProofs(root) {
           const proven = decodeTrade(unhex(bundle.proofs[0].value));
           for (const k of Object.keys(proven)) if (JSON.stringify(proven[k]) !== JSON.stringify(shown[k] ?? null)) throw new Error(`the proven trade differs in ${k}`);
         }
-        const final = await certifiesHeader(bundle);
+        const checked = await checkStateBundle(bundle);
         saveJson(a.dataset.file, bundle);
-        mark(a, `<span class="tag green" title="saved ${esc(a.dataset.file)}: check it with gridledger verify --genesis">✓ block ${bundle.header.height}${final ? ", final" : ", not yet certified"}</span>`);
+        mark(a, `<span class="tag green" title="saved ${esc(a.dataset.file)}: check it with gridledger verify --genesis">✓ block ${checked.height}${checked.final ? ", final" : ", not yet certified"}</span>`);
       } catch (e) {
         mark(a, `<span class="tag red" title="${esc(e.message)}">✗ ${esc(e.message)}</span>`);
       }
@@ -603,42 +728,45 @@ pages.participant = async function (root) {
     if (mine) settlements.push({ period: p, settled: !!(mySummaries[i] && mySummaries[i].settled), ...mine });
   });
 
-  const formHtml = `
-    <div class="panel" id="order-panel"><h3>Place an order for period ${next}</h3>
-      <div class="form">
-        <label>Side <select id="side"><option value="buy">bid (buy)</option><option value="sell">offer (sell)</option></select></label>
-        <label>Energy, kWh <input id="energy" type="number" step="0.001" value="5"><span class="field-error" id="energy-error"></span></label>
-        <label>Price, tok/kWh <input id="price" type="number" step="0.001" value="${tok(price.f_max, 3)}"><span class="field-error" id="price-error"></span></label>
-        <label class="muted">band ${tok(price.f_min)}–${tok(price.f_max)} tok/kWh</label>
-        <button id="place">Place order</button>
+  // The page is drawn once and then only its parts are redrawn: the order form is never taken
+  // out of the document, so a live refresh keeps what the user typed and where the caret is
+  // (detaching a focused input moves the focus to the body, and the next keys go nowhere).
+  if (!root.querySelector("#order-panel")) {
+    root.innerHTML = `
+    <div id="participant-head"></div>
+    <div class="grid2">
+      <div class="panel" id="order-panel"><h3 id="order-title"></h3>
+        <div class="form">
+          <label>Side <select id="side"><option value="buy">bid (buy)</option><option value="sell">offer (sell)</option></select></label>
+          <label>Energy, kWh <input id="energy" type="number" step="0.001" value="5"><span class="field-error" id="energy-error"></span></label>
+          <label>Price, tok/kWh <input id="price" type="number" step="0.001" value="${tok(price.f_max, 3)}"><span class="field-error" id="price-error"></span></label>
+          <label class="muted" id="band"></label>
+          <button id="place">Place order</button>
+        </div>
+        <div id="form-message"></div>
       </div>
-      <div id="form-message"></div>
-    </div>`;
-  const body = `
+      <div class="panel"><h3>Open orders</h3><div id="open"></div></div>
+    </div>
+    <div id="participant-records"></div>`;
+  }
+  root.querySelector("#participant-head").innerHTML = `
     <h2>Participant <span class="muted">· ${esc(name(me.address))}</span> <button id="forget" class="small">forget key</button></h2>
     <div class="cards">
       ${card("Balance", `${tok(account.balance)} <small>tok</small>`, `<span class="mono">${short(me.address)}</span>`)}
       ${card("Incentive points", points, "1 per renewable Wh bought when μ < 1")}
       ${card("In escrow", `${tok(open.reduce((a, o) => a + o.escrow, 0))} <small>tok</small>`, "margins and bonds of open orders")}
       ${card("Open orders", open.length, `periods ${next}–${next + 1}`)}
-    </div>
-    <div class="grid2">
-      <div id="form-slot"></div>
-      <div class="panel"><h3>Open orders</h3><div id="open"></div></div>
-    </div>
+    </div>`;
+  root.querySelector("#participant-records").innerHTML = `
     <div class="grid2">
       <div class="panel"><h3>Trades</h3><div id="my-trades"></div></div>
       <div class="panel"><h3>Settlement <span class="muted">· kWh</span></h3><div id="my-settlement"></div></div>
     </div>
     <div class="panel"><h3>Statement <span class="muted">· ${today} (UTC, settled periods)</span> <a href="#" id="statement-csv" class="small">CSV</a></h3><div id="statement"></div></div>
     <div class="panel"><h3>Your transactions</h3><div id="my-txs"></div></div>`;
-  // Keep the form (and what the user typed) across live refreshes.
-  const form = root.querySelector("#order-panel");
-  root.innerHTML = body;
-  if (form) root.querySelector("#form-slot").replaceWith(form);
-  else root.querySelector("#form-slot").outerHTML = formHtml;
   root.querySelector("#forget").onclick = () => { sessionStorage.removeItem("gridledger-key"); me = null; root.innerHTML = ""; render(); };
-  root.querySelector("#order-panel h3").textContent = `Place an order for period ${next}`;
+  root.querySelector("#order-title").textContent = `Place an order for period ${next}`;
+  root.querySelector("#band").textContent = `band ${tok(price.f_min)}–${tok(price.f_max)} tok/kWh`;
   root.querySelector("#place").onclick = () => placeOrder(root, next, price);
 
   root.querySelector("#open").innerHTML = table([
@@ -814,15 +942,11 @@ pages.supervision = async function (root) {
   }); });
   rows.sort((a, b) => b.period - a.period || a.kind.localeCompare(b.kind));
 
-  const keepFilter = root.querySelector("#audit-filter");
-  root.innerHTML = `
-    <h2>Supervision <span class="muted">· the regulator's view of the last ${HISTORY} periods</span></h2>
-    <div class="cards">
-      ${card("Price band", `${tok(params.f_min)}–${tok(params.f_max)}`, "tok/kWh, set by the regulators")}
-      ${card("μ range", `${fixed(params.mu_min).toFixed(2)}–${fixed(params.mu_max).toFixed(2)}`, `slope ${fixed(params.mu_slope)}`)}
-      ${card("Penalties", `${tok(params.shortfall_penalty)} / ${tok(params.overdraw_penalty)}`, "shortfall / over-draw, tok/kWh")}
-      ${card("Proposals", proposals.length, proposals.filter((p) => p.status.status === "voting").length + " open for votes")}
-    </div>
+  // Drawn once, then redrawn in parts: the audit filter stays in the document, so a live
+  // refresh keeps its focus and caret while the regulator types.
+  if (!root.querySelector("#audit-filter")) {
+    root.innerHTML = `
+    <div id="supervision-head"></div>
     <div class="panel"><h3>Proposals and votes</h3><div id="proposals"></div></div>
     <div class="panel"><h3>Delivery reliability and penalties per participant</h3><div id="reliability"></div>
       <p class="muted">Penalties estimated at today's rates from contracted energy, metered delivery and over-draw.</p></div>
@@ -830,7 +954,34 @@ pages.supervision = async function (root) {
       <div class="toolbar"><input id="audit-filter" placeholder="filter: name, period, kind…" size="40">
         <select id="audit-kind"><option value="all">trades and settlements</option><option value="trade">trades</option><option value="settlement">settlements</option></select>
         <button id="audit-csv">Export CSV</button> <span id="audit-count" class="muted"></span></div>
-      <div id="audit"></div></div>`;
+      <div id="audit"></div></div>
+    <div class="panel"><h3>Check a proof bundle</h3>
+      <p class="muted">A record's bundle saved by "verify" (or fetched from <span class="mono">/v1/state/proofs</span>), checked in this page:
+      its Merkle paths into the header, and the header's execution certificate against the validators this node lists.</p>
+      <input type="file" id="bundle-file" accept=".json,application/json"> <span id="bundle-result"></span></div>`;
+    const file = root.querySelector("#bundle-file");
+    file.onchange = async () => {
+      const out = root.querySelector("#bundle-result");
+      out.innerHTML = "checking…";
+      try {
+        const c = await checkStateBundle(JSON.parse(await file.files[0].text()));
+        out.innerHTML = `<span class="tag green">valid</span> ${c.keys} key${c.keys === 1 ? "" : "s"} at height ${c.height}; `
+          + (c.final ? `<b>final</b>: ${c.final.signers} of ${c.final.validators} validators signed this header's hash after executing the chain up to it`
+            : "not final: no execution certificate yet");
+      } catch (e) {
+        out.innerHTML = `<span class="tag red">INVALID</span> ${esc(e.message)}`;
+      }
+    };
+  }
+  root.querySelector("#supervision-head").innerHTML = `
+    <h2>Supervision <span class="muted">· the regulator's view of the last ${HISTORY} periods</span></h2>
+    <div class="cards">
+      ${card("Price band", `${tok(params.f_min)}–${tok(params.f_max)}`, "tok/kWh, set by the regulators")}
+      ${card("μ range", `${fixed(params.mu_min).toFixed(2)}–${fixed(params.mu_max).toFixed(2)}`, `slope ${fixed(params.mu_slope)}`)}
+      ${card("Penalties", `${tok(params.shortfall_penalty)} / ${tok(params.overdraw_penalty)}`, "shortfall / over-draw, tok/kWh")}
+      ${card("Proposals", proposals.length, proposals.filter((p) => p.status.status === "voting").length + " open for votes")}
+    </div>
+`;
 
   root.querySelector("#proposals").innerHTML = table([
     { label: "#", num: true }, { label: "proposer" }, { label: "action" }, { label: "enact at", num: true },
@@ -853,7 +1004,8 @@ pages.supervision = async function (root) {
 
   const filterInput = root.querySelector("#audit-filter");
   const kindSelect = root.querySelector("#audit-kind");
-  filterInput.value = auditFilter.text;
+  // Set only when the page is first drawn: afterwards the fields are what the user typed.
+  if (filterInput.value !== auditFilter.text) filterInput.value = auditFilter.text;
   kindSelect.value = auditFilter.kind;
   const shown = () => rows.filter((r) => (auditFilter.kind === "all" || r.kind === auditFilter.kind)
     && (!auditFilter.text || [r.period, r.kind, r.seller, r.buyer, r.note].join(" ").toLowerCase().includes(auditFilter.text.toLowerCase())));
@@ -878,7 +1030,6 @@ pages.supervision = async function (root) {
     link.click();
   };
   draw();
-  if (keepFilter && document.activeElement === keepFilter) filterInput.focus();
 };
 
 // ---------- live updates ----------

@@ -17,11 +17,13 @@ use std::path::Path;
 pub fn run(file: &Path, header_hash: Option<&str>, genesis: Option<&Path>) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).context("proof file is not JSON")?;
-    let trusted = header_hash.map(crate::parse_hash).transpose()?;
     let invalid = |e: String| anyhow::anyhow!("INVALID: {e}");
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let trusted = header_hash.map(crate::parse_hash).transpose()?;
     let finalized = if v.get("tx_proof").is_some() {
-        let p: TxProof = serde_json::from_value(v).context("not a transaction proof bundle")?;
+        let p: TxProof = serde_json::from_value(v)
+            .map_err(|e| invalid(format!("not a transaction proof bundle: {e}")))?;
         p.verify(trusted.as_ref()).map_err(invalid)?;
         let finalized = check_finality(&p.header, p.finality.as_ref(), genesis)?;
         println!(
@@ -38,8 +40,8 @@ pub fn run(file: &Path, header_hash: Option<&str>, genesis: Option<&Path>) -> Re
         );
         finalized
     } else if v.get("proofs").is_some() {
-        let p: StateProofsBundle =
-            serde_json::from_value(v).context("not a bundle of state proofs")?;
+        let p: StateProofsBundle = serde_json::from_value(v)
+            .map_err(|e| invalid(format!("not a bundle of state proofs: {e}")))?;
         p.verify(trusted.as_ref()).map_err(invalid)?;
         let finalized = check_finality(&p.header, p.finality.as_ref(), genesis)?;
         println!(
@@ -53,7 +55,8 @@ pub fn run(file: &Path, header_hash: Option<&str>, genesis: Option<&Path>) -> Re
         }
         finalized
     } else {
-        let p: StateProofBundle = serde_json::from_value(v).context("not a state proof bundle")?;
+        let p: StateProofBundle = serde_json::from_value(v)
+            .map_err(|e| invalid(format!("not a state proof bundle: {e}")))?;
         p.verify(trusted.as_ref()).map_err(invalid)?;
         let finalized = check_finality(&p.header, p.finality.as_ref(), genesis)?;
         match &p.proof.value {

@@ -105,6 +105,14 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
     for stale in [&trade_proof, &settlement_proof] {
         let _ = std::fs::remove_file(stale);
     }
+    for stale in [
+        "forged-value",
+        "forged-header",
+        "forged-certificate",
+        "forged-slid-header",
+    ] {
+        let _ = std::fs::remove_file(shots.join(format!("{stale}.json")));
+    }
     let out = Command::new("node")
         .arg(web.join("e2e/pages.mjs"))
         .arg(&url)
@@ -124,6 +132,7 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(log.contains("participant: ok"), "{log}");
     assert!(log.contains("supervision: csv export ok"), "{log}");
+    assert!(log.contains("supervision: bundle check ok"), "{log}");
     for page in ["market", "grid", "chain", "supervision", "participant"] {
         assert!(shots.join(format!("{page}.png")).exists());
     }
@@ -176,4 +185,18 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
         !ok && said.contains("INVALID"),
         "a tampered trade must not verify: {said}"
     );
+    // The forgeries the page refused (a changed value, a made-up header under the real
+    // certificate, and that certificate renamed to the made-up header) fail offline too.
+    for forged in [
+        "forged-value",
+        "forged-header",
+        "forged-certificate",
+        "forged-slid-header",
+    ] {
+        let (ok, said) = verify(&shots.join(format!("{forged}.json")));
+        assert!(
+            !ok && said.contains("INVALID"),
+            "{forged} must not verify: {said}"
+        );
+    }
 }

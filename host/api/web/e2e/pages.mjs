@@ -8,7 +8,8 @@
 //
 // Usage: node e2e/pages.mjs <node URL> <screenshot dir>
 import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 
 const [url, outDir] = process.argv.slice(2);
 if (!url || !outDir) {
@@ -35,6 +36,10 @@ try {
   const page = await browser.newPage({ viewport: { width: 1360, height: 1100 } });
   page.on("console", (m) => { if (m.type() === "error") failures.push(`console error: ${m.text()}`); });
   page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
+  // A console error names no URL: say which request the node refused, and why.
+  page.on("response", async (r) => {
+    if (r.status() >= 400) failures.push(`${r.status()} from ${r.request().method()} ${r.url()} ${(r.request().postData() || "").slice(0, 200)}: ${(await r.text().catch(() => "")).slice(0, 300)}`);
+  });
   for (const p of pages) {
     await page.goto(`${url}/#${p.name}`);
     await page.waitForSelector(p.ready, { timeout: 60_000 });
@@ -52,6 +57,13 @@ try {
 if (failures.length) {
   console.error(failures.join("\n"));
   process.exit(1);
+}
+
+// Waits until the page's live refresh has redrawn its cards (a block arrived and the page's
+// queries were answered).
+async function nextRedraw(page) {
+  await page.evaluate(() => { document.querySelector("#page .cards").dataset.before = "1"; });
+  await page.waitForFunction(() => { const c = document.querySelector("#page .cards"); return c && !c.dataset.before; }, null, { timeout: 30_000 });
 }
 
 async function nonce() {
@@ -93,6 +105,15 @@ async function participant(page) {
       console.log(`participant: retrying an order after "${shown["form-message"]}"`);
     }
   };
+
+  // A live refresh redraws the page around the form, never the form itself: the keys typed
+  // after a redraw still reach the field. (A redraw that detached the form moved the focus to
+  // the body, so the next keys went nowhere and an order could go out with the old price.)
+  await page.fill("#price", "0.3");
+  await nextRedraw(page);
+  await page.keyboard.type("9");
+  const price = await page.inputValue("#price");
+  if (price !== "0.39") throw new Error(`keys typed across a live refresh were lost: the price field holds "${price}"`);
 
   // A negative amount is refused in the page; nothing reaches the node.
   const before = await nonce();
@@ -148,7 +169,12 @@ async function participant(page) {
 async function auditExport(page) {
   await page.goto(`${url}/#supervision`);
   await page.waitForSelector("#audit table", { timeout: 60_000 });
-  await page.fill("#audit-filter", "wind-1");
+  // Typing across a live refresh: the filter keeps its focus, so no key is lost.
+  await page.fill("#audit-filter", "wind");
+  await nextRedraw(page);
+  await page.keyboard.type("-1");
+  const filter = await page.inputValue("#audit-filter");
+  if (filter !== "wind-1") throw new Error(`keys typed across a live refresh were lost: the audit filter holds "${filter}"`);
   await page.selectOption("#audit-kind", "trade");
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#audit-csv")]);
   const path = await download.path();
@@ -161,6 +187,81 @@ async function auditExport(page) {
   await page.fill("#audit-filter", "");
   await page.selectOption("#audit-kind", "settlement");
   await saveRecordProof(page, "#audit", "a.record-proof", `${outDir}/settlement-proof.json`);
+  await checkBundles(page, `${outDir}/settlement-proof.json`);
+}
+
+// Declared as functions: the checks above run before a `const` here would be initialized.
+function sha256(...parts) { const h = createHash("sha256"); for (const p of parts) h.update(p); return h.digest(); }
+function u32le(n) { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; }
+function u64le(n) { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(n)); return b; }
+
+/// A header's hash as the node computes it (SHA-256 over a tag and its borsh encoding),
+/// written here apart from the page's own.
+function headerHash(h) {
+  const id = Buffer.from(h.chain_id);
+  return sha256(Buffer.from("gridledger/header/v1"), u32le(id.length), id, u64le(h.height), Buffer.from(h.parent_hash, "hex"),
+    u64le(h.time_ms), Buffer.from(h.proposer, "hex"), Buffer.from(h.tx_root, "hex"), u32le(h.tx_count), Buffer.from(h.state_root, "hex"),
+    Buffer.from(h.receipts_root, "hex"), u32le(h.receipt_count));
+}
+
+/// The supervision page's "Check a proof bundle" on the bundle it saved (valid and final) and
+/// on forgeries of it, each refused for its own reason. The forgeries are left in `outDir`
+/// for the Rust test to show `gridledger verify` refuses them too.
+async function checkBundles(page, path) {
+  const real = JSON.parse(readFileSync(path, "utf8"));
+  const copy = () => JSON.parse(JSON.stringify(real));
+  const check = async (name, bundle) => {
+    const file = `${outDir}/${name}.json`;
+    writeFileSync(file, JSON.stringify(bundle, null, 2));
+    await page.evaluate(() => { document.querySelector("#bundle-result").textContent = ""; });
+    await page.setInputFiles("#bundle-file", file);
+    await page.waitForFunction(() => /^(valid|INVALID)/.test(document.querySelector("#bundle-result")?.textContent || ""), null, { timeout: 30_000 });
+    return page.textContent("#bundle-result");
+  };
+  const flip = (h) => h.slice(0, -2) + (parseInt(h.slice(-2), 16) ^ 1).toString(16).padStart(2, "0");
+
+  const said = await check("bundle-real", real);
+  if (!/^valid .*final/.test(said)) failures.push(`bundle check: the page's own proof did not check out: ${said}`);
+  // A value changed under the real header: its Merkle path no longer leads to the state root.
+  const tampered = copy();
+  tampered.proofs[0].value = flip(tampered.proofs[0].value);
+  const refused = [["forged-value", tampered, /INVALID.*Merkle/]];
+  // A made-up header whose state root is a one-leaf tree holding whatever the forger likes,
+  // under the real certificate (which is over the real header)...
+  const madeUp = copy();
+  const key = Buffer.from(madeUp.proofs[0].key, "hex");
+  const value = Buffer.from(flip(madeUp.proofs[0].value), "hex");
+  const keyHash = sha256(key), valueHash = sha256(value);
+  madeUp.proofs = [{ ...madeUp.proofs[0], value: value.toString("hex"), proof: Buffer.concat([Buffer.from([1]), keyHash, valueHash, u32le(0)]).toString("hex") }];
+  madeUp.header.state_root = sha256(Buffer.from("JMT::LeafNode"), keyHash, valueHash).toString("hex");
+  refused.push(["forged-header", madeUp, /INVALID.*another header/]);
+  // ...and with the certificate rewritten to name the made-up header: only the aggregated BLS
+  // signature tells it apart.
+  const renamed = JSON.parse(JSON.stringify(madeUp));
+  const cert = Buffer.from(renamed.finality.certificate, "hex");
+  headerHash(renamed.header).copy(cert, 10);
+  renamed.finality.certificate = cert.toString("hex");
+  refused.push(["forged-certificate", renamed, /INVALID.*signature/]);
+  // The real header and certificate with the header's bytes slid one place across its fields
+  // (the parent hash a byte short, the receipts root a byte long): the same bytes, so the
+  // same hash, and a different state root. Refused for its field widths before anything else.
+  const slid = copy();
+  const h = real.header;
+  const bytes = Buffer.concat(["parent_hash", "time_ms", "proposer", "tx_root", "tx_count", "state_root", "receipts_root"].map((f) =>
+    f === "time_ms" ? u64le(h[f]) : f === "tx_count" ? u32le(h[f]) : Buffer.from(h[f], "hex")));
+  const at = (from, to) => bytes.subarray(from, to);
+  Object.assign(slid.header, {
+    parent_hash: at(0, 31).toString("hex"), time_ms: at(31, 39).readBigUInt64LE().toString(), proposer: at(39, 71).toString("hex"),
+    tx_root: at(71, 103).toString("hex"), tx_count: at(103, 107).readUInt32LE(), state_root: at(107, 139).toString("hex"),
+    receipts_root: at(139, 172).toString("hex"),
+  });
+  if (!headerHash(slid.header).equals(headerHash(real.header))) throw new Error("the slid header should hash as the real one");
+  refused.push(["forged-slid-header", slid, /INVALID.*32 bytes/]);
+  for (const [name, bundle, expected] of refused) {
+    const answer = await check(name, bundle);
+    if (!expected.test(answer)) failures.push(`bundle check: ${name} was not refused as ${expected}: ${answer}`);
+  }
+  console.log(`supervision: bundle check ok (1 valid, ${refused.length} forgeries refused)`);
 }
 
 /// Clicks the first "verify" link matching `selector` inside `container`, saves the bundle it
