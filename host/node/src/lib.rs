@@ -133,6 +133,10 @@ const EXECUTION_POOL_SLOTS: u32 = 16;
 pub const MAX_CONCURRENT_QUERIES: usize = 8;
 pub const QUERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const QUERY_POOL_SLOTS: u32 = MAX_CONCURRENT_QUERIES as u32 * 9;
+/// Wall-clock limit of one query on top of its gas: a query's full gas takes a few
+/// milliseconds of wasm, so only host work priced below its cost on this machine gets near it,
+/// with room for a loaded machine (the time a query thread waits for a core counts too).
+pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A running query's place; given back however the query ends.
 struct QueryPermit<'a>(&'a Node);
@@ -207,8 +211,13 @@ impl Node {
             .map_err(|e| NodeError::Config(format!("engine: {e:#}")))?;
         // Queries (anyone may send them) get an engine and an instance pool of their own, so
         // that however many run they never take an instance block execution needs.
-        let queries = Vm::with_pool_slots(VmConfig::default(), cache_dir, QUERY_POOL_SLOTS)
-            .map_err(|e| NodeError::Config(format!("query engine: {e:#}")))?;
+        let queries = Vm::for_queries(
+            VmConfig::default(),
+            cache_dir,
+            QUERY_POOL_SLOTS,
+            QUERY_DEADLINE,
+        )
+        .map_err(|e| NodeError::Config(format!("query engine: {e:#}")))?;
         let query_threads = query_pool::QueryPool::start(
             MAX_CONCURRENT_QUERIES,
             queries.config().execution_stack_bytes(),

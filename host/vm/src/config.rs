@@ -167,9 +167,13 @@ impl VmConfig {
         )
     }
 
-    /// Builds the engine. Pooling keeps instance creation to a few microseconds.
-    pub fn engine(&self, pool_slots: u32) -> wasmtime::Result<Engine> {
+    /// Builds the engine. Pooling keeps instance creation to a few microseconds. With
+    /// `epochs`, wasm also checks the engine's epoch (a wall-clock deadline: queries only, as
+    /// it makes results depend on time; it is not one of the pinned flags, because it never
+    /// changes what a call that finishes computes).
+    pub fn engine(&self, pool_slots: u32, epochs: bool) -> wasmtime::Result<Engine> {
         let mut c = Config::new();
+        c.epoch_interruption(epochs);
         // Threads, GC, exceptions and component-model async are not compiled into this
         // wasmtime build at all (see the workspace's feature list), so they cannot be on; the
         // rest are switched off explicitly.

@@ -26,6 +26,8 @@ pub struct HostState {
     pub(crate) limits: StoreLimits,
     /// Set when the host itself failed (storage fault); the call's result is then void.
     pub(crate) fault: Option<String>,
+    /// When the outermost call must stop (queries only); nested calls share it.
+    pub(crate) until: Option<crate::Deadline>,
 }
 
 /// Why a host function stopped the guest.
@@ -361,6 +363,7 @@ fn nested_call(
     let caller = data.contract;
     let depth = data.depth + 1;
     let read_only = data.read_only || entry == Entry::Query;
+    let until = data.until.clone();
     let fuel = store.get_fuel()?;
     let mut state = std::mem::take(&mut store.data_mut().state);
     // Funds move inside a layer, so a failed callee returns them.
@@ -384,7 +387,7 @@ fn nested_call(
                 msg: &msg,
                 gas_limit: fuel,
             };
-            vm.call_at_depth(&block, &mut state, req, depth, read_only)
+            vm.call_at_depth(&block, &mut state, req, depth, read_only, until.clone())
         }
         Err(e) => {
             state.discard_layer();
@@ -410,6 +413,10 @@ fn nested_call(
     }
     store.data_mut().state = state;
     store.set_fuel(fuel.saturating_sub(outcome.gas_used))?;
+    // The callee may have moved the query's deadline out (its code had to be compiled).
+    if let Some(d) = &until {
+        store.set_epoch_deadline(d.ticks_left());
+    }
     match outcome.result {
         Ok(data) => {
             // The callee's events count toward this call's limits too.

@@ -27,6 +27,7 @@ use gridledger_types::{Address, ErrorCode, Event, Hash32};
 use host::{EnvRecord, HostTrap, InfoRecord};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 
@@ -138,6 +139,9 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     cache: code::CodeCache,
+    /// Wall-clock limit of one call, nested calls included (queries only: see
+    /// [`Vm::for_queries`]). Block execution has none: its results must not depend on time.
+    deadline: Option<Duration>,
     config: VmConfig,
     config_hash: Hash32,
 }
@@ -145,6 +149,35 @@ struct Inner {
 /// Instance slots in the pool of a VM from [`Vm::new`]: enough for a full call depth on
 /// several threads at once.
 pub const POOL_SLOTS: u32 = 64;
+/// How often a query VM's epoch advances: the resolution of its deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// When a query must stop, shared by the calls it makes (each runs in a store of its own,
+/// with an epoch deadline set from this when it starts, and again when a call it made
+/// returns, since that call may have moved it out).
+#[derive(Clone, Debug)]
+pub(crate) struct Deadline(Arc<parking_lot::Mutex<Instant>>);
+
+impl Deadline {
+    fn after(d: Duration) -> Deadline {
+        Deadline(Arc::new(parking_lot::Mutex::new(Instant::now() + d)))
+    }
+
+    fn extend(&self, by: Duration) {
+        *self.0.lock() += by;
+    }
+
+    /// Epoch ticks to wait for: the next tick may come at once, so one more than the ticks
+    /// in the time left, rounded up (the call then stops between the deadline and one tick
+    /// after it). None after the deadline: the call stops at its first check.
+    pub(crate) fn ticks_left(&self) -> u64 {
+        let left = self.0.lock().saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return 0;
+        }
+        left.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
+    }
+}
 /// Gas for running `info` at store time (not charged to anyone; it only bounds the call).
 const INFO_GAS: u64 = 5_000_000;
 
@@ -162,7 +195,42 @@ impl Vm {
         cache_dir: Option<PathBuf>,
         slots: u32,
     ) -> wasmtime::Result<Vm> {
-        let engine = config.engine(slots)?;
+        Self::build(config, cache_dir, slots, None)
+    }
+
+    /// A VM for queries: like [`Vm::with_pool_slots`], and each call (with the calls it makes)
+    /// also stops when `deadline` has passed, whatever gas it has left, so a query that is
+    /// cheap in gas but slow (host work priced below its time on this machine) cannot hold a
+    /// query thread for long. Epoch interruption: a ticker thread advances the engine's epoch
+    /// every [`EPOCH_TICK`], and wasm checks it at function entries and loop heads.
+    pub fn for_queries(
+        config: VmConfig,
+        cache_dir: Option<PathBuf>,
+        slots: u32,
+        deadline: Duration,
+    ) -> wasmtime::Result<Vm> {
+        let vm = Self::build(config, cache_dir, slots, Some(deadline))?;
+        let engine = vm.inner.engine.weak();
+        std::thread::Builder::new()
+            .name("query-epochs".into())
+            .spawn(move || {
+                // Ends with the engine: the thread holds only a weak reference.
+                while let Some(engine) = engine.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(vm)
+    }
+
+    fn build(
+        config: VmConfig,
+        cache_dir: Option<PathBuf>,
+        slots: u32,
+        deadline: Option<Duration>,
+    ) -> wasmtime::Result<Vm> {
+        let engine = config.engine(slots, deadline.is_some())?;
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker)?;
         let cache = code::CodeCache::new(&engine, cache_dir, 256);
@@ -172,6 +240,7 @@ impl Vm {
                 engine,
                 linker,
                 cache,
+                deadline,
                 config,
                 config_hash,
             }),
@@ -212,6 +281,7 @@ impl Vm {
             Address([0; 32]),
             true,
             0,
+            None,
         );
         let fail = |e: wasmtime::Error| CodeError::WrongWorld(format!("{e:#}"));
         store.set_fuel(INFO_GAS).map_err(fail)?;
@@ -255,7 +325,8 @@ impl Vm {
         req: CallRequest<'_>,
     ) -> Result<CallOutcome, HostFault> {
         let read_only = req.entry == Entry::Query;
-        self.call_at_depth(block, state, req, 0, read_only)
+        // The deadline starts once the code is ready (see `call_at_depth`).
+        self.call_at_depth(block, state, req, 0, read_only, None)
     }
 
     pub(crate) fn call_at_depth(
@@ -265,6 +336,7 @@ impl Vm {
         req: CallRequest<'_>,
         depth: u32,
         read_only: bool,
+        until: Option<Deadline>,
     ) -> Result<CallOutcome, HostFault> {
         let failed = |e: CallError, gas_used: u64| CallOutcome {
             result: Err(e),
@@ -281,11 +353,30 @@ impl Vm {
         if req.gas_limit < instantiate_gas {
             return Ok(failed(CallError::OutOfGas, req.gas_limit));
         }
+        let preparing = Instant::now();
         let pre = self.prepared(state, &info.code_hash)?;
+        // A query's deadline counts running, not compiling: the first query of a contract on
+        // this engine compiles it (its artifacts are not the execution engine's), which can
+        // take longer than a query may run. An outermost call's deadline starts here; a nested
+        // call's moves out by the time its code took to get ready.
+        let until = match until {
+            Some(d) => {
+                d.extend(preparing.elapsed());
+                Some(d)
+            }
+            None => self.inner.deadline.map(Deadline::after),
+        };
 
         state.push_layer();
         let lent = std::mem::take(state);
-        let mut store = self.new_store(block.clone(), lent, req.contract, read_only, depth);
+        let mut store = self.new_store(
+            block.clone(),
+            lent,
+            req.contract,
+            read_only,
+            depth,
+            until.clone(),
+        );
         store
             .set_fuel(req.gas_limit - instantiate_gas)
             .map_err(|e| HostFault(format!("{e:#}")))?;
@@ -360,6 +451,7 @@ impl Vm {
         contract: Address,
         read_only: bool,
         depth: u32,
+        until: Option<Deadline>,
     ) -> Store<HostState> {
         let limits = &self.inner.config.limits;
         let store_limits = StoreLimitsBuilder::new()
@@ -383,9 +475,16 @@ impl Vm {
                 event_bytes: 0,
                 limits: store_limits,
                 fault: None,
+                until: until.clone(),
             },
         );
         store.limiter(|s| &mut s.limits);
+        if self.inner.deadline.is_some() {
+            // None given: never (wasmtime adds the current epoch, so not u64::MAX).
+            let ticks = until.as_ref().map_or(u64::MAX >> 1, Deadline::ticks_left);
+            store.set_epoch_deadline(ticks);
+            store.epoch_deadline_trap();
+        }
         store
     }
 
@@ -454,6 +553,9 @@ fn classify(e: wasmtime::Error) -> CallError {
     if let Some(t) = e.downcast_ref::<Trap>() {
         return match t {
             Trap::OutOfFuel => CallError::OutOfGas,
+            Trap::Interrupt => {
+                CallError::Trap("the query ran past its time limit on this node".into())
+            }
             Trap::StackOverflow => CallError::Trap("stack overflow (recursion too deep)".into()),
             Trap::UnreachableCodeReached => {
                 CallError::Trap("unreachable executed (the contract panicked)".into())

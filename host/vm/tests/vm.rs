@@ -622,3 +622,74 @@ fn events_are_capped_per_call_and_priced_near_storage() {
         too_big.result
     );
 }
+
+/// A query VM stops a call at its wall-clock deadline even with gas for seconds of work left
+/// (a loop given 2·10¹¹ gas would otherwise run for about ten seconds, then run out of gas),
+/// and keeps answering.
+#[test]
+fn a_query_stops_at_its_deadline_whatever_gas_it_has_left() {
+    let vm = Vm::for_queries(
+        VmConfig::default(),
+        None,
+        16,
+        std::time::Duration::from_millis(50),
+    )
+    .unwrap();
+    let mut state = StateStack::default();
+    let at = Address([0xc0; 32]);
+    deploy(&vm, &mut state, "misbehave", at);
+    let gas = 200_000_000_000;
+    let out = call(&vm, &mut state, at, Entry::Query, r#"{"spin":{}}"#, gas);
+    match &out.result {
+        Err(CallError::Trap(m)) => assert!(m.contains("time limit"), "{m}"),
+        other => panic!("expected the deadline to stop the query: {other:?}"),
+    }
+    assert!(out.gas_used < gas, "{}", out.gas_used);
+    // Gas still binds first when it is the smaller limit, and the VM answers the next query.
+    let out = call(&vm, &mut state, at, Entry::Query, r#"{"spin":{}}"#, GAS);
+    assert!(
+        matches!(out.result, Err(CallError::OutOfGas)),
+        "{:?}",
+        out.result
+    );
+    let out = call(
+        &vm,
+        &mut state,
+        at,
+        Entry::Query,
+        r#"{"get":{"key":"k"}}"#,
+        GAS,
+    );
+    assert_eq!(out.result.unwrap(), b"null");
+}
+
+/// A query's deadline counts running, not compiling: the first query of a contract on a query
+/// VM compiles it (the market: far longer than the 1 ms allowed here) and is still answered
+/// (here with the error of a market never instantiated, not the deadline's).
+#[test]
+fn a_query_deadline_does_not_count_compiling_the_contract() {
+    let execution = Vm::new(VmConfig::default(), None).unwrap();
+    let mut state = StateStack::default();
+    let at = Address([0xc0; 32]);
+    // Deployed (and compiled) by another VM: the query VM has never seen the code.
+    deploy(&execution, &mut state, "market", at);
+    let queries = Vm::for_queries(
+        VmConfig::default(),
+        None,
+        16,
+        std::time::Duration::from_millis(1),
+    )
+    .unwrap();
+    let out = call(
+        &queries,
+        &mut state,
+        at,
+        Entry::Query,
+        r#"{"config":{}}"#,
+        GAS,
+    );
+    match out.result {
+        Err(CallError::Contract(_)) => {}
+        other => panic!("expected the market's own error: {other:?}"),
+    }
+}
