@@ -285,7 +285,7 @@ impl Node {
         let validators = genesis.validator_set()?;
         let diverged = store.diverged()?;
         let schedule = genesis.scheduled_calls();
-        Ok(Arc::new(Node {
+        let node = Arc::new(Node {
             submitted,
             validators,
             store,
@@ -307,7 +307,38 @@ impl Node {
             query_threads,
             queries_running: Mutex::new(0),
             query_done: parking_lot::Condvar::new(),
-        }))
+        });
+        node.check_scheduled_call_gas()?;
+        Ok(node)
+    }
+
+    /// Refuses a chain whose scheduled calls get less gas than their contract was told they
+    /// get (`call_gas` in its `config` answer, as the market reports it): such a contract
+    /// sizes each call's work by that figure (the market: how many orders a period takes), so
+    /// its calls would run out of gas and the escrow they release would stay locked.
+    fn check_scheduled_call_gas(&self) -> Result<(), NodeError> {
+        for call in self.genesis.scheduled_calls() {
+            let Some(contract) = self.contract_by_label(&call.contract)? else {
+                continue;
+            };
+            // A contract without a `config` answer, or without `call_gas` in it, is not told.
+            let Ok(answer) = self.query(&contract, br#"{"config":{}}"#) else {
+                continue;
+            };
+            let told = serde_json::from_slice::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|v| v.get("call_gas")?.as_u64());
+            if let Some(told) = told
+                && told > call.gas
+            {
+                return Err(NodeError::Config(format!(
+                    "contract {} plans its {} calls for {told} gas (call_gas), but genesis gives them {}: \
+                     they would run out of gas; give it \"call_gas\": {{sudo_gas}}",
+                    call.contract, call.call, call.gas
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn chain_id(&self) -> &str {

@@ -23,8 +23,10 @@ fn key(name: &str) -> Keypair {
     Keypair::from_seed_phrase(&format!("clock {name}"))
 }
 
-#[test]
-fn periods_clear_and_settle_at_boundaries() {
+/// A wind turbine and a household trading on a market whose period calls get 10⁹ gas;
+/// `call_gas` is what the market's instantiate message says about that (a JSON member, or
+/// nothing).
+fn two_party_genesis(call_gas: &str) -> gridledger_node::genesis::Genesis {
     let mut genesis = test_genesis(vec![
         account("regulator", 1_000_000_000),
         account("wind", 1_000_000_000),
@@ -38,7 +40,7 @@ fn periods_clear_and_settle_at_boundaries() {
         GenesisContract {
             label: "market".into(),
             wasm: "market.wasm".into(),
-            msg: r#"{"pricing":"{contract:pricing}","grid_company":"{account:grid-company}","admin":"{account:grid-company}","start_ms":{market_start_ms},"period_ms":{period_ms},"devices":[{"device":"{account:meter-wind}","participant":"{account:wind}","kind":"wind_turbine","rated_power_w":10000000},{"device":"{account:meter-house}","participant":"{account:house}","kind":"household_load","rated_power_w":10000000}]}"#.into(),
+            msg: r#"{"pricing":"{contract:pricing}","grid_company":"{account:grid-company}","admin":"{account:grid-company}","start_ms":{market_start_ms},"period_ms":{period_ms},{call_gas}"devices":[{"device":"{account:meter-wind}","participant":"{account:wind}","kind":"wind_turbine","rated_power_w":10000000},{"device":"{account:meter-house}","participant":"{account:house}","kind":"household_load","rated_power_w":10000000}]}"#.replace("{call_gas}", call_gas),
             funds: 1_000_000,
             creator: "grid-company".into(),
             admin: Some("regulator".into()),
@@ -51,6 +53,36 @@ fn periods_clear_and_settle_at_boundaries() {
         sudo_gas: 1_000_000_000,
         stats_contract: Some("market".into()),
     });
+    genesis
+}
+
+/// A market told its period calls get more gas than genesis gives them would plan more work
+/// per call than a call can do (and let periods take more orders than its calls can settle):
+/// the node refuses to start such a chain, and starts it once the market is told the truth.
+#[test]
+fn a_market_told_more_gas_than_its_period_calls_get_is_refused() {
+    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contracts");
+    // Not told at all: the market assumes its default of 2·10⁹.
+    for told in ["", r#""call_gas":1000000001,"#] {
+        let err = gridledger_node::Node::in_memory(two_party_genesis(told), &contracts)
+            .err()
+            .unwrap_or_else(|| panic!("a market told {told:?} started"));
+        let said = err.to_string();
+        assert!(
+            said.contains("plans its period_boundary calls for")
+                && said.contains("gives them 1000000000"),
+            "{said}"
+        );
+    }
+    for told in [r#""call_gas":{sudo_gas},"#, r#""call_gas":500000000,"#] {
+        gridledger_node::Node::in_memory(two_party_genesis(told), &contracts)
+            .unwrap_or_else(|e| panic!("a market told {told:?} did not start: {e}"));
+    }
+}
+
+#[test]
+fn periods_clear_and_settle_at_boundaries() {
+    let genesis = two_party_genesis(r#""call_gas":{sudo_gas},"#);
     let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contracts");
     let mut chain = TestChain::with_genesis(genesis, &contracts);
     let market = chain.node.contract_by_label("market").unwrap().unwrap();

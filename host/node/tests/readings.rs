@@ -51,7 +51,7 @@ fn chain() -> TestChain {
         GenesisContract {
             label: "market".into(),
             wasm: "market.wasm".into(),
-            msg: r#"{"pricing":"{contract:pricing}","grid_company":"{account:grid-company}","admin":"{account:grid-company}","start_ms":{market_start_ms},"period_ms":{period_ms},"devices":[{"device":"{account:meter-wind}","participant":"{account:wind}","kind":"wind_turbine","rated_power_w":10000000},{"device":"{account:meter-house}","participant":"{account:house}","kind":"household_load","rated_power_w":10000000}]}"#.into(),
+            msg: r#"{"pricing":"{contract:pricing}","grid_company":"{account:grid-company}","admin":"{account:grid-company}","start_ms":{market_start_ms},"period_ms":{period_ms},"call_gas":{sudo_gas},"devices":[{"device":"{account:meter-wind}","participant":"{account:wind}","kind":"wind_turbine","rated_power_w":10000000},{"device":"{account:meter-house}","participant":"{account:house}","kind":"household_load","rated_power_w":10000000}]}"#.into(),
             funds: 1_000_000,
             creator: "grid-company".into(),
             admin: Some("regulator".into()),
