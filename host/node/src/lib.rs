@@ -133,10 +133,11 @@ const EXECUTION_POOL_SLOTS: u32 = 16;
 pub const MAX_CONCURRENT_QUERIES: usize = 8;
 pub const QUERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const QUERY_POOL_SLOTS: u32 = MAX_CONCURRENT_QUERIES as u32 * 9;
-/// Wall-clock limit of one query on top of its gas: a query's full gas takes a few
-/// milliseconds of wasm, so only host work priced below its cost on this machine gets near it,
-/// with room for a loaded machine (the time a query thread waits for a core counts too).
-pub const QUERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Wall-clock limit of one query's run, on top of its gas: as long as its caller waits for the
+/// answer, so an answer someone still waits for is never cut short (query threads run at the
+/// lowest priority: on a busy machine an honest query can take seconds), and a query nobody
+/// waits for any more gives its thread back.
+pub const QUERY_TIME_LIMIT: std::time::Duration = query_pool::QUERY_DEADLINE;
 
 /// A running query's place; given back however the query ends.
 struct QueryPermit<'a>(&'a Node);
@@ -215,7 +216,7 @@ impl Node {
             VmConfig::default(),
             cache_dir,
             QUERY_POOL_SLOTS,
-            QUERY_DEADLINE,
+            QUERY_TIME_LIMIT,
         )
         .map_err(|e| NodeError::Config(format!("query engine: {e:#}")))?;
         let query_threads = query_pool::QueryPool::start(
@@ -285,7 +286,7 @@ impl Node {
         let validators = genesis.validator_set()?;
         let diverged = store.diverged()?;
         let schedule = genesis.scheduled_calls();
-        let node = Arc::new(Node {
+        Ok(Arc::new(Node {
             submitted,
             validators,
             store,
@@ -307,38 +308,7 @@ impl Node {
             query_threads,
             queries_running: Mutex::new(0),
             query_done: parking_lot::Condvar::new(),
-        });
-        node.check_scheduled_call_gas()?;
-        Ok(node)
-    }
-
-    /// Refuses a chain whose scheduled calls get less gas than their contract was told they
-    /// get (`call_gas` in its `config` answer, as the market reports it): such a contract
-    /// sizes each call's work by that figure (the market: how many orders a period takes), so
-    /// its calls would run out of gas and the escrow they release would stay locked.
-    fn check_scheduled_call_gas(&self) -> Result<(), NodeError> {
-        for call in self.genesis.scheduled_calls() {
-            let Some(contract) = self.contract_by_label(&call.contract)? else {
-                continue;
-            };
-            // A contract without a `config` answer, or without `call_gas` in it, is not told.
-            let Ok(answer) = self.query(&contract, br#"{"config":{}}"#) else {
-                continue;
-            };
-            let told = serde_json::from_slice::<serde_json::Value>(&answer)
-                .ok()
-                .and_then(|v| v.get("call_gas")?.as_u64());
-            if let Some(told) = told
-                && told > call.gas
-            {
-                return Err(NodeError::Config(format!(
-                    "contract {} plans its {} calls for {told} gas (call_gas), but genesis gives them {}: \
-                     they would run out of gas; give it \"call_gas\": {{sudo_gas}}",
-                    call.contract, call.call, call.gas
-                )));
-            }
-        }
-        Ok(())
+        }))
     }
 
     pub fn chain_id(&self) -> &str {
@@ -1175,6 +1145,62 @@ fn fail_to_node(e: exec::Fail) -> NodeError {
     }
 }
 
+/// Refuses a genesis whose scheduled calls get less gas than their contract was told they get
+/// (`call_gas` in its `config` answer, as the market reports it): such a contract sizes each
+/// call's work by that figure (the market: how many orders a period takes), so its calls
+/// would run out of gas and the escrow they release would stay locked. Checked on the
+/// genesis state before block 0 is written, on the execution VM (no deadline, no query
+/// threads to be busy): a contract that has no `config` answer, or no `call_gas` in it, is
+/// not told, and anything else that fails here is a fault.
+fn check_scheduled_call_gas(
+    exec: &Executor,
+    env: &BlockEnv,
+    state: &mut StateStack,
+    genesis: &Genesis,
+    labels: &std::collections::BTreeMap<String, Address>,
+) -> Result<(), NodeError> {
+    for call in genesis.scheduled_calls() {
+        let Some(&contract) = labels.get(&call.contract) else {
+            continue;
+        };
+        let out = exec.vm.call(
+            env,
+            state,
+            CallRequest {
+                contract,
+                entry: Entry::Query,
+                caller: None,
+                funds: 0,
+                msg: br#"{"config":{}}"#,
+                gas_limit: exec.vm.config().limits.query_gas,
+            },
+        )?;
+        let answer = match out.result {
+            Ok(a) => a,
+            Err(gridledger_vm::CallError::Contract(_)) => continue,
+            Err(e) => {
+                return Err(NodeError::Config(format!(
+                    "genesis contract {}: its config query failed: {e}",
+                    call.contract
+                )));
+            }
+        };
+        let told = serde_json::from_slice::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| v.get("call_gas")?.as_u64());
+        if let Some(told) = told
+            && told > call.gas
+        {
+            return Err(NodeError::Config(format!(
+                "contract {} plans its {} calls for {told} gas (call_gas), but genesis gives them {}: \
+                 they would run out of gas; give it \"call_gas\": {{sudo_gas}}",
+                call.contract, call.call, call.gas
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Fills `{account:NAME}`, `{contract:LABEL}`, `{genesis_time_ms}`, `{period_ms}`,
 /// `{market_start_ms}`, `{sudo_gas}`, `{governance}` and `{grid}` in a genesis instantiate
 /// message.
@@ -1422,6 +1448,7 @@ fn build_genesis(
             result: contract.0.to_vec(),
         });
     }
+    check_scheduled_call_gas(exec, &env, &mut state, genesis, &labels)?;
     let changes = state.take_changes();
     let header = commit_block(
         store,

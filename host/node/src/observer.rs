@@ -159,13 +159,21 @@ fn finalized_since(node: &Node, from: u64, certificates_from: u64) -> Result<Sin
         blocks.push(FinalizedBlock { proposal, proof });
     }
     let mut certificates = Vec::new();
-    let last = head.min(certificates_from.saturating_add(MAX_CERTIFICATES_PER_ANSWER as u64));
-    for height in certificates_from.max(1)..=last {
+    for height in certificate_heights(certificates_from, head) {
         if let Some(c) = node.execution_certificate(height)? {
             certificates.push((height, c));
         }
     }
     Ok((blocks, certificates))
+}
+
+/// The heights whose execution certificates one answer carries: from `from` (at least 1) up
+/// to the head, at most [`MAX_CERTIFICATES_PER_ANSWER`] of them, which is all the follower
+/// takes. (One more, as an inclusive range once sent, and a follower more than that many
+/// certificates behind was refused every answer and never caught up.)
+fn certificate_heights(from: u64, head: u64) -> std::ops::RangeInclusive<u64> {
+    let from = from.max(1);
+    from..=head.min(from.saturating_add(MAX_CERTIFICATES_PER_ANSWER as u64 - 1))
 }
 
 /// Why a block or certificate from a peer was not taken.
@@ -588,6 +596,19 @@ async fn forward(node: Arc<Node>, requester: Arc<Requester>, stop: watch::Receiv
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_carries_no_more_certificates_than_a_follower_takes() {
+        for (from, head) in [(0, 1_000), (1, 1_000), (500, 10_000), (1, 256), (1, 257)] {
+            let heights = certificate_heights(from, head);
+            assert_eq!(*heights.start(), from.max(1));
+            // As many as a follower takes when the head is far enough; up to the head
+            // otherwise.
+            let want = (head - from.max(1) + 1).min(MAX_CERTIFICATES_PER_ANSWER as u64);
+            assert_eq!(heights.count() as u64, want, "{from}..{head}");
+        }
+        assert!(certificate_heights(10, 5).next().is_none());
+    }
 
     #[test]
     fn a_failing_validator_is_asked_less_and_again_once_it_answers() {

@@ -167,13 +167,14 @@ impl VmConfig {
         )
     }
 
-    /// Builds the engine. Pooling keeps instance creation to a few microseconds. With
-    /// `epochs`, wasm also checks the engine's epoch (a wall-clock deadline: queries only, as
-    /// it makes results depend on time; it is not one of the pinned flags, because it never
-    /// changes what a call that finishes computes).
-    pub fn engine(&self, pool_slots: u32, epochs: bool) -> wasmtime::Result<Engine> {
+    /// Builds the engine. Pooling keeps instance creation to a few microseconds. Wasm also
+    /// checks the engine's epoch, on every engine alike so that the query engine (whose epoch
+    /// advances: a wall-clock deadline, see `Vm::for_queries`) runs the very artifacts block
+    /// execution compiled. On an execution engine the epoch never advances, so the check never
+    /// fires and results do not depend on time; that is why it is not one of the pinned flags.
+    pub fn engine(&self, pool_slots: u32) -> wasmtime::Result<Engine> {
         let mut c = Config::new();
-        c.epoch_interruption(epochs);
+        c.epoch_interruption(true);
         // Threads, GC, exceptions and component-model async are not compiled into this
         // wasmtime build at all (see the workspace's feature list), so they cannot be on; the
         // rest are switched off explicitly.

@@ -154,24 +154,38 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// When a query must stop, shared by the calls it makes (each runs in a store of its own,
 /// with an epoch deadline set from this when it starts, and again when a call it made
-/// returns, since that call may have moved it out).
+/// returns, since that call may have moved it out). Moved out by at most the limit itself in
+/// all, so a query that reaches into code after code never compiled here still ends.
 #[derive(Clone, Debug)]
-pub(crate) struct Deadline(Arc<parking_lot::Mutex<Instant>>);
+pub(crate) struct Deadline(Arc<parking_lot::Mutex<DeadlineState>>);
+
+#[derive(Debug)]
+struct DeadlineState {
+    at: Instant,
+    /// What it may still be moved out by.
+    slack: Duration,
+}
 
 impl Deadline {
     fn after(d: Duration) -> Deadline {
-        Deadline(Arc::new(parking_lot::Mutex::new(Instant::now() + d)))
+        Deadline(Arc::new(parking_lot::Mutex::new(DeadlineState {
+            at: Instant::now() + d,
+            slack: d,
+        })))
     }
 
     fn extend(&self, by: Duration) {
-        *self.0.lock() += by;
+        let mut s = self.0.lock();
+        let by = by.min(s.slack);
+        s.at += by;
+        s.slack -= by;
     }
 
     /// Epoch ticks to wait for: the next tick may come at once, so one more than the ticks
     /// in the time left, rounded up (the call then stops between the deadline and one tick
-    /// after it). None after the deadline: the call stops at its first check.
+    /// after it). Zero once it passed: the call stops at its first check.
     pub(crate) fn ticks_left(&self) -> u64 {
-        let left = self.0.lock().saturating_duration_since(Instant::now());
+        let left = self.0.lock().at.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return 0;
         }
@@ -230,7 +244,7 @@ impl Vm {
         slots: u32,
         deadline: Option<Duration>,
     ) -> wasmtime::Result<Vm> {
-        let engine = config.engine(slots, deadline.is_some())?;
+        let engine = config.engine(slots)?;
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker)?;
         let cache = code::CodeCache::new(&engine, cache_dir, 256);
@@ -479,12 +493,11 @@ impl Vm {
             },
         );
         store.limiter(|s| &mut s.limits);
-        if self.inner.deadline.is_some() {
-            // None given: never (wasmtime adds the current epoch, so not u64::MAX).
-            let ticks = until.as_ref().map_or(u64::MAX >> 1, Deadline::ticks_left);
-            store.set_epoch_deadline(ticks);
-            store.epoch_deadline_trap();
-        }
+        // None given (block execution, whose epoch never advances, and code checks): never;
+        // wasmtime adds the current epoch, so not u64::MAX.
+        let ticks = until.as_ref().map_or(u64::MAX >> 1, Deadline::ticks_left);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
         store
     }
 

@@ -664,8 +664,8 @@ fn a_query_stops_at_its_deadline_whatever_gas_it_has_left() {
 }
 
 /// A query's deadline counts running, not compiling: the first query of a contract on a query
-/// VM compiles it (the market: far longer than the 1 ms allowed here) and is still answered
-/// (here with the error of a market never instantiated, not the deadline's).
+/// VM compiles it (the market: seconds, far longer than the 50 ms allowed here) and is still
+/// answered (here with the error of a market never instantiated, not the deadline's).
 #[test]
 fn a_query_deadline_does_not_count_compiling_the_contract() {
     let execution = Vm::new(VmConfig::default(), None).unwrap();
