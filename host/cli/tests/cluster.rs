@@ -35,18 +35,29 @@ struct Validator {
 
 impl Validator {
     fn start(&mut self) {
+        // Each start's log beside its config (a restart's replaces the last one's).
+        let log = self.config.with_extension("log");
         let mut child = Command::new(BIN)
             .args(["node", "--config"])
             .arg(&self.config)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("node log file"))
             .spawn()
             .expect("start node");
-        // Wait for the API line, so the node has bound its ports.
+        // Wait for the API line, so the node has bound its ports; a node that exits first
+        // fails the test with what it logged.
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         loop {
-            let line = lines.next().expect("node printed its API").unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = said.lines().rev().take(20).collect();
+                panic!(
+                    "node {} exited before printing its API:\n{}",
+                    self.config.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            };
             if line.contains("API: http://") {
                 break;
             }
