@@ -594,7 +594,7 @@ async function checkFinality(bundle) {
   return { signers: signers.length, validators: n };
 }
 
-/// Checks a state-proof bundle (`/v1/state/proofs`, or one key's `/v1/state/proof`): every
+/// Checks a state-proof bundle (`/v1/state/proofs`, or one key's `/v1/state/{key}/proof`): every
 /// Merkle path into its header's state root, then its finality. Returns what it proves.
 async function checkStateBundle(bundle) {
   if (!bundle || typeof bundle !== "object" || !bundle.header) throw new Error("not a proof bundle");
