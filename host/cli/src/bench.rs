@@ -159,8 +159,6 @@ fn bench_vm(json: bool, seconds: f64, contracts_dir: &std::path::Path) -> Result
         store
             .set_fuel(1_000_000)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        // The engine checks epochs (see `VmConfig::engine`); this one never advances.
-        store.set_epoch_deadline(u64::MAX >> 1);
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;

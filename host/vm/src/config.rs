@@ -167,14 +167,14 @@ impl VmConfig {
         )
     }
 
-    /// Builds the engine. Pooling keeps instance creation to a few microseconds. Wasm also
-    /// checks the engine's epoch, on every engine alike so that the query engine (whose epoch
-    /// advances: a wall-clock deadline, see `Vm::for_queries`) runs the very artifacts block
-    /// execution compiled. On an execution engine the epoch never advances, so the check never
-    /// fires and results do not depend on time; that is why it is not one of the pinned flags.
-    pub fn engine(&self, pool_slots: u32) -> wasmtime::Result<Engine> {
+    /// Builds the engine. Pooling keeps instance creation to a few microseconds. With
+    /// `epochs`, wasm also checks the engine's epoch: the query engine only (a wall-clock
+    /// deadline, see `Vm::for_queries`). Never on an execution engine: the checks change
+    /// stack frames, so how deep recursion gets before it traps, and with it gas (a
+    /// conformance vector caught this when every engine had them).
+    pub fn engine(&self, pool_slots: u32, epochs: bool) -> wasmtime::Result<Engine> {
         let mut c = Config::new();
-        c.epoch_interruption(true);
+        c.epoch_interruption(epochs);
         // Threads, GC, exceptions and component-model async are not compiled into this
         // wasmtime build at all (see the workspace's feature list), so they cannot be on; the
         // rest are switched off explicitly.

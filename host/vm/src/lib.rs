@@ -244,7 +244,7 @@ impl Vm {
         slots: u32,
         deadline: Option<Duration>,
     ) -> wasmtime::Result<Vm> {
-        let engine = config.engine(slots)?;
+        let engine = config.engine(slots, deadline.is_some())?;
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker)?;
         let cache = code::CodeCache::new(&engine, cache_dir, 256);
@@ -493,11 +493,13 @@ impl Vm {
             },
         );
         store.limiter(|s| &mut s.limits);
-        // None given (block execution, whose epoch never advances, and code checks): never;
-        // wasmtime adds the current epoch, so not u64::MAX.
-        let ticks = until.as_ref().map_or(u64::MAX >> 1, Deadline::ticks_left);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        if self.inner.deadline.is_some() {
+            // None given (code checks): never; wasmtime adds the current epoch, so not
+            // u64::MAX.
+            let ticks = until.as_ref().map_or(u64::MAX >> 1, Deadline::ticks_left);
+            store.set_epoch_deadline(ticks);
+            store.epoch_deadline_trap();
+        }
         store
     }
 
