@@ -212,13 +212,10 @@ impl Node {
             .map_err(|e| NodeError::Config(format!("engine: {e:#}")))?;
         // Queries (anyone may send them) get an engine and an instance pool of their own, so
         // that however many run they never take an instance block execution needs.
-        let queries = Vm::for_queries(
-            VmConfig::default(),
-            cache_dir,
-            QUERY_POOL_SLOTS,
-            QUERY_TIME_LIMIT,
-        )
-        .map_err(|e| NodeError::Config(format!("query engine: {e:#}")))?;
+        // Not yet `Vm::for_queries`: its engine compiles contracts apart from this one, which
+        // made nodes' first status queries slow enough to fail the cluster tests on 2 cores.
+        let queries = Vm::with_pool_slots(VmConfig::default(), cache_dir, QUERY_POOL_SLOTS)
+            .map_err(|e| NodeError::Config(format!("query engine: {e:#}")))?;
         let query_threads = query_pool::QueryPool::start(
             MAX_CONCURRENT_QUERIES,
             queries.config().execution_stack_bytes(),
