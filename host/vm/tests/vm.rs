@@ -623,18 +623,23 @@ fn events_are_capped_per_call_and_priced_near_storage() {
     );
 }
 
-/// A query VM stops a call at its wall-clock deadline even with gas for seconds of work left
-/// (a loop given 2·10¹¹ gas would otherwise run for about ten seconds, then run out of gas),
-/// and keeps answering.
-#[test]
-fn a_query_stops_at_its_deadline_whatever_gas_it_has_left() {
-    let vm = Vm::for_queries(
+/// A query VM whose calls may run for 50 ms.
+fn query_vm_with_50_ms() -> Vm {
+    Vm::for_queries(
         VmConfig::default(),
         None,
         16,
         std::time::Duration::from_millis(50),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A query VM stops a call at its wall-clock deadline even with gas for seconds of work left
+/// (a loop given 2·10¹¹ gas would otherwise run for about ten seconds, then run out of gas),
+/// and keeps answering.
+#[test]
+fn a_query_stops_at_its_deadline_whatever_gas_it_has_left() {
+    let vm = query_vm_with_50_ms();
     let mut state = StateStack::default();
     let at = Address([0xc0; 32]);
     deploy(&vm, &mut state, "misbehave", at);
@@ -673,13 +678,7 @@ fn a_query_deadline_does_not_count_compiling_the_contract() {
     let at = Address([0xc0; 32]);
     // Deployed (and compiled) by another VM: the query VM has never seen the code.
     deploy(&execution, &mut state, "market", at);
-    let queries = Vm::for_queries(
-        VmConfig::default(),
-        None,
-        16,
-        std::time::Duration::from_millis(1),
-    )
-    .unwrap();
+    let queries = query_vm_with_50_ms();
     let out = call(
         &queries,
         &mut state,
