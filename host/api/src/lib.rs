@@ -423,6 +423,11 @@ async fn query_contract(
             "busy",
             format!("{n} queries are running; retry shortly"),
         )),
+        Err(QueryError::TimedOut(d)) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "query_timeout",
+            format!("no answer within {d:?}; the node is busy or the query is slow"),
+        )),
         Err(QueryError::Node(e)) => Err(e.into()),
     }
 }

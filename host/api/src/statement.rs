@@ -73,7 +73,7 @@ fn market(node: &Node) -> ApiResult<Address> {
     })
 }
 
-fn query(node: &Node, contract: &Address, msg: Value) -> ApiResult<Value> {
+fn query(node: &Arc<Node>, contract: &Address, msg: Value) -> ApiResult<Value> {
     let bytes = node
         .query(contract, msg.to_string().as_bytes())
         .map_err(|e| {
@@ -122,7 +122,13 @@ pub async fn get_statement(
     Ok(Json(out))
 }
 
-fn statement(node: &Node, who: Address, day: &str, from_ms: u64, to_ms: u64) -> ApiResult<Value> {
+fn statement(
+    node: &Arc<Node>,
+    who: Address,
+    day: &str,
+    from_ms: u64,
+    to_ms: u64,
+) -> ApiResult<Value> {
     let market = market(node)?;
     let config = query(node, &market, json!({"config": {}}))?;
     let (start_ms, period_ms) = (

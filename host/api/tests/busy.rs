@@ -1,10 +1,9 @@
 //! A full mempool answers a submission with `503` and code `busy` over HTTP, and the
 //! transaction is neither queued nor silently dropped as if accepted.
 
+use gridledger_node::Node;
 use gridledger_node::genesis::GenesisAccount;
-use gridledger_node::mempool::MAX_PENDING_PER_SENDER;
 use gridledger_node::testing::{TEST_CHAIN_ID, TX_GAS, test_genesis};
-use gridledger_node::{MEMPOOL_CAPACITY, Node};
 use gridledger_types::{Address, Keypair, Payload, SignedTx, TxBody};
 use std::path::Path;
 
@@ -24,9 +23,10 @@ fn transfer(key: &Keypair, nonce: u64) -> SignedTx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_mempool_answers_busy_with_503() {
-    // One sender may have only MAX_PENDING_PER_SENDER waiting: fill the pool from many.
-    let per = MAX_PENDING_PER_SENDER;
-    let senders: Vec<Keypair> = (0..MEMPOOL_CAPACITY.div_ceil(per) + 1)
+    // A full pool makes room by evicting from a sender with at least two more waiting than
+    // the newcomer: with every sender at one, nobody gives way, and the newcomer is refused.
+    const CAPACITY: usize = 64;
+    let senders: Vec<Keypair> = (0..CAPACITY + 1)
         .map(|i| Keypair::from_seed_phrase(&format!("busy sender {i}")))
         .collect();
     let genesis = test_genesis(
@@ -41,9 +41,9 @@ async fn a_full_mempool_answers_busy_with_503() {
             .collect(),
     );
     let node = Node::in_memory(genesis, Path::new(".")).unwrap();
-    for k in 0..MEMPOOL_CAPACITY {
-        let (sender, nonce) = (&senders[k / per], (k % per) as u64);
-        node.submit(&transfer(sender, nonce).encode())
+    node.set_mempool_capacity(CAPACITY);
+    for (k, sender) in senders[..CAPACITY].iter().enumerate() {
+        node.submit(&transfer(sender, 0).encode())
             .unwrap_or_else(|e| panic!("transaction {k} refused: {e}"));
     }
     let sender = senders.last().unwrap();
@@ -72,7 +72,10 @@ async fn a_full_mempool_answers_busy_with_503() {
         .json()
         .await
         .unwrap();
-    assert_eq!(status["mempool"], MEMPOOL_CAPACITY, "nothing was queued");
+    assert_eq!(
+        status["mempool"], CAPACITY,
+        "nothing was queued, nothing evicted"
+    );
     let tx = client
         .get(format!("{url}/v1/txs/{}", one_more.hash().to_hex()))
         .send()

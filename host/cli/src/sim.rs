@@ -12,8 +12,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Gas limit of each simulated transaction.
-const SIM_GAS: u64 = 20_000_000;
+/// Gas limit of each simulated transaction: about 10× what the market's calls use (an order
+/// ≈ 200,000 gas, a forecast or reading ≈ 110,000; conformance vector `market`). A block takes
+/// transactions whose gas *limits* sum to at most the block gas (10⁹), so a limit far above
+/// use costs block space: at 20 M, a block took 50 of them, and a 1,000-household community
+/// (2,000 transactions a 5 s period) fell behind on four validators.
+const SIM_GAS: u64 = 2_000_000;
 
 struct Member {
     cfg: Participant,
@@ -337,6 +341,22 @@ mod tests {
         assert!(parse_profiles("period,time,a\n0,00:00,x\n").is_err());
     }
 
+    /// A 1,000-household community sends about 2,000 transactions a period (a forecast and an
+    /// order each). Leaders take transactions by their gas limits, so those must fit in the
+    /// blocks of one period with room to spare for readings and everyone else: at most half.
+    #[test]
+    fn a_communitys_period_of_transactions_fits_in_half_a_periods_blocks() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let genesis = Genesis::load(&repo.join("genesis/island.toml")).unwrap();
+        let clock = genesis.market.clone().unwrap();
+        let blocks = clock.period_ms / genesis.block_interval_ms;
+        let block_gas = gridledger_vm::VmConfig::default().limits.max_block_gas;
+        assert!(
+            2_000 * SIM_GAS <= blocks * block_gas / 2,
+            "2,000 transactions of {SIM_GAS} gas do not fit in half of {blocks} blocks of {block_gas}"
+        );
+    }
+
     #[test]
     fn the_shipped_island_profiles_load() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -421,6 +441,13 @@ mod tests {
                 } = node.tx_status(h).unwrap()
             {
                 let fee: BTreeMap<_, _> = receipts.iter().map(|r| (r.tx_hash, r.fee)).collect();
+                // The simulation's gas limits are tight (they cost block space), not too tight.
+                for r in &receipts {
+                    assert!(
+                        r.error.as_ref().is_none_or(|e| e.code != gridledger_types::ErrorCode::OutOfGas),
+                        "a simulated transaction ran out of its {SIM_GAS} gas: {r:?}"
+                    );
+                }
                 for tx in &b.txs {
                     *gas.entry(tx.body.sender).or_default() +=
                         fee.get(&tx.hash()).copied().unwrap_or(0) as u128;

@@ -68,6 +68,9 @@ pub enum QueryError {
     /// As many queries as the node runs at once are running; try again shortly.
     #[error("busy: {0} queries are running; retry shortly")]
     Busy(usize),
+    /// No answer within the time the node waits for one.
+    #[error("no answer within {0:?}")]
+    TimedOut(std::time::Duration),
     #[error(transparent)]
     Node(#[from] NodeError),
 }
@@ -114,16 +117,15 @@ pub struct Node {
     observing: std::sync::atomic::AtomicBool,
     /// The calls the chain makes on a clock ([`Genesis::scheduled_calls`]).
     schedule: Vec<genesis::ScheduledCall>,
-    /// `settled_periods` at the block whose hash it holds.
-    settled_cache: Mutex<Option<(Hash32, u64)>>,
+    /// `settled_periods` at the head, counted after each commit.
+    settled: std::sync::atomic::AtomicU64,
     /// Accepted transactions let go without being included, and why.
     dropped: Mutex<mempool::Dropped>,
     faults: FaultInjection,
-    /// The VM queries run on (its own engine and pool), and how many run now.
+    /// The VM queries run on (its own engine, pool and wall-clock limit), and the threads
+    /// that run them (as many as may run at once).
     queries: Arc<Vm>,
     query_threads: query_pool::QueryPool,
-    queries_running: Mutex<usize>,
-    query_done: parking_lot::Condvar,
 }
 
 /// Instances block execution may hold at once: the deepest nesting of calls, with room.
@@ -133,21 +135,16 @@ const EXECUTION_POOL_SLOTS: u32 = 16;
 pub const MAX_CONCURRENT_QUERIES: usize = 8;
 pub const QUERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const QUERY_POOL_SLOTS: u32 = MAX_CONCURRENT_QUERIES as u32 * 9;
-/// Wall-clock limit of one query's run, on top of its gas: as long as its caller waits for the
-/// answer, so an answer someone still waits for is never cut short (query threads run at the
-/// lowest priority: on a busy machine an honest query can take seconds), and a query nobody
-/// waits for any more gives its thread back.
-pub const QUERY_TIME_LIMIT: std::time::Duration = query_pool::QUERY_DEADLINE;
-
-/// A running query's place; given back however the query ends.
-struct QueryPermit<'a>(&'a Node);
-
-impl Drop for QueryPermit<'_> {
-    fn drop(&mut self) {
-        *self.0.queries_running.lock() -= 1;
-        self.0.query_done.notify_one();
-    }
-}
+/// Wall-clock limit of one query's run, on top of its gas (query threads run at the lowest
+/// priority: on a busy machine an honest query can take seconds). It starts once the queried
+/// contract's code is ready; compiling the contracts it calls moves it out, by at most the
+/// limit in all.
+pub const QUERY_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a caller waits for a query's answer: the longest a query can run once its code is
+/// ready (its limit, and as much again for compiling what it calls), and a margin. A query
+/// whose caller gave up still holds its thread until it stops ([`query_pool`]).
+const QUERY_ANSWER_WAIT: std::time::Duration =
+    std::time::Duration::from_secs(2 * QUERY_TIME_LIMIT.as_secs() + 1);
 
 /// Test hooks that make this node misbehave on purpose, to prove the others notice: both
 /// off (`u64::MAX`) unless a test turns them on.
@@ -212,10 +209,16 @@ impl Node {
             .map_err(|e| NodeError::Config(format!("engine: {e:#}")))?;
         // Queries (anyone may send them) get an engine and an instance pool of their own, so
         // that however many run they never take an instance block execution needs.
-        // Not yet `Vm::for_queries`: its engine compiles contracts apart from this one, which
-        // made nodes' first status queries slow enough to fail the cluster tests on 2 cores.
-        let queries = Vm::with_pool_slots(VmConfig::default(), cache_dir, QUERY_POOL_SLOTS)
-            .map_err(|e| NodeError::Config(format!("query engine: {e:#}")))?;
+        // Its engine checks a wall-clock deadline, so it compiles contracts apart from the
+        // execution engine (see `VmConfig::engine`): the node's own per-block work never runs
+        // on it (`settled_periods` runs on the execution engine), only queries someone sent.
+        let queries = Vm::for_queries(
+            VmConfig::default(),
+            cache_dir,
+            QUERY_POOL_SLOTS,
+            QUERY_TIME_LIMIT,
+        )
+        .map_err(|e| NodeError::Config(format!("query engine: {e:#}")))?;
         let query_threads = query_pool::QueryPool::start(
             MAX_CONCURRENT_QUERIES,
             queries.config().execution_stack_bytes(),
@@ -283,7 +286,7 @@ impl Node {
         let validators = genesis.validator_set()?;
         let diverged = store.diverged()?;
         let schedule = genesis.scheduled_calls();
-        Ok(Arc::new(Node {
+        let node = Arc::new(Node {
             submitted,
             validators,
             store,
@@ -297,15 +300,15 @@ impl Node {
             blocks,
             diverged: RwLock::new(diverged),
             observing: Default::default(),
-            settled_cache: Mutex::new(None),
+            settled: Default::default(),
             schedule,
             faults: FaultInjection::default(),
             dropped: Mutex::new(mempool::Dropped::default()),
             queries: Arc::new(queries),
             query_threads,
-            queries_running: Mutex::new(0),
-            query_done: parking_lot::Condvar::new(),
-        }))
+        });
+        node.count_settled_periods();
+        Ok(node)
     }
 
     pub fn chain_id(&self) -> &str {
@@ -337,6 +340,17 @@ impl Node {
         let snap = self.store.snapshot()?;
         let committed = ledger::account(&snap, who)?.nonce;
         Ok(self.mempool.lock().next_nonce(who, committed))
+    }
+
+    /// The wall-clock limit of a query on this node (on top of the query gas).
+    pub fn query_time_limit(&self) -> Option<std::time::Duration> {
+        self.queries.deadline()
+    }
+
+    /// Sets how many ordinary transactions the mempool holds (default [`MEMPOOL_CAPACITY`];
+    /// tests fill a small one).
+    pub fn set_mempool_capacity(&self, capacity: usize) {
+        self.mempool.lock().set_capacity(capacity);
     }
 
     pub fn mempool_len(&self) -> usize {
@@ -718,11 +732,13 @@ impl Node {
             tx.body.payload,
             Payload::Readings { .. } | Payload::Vote { .. }
         );
-        if pool.is_full(reserved) {
-            return Err(Rejected::MempoolFull);
-        }
         let sender = tx.body.sender;
         let (pending, pending_gas) = pool.pending_of(&sender);
+        let full = pool.is_full(reserved);
+        // Full in bytes: one eviction may not make room.
+        if full && pool.bytes() >= mempool::MAX_POOL_BYTES {
+            return Err(Rejected::MempoolFull);
+        }
         // The device gateway relays every meter's readings: its share is the reserved room.
         let max = if reserved {
             mempool::RESERVED
@@ -755,26 +771,27 @@ impl Node {
         if balance < fees {
             return Err(Rejected::CannotPayFee { balance, fee: fees });
         }
+        // A full pool makes room by evicting from whoever has the most waiting, once this
+        // transaction has passed every other check (an invalid one evicts no one).
+        if full {
+            let (victim, nonce) = pool
+                .eviction_for(&sender, pending, |t| {
+                    matches!(
+                        t.body.payload,
+                        Payload::Readings { .. } | Payload::Vote { .. }
+                    )
+                })
+                .ok_or(Rejected::MempoolFull)?;
+            if let Some(gone) = pool.evict(&victim, nonce) {
+                self.dropped.lock().record(
+                    gone,
+                    format!("evicted from a full mempool: its sender {victim} had the most transactions waiting"),
+                );
+            }
+        }
         pool.insert(tx, encoded_len);
         self.dropped.lock().forget(&hash);
         Ok(hash)
-    }
-
-    /// A place among the queries that run at once, waited for (briefly) when all are taken.
-    fn query_permit(&self) -> Result<QueryPermit<'_>, QueryError> {
-        let mut running = self.queries_running.lock();
-        let deadline = std::time::Instant::now() + QUERY_WAIT;
-        while *running >= MAX_CONCURRENT_QUERIES {
-            if self
-                .query_done
-                .wait_until(&mut running, deadline)
-                .timed_out()
-            {
-                return Err(QueryError::Busy(*running));
-            }
-        }
-        *running += 1;
-        Ok(QueryPermit(self))
     }
 
     /// Executes pending transactions into the next block and commits it.
@@ -904,6 +921,7 @@ impl Node {
             }),
         )?;
         *self.head.write() = header.clone();
+        self.count_settled_periods();
 
         // Forget what was included or can no longer apply.
         {
@@ -980,73 +998,81 @@ impl Node {
         Ok(out)
     }
 
-    /// How many delivery periods the market has settled (0 without a market).
+    /// How many delivery periods the market has settled (0 without a market), at the head.
     pub fn settled_periods(&self) -> u64 {
-        // Computed once per block (a contract query): `/v1/status` polled by every browser
-        // and probe must not run one per request.
-        let head = self.head().hash();
-        if let Some((at, n)) = *self.settled_cache.lock()
-            && at == head
-        {
-            return n;
-        }
-        let n = self.count_settled_periods();
-        *self.settled_cache.lock() = Some((head, n));
-        n
+        self.settled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn count_settled_periods(&self) -> u64 {
+    /// Counts the settled periods at the head, for [`Node::settled_periods`]. Once per block
+    /// and at start, never per request: `/v1/status`, polled by every browser and probe, runs
+    /// no contract. It runs on the execution engine, which has the market compiled already
+    /// (the query engine compiles its own artifacts: a second compile of every contract at
+    /// start, for a figure the node needs anyway).
+    fn count_settled_periods(&self) {
         let Some(label) = self
             .genesis
             .market
             .as_ref()
             .and_then(|m| m.stats_contract.as_ref())
         else {
-            return 0;
+            return;
         };
         let Ok(Some(contract)) = self.contract_by_label(label) else {
-            return 0;
+            return;
         };
-        self.query(&contract, br#"{"stats":{}}"#)
+        // On a failed query the last count stays (it only grows).
+        if let Some(n) = self
+            .query_on(&self.exec.vm, &contract, br#"{"stats":{}}"#)
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| v["settled_periods"].as_u64())
-            .unwrap_or(0)
+        {
+            self.settled.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// A query of the node's own, on this thread, against the latest committed state.
+    fn query_on(&self, vm: &Vm, contract: &Address, msg: &[u8]) -> Result<Vec<u8>, QueryError> {
+        let head = self.head();
+        let snap = Arc::new(self.store.snapshot().map_err(NodeError::from)?);
+        let out = vm
+            .call(
+                &BlockEnv {
+                    height: head.height,
+                    time_ms: head.time_ms,
+                    chain_id: head.chain_id,
+                },
+                &mut StateStack::new(snap),
+                CallRequest {
+                    contract: *contract,
+                    entry: Entry::Query,
+                    caller: None,
+                    funds: 0,
+                    msg,
+                    gas_limit: vm.config().limits.query_gas,
+                },
+            )
+            .map_err(NodeError::from)?;
+        Ok(out.result?)
     }
 
     /// Runs a contract query against the latest committed state.
-    pub fn query(&self, contract: &Address, msg: &[u8]) -> Result<Vec<u8>, QueryError> {
-        let _permit = self.query_permit()?;
-        let head = self.head();
-        let snap = Arc::new(self.store.snapshot().map_err(NodeError::from)?);
-        let mut state = StateStack::new(snap);
-        let env = BlockEnv {
-            height: head.height,
-            time_ms: head.time_ms,
-            chain_id: head.chain_id,
-        };
-        let gas_limit = self.queries.config().limits.query_gas;
-        let (vm, contract, msg) = (self.queries.clone(), *contract, msg.to_vec());
+    /// On the query engine and threads: at most [`MAX_CONCURRENT_QUERIES`] at once, each
+    /// bounded by the query gas and [`QUERY_TIME_LIMIT`].
+    pub fn query(self: &Arc<Self>, contract: &Address, msg: &[u8]) -> Result<Vec<u8>, QueryError> {
+        let (node, contract, msg) = (self.clone(), *contract, msg.to_vec());
         // On the low-priority query threads: however many come, consensus runs first.
-        let out = self
-            .query_threads
-            .run(move || {
-                vm.call(
-                    &env,
-                    &mut state,
-                    CallRequest {
-                        contract,
-                        entry: Entry::Query,
-                        caller: None,
-                        funds: 0,
-                        msg: &msg,
-                        gas_limit,
-                    },
-                )
+        self.query_threads
+            .run(QUERY_WAIT, QUERY_ANSWER_WAIT, move || {
+                node.query_on(&node.queries, &contract, &msg)
             })
-            .ok_or(QueryError::Busy(MAX_CONCURRENT_QUERIES))?
-            .map_err(NodeError::from)?;
-        Ok(out.result?)
+            .map_err(|e| match e {
+                query_pool::NoAnswer::Busy(n) => QueryError::Busy(n),
+                query_pool::NoAnswer::TimedOut(d) => QueryError::TimedOut(d),
+                query_pool::NoAnswer::Died => {
+                    QueryError::Node(NodeError::Config("a query thread panicked".into()))
+                }
+            })?
     }
 
     pub fn account(&self, who: &Address) -> Result<(Account, Roles), NodeError> {

@@ -39,6 +39,11 @@ impl Mempool {
         }
     }
 
+    /// Changes how many ordinary transactions the pool holds (tests, small nodes).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+    }
+
     pub fn len(&self) -> usize {
         self.hashes.len()
     }
@@ -101,6 +106,51 @@ impl Mempool {
             self.bytes -= old;
         }
         self.bytes += encoded_len;
+    }
+
+    /// When the pool is full: whose transaction makes room for one more from `newcomer`, which
+    /// has `newcomer_pending` waiting. The sender with the most waiting (ties: the lowest
+    /// address), if it has at least two more than the newcomer has (so after the swap it still
+    /// has at least as many); its youngest transaction, the highest nonce (the only one whose
+    /// removal leaves the rest applicable). Readings and votes are never evicted (their room is
+    /// reserved). So a few senders flooding the pool give way to everyone else, down to a fair
+    /// share, and no two senders evict each other in turn. (The gas price is fixed by genesis:
+    /// there is no offered fee to rank by, and ranking by gas limits would let a sender outbid
+    /// others for free, as fees are paid on gas used.) One pass over the senders.
+    pub fn eviction_for(
+        &self,
+        newcomer: &Address,
+        newcomer_pending: usize,
+        is_reserved: impl Fn(&SignedTx) -> bool,
+    ) -> Option<(Address, u64)> {
+        self.by_sender
+            .iter()
+            .filter(|(s, q)| *s != newcomer && q.len() > newcomer_pending + 1)
+            .filter_map(|(s, q)| {
+                let (nonce, (tx, _)) = q.last_key_value()?;
+                (!is_reserved(tx)).then_some((q.len(), std::cmp::Reverse(*s), *nonce))
+            })
+            .max()
+            .map(|(_, std::cmp::Reverse(s), nonce)| (s, nonce))
+    }
+
+    /// Removes `sender`'s transaction `nonce` (one [`Mempool::eviction_for`] chose): its hash.
+    pub fn evict(&mut self, sender: &Address, nonce: u64) -> Option<Hash32> {
+        let queue = self.by_sender.get_mut(sender)?;
+        let (tx, len) = queue.remove(&nonce)?;
+        let hash = tx.hash();
+        self.hashes.remove(&hash);
+        self.bytes -= len;
+        if queue.is_empty() {
+            self.by_sender.remove(sender);
+            self.senders.retain(|s| s != sender);
+        }
+        Some(hash)
+    }
+
+    /// Bytes of everything waiting.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Up to `max` transactions, taking one per sender in turn, each sender's in nonce order.
@@ -228,6 +278,54 @@ mod tests {
         pool.prune_sender(&k.address(), 6, false);
         assert!(pool.is_empty());
         assert_eq!(pool.next_nonce(&k.address(), 6), 6);
+    }
+
+    /// A full pool makes room by evicting the youngest transaction of whoever has the most
+    /// waiting, down to a fair share; never a reading or vote, never the newcomer's own.
+    #[test]
+    fn eviction_takes_the_youngest_of_the_biggest_sender_down_to_a_fair_share() {
+        let (a, b, c) = (
+            Keypair::from_seed_phrase("a"),
+            Keypair::from_seed_phrase("b"),
+            Keypair::from_seed_phrase("c"),
+        );
+        let mut pool = Mempool::new(6);
+        for n in 0..4 {
+            pool.insert(tx(&a, n), 10);
+        }
+        pool.insert(tx(&b, 0), 10);
+        pool.insert(tx(&b, 1), 10);
+        assert!(pool.is_full(false));
+        let never = |_: &SignedTx| false;
+        // c has none waiting: a (4 waiting) gives up its nonce 3.
+        assert_eq!(
+            pool.eviction_for(&c.address(), 0, never),
+            Some((a.address(), 3))
+        );
+        assert_eq!(pool.evict(&a.address(), 3), Some(tx(&a, 3).hash()));
+        assert_eq!((pool.len(), pool.bytes()), (5, 50));
+        assert!(!pool.contains(&tx(&a, 3).hash()));
+        pool.insert(tx(&c, 0), 10);
+        // Now a has 3, b 2, c 1: c's second would leave a with 2, c with 2: allowed once.
+        assert_eq!(
+            pool.eviction_for(&c.address(), 1, never),
+            Some((a.address(), 2))
+        );
+        // b (2 waiting) may not take from a (3): b would have 3 and a 2, a swap, not fairer.
+        assert_eq!(pool.eviction_for(&b.address(), 2, never), None);
+        // The biggest sender never evicts for itself.
+        assert_eq!(
+            pool.eviction_for(&a.address(), 0, never),
+            Some((b.address(), 1))
+        );
+        // Readings and votes are never evicted.
+        let reserved_of_a = |t: &SignedTx| t.body.sender == a.address();
+        assert_eq!(
+            pool.eviction_for(&c.address(), 0, reserved_of_a),
+            Some((b.address(), 1))
+        );
+        // An evicted nonce that is not there is nothing.
+        assert_eq!(pool.evict(&a.address(), 3), None);
     }
 
     /// A full pool still has room for readings and votes (the caller says which), not for

@@ -284,6 +284,7 @@ impl TestChain {
             Err(crate::QueryError::Call(e)) => Err(e),
             Err(crate::QueryError::Node(e)) => panic!("node fault: {e}"),
             Err(crate::QueryError::Busy(n)) => panic!("{n} queries running in a test chain"),
+            Err(crate::QueryError::TimedOut(d)) => panic!("a test query had no answer in {d:?}"),
         }
     }
 

@@ -684,6 +684,18 @@ fn a_relayed_batch_answers_each_transaction_as_alone() {
 /// an engine and pool of their own, at most `MAX_CONCURRENT_QUERIES` at once (the rest wait,
 /// then are answered busy). Before, queries filling the shared pool made this node's
 /// transactions fail as traps while other validators' succeeded: a fork from an HTTP client.
+/// Queries run on the VM with the wall-clock limit (the VM's tests show the limit stops a
+/// query whatever gas it has left); the node's own per-block count of settled periods does
+/// not need it.
+#[test]
+fn queries_have_a_wall_clock_limit() {
+    let chain = TestChain::new();
+    assert_eq!(
+        chain.node.query_time_limit(),
+        Some(gridledger_node::QUERY_TIME_LIMIT)
+    );
+}
+
 #[test]
 fn a_flood_of_queries_never_fails_a_transaction() {
     let mut chain = TestChain::new();
@@ -893,4 +905,58 @@ fn a_dropped_transaction_says_why() {
         _ => panic!("the waiting transaction must be reported dropped"),
     }
     assert_eq!(chain.node.mempool_len(), 0);
+}
+
+/// A full mempool makes room for a newcomer by evicting the youngest transaction of whoever
+/// has the most waiting, down to a fair share: a flood from a few accounts cannot lock others
+/// out. The evicted one answers `dropped` with why; an invalid newcomer evicts no one.
+#[test]
+fn a_full_mempool_evicts_the_biggest_senders_youngest_for_a_newcomer() {
+    let mut chain = TestChain::new();
+    let flooder = chain.account("flooder", 1_000_000_000);
+    let newcomer = chain.account("newcomer", 1_000_000_000);
+    chain.node.set_mempool_capacity(4);
+    let flood: Vec<_> = (0..4)
+        .map(|n| transfer_with_nonce(&flooder, n, 1))
+        .collect();
+    for t in &flood {
+        chain.node.submit(&t.encode()).unwrap();
+    }
+    // Before eviction existed, this was refused `busy`.
+    let first = transfer_with_nonce(&newcomer, 0, 1);
+    chain.node.submit(&first.encode()).unwrap();
+    assert_eq!(chain.node.mempool_len(), 4);
+    match chain.node.tx_status(&flood[3].hash()).unwrap() {
+        gridledger_node::TxStatus::Dropped(why) => assert!(why.contains("evicted"), "{why}"),
+        other => panic!("the flooder's youngest must be dropped, not {other:?}"),
+    }
+    // An invalid newcomer (a nonce gap) evicts no one.
+    let gap = transfer_with_nonce(&newcomer, 5, 1);
+    assert_eq!(
+        chain.node.submit(&gap.encode()).unwrap_err().code(),
+        "nonce_gap"
+    );
+    assert!(matches!(
+        chain.node.tx_status(&flood[2].hash()).unwrap(),
+        gridledger_node::TxStatus::Pending
+    ));
+    // Down to a fair share: 3 against 1 gives way once more (2 and 2), then no more.
+    chain
+        .node
+        .submit(&transfer_with_nonce(&newcomer, 1, 1).encode())
+        .unwrap();
+    let third = chain
+        .node
+        .submit(&transfer_with_nonce(&newcomer, 2, 1).encode());
+    assert_eq!(third.unwrap_err().code(), "busy");
+    // The flooder resubmitting what was evicted does not evict back.
+    assert_eq!(
+        chain.node.submit(&flood[2].encode()).unwrap_err().code(),
+        "busy"
+    );
+    // What stayed is what a block takes.
+    chain.next_block();
+    assert_eq!(chain.node.mempool_len(), 0);
+    assert_eq!(chain.nonce(&flooder.address()), 2);
+    assert_eq!(chain.nonce(&newcomer.address()), 2);
 }

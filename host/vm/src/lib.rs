@@ -265,6 +265,11 @@ impl Vm {
         &self.inner.config
     }
 
+    /// The wall-clock limit of each call, for a VM made by [`Vm::for_queries`].
+    pub fn deadline(&self) -> Option<Duration> {
+        self.inner.deadline
+    }
+
     /// See [`VmConfig::hash`].
     pub fn config_hash(&self) -> Hash32 {
         self.inner.config_hash
