@@ -145,7 +145,7 @@ pub fn island_manifest(
         version: None,
         code_hash: None,
         allowed_code_hashes,
-        poll_ms: 1_000,
+        poll_ms: poll_ms(bindings.len()),
         memory_limit_bytes: 32 << 20,
         time_limit_ms: 1_000,
         connect: Vec::new(),
@@ -153,6 +153,20 @@ pub fn island_manifest(
         config,
         devices: bindings,
     }))
+}
+
+/// Most readings a second the devnet's meters send in all: each reading reserves about 1.4 M
+/// gas of a block (its lookup, signature check and a possible energy report), so 400 a second
+/// take at most about a quarter of the blocks' gas (10⁹ every 500 ms), leaving the rest to
+/// orders; and a meter is still read more than once in a 5-second period up to 2,000 meters.
+const MAX_READINGS_PER_SEC: usize = 400;
+
+/// How often the devnet's plugin reads its `meters`: every second (live dashboards on the
+/// island's dozen meters), less often for a community, so that all of them together stay
+/// within [`MAX_READINGS_PER_SEC`]. At 1,000 meters polled every second, the readings alone
+/// asked for more block space than the blocks had, arrived late and were refused.
+pub fn poll_ms(meters: usize) -> u64 {
+    (meters.div_ceil(MAX_READINGS_PER_SEC) as u64).max(1) * 1_000
 }
 
 /// One device in the `island-sim` plugin's config: a profile column times `units`.
@@ -185,4 +199,26 @@ pub fn island_sim_config(
     config.insert("period_ms".into(), (period_ms as i64).into());
     config.insert("devices".into(), devices.into());
     Ok((dir.to_path_buf(), config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The island's meters are read every second; a community's less often, so that its
+    /// readings and its orders fit in the blocks of a period together.
+    #[test]
+    fn a_communitys_meters_are_read_as_often_as_the_blocks_can_take() {
+        assert_eq!(poll_ms(12), 1_000);
+        assert_eq!(poll_ms(400), 1_000);
+        assert_eq!(poll_ms(1_010), 3_000);
+        let limits = gridledger_vm::VmConfig::default().limits;
+        let (block_ms, per_reading) = (500, 1_400_000u64);
+        let meters = 1_010u64;
+        let readings_gas_per_block = meters * per_reading * block_ms / poll_ms(1_010);
+        assert!(
+            readings_gas_per_block <= limits.max_block_gas / 4,
+            "readings take {readings_gas_per_block} gas a block"
+        );
+    }
 }

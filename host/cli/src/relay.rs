@@ -19,12 +19,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 
-/// Most readings relayed in one transaction: what the chain's 5e8-gas cap per transaction
-/// (the VM's `max_tx_gas`) pays for at [`GAS_PER_READING`] each, with room for its size.
-const MAX_BATCH: usize = 200;
-/// Gas per reading beyond the transaction's size: its signature check and, once a period,
-/// its energy report to the market.
-const GAS_PER_READING: u64 = 2_000_000;
+/// Most readings relayed in one transaction: a batch stays below the gas limit at which
+/// leaders count a transaction as heavy ([`gridledger_node::heavy_tx_gas`]: heavy ones share
+/// half a block), with room for its size. At 200 readings a batch (4·10⁸ gas) one batch made a
+/// block, and 1,000 meters' readings piled up until they were too old to be taken.
+const MAX_BATCH: usize = 80;
+/// Gas per reading beyond the transaction's size: what the chain reserves before applying
+/// a batch, each reading's lookup (`reading_lookup`) and signature check
+/// (`reading_signature`) and a possible energy report to the market
+/// ([`gridledger_node::devices::REPORT_GAS`]). Only what is used is paid.
+const GAS_PER_READING: u64 = 100_000 + 300_000 + gridledger_node::devices::REPORT_GAS;
 /// A readings transaction not in a block this many blocks after it was sent is taken as lost.
 const LOST_AFTER_BLOCKS: u64 = 20;
 
@@ -212,6 +216,18 @@ mod tests {
         let vm = gridledger_vm::VmConfig::default();
         let bytes_gas = vm.gas.tx_base + vm.gas.tx_per_byte * (MAX_BATCH as u64 * 400);
         assert!(MAX_BATCH as u64 * GAS_PER_READING + bytes_gas <= vm.limits.max_tx_gas);
+        // Not heavy: many batches fit in a block, not one.
+        assert!(
+            MAX_BATCH as u64 * GAS_PER_READING + bytes_gas
+                <= gridledger_node::heavy_tx_gas(vm.limits.max_block_gas)
+        );
+        // What the chain reserves per reading is covered.
+        assert!(
+            GAS_PER_READING
+                >= vm.gas.reading_lookup
+                    + vm.gas.reading_signature
+                    + gridledger_node::devices::REPORT_GAS
+        );
     }
 
     fn reading(device: u8, seq: u64, timestamp_ms: u64) -> SignedReading {

@@ -33,6 +33,12 @@ use std::sync::Arc;
 
 /// Most transactions per block.
 pub const MAX_BLOCK_TXS: usize = 2_000;
+
+/// Above this gas limit a transaction is heavy: heavy ones get at most half of a block between
+/// them, so the biggest calls cannot crowd everyone else out ([`Node::proposal_candidates`]).
+pub const fn heavy_tx_gas(max_block_gas: u64) -> u64 {
+    max_block_gas / 8
+}
 /// Event bytes (kinds, keys, values) the transactions of one block may emit in all: a block's
 /// receipts stay far below what the store keeps in one value. A transaction that would pass it
 /// waits for the next block.
@@ -484,7 +490,7 @@ impl Node {
         in_flight: &std::collections::HashSet<Hash32>,
     ) -> Vec<SignedTx> {
         let max_gas = self.exec.vm.config().limits.max_block_gas;
-        let (heavy_from, heavy_cap) = (max_gas / 8, max_gas / 2);
+        let (heavy_from, heavy_cap) = (heavy_tx_gas(max_gas), max_gas / 2);
         let (big_from, big_cap) = (64 << 10, payload::MAX_PAYLOAD_BYTES / 2);
         let (mut bytes, mut gas, mut heavy_gas, mut big_bytes) = (0usize, 0u64, 0u64, 0usize);
         let mut readings = 0usize;
