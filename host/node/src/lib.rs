@@ -22,7 +22,7 @@ pub use genesis::{Genesis, GenesisError, MarketClock};
 
 use gridledger_state::{Changes, Snapshot, StateStack, Store, StoreError};
 use gridledger_types::schema::{self, Account, Roles};
-use gridledger_types::{Address, Block, Hash32, Header, Payload, Receipt, SignedTx, codec, merkle};
+use gridledger_types::{Address, Block, Hash32, Header, Receipt, SignedTx, codec, merkle};
 use gridledger_vm::{
     BlockEnv, CallError, CallRequest, Entry, HostFault, Vm, VmConfig, code_hash, ledger,
 };
@@ -734,10 +734,7 @@ impl Node {
             return Err(Rejected::Duplicate);
         }
         // The device gateway's readings and regulators' votes have room kept for them.
-        let reserved = matches!(
-            tx.body.payload,
-            Payload::Readings { .. } | Payload::Vote { .. }
-        );
+        let reserved = mempool::is_reserved(&tx);
         let sender = tx.body.sender;
         let (pending, pending_gas) = pool.pending_of(&sender);
         let full = pool.is_full(reserved);
@@ -781,12 +778,7 @@ impl Node {
         // transaction has passed every other check (an invalid one evicts no one).
         if full {
             let (victim, nonce) = pool
-                .eviction_for(&sender, pending, |t| {
-                    matches!(
-                        t.body.payload,
-                        Payload::Readings { .. } | Payload::Vote { .. }
-                    )
-                })
+                .eviction_for(&sender, pending, mempool::is_reserved)
                 .ok_or(Rejected::MempoolFull)?;
             if let Some(gone) = pool.evict(&victim, nonce) {
                 self.dropped.lock().record(

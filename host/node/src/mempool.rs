@@ -18,6 +18,14 @@ pub const MAX_POOL_BYTES: usize = 256 << 20;
 /// Dropped transactions remembered (the oldest are forgotten first).
 const DROPPED_KEPT: usize = 10_000;
 
+/// Readings and votes: they have room kept for them ([`RESERVED`]) and are never evicted.
+pub fn is_reserved(tx: &SignedTx) -> bool {
+    matches!(
+        tx.body.payload,
+        gridledger_types::Payload::Readings { .. } | gridledger_types::Payload::Vote { .. }
+    )
+}
+
 pub struct Mempool {
     by_sender: BTreeMap<Address, BTreeMap<u64, (SignedTx, usize)>>,
     /// Senders in the order they first had a pending transaction: fair block filling.
