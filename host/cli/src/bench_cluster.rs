@@ -296,12 +296,11 @@ fn run_cluster(
     let nodes = (0..VALIDATORS)
         .map(|i| Node::open(&dir.join(format!("v{i}")), genesis.clone(), contracts_dir))
         .collect::<Result<Vec<_>, _>>()?;
-    let addrs = (0..VALIDATORS)
-        .map(|_| {
-            std::net::UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .context("picking a QUIC port")
-        })
+    // Bound now and handed to the validators, so no two can be given the same port.
+    let sockets = gridledger_net::loopback_sockets(VALIDATORS).context("binding the QUIC ports")?;
+    let addrs = sockets
+        .iter()
+        .map(|s| s.local_addr().context("a QUIC port"))
         .collect::<Result<Vec<_>>>()?;
     let ammo = match attacked {
         Some(kinds) => Some((
@@ -321,14 +320,15 @@ fn run_cluster(
         // Each validator on a runtime of its own, as `gridledger node` runs it.
         let running: Vec<Running> = nodes
             .iter()
+            .zip(sockets)
             .enumerate()
-            .map(|(i, n)| {
+            .map(|(i, (n, socket))| {
                 let (bls, network) = dev_validator_keys(&seed(i));
                 Running::start_isolated(
                     n.clone(),
                     ValidatorKeys { bls, network },
                     ValidatorOptions {
-                        listen: addrs[i],
+                        listen: socket.into(),
                         peers: peers.clone(),
                         block_interval_ms: block_ms,
                     },

@@ -224,12 +224,12 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
             &args.contracts_dir,
         )?);
     }
-    let addrs = (0..nodes.len())
-        .map(|_| {
-            std::net::UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .context("picking a QUIC port")
-        })
+    // Bound now and handed to the validators, so no two can be given the same port.
+    let sockets =
+        gridledger_net::loopback_sockets(nodes.len()).context("binding the QUIC ports")?;
+    let addrs = sockets
+        .iter()
+        .map(|s| s.local_addr().context("a QUIC port"))
         .collect::<Result<Vec<_>>>()?;
     let sim = if args.no_simulation {
         None
@@ -287,12 +287,12 @@ fn run_validators(args: DevnetArgs, genesis: Genesis) -> Result<()> {
             .map(|(i, a)| (i as u16, *a))
             .collect();
         let mut running = Vec::new();
-        for (i, (n, k)) in nodes.iter().zip(keys).enumerate() {
+        for ((n, k), socket) in nodes.iter().zip(keys).zip(sockets) {
             running.push(Running::start_isolated(
                 n.clone(),
                 k,
                 ValidatorOptions {
-                    listen: addrs[i],
+                    listen: socket.into(),
                     peers: peers.clone(),
                     block_interval_ms: interval,
                 },

@@ -228,7 +228,8 @@ impl Running {
         keys: ValidatorKeys,
         opts: ValidatorOptions,
     ) -> Result<Running> {
-        let name = format!("validator-{}", opts.listen.port());
+        let port = opts.listen.addr().map_or(0, |a| a.port());
+        let name = format!("validator-{port}");
         Running::spawn(name, move |status, stop| {
             validator::run(node, keys, opts, status, stop)
         })
@@ -336,7 +337,7 @@ pub fn run_node(config: &Path) -> Result<()> {
                 node,
                 keys,
                 ValidatorOptions {
-                    listen,
+                    listen: listen.into(),
                     peers,
                     block_interval_ms: interval,
                 },

@@ -15,14 +15,25 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn free_udp() -> String {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().to_string()
+/// `n` distinct free UDP ports on loopback: the sockets are held until all are picked, since
+/// the kernel may hand a released port out again at once.
+fn free_udp(n: usize) -> Vec<String> {
+    let held: Vec<_> = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|s| s.local_addr().unwrap().to_string())
+        .collect()
 }
 
-fn free_tcp() -> String {
-    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().to_string()
+/// As [`free_udp`], for TCP.
+fn free_tcp(n: usize) -> Vec<String> {
+    let held: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|s| s.local_addr().unwrap().to_string())
+        .collect()
 }
 
 struct Validator {
@@ -138,10 +149,11 @@ impl Drop for Validator {
 }
 
 fn cluster(dir: &Path) -> Vec<Validator> {
-    let quic: Vec<String> = (0..N).map(|_| free_udp()).collect();
+    let quic = free_udp(N);
+    let apis = free_tcp(N);
     (0..N)
-        .map(|i| {
-            let api = free_tcp();
+        .zip(apis)
+        .map(|(i, api)| {
             let peers = peers_toml(&quic, Some(i));
             let config = dir.join(format!("node-{i}.toml"));
             std::fs::write(
@@ -229,7 +241,13 @@ fn validators_survive_a_kill_and_stop_safely_without_a_quorum() {
 
 /// An observer process's config: it asks the four validators.
 fn observer_toml(dir: &Path, name: &str, validators: &[Validator]) -> Validator {
-    let api = free_tcp();
+    // Not one of the validators' ports, which they may not have bound yet.
+    let api = loop {
+        let api = free_tcp(1).remove(0);
+        if validators.iter().all(|v| v.api != api) {
+            break api;
+        }
+    };
     let quic: Vec<String> = validators.iter().filter_map(|v| v.quic.clone()).collect();
     let peers = peers_toml(&quic, None);
     let config = dir.join(format!("{name}.toml"));

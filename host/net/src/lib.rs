@@ -51,9 +51,50 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
+/// Where a validator's endpoint serves: an address to bind, or a socket already bound.
+///
+/// A socket bound beforehand is how a process running several validators (the devnet, the
+/// benches, tests) gives each its own port: choosing free ports by binding and releasing them
+/// lets the kernel hand the same port out twice, and two validators then fight over it.
+#[derive(Debug)]
+pub enum Listen {
+    Addr(SocketAddr),
+    Socket(std::net::UdpSocket),
+}
+
+impl Listen {
+    /// The address served on.
+    pub fn addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Listen::Addr(a) => Ok(*a),
+            Listen::Socket(s) => s.local_addr(),
+        }
+    }
+}
+
+impl From<SocketAddr> for Listen {
+    fn from(addr: SocketAddr) -> Self {
+        Listen::Addr(addr)
+    }
+}
+
+impl From<std::net::UdpSocket> for Listen {
+    fn from(socket: std::net::UdpSocket) -> Self {
+        Listen::Socket(socket)
+    }
+}
+
+/// `n` UDP sockets bound on loopback to ports the kernel chose, all distinct and held, for
+/// validators started in this process ([`Listen::Socket`]).
+pub fn loopback_sockets(n: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    (0..n)
+        .map(|_| std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)))
+        .collect()
+}
+
 pub struct NetConfig {
     pub me: u16,
-    pub listen: SocketAddr,
+    pub listen: Listen,
     /// Our ed25519 network secret.
     pub secret: [u8; 32],
     /// The other validators.
@@ -153,7 +194,15 @@ impl Network {
             tls::client_config(&id, verifier.clone())?,
         )?));
         client.transport_config(transport());
-        let mut endpoint = quinn::Endpoint::server(server, cfg.listen)?;
+        let mut endpoint = match cfg.listen {
+            Listen::Addr(addr) => quinn::Endpoint::server(server, addr)?,
+            Listen::Socket(socket) => quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                Some(server),
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )?,
+        };
         endpoint.set_default_client_config(client);
 
         let connected = Arc::new(AtomicUsize::new(0));

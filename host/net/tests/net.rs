@@ -28,16 +28,21 @@ fn decoder() -> Decoder<String> {
     })
 }
 
-fn free_addr() -> SocketAddr {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap()
+/// `n` distinct free loopback ports (held together while the kernel picks them, so none is
+/// handed out twice).
+fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    gridledger_net::loopback_sockets(n)
+        .unwrap()
+        .iter()
+        .map(|s| s.local_addr().unwrap())
+        .collect()
 }
 
 type Inbox = mpsc::Receiver<(u16, String)>;
 
 /// `n` validators on loopback, each knowing the others.
 fn cluster(n: u8) -> (Vec<Network>, Vec<Inbox>, Vec<SocketAddr>) {
-    let addrs: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
+    let addrs = free_addrs(n as usize);
     let mut nets = Vec::new();
     let mut rxs = Vec::new();
     for i in 0..n {
@@ -53,7 +58,7 @@ fn cluster(n: u8) -> (Vec<Network>, Vec<Inbox>, Vec<SocketAddr>) {
         let net = Network::start(
             NetConfig {
                 me: i as u16,
-                listen: addrs[i as usize],
+                listen: addrs[i as usize].into(),
                 secret: secret(i),
                 peers,
                 max_frame: 1024,
@@ -183,7 +188,7 @@ async fn a_peer_that_returns_is_reconnected() {
             let started = Network::start(
                 NetConfig {
                     me: 1,
-                    listen: addrs[1],
+                    listen: addrs[1].into(),
                     secret: secret(1),
                     peers: vec![Peer {
                         index: 0,
@@ -227,12 +232,12 @@ async fn a_peer_that_returns_is_reconnected() {
 /// kept (a flood of large blocks for a dead peer cannot take the memory).
 #[tokio::test]
 async fn a_queue_to_an_absent_peer_is_capped_in_bytes() {
-    let addrs = [free_addr(), free_addr()];
+    let addrs = free_addrs(2);
     let (tx, _rx) = mpsc::channel(64);
     let net = Network::start(
         NetConfig {
             me: 0,
-            listen: addrs[0],
+            listen: addrs[0].into(),
             secret: secret(0),
             // Nobody listens at the peer's address.
             peers: vec![Peer {
@@ -271,7 +276,7 @@ async fn ask(r: &gridledger_net::requests::Requester, q: &[u8]) -> anyhow::Resul
 #[tokio::test]
 async fn observers_ask_within_their_bounds_and_speak_no_consensus() {
     use gridledger_net::requests::{MAX_CONNECTIONS_PER_OBSERVER, Requester};
-    let addrs = [free_addr(), free_addr()];
+    let addrs = free_addrs(2);
     let observer = [42u8; 32];
     let observer_public = Identity::from_secret(&observer).unwrap().public;
     let (tx, mut rx) = mpsc::channel(64);
@@ -279,7 +284,7 @@ async fn observers_ask_within_their_bounds_and_speak_no_consensus() {
         Network::start(
             NetConfig {
                 me: i as u16,
-                listen: addrs[i as usize],
+                listen: addrs[i as usize].into(),
                 secret: secret(i),
                 peers: vec![Peer {
                     index: peer as u16,

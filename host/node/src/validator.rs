@@ -32,7 +32,8 @@ pub struct ValidatorKeys {
 }
 
 pub struct ValidatorOptions {
-    pub listen: SocketAddr,
+    /// The QUIC address, or a socket already bound to it (validators sharing a process).
+    pub listen: gridledger_net::Listen,
     /// Where to reach the other validators, by index in the genesis set.
     pub peers: Vec<(u16, SocketAddr)>,
     /// Least time between a block and the next one's proposal.
@@ -134,6 +135,7 @@ pub async fn run(
         })
         .collect::<Result<Vec<_>>>()?;
     let (inbound_tx, mut inbound) = mpsc::channel(4096);
+    let listen_addr = opts.listen.addr()?;
     let net = Network::start(
         NetConfig {
             me,
@@ -189,7 +191,7 @@ pub async fn run(
     tracing::info!(
         "validator {me} of {} listening on {}",
         node.validators().len(),
-        opts.listen
+        listen_addr
     );
     if let Some(why) = node.diverged() {
         tracing::error!(

@@ -46,11 +46,14 @@ impl Task {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0")
+/// `n` distinct free loopback ports: held together while the kernel picks them, so none is
+/// handed out twice (validators restart on theirs, so they bind by address).
+fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    gridledger_net::loopback_sockets(n)
         .unwrap()
-        .local_addr()
-        .unwrap()
+        .iter()
+        .map(|s| s.local_addr().unwrap())
+        .collect()
 }
 
 fn peers(addrs: &[SocketAddr]) -> Vec<(u16, SocketAddr)> {
@@ -69,7 +72,7 @@ fn start_validator(i: usize, dir: &Path, addrs: &[SocketAddr]) -> Task {
         node.clone(),
         ValidatorKeys { bls, network },
         ValidatorOptions {
-            listen: addrs[i],
+            listen: addrs[i].into(),
             peers: peers(addrs),
             block_interval_ms: 50,
         },
@@ -145,7 +148,7 @@ fn transfer(from: &Keypair, nonce: u64, to: &Keypair) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_follows_checks_forwards_catches_up_and_syncs_from_genesis() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs: Vec<SocketAddr> = (0..N).map(|_| free_addr()).collect();
+    let addrs = free_addrs(N);
     let validators: Vec<Task> = (0..N)
         .map(|i| start_validator(i, dir.path(), &addrs))
         .collect();
@@ -271,7 +274,7 @@ fn refused(r: Result<usize, Refusal>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_refuses_tampered_blocks_and_certificates_and_reports_divergence() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs: Vec<SocketAddr> = (0..N).map(|_| free_addr()).collect();
+    let addrs = free_addrs(N);
     let validators: Vec<Task> = (0..N)
         .map(|i| start_validator(i, dir.path(), &addrs))
         .collect();
