@@ -2,6 +2,7 @@
 //! `{"error": message, "code": identifier}` with a 4xx status for the client's mistakes.
 
 pub mod admin;
+pub mod blocking;
 pub mod live;
 pub mod openapi;
 pub mod plugins;
@@ -25,6 +26,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// An error answer.
+#[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
@@ -101,6 +103,10 @@ pub fn router(node: Arc<Node>) -> Router {
 
 /// Registered devices with their latest accepted readings.
 async fn get_devices(State(node): State<Arc<Node>>) -> ApiResult<Json<Value>> {
+    blocking::run(move || devices(&node)).await.map(Json)
+}
+
+fn devices(node: &Node) -> ApiResult<Value> {
     let devices: Vec<Value> = node
         .devices()?
         .into_iter()
@@ -116,7 +122,7 @@ async fn get_devices(State(node): State<Arc<Node>>) -> ApiResult<Json<Value>> {
             })
         })
         .collect();
-    Ok(Json(json!({ "devices": devices })))
+    Ok(json!({ "devices": devices }))
 }
 
 fn parse_address(s: &str) -> ApiResult<Address> {
@@ -130,6 +136,9 @@ fn parse_hash(s: &str) -> ApiResult<Hash32> {
         .map_err(|e| ApiError::bad("bad_hash", format!("bad hash {s:?}: {e}")))
 }
 
+/// Figures kept up to date per block, answered on the async worker: no contract runs here,
+/// and the one store read (the certified height) is a point lookup, so `/v1/status` stays
+/// quick while the blocking jobs are all taken.
 async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     let head = node.head();
     Json(json!({
@@ -183,16 +192,7 @@ async fn submit_tx(
     } else {
         body.to_vec()
     };
-    let n = node.clone();
-    let result = tokio::task::spawn_blocking(move || n.submit(&bytes))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "node_error",
-                e.to_string(),
-            )
-        })?;
+    let result = blocking::run(move || Ok(node.submit(&bytes))).await?;
     match result {
         Ok(hash) => Ok((StatusCode::ACCEPTED, Json(json!({"hash": hash.to_hex()})))),
         // A full mempool is the node being busy, not the transaction being wrong: 503, so
@@ -227,11 +227,15 @@ fn receipt_json(r: &Receipt) -> Value {
 
 async fn get_tx(State(node): State<Arc<Node>>, Path(hash): Path<String>) -> ApiResult<Json<Value>> {
     let hash = parse_hash(&hash)?;
+    blocking::run(move || tx_json(&node, hash)).await.map(Json)
+}
+
+fn tx_json(node: &Node, hash: Hash32) -> ApiResult<Value> {
     match node.tx_status(&hash)? {
-        TxStatus::Pending => Ok(Json(json!({"hash": hash.to_hex(), "status": "pending"}))),
-        TxStatus::Dropped(why) => Ok(Json(
-            json!({"hash": hash.to_hex(), "status": "dropped", "reason": why}),
-        )),
+        TxStatus::Pending => Ok(json!({"hash": hash.to_hex(), "status": "pending"})),
+        TxStatus::Dropped(why) => {
+            Ok(json!({"hash": hash.to_hex(), "status": "dropped", "reason": why}))
+        }
         TxStatus::Unknown => Err(ApiError::not_found(format!(
             "no transaction {}",
             hash.to_hex()
@@ -259,9 +263,9 @@ async fn get_tx(State(node): State<Arc<Node>>, Path(hash): Path<String>) -> ApiR
                     .ok_or_else(|| ApiError::bad("node_error", "proof"))?,
                 receipt_proof: ListProof::build(&receipt_bytes, index)
                     .ok_or_else(|| ApiError::bad("node_error", "proof"))?,
-                finality: finality(&node, block.header.height)?,
+                finality: finality(node, block.header.height)?,
             };
-            Ok(Json(json!({
+            Ok(json!({
                 "hash": hash.to_hex(),
                 "status": "included",
                 "height": block.header.height,
@@ -269,7 +273,7 @@ async fn get_tx(State(node): State<Arc<Node>>, Path(hash): Path<String>) -> ApiR
                 "tx": tx,
                 "receipt": receipt_json(receipt),
                 "proof": proof,
-            })))
+            }))
         }
     }
 }
@@ -306,13 +310,19 @@ async fn get_block(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    blocking::run(move || block_by_id(&node, &id))
+        .await
+        .map(Json)
+}
+
+fn block_by_id(node: &Node, id: &str) -> ApiResult<Value> {
     let snap = node.snapshot()?;
     let height = if id == "latest" {
         node.head().height
     } else if let Ok(h) = id.parse::<u64>() {
         h
     } else {
-        let hash = parse_hash(&id)?;
+        let hash = parse_hash(id)?;
         snap.height_of_block(&hash)?
             .ok_or_else(|| ApiError::not_found(format!("no block {id}")))?
     };
@@ -320,7 +330,7 @@ async fn get_block(
         .block(height)?
         .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
     let receipts = snap.receipts(height)?.unwrap_or_default();
-    Ok(Json(block_json(&block, &receipts)))
+    Ok(block_json(&block, &receipts))
 }
 
 async fn get_account(
@@ -328,7 +338,7 @@ async fn get_account(
     Path(address): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let who = parse_address(&address)?;
-    let (acct, roles) = node.account(&who)?;
+    let (acct, roles) = blocking::run(move || Ok(node.account(&who)?)).await?;
     Ok(Json(
         json!({"address": who, "balance": acct.balance, "nonce": acct.nonce, "roles": roles.names()}),
     ))
@@ -339,41 +349,53 @@ async fn get_contract(
     Path(address): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let who = parse_address(&address)?;
-    let snap = node.snapshot()?;
-    let info = gridledger_vm::ledger::contract(&snap, &who)
-        .map_err(|e| ApiError::from(NodeError::from(e)))?
-        .ok_or_else(|| ApiError::not_found(format!("no contract at {address}")))?;
-    let balance = gridledger_vm::ledger::account(&snap, &who)
-        .map(|a| a.balance)
-        .unwrap_or(0);
-    Ok(Json(
-        json!({"address": who, "info": info, "balance": balance}),
-    ))
+    blocking::run(move || {
+        let snap = node.snapshot()?;
+        let info = gridledger_vm::ledger::contract(&snap, &who)
+            .map_err(|e| ApiError::from(NodeError::from(e)))?
+            .ok_or_else(|| ApiError::not_found(format!("no contract at {address}")))?;
+        let balance = gridledger_vm::ledger::account(&snap, &who)
+            .map(|a| a.balance)
+            .unwrap_or(0);
+        Ok(json!({"address": who, "info": info, "balance": balance}))
+    })
+    .await
+    .map(Json)
 }
 
 async fn get_label(
     State(node): State<Arc<Node>>,
     Path(label): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let addr = node
-        .contract_by_label(&label)?
-        .ok_or_else(|| ApiError::not_found(format!("no contract labelled {label}")))?;
-    Ok(Json(json!({"label": label, "address": addr})))
+    blocking::run(move || {
+        let addr = node
+            .contract_by_label(&label)?
+            .ok_or_else(|| ApiError::not_found(format!("no contract labelled {label}")))?;
+        Ok(json!({"label": label, "address": addr}))
+    })
+    .await
+    .map(Json)
 }
 
 /// The latest 200 proposals, newest first.
 async fn list_proposals(State(node): State<Arc<Node>>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "proposals": node.proposals(200)? })))
+    blocking::run(move || Ok(json!({ "proposals": node.proposals(200)? })))
+        .await
+        .map(Json)
 }
 
 async fn get_proposal(
     State(node): State<Arc<Node>>,
     Path(id): Path<u64>,
 ) -> ApiResult<Json<Value>> {
-    let p = node
-        .proposal(id)?
-        .ok_or_else(|| ApiError::not_found(format!("no proposal {id}")))?;
-    Ok(Json(serde_json::to_value(p).unwrap_or(Value::Null)))
+    blocking::run(move || {
+        let p = node
+            .proposal(id)?
+            .ok_or_else(|| ApiError::not_found(format!("no proposal {id}")))?;
+        Ok(serde_json::to_value(p).unwrap_or(Value::Null))
+    })
+    .await
+    .map(Json)
 }
 
 /// The body is the query message (JSON); the answer is the contract's JSON answer.
@@ -384,6 +406,8 @@ async fn query_contract(
 ) -> ApiResult<Response> {
     let who = parse_address(&address)?;
     let n = node.clone();
+    // Not among the blocking jobs: queries have their own limit (the node's query pool), and
+    // a flood of them must not take the places reads need.
     let out = tokio::task::spawn_blocking(move || n.query(&who, &body))
         .await
         .map_err(|e| {
@@ -494,7 +518,9 @@ async fn state_proof(
 ) -> ApiResult<Json<StateProofBundle>> {
     let key =
         hex::decode(&key).map_err(|e| ApiError::bad("bad_key", format!("key is not hex: {e}")))?;
-    Ok(Json(prove(&node, &key, p.height)?))
+    blocking::run(move || prove(&node, &key, p.height))
+        .await
+        .map(Json)
 }
 
 /// Most keys one `/v1/state/proofs` request may ask for.
@@ -527,7 +553,9 @@ async fn state_proofs(
             format!("ask for 1 to {MAX_PROOF_KEYS} keys, not {}", keys.len()),
         ));
     }
-    Ok(Json(prove_keys(&node, &keys, p.height)?))
+    blocking::run(move || prove_keys(&node, &keys, p.height))
+        .await
+        .map(Json)
 }
 
 /// Proof of an account's balance and nonce.
@@ -537,5 +565,7 @@ async fn account_proof(
     Query(p): Query<ProofParams>,
 ) -> ApiResult<Json<StateProofBundle>> {
     let who = parse_address(&address)?;
-    Ok(Json(prove(&node, &schema::account_key(&who), p.height)?))
+    blocking::run(move || prove(&node, &schema::account_key(&who), p.height))
+        .await
+        .map(Json)
 }

@@ -110,16 +110,9 @@ pub async fn get_statement(
     let who = parse_address(&address)?;
     let (from_ms, to_ms) = day_bounds(&q.day).map_err(|e| ApiError::bad("bad_day", e))?;
     let day = q.day.clone();
-    let out = tokio::task::spawn_blocking(move || statement(&node, who, &day, from_ms, to_ms))
+    crate::blocking::run(move || statement(&node, who, &day, from_ms, to_ms))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "node_error",
-                e.to_string(),
-            )
-        })??;
-    Ok(Json(out))
+        .map(Json)
 }
 
 fn statement(

@@ -83,3 +83,63 @@ async fn a_full_mempool_answers_busy_with_503() {
         .unwrap();
     assert_eq!(tx.status(), 404, "the refused transaction is unknown");
 }
+
+/// Store reads run as blocking jobs under the API's limit, and `/v1/status` does not: with
+/// every place taken, status answers at once while an account read waits for a place, and
+/// gets its answer when one frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_wait_for_a_blocking_place_and_status_does_not() {
+    use gridledger_api::blocking::{JOBS, LIMIT};
+    use std::time::Duration;
+    let node = Node::in_memory(test_genesis(vec![]), Path::new(".")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = gridledger_api::router(node.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Every place held by a job that waits to be let go.
+    let (started, starts) = std::sync::mpsc::channel();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = std::sync::Arc::new(std::sync::Mutex::new(wait));
+    let held: Vec<_> = (0..LIMIT)
+        .map(|_| {
+            let (started, wait) = (started.clone(), wait.clone());
+            tokio::spawn(JOBS.run(move || {
+                let _ = started.send(());
+                let _ = wait.lock().map(|w| w.recv());
+                Ok(())
+            }))
+        })
+        .collect();
+    for _ in 0..LIMIT {
+        starts.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+    assert_eq!(JOBS.free(), 0);
+
+    let client = reqwest::Client::new();
+    let status = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.get(format!("{url}/v1/status")).send(),
+    )
+    .await
+    .expect("status answers while every blocking place is taken")
+    .unwrap();
+    assert_eq!(status.status(), 200);
+
+    let account = Address([3; 32]).to_hex();
+    let read = tokio::spawn(client.get(format!("{url}/v1/accounts/{account}")).send());
+    // The read has no place: no answer yet (an absence, checked for a while; a read that
+    // bypassed the limit would have answered in microseconds).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!read.is_finished(), "a read ran without a blocking place");
+    for _ in 0..LIMIT {
+        go.send(()).unwrap();
+    }
+    let answer = read.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["balance"], 0, "{body}");
+    for h in held {
+        assert!(h.await.unwrap().is_ok());
+    }
+}
