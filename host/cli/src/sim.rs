@@ -121,7 +121,7 @@ impl Simulation {
         let market = label(&sim.market)?;
         let params: Value = serde_json::from_slice(
             &node
-                .query(&pricing, br#"{"params":{}}"#)
+                .query_here(&pricing, br#"{"params":{}}"#)
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         )?;
         let shortfall_penalty = params["shortfall_penalty"]
@@ -261,7 +261,7 @@ impl Simulation {
     /// What `who` owes the grid company, in committed state.
     fn debt_of(&self, who: &Address) -> Option<u64> {
         let msg = json!({"debt": {"account": who}}).to_string();
-        serde_json::from_slice::<Value>(&self.node.query(&self.market, msg.as_bytes()).ok()?)
+        serde_json::from_slice::<Value>(&self.node.query_here(&self.market, msg.as_bytes()).ok()?)
             .ok()?
             .as_u64()
     }
@@ -270,7 +270,8 @@ impl Simulation {
     pub fn describe(&self, period: u64) -> Option<String> {
         let msg = json!({"period": {"period": period}}).to_string();
         let v: Value =
-            serde_json::from_slice(&self.node.query(&self.market, msg.as_bytes()).ok()?).ok()?;
+            serde_json::from_slice(&self.node.query_here(&self.market, msg.as_bytes()).ok()?)
+                .ok()?;
         let traded = v["traded_wh"].as_u64()?;
         let renewable = v["renewable_wh"].as_u64()?;
         if traded == 0 && v["delivered_wh"].as_u64()? == 0 {

@@ -13,6 +13,7 @@ pub mod governance;
 pub mod mempool;
 pub mod observer;
 pub mod payload;
+mod queries;
 pub mod query_pool;
 pub mod testing;
 pub mod validator;
@@ -140,7 +141,10 @@ const EXECUTION_POOL_SLOTS: u32 = 16;
 /// may nest calls up to the VM's depth.
 pub const MAX_CONCURRENT_QUERIES: usize = 8;
 pub const QUERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-const QUERY_POOL_SLOTS: u32 = MAX_CONCURRENT_QUERIES as u32 * 9;
+/// The query engine's instances: for the pool's queries and one of the node's own
+/// ([`Node::query_here`]: the devnet's simulated participants), each nesting calls up to the
+/// VM's depth.
+const QUERY_POOL_SLOTS: u32 = (MAX_CONCURRENT_QUERIES as u32 + 1) * 9;
 /// Wall-clock limit of one query's run, on top of its gas (query threads run at the lowest
 /// priority: on a busy machine an honest query can take seconds). It starts once the queried
 /// contract's code is ready; compiling the contracts it calls moves it out, by at most the
@@ -994,83 +998,6 @@ impl Node {
             );
         }
         Ok(out)
-    }
-
-    /// How many delivery periods the market has settled (0 without a market), at the head.
-    pub fn settled_periods(&self) -> u64 {
-        self.settled.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Counts the settled periods at the head, for [`Node::settled_periods`]. Once per block
-    /// and at start, never per request: `/v1/status`, polled by every browser and probe, runs
-    /// no contract. It runs on the execution engine, which has the market compiled already
-    /// (the query engine compiles its own artifacts: a second compile of every contract at
-    /// start, for a figure the node needs anyway).
-    fn count_settled_periods(&self) {
-        let Some(label) = self
-            .genesis
-            .market
-            .as_ref()
-            .and_then(|m| m.stats_contract.as_ref())
-        else {
-            return;
-        };
-        let Ok(Some(contract)) = self.contract_by_label(label) else {
-            return;
-        };
-        // On a failed query the last count stays (it only grows).
-        if let Some(n) = self
-            .query_on(&self.exec.vm, &contract, br#"{"stats":{}}"#)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["settled_periods"].as_u64())
-        {
-            self.settled.store(n, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// A query of the node's own, on this thread, against the latest committed state.
-    fn query_on(&self, vm: &Vm, contract: &Address, msg: &[u8]) -> Result<Vec<u8>, QueryError> {
-        let head = self.head();
-        let snap = Arc::new(self.store.snapshot().map_err(NodeError::from)?);
-        let out = vm
-            .call(
-                &BlockEnv {
-                    height: head.height,
-                    time_ms: head.time_ms,
-                    chain_id: head.chain_id,
-                },
-                &mut StateStack::new(snap),
-                CallRequest {
-                    contract: *contract,
-                    entry: Entry::Query,
-                    caller: None,
-                    funds: 0,
-                    msg,
-                    gas_limit: vm.config().limits.query_gas,
-                },
-            )
-            .map_err(NodeError::from)?;
-        Ok(out.result?)
-    }
-
-    /// Runs a contract query against the latest committed state.
-    /// On the query engine and threads: at most [`MAX_CONCURRENT_QUERIES`] at once, each
-    /// bounded by the query gas and [`QUERY_TIME_LIMIT`].
-    pub fn query(self: &Arc<Self>, contract: &Address, msg: &[u8]) -> Result<Vec<u8>, QueryError> {
-        let (node, contract, msg) = (self.clone(), *contract, msg.to_vec());
-        // On the low-priority query threads: however many come, consensus runs first.
-        self.query_threads
-            .run(QUERY_WAIT, QUERY_ANSWER_WAIT, move || {
-                node.query_on(&node.queries, &contract, &msg)
-            })
-            .map_err(|e| match e {
-                query_pool::NoAnswer::Busy(n) => QueryError::Busy(n),
-                query_pool::NoAnswer::TimedOut(d) => QueryError::TimedOut(d),
-                query_pool::NoAnswer::Died => {
-                    QueryError::Node(NodeError::Config("a query thread panicked".into()))
-                }
-            })?
     }
 
     pub fn account(&self, who: &Address) -> Result<(Account, Roles), NodeError> {
