@@ -1,11 +1,13 @@
-//! Where handlers do their synchronous work (store reads, proofs, contract queries): on
-//! tokio's blocking threads, a bounded number at a time.
+//! Where handlers do their store reads and proofs: on tokio's blocking threads, a bounded
+//! number at a time. Only work that is the store's alone belongs here: a job that waited for
+//! something else (the query pool, a lock) would hold a place readers need. Contract queries
+//! and statements (queries too) wait for the node's query pool instead; submissions, short,
+//! run beside.
 //!
 //! Off the async workers, so a burst of slow reads never stalls the workers that accept
 //! connections, answer `/v1/status` and stream events; bounded, so a flood of requests (the
 //! API allows [`crate::web::MAX_CONCURRENT_REQUESTS`] in flight) cannot take all of tokio's
-//! 512 blocking threads and the memory each read holds. Contract queries have their own,
-//! smaller limit on top (the node's query pool).
+//! 512 blocking threads and the memory each read holds.
 //!
 //! Invariant: a job keeps its place until it has *finished*, not until its caller stops
 //! waiting. The request timeout drops the handler's future, but a blocking thread cannot be

@@ -192,7 +192,17 @@ async fn submit_tx(
     } else {
         body.to_vec()
     };
-    let result = blocking::run(move || Ok(node.submit(&bytes))).await?;
+    // Not among the blocking jobs: a submission's work is short (a signature check and a
+    // point read), and submitting must not queue behind slow reads.
+    let result = tokio::task::spawn_blocking(move || node.submit(&bytes))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "node_error",
+                e.to_string(),
+            )
+        })?;
     match result {
         Ok(hash) => Ok((StatusCode::ACCEPTED, Json(json!({"hash": hash.to_hex()})))),
         // A full mempool is the node being busy, not the transaction being wrong: 503, so

@@ -110,8 +110,18 @@ pub async fn get_statement(
     let who = parse_address(&address)?;
     let (from_ms, to_ms) = day_bounds(&q.day).map_err(|e| ApiError::bad("bad_day", e))?;
     let day = q.day.clone();
-    crate::blocking::run(move || statement(&node, who, &day, from_ms, to_ms))
+    // Not among the blocking jobs: a statement is contract queries, which wait for the query
+    // pool (its own limit); holding a read's place while waiting there would let a few
+    // statement requests stall every read.
+    tokio::task::spawn_blocking(move || statement(&node, who, &day, from_ms, to_ms))
         .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "node_error",
+                e.to_string(),
+            )
+        })?
         .map(Json)
 }
 

@@ -84,9 +84,9 @@ async fn a_full_mempool_answers_busy_with_503() {
     assert_eq!(tx.status(), 404, "the refused transaction is unknown");
 }
 
-/// Store reads run as blocking jobs under the API's limit, and `/v1/status` does not: with
-/// every place taken, status answers at once while an account read waits for a place, and
-/// gets its answer when one frees.
+/// Store reads run as blocking jobs under the API's limit, and `/v1/status`, statements and
+/// submissions do not: with every place taken, they answer at once while an account read
+/// waits for a place, and gets its answer when one frees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_wait_for_a_blocking_place_and_status_does_not() {
     use gridledger_api::blocking::{JOBS, LIMIT};
@@ -125,8 +125,32 @@ async fn reads_wait_for_a_blocking_place_and_status_does_not() {
     .expect("status answers while every blocking place is taken")
     .unwrap();
     assert_eq!(status.status(), 200);
-
+    // Nor do statements (contract queries, limited by the query pool) and submissions (short):
+    // neither waits behind reads. (No market here: the statement is a prompt 404.)
     let account = Address([3; 32]).to_hex();
+    let statement = tokio::time::timeout(
+        Duration::from_secs(20),
+        client
+            .get(format!("{url}/v1/statements/{account}?day=2026-01-01"))
+            .send(),
+    )
+    .await
+    .expect("a statement needs no blocking place")
+    .unwrap();
+    assert_eq!(statement.status(), 404);
+    let submission = tokio::time::timeout(
+        Duration::from_secs(20),
+        client
+            .post(format!("{url}/v1/txs"))
+            .header("content-type", "application/octet-stream")
+            .body(vec![1u8, 2, 3])
+            .send(),
+    )
+    .await
+    .expect("a submission needs no blocking place")
+    .unwrap();
+    assert_eq!(submission.status(), 400);
+
     let read = tokio::spawn(client.get(format!("{url}/v1/accounts/{account}")).send());
     // The read has no place: no answer yet (an absence, checked for a while; a read that
     // bypassed the limit would have answered in microseconds).

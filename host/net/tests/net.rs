@@ -28,8 +28,9 @@ fn decoder() -> Decoder<String> {
     })
 }
 
-/// `n` distinct free loopback ports (held together while the kernel picks them, so none is
-/// handed out twice).
+/// `n` free loopback ports, distinct from each other (held together while the kernel picks
+/// them; released before they are bound again, so another bind could in principle take one
+/// in between).
 fn free_addrs(n: usize) -> Vec<SocketAddr> {
     gridledger_net::loopback_sockets(n)
         .unwrap()

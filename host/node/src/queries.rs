@@ -9,6 +9,9 @@ use gridledger_types::Address;
 use gridledger_vm::{BlockEnv, CallRequest, Entry, Vm};
 use std::sync::Arc;
 
+/// Held while a [`Node::query_here`] runs.
+static OWN_QUERY: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 impl Node {
     /// How many delivery periods the market has settled (0 without a market), at the head.
     pub fn settled_periods(&self) -> u64 {
@@ -89,10 +92,14 @@ impl Node {
 
     /// A query of the node's own (the devnet's simulated participants), on the caller's
     /// thread: on the query engine, with the same gas and wall-clock limits as the public
-    /// queries ([`crate::QUERY_TIME_LIMIT`]), but never waiting behind them for a place in the pool:
-    /// a browser's queries must not starve the participants' bidding. Not for anything a
-    /// remote party can trigger: that goes through [`Node::query`].
+    /// queries ([`crate::QUERY_TIME_LIMIT`]), but at the caller's CPU priority and never
+    /// waiting for a place in their pool. One at a time (the engine's instance pool has room
+    /// for one beyond the pool's queries). The caller's thread needs the stack contracts run
+    /// on for the deepest nesting (`(max_call_depth + 1) × max_wasm_stack` and a margin; a
+    /// shallow query needs far less). Not for anything a remote party can trigger: that goes
+    /// through [`Node::query`].
     pub fn query_here(&self, contract: &Address, msg: &[u8]) -> Result<Vec<u8>, QueryError> {
+        let _one_at_a_time = OWN_QUERY.lock();
         self.query_on(&self.queries, contract, msg)
     }
 }

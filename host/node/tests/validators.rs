@@ -32,8 +32,9 @@ struct Running {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// `n` distinct free loopback ports: held together while the kernel picks them, so none is
-/// handed out twice (validators restart on theirs, so they bind by address).
+/// `n` free loopback ports, distinct from each other: held together while the kernel picks
+/// them. Released before the validators bind them (they restart on theirs, so they bind by
+/// address), so another bind can in principle take one in between: rare, not impossible.
 fn free_addrs(n: usize) -> Vec<SocketAddr> {
     gridledger_net::loopback_sockets(n)
         .unwrap()
