@@ -67,6 +67,18 @@ where
     JOBS.run(work).await
 }
 
+/// Runs `work` on a blocking thread without taking a place: for work bounded by a limit of
+/// its own (queries, statements: the node's query pool) or short (submissions).
+pub async fn beside<T, F>(work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| died(&e.to_string()))
+}
+
 fn died(why: &str) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -194,15 +194,7 @@ async fn submit_tx(
     };
     // Not among the blocking jobs: a submission's work is short (a signature check and a
     // point read), and submitting must not queue behind slow reads.
-    let result = tokio::task::spawn_blocking(move || node.submit(&bytes))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "node_error",
-                e.to_string(),
-            )
-        })?;
+    let result = blocking::beside(move || node.submit(&bytes)).await?;
     match result {
         Ok(hash) => Ok((StatusCode::ACCEPTED, Json(json!({"hash": hash.to_hex()})))),
         // A full mempool is the node being busy, not the transaction being wrong: 503, so
@@ -418,15 +410,7 @@ async fn query_contract(
     let n = node.clone();
     // Not among the blocking jobs: queries have their own limit (the node's query pool), and
     // a flood of them must not take the places reads need.
-    let out = tokio::task::spawn_blocking(move || n.query(&who, &body))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "node_error",
-                e.to_string(),
-            )
-        })?;
+    let out = blocking::beside(move || n.query(&who, &body)).await?;
     match out {
         Ok(bytes) => Ok((
             [("content-type", "application/json")],

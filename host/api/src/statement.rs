@@ -113,16 +113,9 @@ pub async fn get_statement(
     // Not among the blocking jobs: a statement is contract queries, which wait for the query
     // pool (its own limit); holding a read's place while waiting there would let a few
     // statement requests stall every read.
-    tokio::task::spawn_blocking(move || statement(&node, who, &day, from_ms, to_ms))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "node_error",
-                e.to_string(),
-            )
-        })?
-        .map(Json)
+    let out =
+        crate::blocking::beside(move || statement(&node, who, &day, from_ms, to_ms)).await??;
+    Ok(Json(out))
 }
 
 fn statement(

@@ -92,6 +92,17 @@ pub fn loopback_sockets(n: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
         .collect()
 }
 
+/// `n` free loopback UDP ports, distinct from each other (held together while the kernel
+/// picks them), for validators that restart on their address and so bind by it. Released
+/// before they are bound again: another bind could in principle take one in between. Where no
+/// restart is needed, hand over [`loopback_sockets`] instead.
+pub fn free_loopback_addrs(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    loopback_sockets(n)?
+        .iter()
+        .map(|s| s.local_addr())
+        .collect()
+}
+
 pub struct NetConfig {
     pub me: u16,
     pub listen: Listen,

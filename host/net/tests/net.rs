@@ -28,22 +28,11 @@ fn decoder() -> Decoder<String> {
     })
 }
 
-/// `n` free loopback ports, distinct from each other (held together while the kernel picks
-/// them; released before they are bound again, so another bind could in principle take one
-/// in between).
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    gridledger_net::loopback_sockets(n)
-        .unwrap()
-        .iter()
-        .map(|s| s.local_addr().unwrap())
-        .collect()
-}
-
 type Inbox = mpsc::Receiver<(u16, String)>;
 
 /// `n` validators on loopback, each knowing the others.
 fn cluster(n: u8) -> (Vec<Network>, Vec<Inbox>, Vec<SocketAddr>) {
-    let addrs = free_addrs(n as usize);
+    let addrs = gridledger_net::free_loopback_addrs(n as usize).unwrap();
     let mut nets = Vec::new();
     let mut rxs = Vec::new();
     for i in 0..n {
@@ -233,7 +222,7 @@ async fn a_peer_that_returns_is_reconnected() {
 /// kept (a flood of large blocks for a dead peer cannot take the memory).
 #[tokio::test]
 async fn a_queue_to_an_absent_peer_is_capped_in_bytes() {
-    let addrs = free_addrs(2);
+    let addrs = gridledger_net::free_loopback_addrs(2).unwrap();
     let (tx, _rx) = mpsc::channel(64);
     let net = Network::start(
         NetConfig {
@@ -277,7 +266,7 @@ async fn ask(r: &gridledger_net::requests::Requester, q: &[u8]) -> anyhow::Resul
 #[tokio::test]
 async fn observers_ask_within_their_bounds_and_speak_no_consensus() {
     use gridledger_net::requests::{MAX_CONNECTIONS_PER_OBSERVER, Requester};
-    let addrs = free_addrs(2);
+    let addrs = gridledger_net::free_loopback_addrs(2).unwrap();
     let observer = [42u8; 32];
     let observer_public = Identity::from_secret(&observer).unwrap().public;
     let (tx, mut rx) = mpsc::channel(64);

@@ -46,17 +46,6 @@ impl Task {
     }
 }
 
-/// `n` free loopback ports, distinct from each other: held together while the kernel picks
-/// them. Released before the validators bind them (they restart on theirs, so they bind by
-/// address), so another bind can in principle take one in between: rare, not impossible.
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    gridledger_net::loopback_sockets(n)
-        .unwrap()
-        .iter()
-        .map(|s| s.local_addr().unwrap())
-        .collect()
-}
-
 fn peers(addrs: &[SocketAddr]) -> Vec<(u16, SocketAddr)> {
     addrs
         .iter()
@@ -149,7 +138,7 @@ fn transfer(from: &Keypair, nonce: u64, to: &Keypair) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_follows_checks_forwards_catches_up_and_syncs_from_genesis() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addrs(N);
+    let addrs = gridledger_net::free_loopback_addrs(N).unwrap();
     let validators: Vec<Task> = (0..N)
         .map(|i| start_validator(i, dir.path(), &addrs))
         .collect();
@@ -275,7 +264,7 @@ fn refused(r: Result<usize, Refusal>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_refuses_tampered_blocks_and_certificates_and_reports_divergence() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addrs(N);
+    let addrs = gridledger_net::free_loopback_addrs(N).unwrap();
     let validators: Vec<Task> = (0..N)
         .map(|i| start_validator(i, dir.path(), &addrs))
         .collect();

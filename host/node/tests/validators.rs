@@ -32,17 +32,6 @@ struct Running {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// `n` free loopback ports, distinct from each other: held together while the kernel picks
-/// them. Released before the validators bind them (they restart on theirs, so they bind by
-/// address), so another bind can in principle take one in between: rare, not impossible.
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    gridledger_net::loopback_sockets(n)
-        .unwrap()
-        .iter()
-        .map(|s| s.local_addr().unwrap())
-        .collect()
-}
-
 fn start(i: usize, dir: &Path, addrs: &[SocketAddr]) -> Running {
     let node = Node::open(&dir.join(format!("v{i}")), genesis(), Path::new(".")).unwrap();
     let (bls, network) = dev_validator_keys(&seed(i));
@@ -105,7 +94,7 @@ async fn four_validators_finalize_and_a_restarted_one_catches_up() {
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addrs(N);
+    let addrs = gridledger_net::free_loopback_addrs(N).unwrap();
     let mut running: Vec<Option<Running>> =
         (0..N).map(|i| Some(start(i, dir.path(), &addrs))).collect();
     let node = |r: &Vec<Option<Running>>, i: usize| r[i].as_ref().unwrap().node.clone();
@@ -216,7 +205,7 @@ async fn a_lagging_validator_catches_up_after_its_peers_restart() {
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addrs(N);
+    let addrs = gridledger_net::free_loopback_addrs(N).unwrap();
     let mut running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
     reach(&running[0].node, 3).await;
 
@@ -286,7 +275,7 @@ fn assert_certifies(node: &Node, height: u64, cert: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_that_executes_differently_stops_voting_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addrs(N);
+    let addrs = gridledger_net::free_loopback_addrs(N).unwrap();
     let running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
     reach(&running[0].node, 2).await;
     let from = running[3].node.head().height + 2;
@@ -345,7 +334,7 @@ async fn a_validator_that_executes_differently_stops_voting_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_inside_commit_on_every_validator_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addrs(N);
+    let addrs = gridledger_net::free_loopback_addrs(N).unwrap();
     let running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
     reach(&running[0].node, 3).await;
     let cut = running.iter().map(|r| r.node.head().height).max().unwrap() + 2;
@@ -382,7 +371,7 @@ async fn a_power_cut_inside_commit_on_every_validator_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsolicited_block_naming_a_transaction_does_not_keep_it_out() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addrs(N);
+    let addrs = gridledger_net::free_loopback_addrs(N).unwrap();
     let running: Vec<Running> = (0..3).map(|i| start(i, dir.path(), &addrs)).collect();
     // Validator 3 is the attacker: it speaks the transport with its own keys, nothing else.
     let node0 = running[0].node.clone();
@@ -466,7 +455,7 @@ async fn an_unsolicited_block_naming_a_transaction_does_not_keep_it_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_are_at_least_the_interval_apart() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addrs(N);
+    let addrs = gridledger_net::free_loopback_addrs(N).unwrap();
     let running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
     reach(&running[0].node, 25).await;
     let snap = running[0].node.snapshot().unwrap();
@@ -488,7 +477,7 @@ async fn blocks_are_at_least_the_interval_apart() {
 async fn a_fetched_block_is_answered_once() {
     use gridledger_consensus::{Message, crypto::Bls};
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addrs(N);
+    let addrs = gridledger_net::free_loopback_addrs(N).unwrap();
     let running: Vec<Running> = (0..3).map(|i| start(i, dir.path(), &addrs)).collect();
     let node0 = running[0].node.clone();
     let (_, network) = dev_validator_keys(&seed(3));
@@ -586,7 +575,7 @@ async fn a_fetched_block_is_answered_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peers_gauge_follows_a_validator_leaving_and_returning() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addrs(N);
+    let addrs = gridledger_net::free_loopback_addrs(N).unwrap();
     let mut running: Vec<Running> = (0..N).map(|i| start(i, dir.path(), &addrs)).collect();
     let peers = |r: &Running| r.status.peers.load(std::sync::atomic::Ordering::Relaxed);
     async fn until(what: &str, mut ok: impl FnMut() -> bool) {
