@@ -193,25 +193,21 @@ impl PluginSet {
         Some((&self.handles[i], &self.allowed[i]))
     }
 
-    /// Continues every device's sequence numbers from `next_seq` (the chain's, by device
-    /// address; a device it has no answer for keeps its own). Returns, for every device, the
-    /// time of its plugin's last poll before the change: readings taken up to then carry the
-    /// old numbers. See [`PluginHandle::resync`].
-    pub async fn resync(
-        &self,
-        next_seq: impl Fn(&Address) -> Option<u64>,
-    ) -> Result<std::collections::HashMap<Address, u64>, String> {
-        let mut cutoffs = std::collections::HashMap::new();
+    /// Moves devices' sequence numbers up to `next_seq` (the chain's, by device address; a
+    /// device it has no answer for, or already past it, keeps its own). See
+    /// [`PluginHandle::resync`].
+    pub async fn resync(&self, next_seq: impl Fn(&Address) -> Option<u64>) -> Result<(), String> {
         for h in &self.handles {
-            let wanted = h
+            let wanted: std::collections::HashMap<Address, u64> = h
                 .addresses
                 .iter()
                 .filter_map(|a| next_seq(a).map(|n| (*a, n)))
                 .collect();
-            let last_poll_ms = h.resync(wanted).await?;
-            cutoffs.extend(h.addresses.iter().map(|a| (*a, last_poll_ms)));
+            if !wanted.is_empty() {
+                h.resync(wanted).await?;
+            }
         }
-        Ok(cutoffs)
+        Ok(())
     }
 
     /// SHA-256 of a component file, as the manifest's `code_hash` pins it.

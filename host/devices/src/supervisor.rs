@@ -104,10 +104,10 @@ enum Command {
     Switch {
         reply: oneshot::Sender<Result<SwapReport, String>>,
     },
-    /// Continue these devices' sequence numbers from the chain's (see [`PluginHandle::resync`]).
+    /// Move these devices' sequence numbers up to the chain's (see [`PluginHandle::resync`]).
     Resync {
         next_seq: HashMap<Address, u64>,
-        reply: oneshot::Sender<u64>,
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -176,12 +176,13 @@ impl PluginHandle {
             .map_err(|_| "the plugin stopped during the switch".to_string())?
     }
 
-    /// Sets the next sequence number of the devices named in `next_seq`, between two polls.
-    /// Returns the time of the last poll before it: readings taken after it continue from the
-    /// new numbers, readings taken up to it (perhaps still on their way) do not. Counters are
-    /// kept: the energy read meanwhile still counts, within the chain's bound. For a relay
-    /// whose readings the chain refused, so that the node's numbering ran ahead of the chain's.
-    pub async fn resync(&self, next_seq: HashMap<Address, u64>) -> Result<u64, String> {
+    /// Moves the next sequence number of the devices named in `next_seq` up to the number
+    /// given, between two polls; a device already past it keeps its own. For a relay that
+    /// learns the chain holds a later reading of a device than its plugin numbered (the same
+    /// device relayed from elsewhere, or batches of a previous run landing after a restart).
+    /// Numbers never go back: the chain takes any number after its last one, so a number the
+    /// chain refused costs only that reading. Counters are kept.
+    pub async fn resync(&self, next_seq: HashMap<Address, u64>) -> Result<(), String> {
         let (reply, done) = oneshot::channel();
         self.commands
             .send(Command::Resync { next_seq, reply })
@@ -302,10 +303,10 @@ impl Supervisor {
                     Command::Resync { next_seq, reply } => {
                         for m in &mut self.task.meters {
                             if let Some(&n) = next_seq.get(&m.device()) {
-                                m.position.next_seq = n;
+                                m.position.next_seq = m.position.next_seq.max(n);
                             }
                         }
-                        let _ = reply.send(self.last_poll_ms);
+                        let _ = reply.send(());
                     }
                 },
                 _ = ticker.tick() => {

@@ -7,11 +7,16 @@
 //! readings move into a new period, the energy of the period before is reported to the
 //! reading contract (the market) as that device.
 //!
-//! Energy between two readings that lie in different periods is split over the periods by
-//! time ([`split_by_time`]): the period being closed gets its share, the new period starts
-//! from the share that falls in it, and periods in a gap between them (no reading at all) are
-//! credited nothing. A gateway that withholds readings therefore cannot bank energy and
-//! release it in the period where its owner sold. Each report runs on a fixed budget
+//! A device's sequence numbers must rise but may skip: a reading refused (too old by the time
+//! its block came) or lost on its way costs only itself, not every later reading of the meter.
+//!
+//! Energy between two consecutive readings that lie in different periods is split over the
+//! periods by time ([`split_by_time`]): the period being closed gets its share, the new period
+//! starts from the share that falls in it, and periods in a gap between them (no reading at
+//! all) are credited nothing. Across a skip in the numbering that spans a boundary, neither
+//! period gets any of the step (an `energy_uncredited` event says how much). A gateway that
+//! withholds readings therefore cannot bank energy and release it in the period where its
+//! owner sold, nor shift it between neighbouring periods. Each report runs on a fixed budget
 //! ([`REPORT_GAS`]) that the transaction must hold before any reading is applied, so a
 //! relayer with a minimal gas limit cannot have readings accepted and their energy lost.
 
@@ -67,12 +72,25 @@ pub enum Refusal {
     Unregistered,
     Revoked,
     Signature(String),
-    Sequence { got: u64, want: u64 },
+    /// Not after the device's last accepted reading: a replay, or readings out of order.
+    Sequence {
+        got: u64,
+        last: u64,
+    },
     CounterBackwards,
     TimeBackwards,
-    TimeOutOfTolerance { timestamp_ms: u64, block_ms: u64 },
-    WrongPeriod { got: u64, want: Option<u64> },
-    Implausible { claimed_wh: u64, bound_wh: u64 },
+    TimeOutOfTolerance {
+        timestamp_ms: u64,
+        block_ms: u64,
+    },
+    WrongPeriod {
+        got: u64,
+        want: Option<u64>,
+    },
+    Implausible {
+        claimed_wh: u64,
+        bound_wh: u64,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -81,8 +99,11 @@ impl std::fmt::Display for Refusal {
             Refusal::Unregistered => write!(f, "device is not registered"),
             Refusal::Revoked => write!(f, "device is revoked"),
             Refusal::Signature(e) => write!(f, "bad signature: {e}"),
-            Refusal::Sequence { got, want } => {
-                write!(f, "sequence {got} is not the next one ({want})")
+            Refusal::Sequence { got, last } => {
+                write!(
+                    f,
+                    "sequence {got} is not after the last accepted one ({last})"
+                )
             }
             Refusal::CounterBackwards => write!(f, "an energy counter went backwards"),
             Refusal::TimeBackwards => write!(f, "timestamp is not after the previous reading's"),
@@ -152,19 +173,25 @@ fn check_reading(
     if rec.revoked {
         return Err(Refusal::Revoked);
     }
-    // The sequence before the signature: a replayed or junk reading is refused for what it
-    // is, and its signature was never checked (see `worth_checking`).
-    let want = rec.last.as_ref().map_or(0, |l| l.seq + 1);
-    if r.seq != want {
-        return Err(Refusal::Sequence { got: r.seq, want });
+    // Sequence and freshness before the signature: a replayed, junk or stale reading is
+    // refused for what it is, and its signature was never checked (see `worth_checking`).
+    // Numbers may skip (a reading refused or lost on its way costs only itself); they may not
+    // go back.
+    if let Some(last) = &rec.last
+        && r.seq <= last.seq
+    {
+        return Err(Refusal::Sequence {
+            got: r.seq,
+            last: last.seq,
+        });
     }
-    signature.map_err(Refusal::Signature)?;
     if r.timestamp_ms.abs_diff(block_ms) > rules.time_tolerance_ms {
         return Err(Refusal::TimeOutOfTolerance {
             timestamp_ms: r.timestamp_ms,
             block_ms,
         });
     }
+    signature.map_err(Refusal::Signature)?;
     let taken_in = rules.period_of(r.timestamp_ms);
     if taken_in != Some(r.period) {
         return Err(Refusal::WrongPeriod {
@@ -190,6 +217,22 @@ fn check_reading(
         }
     }
     Ok(())
+}
+
+/// Whether a reading could be accepted, judged without its signature: a reading this refuses
+/// is refused by [`check_reading`] before its signature matters.
+fn worth_checking(
+    rules: &ReadingRules,
+    block_ms: u64,
+    record: Option<&DeviceRecord>,
+    signed: &SignedReading,
+) -> bool {
+    let r = &signed.reading;
+    record.is_some_and(|rec| {
+        !rec.revoked
+            && rec.last.as_ref().is_none_or(|l| r.seq > l.seq)
+            && r.timestamp_ms.abs_diff(block_ms) <= rules.time_tolerance_ms
+    })
 }
 
 impl Executor {
@@ -287,15 +330,14 @@ impl Executor {
                 budget,
             )));
         }
-        // Registration and sequence first, from the records as they stand: only readings of a
-        // registered, unrevoked device that come after its last accepted one are worth a
-        // signature check. Junk and replays cost a state read, not a check.
+        // Registration, sequence and freshness first, from the records as they stand: only
+        // fresh readings of a registered, unrevoked device that come after its last accepted
+        // one are worth a signature check. Junk, replays and stale readings cost a state
+        // read, not a check.
         let mut worth = Vec::with_capacity(readings.len());
         for r in readings {
             let record = device(state, &r.reading.device)?;
-            worth.push(record.is_some_and(|rec| {
-                !rec.revoked && rec.last.as_ref().is_none_or(|l| r.reading.seq > l.seq)
-            }));
+            worth.push(worth_checking(rules, block.time_ms, record.as_ref(), r));
         }
         let checked: Vec<&SignedReading> = readings
             .iter()
@@ -377,7 +419,30 @@ impl Executor {
                         && block.time_ms >= rules.period_start(open.period + 1) =>
                 {
                     let last = rec.last.as_ref().unwrap_or(r);
-                    let split = split_by_time(rules, last, r);
+                    // A skip in the numbering across the boundary: readings were taken that
+                    // the chain never got, so whoever relays cannot be trusted with how the
+                    // step divides; neither period is credited any of it.
+                    let split = if r.seq > last.seq + 1 {
+                        events.push(chain_event(
+                            "energy_uncredited",
+                            &[
+                                ("device", id.to_hex()),
+                                ("from_seq", last.seq.to_string()),
+                                ("to_seq", r.seq.to_string()),
+                                (
+                                    "export_wh",
+                                    r.export_wh.saturating_sub(last.export_wh).to_string(),
+                                ),
+                                (
+                                    "import_wh",
+                                    r.import_wh.saturating_sub(last.import_wh).to_string(),
+                                ),
+                            ],
+                        ));
+                        Split { parts: Vec::new() }
+                    } else {
+                        split_by_time(rules, last, r)
+                    };
                     let closing = split.share(open.period);
                     let produced = last.export_wh.saturating_sub(open.export_wh) + closing.0;
                     let consumed = last.import_wh.saturating_sub(open.import_wh) + closing.1;
