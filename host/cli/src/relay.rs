@@ -7,8 +7,8 @@
 //! worth sending only while it can still land in a block inside the tolerance. The relay
 //! - sends readings in the order they were read, in batches of at most [`MAX_BATCH`];
 //! - drops a reading not yet sent once it is older than half the tolerance (the other half
-//!   is for its way into a block): when the chain falls behind, the newest readings go, not a
-//!   backlog that every block would refuse;
+//!   is for its way into a block): when the chain falls behind, the newest readings are sent,
+//!   not a backlog that every block would refuse;
 //! - keeps at most [`MAX_IN_FLIGHT`] readings on their way (admitted, not yet seen in a block,
 //!   not yet too old to be taken), and waits while the mempool is busy, so a slow chain is not
 //!   handed a mempool of readings that will be refused;
@@ -46,7 +46,8 @@ fn gas_per_reading(g: &gridledger_vm::GasSchedule) -> u64 {
 
 /// A batch on its way.
 struct InFlight {
-    readings: usize,
+    /// The devices its readings are of.
+    devices: Vec<Address>,
     /// Wall time after which no block within the tolerance can take any of its readings.
     useless_after_ms: u64,
 }
@@ -86,7 +87,7 @@ impl Book {
     }
 
     fn in_flight_readings(&self) -> usize {
-        self.in_flight.values().map(|f| f.readings).sum()
+        self.in_flight.values().map(|f| f.devices.len()).sum()
     }
 
     /// The next batch to send at `now_ms`, if any waits and there is room on the way. What
@@ -118,7 +119,7 @@ impl Book {
         self.in_flight.insert(
             tx,
             InFlight {
-                readings: batch.len(),
+                devices: batch.iter().map(|r| r.reading.device).collect(),
                 // A second beyond the tolerance, for block times behind the wall clock.
                 useless_after_ms: newest + self.tolerance_ms + 1_000,
             },
@@ -126,10 +127,15 @@ impl Book {
     }
 
     /// A committed block: those of our transactions it holds are in, and the devices whose
-    /// readings it refused are noted.
+    /// readings it refused are noted (all of a batch that failed: a failed transaction keeps
+    /// no events).
     fn block(&mut self, receipts: &[Receipt]) {
         for r in receipts {
-            if self.in_flight.remove(&r.tx_hash).is_none() {
+            let Some(sent) = self.in_flight.remove(&r.tx_hash) else {
+                continue;
+            };
+            if r.error.is_some() {
+                self.refused.extend(sent.devices);
                 continue;
             }
             for e in r.events.iter().filter(|e| e.kind == "reading_refused") {
@@ -191,7 +197,7 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             _ = tick.tick() => {}
-            _ = stop.changed() => if *stop.borrow() { break },
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { break },
         }
         let now = now_ms();
         book.expire(now);
@@ -231,7 +237,7 @@ pub async fn run(
                 node.device(device)
                     .ok()
                     .flatten()
-                    .and_then(|rec| rec.last.map(|l| l.seq + 1))
+                    .and_then(|rec| rec.last.map(|l| l.seq.saturating_add(1)))
             };
             if let Err(e) = set.resync(chain_next).await {
                 tracing::error!("moving refused devices up to the chain's numbering failed: {e}");
@@ -337,13 +343,28 @@ mod tests {
         assert_eq!(seqs(&batch), vec![0, 0]);
         book.sent(Hash32([1; 32]), &batch);
         book.read(vec![reading(1, 1, NOW + 1_000)]);
-        // Our batch's block refused device 1's reading; another sender's refusal is not ours.
-        book.block(&[receipt(1, &[1], false), receipt(9, &[3], true)]);
+        // Our batch's block refused device 1's reading; another sender's refusals are not ours.
+        book.block(&[receipt(1, &[1], false), receipt(9, &[3], false)]);
         assert!(book.in_flight.is_empty());
         assert_eq!(book.take_refused(), BTreeSet::from([Address([1; 32])]));
         assert!(book.take_refused().is_empty(), "taken once");
         let batch = book.next_batch(NOW + 1_000).expect("not held");
         assert_eq!(seqs(&batch), vec![1]);
+    }
+
+    /// Found by review: a batch whose every reading was refused fails, and a failed
+    /// transaction keeps no events, so its devices were never brought up.
+    #[test]
+    fn a_failed_batch_brings_up_all_its_devices() {
+        let mut book = Book::new(TOLERANCE);
+        book.read(vec![reading(1, 0, NOW), reading(2, 0, NOW)]);
+        let batch = book.next_batch(NOW).expect("a batch");
+        book.sent(Hash32([1; 32]), &batch);
+        book.block(&[receipt(1, &[], true)]);
+        assert_eq!(
+            book.take_refused(),
+            BTreeSet::from([Address([1; 32]), Address([2; 32])])
+        );
     }
 
     #[test]

@@ -12,12 +12,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Gas limit of each simulated transaction: about 10× what the market's calls use (an order
-/// ≈ 200,000 gas, a forecast or reading ≈ 110,000; conformance vector `market`). A block takes
+/// Gas limit of each simulated transaction: about 5× what the market's calls use (an order
+/// ≈ 200,000 gas, a forecast or reading ≈ 110,000; conformance vector `market`; on the
+/// 1,000-household devnet the households' transactions used 218,000 on average). A block takes
 /// transactions whose gas *limits* sum to at most the block gas (10⁹), so a limit far above
 /// use costs block space: at 20 M, a block took 50 of them, and a 1,000-household community
-/// (2,000 transactions a 5 s period) fell behind on four validators.
-const SIM_GAS: u64 = 2_000_000;
+/// (2,000 transactions a 5 s period) fell behind on four validators; at 2 M, 444 of them
+/// left too little room beside the meters' readings.
+const SIM_GAS: u64 = 1_000_000;
 
 struct Member {
     cfg: Participant,

@@ -243,6 +243,25 @@ impl PluginTask {
     }
 }
 
+/// How long after a period's start its first poll comes: long enough that the reading lies
+/// in the new period on a block clock a little behind this one.
+const AFTER_PERIOD_START: Duration = Duration::from_millis(250);
+
+/// Time from `now_ms` to the next poll: `poll_every`, or sooner if a market period starts
+/// before then, to poll just after it. The reading that closes a period's energy is then
+/// taken at once rather than up to `poll_every` later, and reaches the chain well before
+/// the period is settled (on the devnet, one 5 s period later), however the polls fall.
+pub fn until_next_poll(clock: &ChainClock, poll_every: Duration, now_ms: u64) -> Duration {
+    let next_start = match clock.period_of(now_ms) {
+        Some(p) => clock
+            .market_start_ms
+            .saturating_add((p + 1).saturating_mul(clock.period_ms)),
+        None => clock.market_start_ms,
+    };
+    let aligned = Duration::from_millis(next_start - now_ms) + AFTER_PERIOD_START;
+    poll_every.min(aligned)
+}
+
 /// A swap waiting for the new version's first reading.
 struct PendingSwap {
     reply: oneshot::Sender<Result<SwapReport, String>>,
@@ -268,8 +287,7 @@ struct Supervisor {
 
 impl Supervisor {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut stop: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(self.poll_every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_poll = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = stop.changed() => {
@@ -309,8 +327,10 @@ impl Supervisor {
                         let _ = reply.send(());
                     }
                 },
-                _ = ticker.tick() => {
+                _ = tokio::time::sleep_until(next_poll) => {
                     if !self.tick().await { break; }
+                    let wait = until_next_poll(&self.task.clock, self.poll_every, (self.task.now)());
+                    next_poll = tokio::time::Instant::now() + wait;
                 }
             }
         }
@@ -557,5 +577,39 @@ impl Supervisor {
                 s.swaps.remove(0);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock() -> ChainClock {
+        ChainClock {
+            chain_id: "test".into(),
+            market_start_ms: 10_000,
+            period_ms: 5_000,
+            field_period_ms: 5_000,
+        }
+    }
+
+    /// Polls every 3 s would take a period's closing reading up to 3 s after it ends; the
+    /// poll after a period's start comes 250 ms into it instead.
+    #[test]
+    fn a_poll_comes_just_after_each_period_starts() {
+        let every = Duration::from_secs(3);
+        let ms = |d: Duration| d.as_millis() as u64;
+        // 1 s into period 0: the next period starts in 4 s, the regular poll comes first.
+        assert_eq!(ms(until_next_poll(&clock(), every, 11_000)), 3_000);
+        // 3 s in: period 1 starts in 2 s, so 2.25 s.
+        assert_eq!(ms(until_next_poll(&clock(), every, 13_000)), 2_250);
+        // Polled 250 ms into period 1: the regular interval again.
+        assert_eq!(ms(until_next_poll(&clock(), every, 15_250)), 3_000);
+        // Before the market starts: just after its start.
+        assert_eq!(ms(until_next_poll(&clock(), every, 9_000)), 1_250);
+        // Faster polls than periods are left alone.
+        let fast = Duration::from_millis(500);
+        assert_eq!(ms(until_next_poll(&clock(), fast, 14_900)), 350);
+        assert_eq!(ms(until_next_poll(&clock(), fast, 12_000)), 500);
     }
 }

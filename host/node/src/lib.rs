@@ -15,6 +15,7 @@ pub mod observer;
 pub mod payload;
 mod queries;
 pub mod query_pool;
+pub mod selection;
 pub mod testing;
 pub mod validator;
 
@@ -486,53 +487,6 @@ impl Node {
             .into_iter()
             .map(|(t, _)| t)
             .collect()
-    }
-
-    pub fn proposal_candidates(
-        &self,
-        max: usize,
-        in_flight: &std::collections::HashSet<Hash32>,
-    ) -> Vec<SignedTx> {
-        let max_gas = self.exec.vm.config().limits.max_block_gas;
-        let (heavy_from, heavy_cap) = (heavy_tx_gas(max_gas), max_gas / 2);
-        let (big_from, big_cap) = (64 << 10, payload::MAX_PAYLOAD_BYTES / 2);
-        let (mut bytes, mut gas, mut heavy_gas, mut big_bytes) = (0usize, 0u64, 0u64, 0usize);
-        let mut readings = 0usize;
-        let mut skipped: std::collections::HashSet<Address> = Default::default();
-        let mut out = Vec::new();
-        for (t, len) in self.mempool.lock().select(max + in_flight.len()) {
-            if out.len() >= max {
-                break;
-            }
-            if in_flight.contains(&t.hash()) || skipped.contains(&t.body.sender) {
-                continue;
-            }
-            let g = t.body.gas_limit;
-            let heavy = g > heavy_from;
-            let big = len > big_from;
-            let r = payload::readings_in(&t);
-            let fits = bytes + len <= payload::MAX_PAYLOAD_BYTES
-                && readings + r <= payload::MAX_BLOCK_READINGS
-                && gas.saturating_add(g) <= max_gas
-                && (!heavy || heavy_gas.saturating_add(g) <= heavy_cap)
-                && (!big || out.is_empty() || big_bytes + len <= big_cap);
-            if !fits {
-                // Its later nonces cannot apply without it: they wait for another block.
-                skipped.insert(t.body.sender);
-                continue;
-            }
-            bytes += len;
-            gas += g;
-            if heavy {
-                heavy_gas += g;
-            }
-            if big {
-                big_bytes += len;
-            }
-            readings += r;
-            out.push(t);
-        }
-        out
     }
 
     /// Executes a finalized proposal into the next block and commits it with its proof.

@@ -1,0 +1,126 @@
+//! Which waiting transactions a leader proposes, in what order.
+//!
+//! The mempool hands them out one per sender in turn ([`Mempool::select`]), so a thousand
+//! households' orders share a block fairly. Readings and votes ([`mempool::is_reserved`]) are
+//! taken first, up to half of the block's gas ([`reserved_first_gas`]): the device gateway is one sender
+//! relaying every meter, and in turn with a thousand households it got one batch into a block,
+//! too few for the readings to reach the chain while fresh (found on the 1,000-household
+//! devnet). Everything taken keeps to the block's caps: bytes, readings, gas, half a block for
+//! heavy transactions ([`heavy_tx_gas`]) and for big ones. Validators do not check the order:
+//! it is the leader's policy, not a rule of the chain.
+//!
+//! [`Mempool::select`]: crate::mempool::Mempool::select
+
+use crate::{Node, heavy_tx_gas, mempool, payload};
+use gridledger_types::{Address, Hash32, SignedTx};
+use std::collections::HashSet;
+
+/// The share of a block's gas that readings and votes are taken for first: what the
+/// device gateway needs for a 1,000-meter community's readings, leaving the other half to
+/// everyone else.
+pub const fn reserved_first_gas(max_block_gas: u64) -> u64 {
+    max_block_gas / 2
+}
+
+/// What a block being filled holds so far, against its caps.
+struct Fill {
+    max: usize,
+    max_gas: u64,
+    out: Vec<SignedTx>,
+    taken: HashSet<Hash32>,
+    bytes: usize,
+    gas: u64,
+    heavy_gas: u64,
+    big_bytes: usize,
+    readings: usize,
+}
+
+impl Fill {
+    fn full(&self) -> bool {
+        self.out.len() >= self.max
+    }
+
+    /// Takes `t` if it fits every cap.
+    fn take(&mut self, t: &SignedTx, len: usize) -> bool {
+        let (heavy_from, heavy_cap) = (heavy_tx_gas(self.max_gas), self.max_gas / 2);
+        let (big_from, big_cap) = (64 << 10, payload::MAX_PAYLOAD_BYTES / 2);
+        let g = t.body.gas_limit;
+        let heavy = g > heavy_from;
+        let big = len > big_from;
+        let r = payload::readings_in(t);
+        let fits = self.bytes + len <= payload::MAX_PAYLOAD_BYTES
+            && self.readings + r <= payload::MAX_BLOCK_READINGS
+            && self.gas.saturating_add(g) <= self.max_gas
+            && (!heavy || self.heavy_gas.saturating_add(g) <= heavy_cap)
+            && (!big || self.out.is_empty() || self.big_bytes + len <= big_cap);
+        if !fits {
+            return false;
+        }
+        self.bytes += len;
+        self.gas += g;
+        if heavy {
+            self.heavy_gas += g;
+        }
+        if big {
+            self.big_bytes += len;
+        }
+        self.readings += r;
+        self.taken.insert(t.hash());
+        self.out.push(t.clone());
+        true
+    }
+}
+
+impl Node {
+    /// Up to `max` waiting transactions for a proposal, in block order, leaving out those in
+    /// `in_flight` (proposed in blocks not yet committed).
+    pub fn proposal_candidates(&self, max: usize, in_flight: &HashSet<Hash32>) -> Vec<SignedTx> {
+        let max_gas = self.exec.vm.config().limits.max_block_gas;
+        let waiting = self.mempool.lock().select(max + in_flight.len());
+        let mut fill = Fill {
+            max,
+            max_gas,
+            out: Vec::new(),
+            taken: HashSet::new(),
+            bytes: 0,
+            gas: 0,
+            heavy_gas: 0,
+            big_bytes: 0,
+            readings: 0,
+        };
+        // First readings and votes, each only while it is its sender's next: a sender's
+        // transactions go in nonce order, so one behind another kind waits for the turns.
+        let lane = reserved_first_gas(max_gas);
+        let mut stopped: HashSet<Address> = HashSet::new();
+        for (t, len) in &waiting {
+            if fill.full() {
+                break;
+            }
+            if in_flight.contains(&t.hash()) || stopped.contains(&t.body.sender) {
+                continue;
+            }
+            let within = fill.gas.saturating_add(t.body.gas_limit) <= lane;
+            if !mempool::is_reserved(t) || !within || !fill.take(t, *len) {
+                stopped.insert(t.body.sender);
+            }
+        }
+        // Then everything else, one per sender in turn.
+        let mut skipped: HashSet<Address> = HashSet::new();
+        for (t, len) in &waiting {
+            if fill.full() {
+                break;
+            }
+            if in_flight.contains(&t.hash())
+                || fill.taken.contains(&t.hash())
+                || skipped.contains(&t.body.sender)
+            {
+                continue;
+            }
+            if !fill.take(t, *len) {
+                // Its later nonces cannot apply without it: they wait for another block.
+                skipped.insert(t.body.sender);
+            }
+        }
+        fill.out
+    }
+}
