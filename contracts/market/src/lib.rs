@@ -94,7 +94,18 @@ pub struct Config {
     pub call_gas: u64,
     /// Most orders one period takes.
     pub max_orders_per_period: u32,
+    /// Whole periods after a period's delivery during which its readings may still come;
+    /// it settles at the start of the period after them.
+    #[serde(default = "one_period")]
+    pub readings_window_periods: u64,
 }
+
+fn one_period() -> u64 {
+    1
+}
+
+/// Most periods a market waits for readings before it settles.
+pub const MAX_READINGS_WINDOW_PERIODS: u64 = 8;
 
 impl Config {
     pub fn fee_collector(&self) -> Address {
@@ -132,6 +143,11 @@ pub struct InstantiateMsg {
     /// with room to catch up, [`periods::orders_that_fit`]).
     #[serde(default)]
     pub max_orders_per_period: Option<u32>,
+    /// Whole periods after a period's delivery during which its readings may still come
+    /// (default 1, at most [`MAX_READINGS_WINDOW_PERIODS`]): period `p` settles at the start
+    /// of period `p + 1 + readings_window_periods`.
+    #[serde(default)]
+    pub readings_window_periods: Option<u64>,
 }
 
 fn default_renewable_kinds() -> Vec<String> {
@@ -614,6 +630,11 @@ impl Contract for Market {
             max_orders_per_period <= fit,
             "{max_orders_per_period} orders per period do not fit a period call of {call_gas} gas: at most {fit}"
         );
+        let readings_window_periods = msg.readings_window_periods.unwrap_or(1);
+        ensure!(
+            (1..=MAX_READINGS_WINDOW_PERIODS).contains(&readings_window_periods),
+            "readings_window_periods must be 1 to {MAX_READINGS_WINDOW_PERIODS}"
+        );
         CONFIG.save(&Config {
             pricing: msg.pricing,
             grid_company: msg.grid_company,
@@ -626,6 +647,7 @@ impl Contract for Market {
             fee_collector: msg.fee_collector,
             call_gas,
             max_orders_per_period,
+            readings_window_periods,
         })?;
         for e in &msg.devices {
             registry::register(e)?;

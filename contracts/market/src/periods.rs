@@ -388,7 +388,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
     ensure!(!summary.settled, "period {period} is already settled");
     ensure!(summary.cleared, "period {period} was never cleared");
     let now = ctx.env().time_ms;
-    let ready = start_of(&c, period + 2);
+    let ready = start_of(&c, period + settle_lag(&c));
     ensure!(
         now >= ready,
         "settlement before delivery: period {period} can settle from {ready} ms"
@@ -598,15 +598,18 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
     Ok(summary)
 }
 
-/// The chain's call at the start of `period`: clear it, settle the period two before it, and
+/// The chain's call at the start of `period`: clear it, settle the period [`settle_lag`] before
+/// it (two, with the default readings window of one period), and
 /// go on with any earlier period a stop left uncleared or unsettled, oldest first, as far as
 /// the call's [`Budget`] goes (later calls continue).
 pub fn boundary(ctx: &mut Ctx, period: u64) -> Result<(PeriodSummary, Option<PeriodSummary>)> {
-    let mut budget = Budget(call_budget(CONFIG.load()?.call_gas));
+    let c = CONFIG.load()?;
+    let lag = settle_lag(&c);
+    let mut budget = Budget(call_budget(c.call_gas));
     budget.spend(clear_gas(period)?);
     let cleared = clear_period(ctx, period, true)?;
     let mut settled = None;
-    if let Some(old) = period.checked_sub(2)
+    if let Some(old) = period.checked_sub(lag)
         && let Some(s) = PERIODS.may_load(&old)?
         && s.cleared
         && !s.settled
@@ -614,15 +617,20 @@ pub fn boundary(ctx: &mut Ctx, period: u64) -> Result<(PeriodSummary, Option<Per
         budget.spend(settle_gas(orders_in(old)?, s.trades));
         settled = Some(settle_period(ctx, old, true)?);
     }
-    catch_up(ctx, period, &mut budget)?;
+    catch_up(ctx, period, lag, &mut budget)?;
     Ok((cleared, settled))
+}
+
+/// Periods from a period's start to its settlement: its delivery, then the readings window.
+pub fn settle_lag(c: &Config) -> u64 {
+    1 + c.readings_window_periods
 }
 
 fn orders_in(period: u64) -> Result<u64> {
     Ok(ORDER_COUNT.may_load(&period)?.unwrap_or(0) as u64)
 }
 
-fn catch_up(ctx: &mut Ctx, period: u64, budget: &mut Budget) -> Result<()> {
+fn catch_up(ctx: &mut Ctx, period: u64, lag: u64, budget: &mut Budget) -> Result<()> {
     // Clearing: every period before `period` (whose gates have all closed).
     let mut from = CLEAR_FROM.may_load()?.unwrap_or(0);
     let mut looked = 0u64;
@@ -637,10 +645,10 @@ fn catch_up(ctx: &mut Ctx, period: u64, budget: &mut Budget) -> Result<()> {
         looked += 1;
     }
     CLEAR_FROM.save(&from)?;
-    // Settlement: every cleared period up to `period - 2`.
+    // Settlement: every cleared period up to `period - lag`.
     let mut from = SETTLE_FROM.may_load()?.unwrap_or(0);
     let mut looked = 0u64;
-    while from + 2 <= period && looked < CATCH_UP_PERIODS && budget.take(PERIOD_GAS) {
+    while from + lag <= period && looked < CATCH_UP_PERIODS && budget.take(PERIOD_GAS) {
         match PERIODS.may_load(&from)? {
             Some(s) if s.settled => {}
             Some(s) if s.cleared => {

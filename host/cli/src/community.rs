@@ -207,7 +207,8 @@ pub fn generate(base: &Genesis, base_path: &Path, households: usize) -> Result<G
   "renewable_kinds": ["wind_turbine", "rooftop_pv"],
   "load_kinds": ["household_load", "charging_pile", "water_plant"],
   "energy_period_ms": 900000,
-  "grid": {{grid}}, "fee_collector": "{{account:market-operator}}"}}"#,
+  "grid": {{grid}}, "fee_collector": "{{account:market-operator}}",
+  "readings_window_periods": 2}}"#,
         meters.join(",\n    ")
     );
     Ok(g)

@@ -81,6 +81,38 @@ fn setup_market(
     fees: Option<pricing::FeeSchedule>,
     call_gas: Option<u64>,
 ) -> Setup {
+    setup_window(mechanism, pool, topology, fees, call_gas, None)
+}
+
+/// [`setup_market`] with the periods a settlement waits for readings.
+fn setup_window(
+    mechanism: Mechanism,
+    pool: u64,
+    topology: Option<grid::GridSpec>,
+    fees: Option<pricing::FeeSchedule>,
+    call_gas: Option<u64>,
+    readings_window_periods: Option<u64>,
+) -> Setup {
+    try_setup(
+        mechanism,
+        pool,
+        topology,
+        fees,
+        call_gas,
+        readings_window_periods,
+    )
+    .expect("the market instantiates")
+}
+
+/// [`setup_window`], or why the market refused to instantiate.
+fn try_setup(
+    mechanism: Mechanism,
+    pool: u64,
+    topology: Option<grid::GridSpec>,
+    fees: Option<pricing::FeeSchedule>,
+    call_gas: Option<u64>,
+    readings_window_periods: Option<u64>,
+) -> Result<Setup, String> {
     let mut chain = MockChain::new();
     let (reg, grid) = (addr("regulator"), addr("grid"));
     for p in PEOPLE {
@@ -107,33 +139,32 @@ fn setup_market(
             rated_power_w: RATING_W,
         })
         .collect();
-    let market = chain
-        .instantiate::<Market>(
-            grid,
-            &InstantiateMsg {
-                pricing,
-                grid_company: grid,
-                admin: grid,
-                start_ms: START,
-                period_ms: PERIOD_MS,
-                devices,
-                renewable_kinds: vec!["wind_turbine".into(), "rooftop_pv".into()],
-                load_kinds: vec!["household_load".into(), "water_plant".into()],
-                energy_period_ms: None,
-                grid: topology,
-                fee_collector: Some(fee_collector()),
-                call_gas,
-                max_orders_per_period: None,
-            },
-            pool,
-        )
-        .unwrap();
-    Setup {
+    let market = chain.instantiate::<Market>(
+        grid,
+        &InstantiateMsg {
+            pricing,
+            grid_company: grid,
+            admin: grid,
+            start_ms: START,
+            period_ms: PERIOD_MS,
+            devices,
+            renewable_kinds: vec!["wind_turbine".into(), "rooftop_pv".into()],
+            load_kinds: vec!["household_load".into(), "water_plant".into()],
+            energy_period_ms: None,
+            grid: topology,
+            fee_collector: Some(fee_collector()),
+            call_gas,
+            max_orders_per_period: None,
+            readings_window_periods,
+        },
+        pool,
+    )?;
+    Ok(Setup {
         chain,
         market,
         pricing,
         grid,
-    }
+    })
 }
 
 impl Setup {
@@ -239,6 +270,54 @@ impl Setup {
             .query(self.market, &QueryMsg::Period { period })
             .unwrap();
         s.unwrap()
+    }
+}
+
+/// Found on the 1,000-household devnet beside a browser: a period settles one period after
+/// its delivery, and on 5-second periods readings that took longer than that through a busy
+/// chain came too late (`period N is already settled`): sellers who delivered were penalised
+/// for a shortfall. A market may wait longer for readings: with a window of two periods,
+/// period 0 settles at the start of period 3, and a reading in period 2 still counts.
+#[test]
+fn a_longer_readings_window_settles_later_and_takes_late_readings() {
+    let mut s = setup_window(Mechanism::PayAsClear, 10_000_000, None, None, None, Some(2));
+    s.at(0, -30_000);
+    s.offer("wind", 0, 1_000, 150_000).unwrap();
+    s.bid("house", 0, 1_000, 250_000).unwrap();
+    s.boundary(0);
+    s.boundary(1);
+    s.boundary(2);
+    assert!(!s.summary(0).settled, "still waiting for readings");
+    let err = s
+        .chain
+        .execute(
+            s.market,
+            addr("house"),
+            &ExecuteMsg::Settle { period: 0 },
+            0,
+        )
+        .unwrap_err();
+    assert!(err.contains("can settle from"), "{err}");
+    // Late, but inside the window.
+    s.at(2, 4_000);
+    s.reading("wind", 0, 1_000, 0).unwrap();
+    s.reading("house", 0, 0, 1_000).unwrap();
+    s.boundary(3);
+    let sum = s.summary(0);
+    assert!(sum.settled);
+    assert_eq!(sum.delivered_wh, 1_000);
+    assert_eq!(sum.penalties, 0, "nobody is penalised for a slow chain");
+    // The default window is one period, and a market may not wait past the cap.
+    let cfg: Config = s.chain.query(s.market, &QueryMsg::Config {}).unwrap();
+    assert_eq!(cfg.readings_window_periods, 2);
+    for bad in [0, MAX_READINGS_WINDOW_PERIODS + 1] {
+        let err = try_setup(Mechanism::PayAsClear, 0, None, None, None, Some(bad))
+            .err()
+            .unwrap_or_else(|| panic!("a window of {bad} periods was taken"));
+        assert!(
+            err.contains("readings_window_periods must be 1 to 8"),
+            "{err}"
+        );
     }
 }
 
@@ -816,6 +895,7 @@ fn a_market_takes_only_as_many_orders_as_its_period_calls_can_settle() {
         fee_collector: None,
         call_gas,
         max_orders_per_period: cap,
+        readings_window_periods: None,
     };
     let err = chain
         .instantiate::<Market>(addr("grid"), &msg(None, Some(3_600)), 0)
