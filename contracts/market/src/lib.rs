@@ -23,7 +23,7 @@
 //! - **Readings**: after delivery, each participant's registered meter reports the Wh it
 //!   produced and consumed in the period.
 //! - **Settlement** of period `j` happens at the boundary two periods later (one period for
-//!   readings), or when anyone calls `settle` after that: sellers are paid for energy both
+//!   readings; `readings_window_periods` more), or when anyone calls `settle` after that: sellers are paid for energy both
 //!   contracted and delivered, from the buyers' escrow; renewable sellers receive the subsidy
 //!   `R_i` from the pool; a seller's shortfall costs the penalty from its bond; a buyer's
 //!   residual imbalance (energy bought but not delivered, then drawn from the grid) and
@@ -96,13 +96,11 @@ pub struct Config {
     pub max_orders_per_period: u32,
     /// Whole periods after a period's delivery during which its readings may still come;
     /// it settles at the start of the period after them.
-    #[serde(default = "one_period")]
     pub readings_window_periods: u64,
 }
 
-fn one_period() -> u64 {
-    1
-}
+/// Most device kinds a market lists as renewable, and as loads.
+pub const MAX_KINDS: usize = 32;
 
 /// Most periods a market waits for readings before it settles.
 pub const MAX_READINGS_WINDOW_PERIODS: u64 = 8;
@@ -388,7 +386,8 @@ pub enum ExecuteMsg {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SudoMsg {
-    /// Period `period` begins: clear it, and settle the period two before it.
+    /// Period `period` begins: clear it, and settle the period whose readings window ended
+    /// (two before it, by default).
     PeriodBoundary { period: u64 },
 }
 
@@ -630,6 +629,13 @@ impl Contract for Market {
             max_orders_per_period <= fit,
             "{max_orders_per_period} orders per period do not fit a period call of {call_gas} gas: at most {fit}"
         );
+        // Every energy report loads the config: its lists stay small.
+        for kinds in [&msg.renewable_kinds, &msg.load_kinds] {
+            ensure!(
+                kinds.len() <= MAX_KINDS && kinds.iter().all(|k| k.len() <= 64),
+                "at most {MAX_KINDS} device kinds of at most 64 bytes each"
+            );
+        }
         let readings_window_periods = msg.readings_window_periods.unwrap_or(1);
         ensure!(
             (1..=MAX_READINGS_WINDOW_PERIODS).contains(&readings_window_periods),

@@ -73,7 +73,7 @@ pub fn orders_that_fit(call_gas: u64) -> u32 {
 }
 
 /// The gas a period call has left to plan with. The call's own period is always cleared and
-/// the period two before it always settled (full ones take at most half the plan:
+/// the period whose readings window ended always settled (full ones take at most half the plan:
 /// [`orders_that_fit`]); catching up takes what is left, a whole period at a time, so a call
 /// never starts work it cannot finish, and always has room for at least one more period.
 #[derive(Debug)]
@@ -376,7 +376,8 @@ struct Party {
     delivered_wh: u64,
 }
 
-/// Settles a cleared period, once, from two periods after its start. With `debt_events`, the
+/// Settles a cleared period, once, from the end of its readings window ([`settle_lag`]
+/// periods after its start). With `debt_events`, the
 /// first [`MAX_DEBT_EVENTS`] debts it records get an event each (catch-up emits none: debts
 /// are in state, the `debt` query, and the period's `debt_recorded`).
 pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<PeriodSummary> {
@@ -391,7 +392,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
     let ready = start_of(&c, period + settle_lag(&c));
     ensure!(
         now >= ready,
-        "settlement before delivery: period {period} can settle from {ready} ms"
+        "period {period} is still being delivered or waiting for readings: it can settle from {ready} ms"
     );
     let p = prices(&c, ctx, period)?;
     let trades: Vec<(u64, Trade)> = TRADES

@@ -93,9 +93,22 @@ pub fn app(plugins: Option<Arc<PluginSet>>, token: AdminToken, addr: SocketAddr)
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(4))
 }
 
+/// How long a refused request's body is read before the refusal is sent anyway.
+const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Host, then Origin, then the token.
 async fn guard(State(door): State<Arc<Door>>, req: Request, next: Next) -> Response {
     if let Err(e) = check(&door, req.headers()) {
+        // Read (and drop) what the client is still sending, within the component cap and a
+        // time limit, before refusing: closing on a half-read upload resets the connection,
+        // and the client saw a broken connection instead of the refusal (found as a flaky
+        // `IncompleteMessage` in the devnet test's token checks).
+        let body = req.into_body();
+        let _ = tokio::time::timeout(
+            REFUSED_BODY_WAIT,
+            axum::body::to_bytes(body, MAX_COMPONENT_BYTES),
+        )
+        .await;
         return e.into_response();
     }
     next.run(req).await

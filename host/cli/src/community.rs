@@ -249,7 +249,7 @@ pub fn run_boundaries(
     while settled < periods {
         t += genesis.block_interval_ms;
         anyhow::ensure!(
-            t < start + (periods + 8) * clock.period_ms,
+            t < start + (periods + 12) * clock.period_ms,
             "periods did not settle in time"
         );
         let began = Instant::now();

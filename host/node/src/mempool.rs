@@ -161,6 +161,40 @@ impl Mempool {
         self.bytes
     }
 
+    /// Up to `max` transactions from the heads of the senders' queues that `admit` takes,
+    /// one per sender in turn, each sender's in nonce order and only while its next one is
+    /// admitted: a lane for one kind of transaction that does not wait behind every sender's
+    /// others, as a window of [`Mempool::select`] would.
+    pub fn select_heads(
+        &self,
+        admit: impl Fn(&SignedTx, usize) -> bool,
+        max: usize,
+    ) -> Vec<(SignedTx, usize)> {
+        let mut runs: Vec<_> = self
+            .senders
+            .iter()
+            .filter_map(|s| self.by_sender.get(s))
+            .map(|q| q.values().take_while(|(tx, len)| admit(tx, *len)))
+            .collect();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let mut any = false;
+            for run in runs.iter_mut() {
+                if out.len() >= max {
+                    break;
+                }
+                if let Some((tx, len)) = run.next() {
+                    out.push((tx.clone(), *len));
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        out
+    }
+
     /// Up to `max` transactions, taking one per sender in turn, each sender's in nonce order.
     pub fn select(&self, max: usize) -> Vec<(SignedTx, usize)> {
         let mut iters: Vec<_> = self

@@ -1,21 +1,22 @@
 //! Which waiting transactions a leader proposes, in what order.
 //!
 //! The mempool hands them out one per sender in turn ([`Mempool::select`]), so a thousand
-//! households' orders share a block fairly. Readings and votes ([`mempool::is_reserved`]) are
-//! taken first, up to half of the block's gas ([`reserved_first_gas`]): the device gateway is one sender
-//! relaying every meter, and in turn with a thousand households it got one batch into a block,
-//! too few for the readings to reach the chain while fresh (found on the 1,000-household
-//! devnet). Everything taken keeps to the block's caps: bytes, readings, gas, half a block for
+//! households' orders share a block fairly. Readings are taken first, up to half of the
+//! block's gas ([`reserved_first_gas`]), from the heads of their senders' queues in turn: the
+//! device gateway is one sender relaying every meter, and in turn with a thousand households
+//! it got one batch into a block, too few for the readings to reach the chain while fresh
+//! (found on the 1,000-household devnet). Only a batch whose gas limit its readings can use
+//! goes first ([`Node::in_readings_lane`]). Everything taken keeps to the block's caps: bytes, readings, gas, half a block for
 //! heavy transactions ([`heavy_tx_gas`]) and for big ones. Validators do not check the order:
 //! it is the leader's policy, not a rule of the chain.
 //!
 //! [`Mempool::select`]: crate::mempool::Mempool::select
 
-use crate::{Node, heavy_tx_gas, mempool, payload};
+use crate::{Node, heavy_tx_gas, payload};
 use gridledger_types::{Address, Hash32, SignedTx};
 use std::collections::HashSet;
 
-/// The share of a block's gas that readings and votes are taken for first: what the
+/// The share of a block's gas that readings are taken for first: what the
 /// device gateway needs for a 1,000-meter community's readings, leaving the other half to
 /// everyone else.
 pub const fn reserved_first_gas(max_block_gas: u64) -> u64 {
@@ -72,6 +73,22 @@ impl Fill {
 }
 
 impl Node {
+    /// Whether `t` may be taken first: a readings transaction whose gas limit is no more than
+    /// its readings can use (each one's lookup, signature check and a possible report, and
+    /// its bytes). A lane that looked at the payload alone was half a block for anyone: an
+    /// empty batch or a governance vote fails at once for a few thousand gas, whatever
+    /// limit it held.
+    pub(crate) fn in_readings_lane(&self, t: &SignedTx, len: usize) -> bool {
+        let n = payload::readings_in(t) as u64;
+        let g = &self.exec.vm.config().gas;
+        let per_reading = g.reading_lookup + g.reading_signature + crate::devices::REPORT_GAS;
+        let most = g
+            .tx_base
+            .saturating_add(g.tx_per_byte.saturating_mul(len as u64 + 64))
+            .saturating_add(per_reading.saturating_mul(n));
+        n > 0 && t.body.gas_limit <= most
+    }
+
     /// Up to `max` waiting transactions for a proposal, in block order, leaving out those in
     /// `in_flight` (proposed in blocks not yet committed).
     pub fn proposal_candidates(&self, max: usize, in_flight: &HashSet<Hash32>) -> Vec<SignedTx> {
@@ -88,11 +105,16 @@ impl Node {
             big_bytes: 0,
             readings: 0,
         };
-        // First readings and votes, each only while it is its sender's next: a sender's
-        // transactions go in nonce order, so one behind another kind waits for the turns.
+        // First readings, from the heads of their senders' queues, one sender at a time;
+        // a sender's transactions go in nonce order, so one behind another kind waits for
+        // the turns below.
         let lane = reserved_first_gas(max_gas);
+        let heads = self.mempool.lock().select_heads(
+            |t, len| in_flight.contains(&t.hash()) || self.in_readings_lane(t, len),
+            max + in_flight.len(),
+        );
         let mut stopped: HashSet<Address> = HashSet::new();
-        for (t, len) in &waiting {
+        for (t, len) in &heads {
             if fill.full() {
                 break;
             }
@@ -100,7 +122,7 @@ impl Node {
                 continue;
             }
             let within = fill.gas.saturating_add(t.body.gas_limit) <= lane;
-            if !mempool::is_reserved(t) || !within || !fill.take(t, *len) {
+            if !within || !fill.take(t, *len) {
                 stopped.insert(t.body.sender);
             }
         }

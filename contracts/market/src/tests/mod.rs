@@ -321,6 +321,45 @@ fn a_longer_readings_window_settles_later_and_takes_late_readings() {
     }
 }
 
+/// Found by review: every energy report loads the market's config, and nothing bounded its
+/// lists of device kinds, so a market instantiated with ~100 KB of them would fail every report.
+#[test]
+fn a_market_with_too_many_or_too_long_device_kinds_is_refused() {
+    let msg = |renewable_kinds: Vec<String>, load_kinds: Vec<String>| InstantiateMsg {
+        pricing: addr("pricing"),
+        grid_company: addr("grid"),
+        admin: addr("grid"),
+        start_ms: START,
+        period_ms: PERIOD_MS,
+        devices: Vec::new(),
+        renewable_kinds,
+        load_kinds,
+        energy_period_ms: None,
+        grid: None,
+        fee_collector: None,
+        call_gas: None,
+        max_orders_per_period: None,
+        readings_window_periods: None,
+    };
+    let many: Vec<String> = (0..=MAX_KINDS).map(|i| format!("kind-{i}")).collect();
+    let long = vec!["k".repeat(65)];
+    for m in [msg(many.clone(), Vec::new()), msg(Vec::new(), long)] {
+        let mut chain = MockChain::new();
+        let err = chain
+            .instantiate::<Market>(addr("grid"), &m, 0)
+            .expect_err("refused");
+        assert!(
+            err.contains("at most 32 device kinds of at most 64 bytes"),
+            "{err}"
+        );
+    }
+    let mut chain = MockChain::new();
+    let fits = msg(many[..MAX_KINDS].to_vec(), vec!["k".repeat(64)]);
+    chain
+        .instantiate::<Market>(addr("grid"), &fits, 0)
+        .expect("32 kinds of 64 bytes are taken");
+}
+
 #[test]
 fn a_period_clears_and_settles() {
     let mut s = setup(Mechanism::PayAsClear, 10_000_000);
@@ -555,7 +594,7 @@ fn bad_orders_are_refused_and_change_nothing() {
             0,
         )
         .unwrap_err();
-    assert!(err.contains("settlement before delivery"), "{err}");
+    assert!(err.contains("it can settle from"), "{err}");
     // A duplicate reading is refused.
     s.reading("house", 0, 0, 90).unwrap();
     assert!(
