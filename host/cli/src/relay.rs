@@ -30,6 +30,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 /// half a block), with room for its size. At 200 readings a batch (4·10⁸ gas) one batch made a
 /// block, and 1,000 meters' readings piled up until they were too old to be taken.
 const MAX_BATCH: usize = 80;
+// Small enough for leaders to take first (their readings lane).
+const _: () = assert!(MAX_BATCH <= gridledger_node::selection::LANE_MAX_READINGS);
 /// Most readings on their way at once: about 5 s of a 1,000-meter community's readings (one
 /// every 3 s each), the time tolerance of the devnet.
 const MAX_IN_FLIGHT: usize = 20 * MAX_BATCH;
@@ -37,12 +39,9 @@ const MAX_IN_FLIGHT: usize = 20 * MAX_BATCH;
 const MAX_WAITING: usize = 2 * MAX_IN_FLIGHT;
 /// How often the relay looks again at what waits, when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(100);
-/// Gas per reading beyond the transaction's size: what the chain reserves before applying
-/// a batch, each reading's lookup and signature check and a possible energy report to the
-/// market ([`gridledger_node::devices::REPORT_GAS`]). Only what is used is paid.
-fn gas_per_reading(g: &gridledger_vm::GasSchedule) -> u64 {
-    g.reading_lookup + g.reading_signature + gridledger_node::devices::REPORT_GAS
-}
+// Gas per reading beyond the transaction's size: what the chain reserves before applying
+// a batch (only what is used is paid), and what a leader's readings lane allows.
+use gridledger_node::devices::gas_per_reading;
 
 /// A batch on its way.
 struct InFlight {

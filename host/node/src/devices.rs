@@ -37,6 +37,15 @@ use gridledger_vm::{BlockEnv, Entry, HostFault};
 /// the blocks.
 pub const REPORT_GAS: u64 = 400_000;
 
+/// Most gas one reading in a batch can use: its lookup, its signature check and a possible
+/// energy report ([`REPORT_GAS`]). What a relay holds per reading, and what a leader's
+/// readings lane allows ([`crate::selection`]).
+pub fn gas_per_reading(g: &gridledger_vm::GasSchedule) -> u64 {
+    g.reading_lookup
+        .saturating_add(g.reading_signature)
+        .saturating_add(REPORT_GAS)
+}
+
 /// The rules readings meet, from genesis.
 #[derive(Clone, Debug)]
 pub struct ReadingRules {

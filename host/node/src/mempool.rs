@@ -177,20 +177,21 @@ impl Mempool {
             .map(|q| q.values().take_while(|(tx, len)| admit(tx, *len)))
             .collect();
         let mut out = Vec::new();
-        while out.len() < max {
-            let mut any = false;
-            for run in runs.iter_mut() {
+        // Each turn visits only the runs still going: a long run (the gateway's backlog) does
+        // not make every turn walk every sender.
+        while out.len() < max && !runs.is_empty() {
+            runs.retain_mut(|run| {
                 if out.len() >= max {
-                    break;
+                    return true;
                 }
-                if let Some((tx, len)) = run.next() {
-                    out.push((tx.clone(), *len));
-                    any = true;
+                match run.next() {
+                    Some((tx, len)) => {
+                        out.push((tx.clone(), *len));
+                        true
+                    }
+                    None => false,
                 }
-            }
-            if !any {
-                break;
-            }
+            });
         }
         out
     }

@@ -717,6 +717,7 @@ fn readings_are_taken_first_up_to_half_a_block_among_many_senders() {
     let mut accounts: Vec<GenesisAccount> = houses.iter().map(|n| account(n)).collect();
     accounts.push(account("relay"));
     accounts.push(account("spammer"));
+    accounts.push(account("flooder"));
     let chain = TestChain::with_genesis(test_genesis(accounts), Path::new("."));
     let max_gas = chain.node.vm().config().limits.max_block_gas;
     let g = chain.node.vm().config().gas.clone();
@@ -747,6 +748,14 @@ fn readings_are_taken_first_up_to_half_a_block_among_many_senders() {
         Some(max_gas / 4),
     );
     chain.node.submit(&spam.encode()).expect("admitted");
+    // Another's batch of 600 junk readings, each costing only its lookup, holding exactly
+    // what its readings may use (nearly half a block): too big a batch to be first.
+    let flooder = key("flooder");
+    let junk = (0..600)
+        .map(|i| signed(reading("stranger", i, 0, 0, t)))
+        .collect();
+    let flood = batch_tx(&flooder, 0, junk, None);
+    chain.node.submit(&flood.encode()).expect("admitted");
     // Every household waits with three 2 M gas transactions (as the simulation's orders)...
     for n in &houses {
         for nonce in 0..3 {
@@ -795,14 +804,16 @@ fn readings_are_taken_first_up_to_half_a_block_among_many_senders() {
         picked[..first]
             .iter()
             .all(|t| t.body.sender == relay.address()),
-        "the gateway's batches come first, the spammer's does not"
+        "the gateway's batches come first, the spammer's and the flooder's do not"
     );
     let gas: u64 = picked.iter().map(|t| t.body.gas_limit).sum();
     assert!(gas <= max_gas, "{gas}");
     // The households fill the rest.
     let houses_in = picked
         .iter()
-        .filter(|t| t.body.sender != relay.address() && t.body.sender != spammer.address())
+        .filter(|t| {
+            ![relay.address(), spammer.address(), flooder.address()].contains(&t.body.sender)
+        })
         .count();
     assert!(houses_in >= 150, "{houses_in}");
 }
