@@ -119,12 +119,24 @@ fn relay(chain: &mut TestChain, t: u64, readings: Vec<SignedReading>) -> Receipt
     let tx = chain.sign(&key("relay"), Payload::Readings { readings }, 500_000_000);
     let hash = chain.node.submit(&tx.encode()).expect("admitted");
     chain.block_at(t);
-    match chain.node.tx_status(&hash).unwrap() {
+    included(chain, &hash)
+}
+
+/// The receipt of a transaction in a block already made.
+fn included(chain: &TestChain, hash: &Hash32) -> Receipt {
+    match chain.node.tx_status(hash).unwrap() {
         gridledger_node::TxStatus::Included {
             receipts, index, ..
         } => receipts[index as usize].clone(),
         other => panic!("not included: {other:?}"),
     }
+}
+
+/// The wind meter's first reading, 1 s into period 0 (`start`).
+fn first_wind_reading(chain: &mut TestChain) {
+    let t = T0 + PERIOD + 1_000;
+    let r = relay(chain, t, vec![signed(reading("meter-wind", 0, 0, 0, t))]);
+    assert!(r.is_success(), "{:?}", r.error);
 }
 
 fn refused_reasons(r: &Receipt) -> Vec<String> {
@@ -436,12 +448,7 @@ fn energy_across_a_gap_is_split_by_time_not_banked_into_one_period() {
     let start = |p: u64| T0 + PERIOD + p * PERIOD;
     // A reading 1 s into period 0, then nothing until 5 s into period 3 (the meter counted
     // 10 Wh/s all along), then one 1 s into period 4.
-    let r = relay(
-        &mut chain,
-        start(0) + 1_000,
-        vec![signed(reading("meter-wind", 0, 0, 0, start(0) + 1_000))],
-    );
-    assert!(r.is_success(), "{:?}", r.error);
+    first_wind_reading(&mut chain);
     let r = relay(
         &mut chain,
         start(3) + 5_000,
@@ -483,12 +490,7 @@ fn energy_across_a_gap_is_split_by_time_not_banked_into_one_period() {
 fn a_relayer_with_too_little_gas_for_the_reports_changes_nothing() {
     let mut chain = chain();
     let start = |p: u64| T0 + PERIOD + p * PERIOD;
-    let r = relay(
-        &mut chain,
-        start(0) + 1_000,
-        vec![signed(reading("meter-wind", 0, 0, 0, start(0) + 1_000))],
-    );
-    assert!(r.is_success());
+    first_wind_reading(&mut chain);
     let closing = signed(reading("meter-wind", 1, 100, 0, start(1) + 1_000));
     // Enough for the bytes and the signature check, not for the report.
     let g = chain.node.vm().config().gas.clone();
@@ -506,12 +508,7 @@ fn a_relayer_with_too_little_gas_for_the_reports_changes_nothing() {
     let hash = chain.node.submit(&tx.encode()).expect("admitted");
     let before = chain.node.devices().unwrap();
     chain.block_at(start(1) + 1_000);
-    let receipt = match chain.node.tx_status(&hash).unwrap() {
-        gridledger_node::TxStatus::Included {
-            receipts, index, ..
-        } => receipts[index as usize].clone(),
-        other => panic!("not included: {other:?}"),
-    };
+    let receipt = included(&chain, &hash);
     assert!(!receipt.is_success());
     let err = receipt
         .error
@@ -540,12 +537,7 @@ fn a_refused_reading_costs_only_itself_and_a_skip_is_split_by_time() {
     let mut chain = chain();
     let start = |p: u64| T0 + PERIOD + p * PERIOD;
     let wind = key("meter-wind").address();
-    let r = relay(
-        &mut chain,
-        start(0) + 1_000,
-        vec![signed(reading("meter-wind", 0, 0, 0, start(0) + 1_000))],
-    );
-    assert!(r.is_success(), "{:?}", r.error);
+    first_wind_reading(&mut chain);
     // Taken at 3 s, in a block at 9 s: older than the 5 s tolerance, refused.
     let stale = relay(
         &mut chain,
@@ -613,12 +605,7 @@ fn a_reading_of_a_period_the_block_has_not_reached_is_refused() {
     let mut chain = chain();
     let start = |p: u64| T0 + PERIOD + p * PERIOD;
     let wind = key("meter-wind").address();
-    let r = relay(
-        &mut chain,
-        start(0) + 1_000,
-        vec![signed(reading("meter-wind", 0, 0, 0, start(0) + 1_000))],
-    );
-    assert!(r.is_success(), "{:?}", r.error);
+    first_wind_reading(&mut chain);
     let before = chain.node.device(&wind).unwrap();
     let ahead = relay(
         &mut chain,
@@ -662,12 +649,7 @@ fn a_reading_of_a_period_the_block_has_not_reached_is_refused() {
 fn a_forged_later_reading_cannot_lower_the_reports_a_batch_pays_for() {
     let mut chain = chain();
     let start = |p: u64| T0 + PERIOD + p * PERIOD;
-    let r = relay(
-        &mut chain,
-        start(0) + 1_000,
-        vec![signed(reading("meter-wind", 0, 0, 0, start(0) + 1_000))],
-    );
-    assert!(r.is_success(), "{:?}", r.error);
+    first_wind_reading(&mut chain);
     let t = start(2) + 500;
     let mut forged = signed(reading("meter-wind", 1, 100, 0, start(2) + 400));
     forged.signature = key("stranger").sign(&forged.reading.signing_bytes(TEST_CHAIN_ID));
@@ -690,12 +672,7 @@ fn a_forged_later_reading_cannot_lower_the_reports_a_batch_pays_for() {
     let hash = chain.node.submit(&tx.encode()).expect("admitted");
     let before = chain.node.devices().unwrap();
     chain.block_at(t);
-    let receipt = match chain.node.tx_status(&hash).unwrap() {
-        gridledger_node::TxStatus::Included {
-            receipts, index, ..
-        } => receipts[index as usize].clone(),
-        other => panic!("not included: {other:?}"),
-    };
+    let receipt = included(&chain, &hash);
     let err = receipt.error.map(|e| e.message).unwrap_or_default();
     assert!(err.contains("reporting 2 periods' energy"), "{err}");
     assert_eq!(chain.node.devices().unwrap(), before, "nothing consumed");

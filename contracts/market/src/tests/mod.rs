@@ -81,30 +81,11 @@ fn setup_market(
     fees: Option<pricing::FeeSchedule>,
     call_gas: Option<u64>,
 ) -> Setup {
-    setup_window(mechanism, pool, topology, fees, call_gas, None)
+    try_setup(mechanism, pool, topology, fees, call_gas, None).expect("the market instantiates")
 }
 
-/// [`setup_market`] with the periods a settlement waits for readings.
-fn setup_window(
-    mechanism: Mechanism,
-    pool: u64,
-    topology: Option<grid::GridSpec>,
-    fees: Option<pricing::FeeSchedule>,
-    call_gas: Option<u64>,
-    readings_window_periods: Option<u64>,
-) -> Setup {
-    try_setup(
-        mechanism,
-        pool,
-        topology,
-        fees,
-        call_gas,
-        readings_window_periods,
-    )
-    .expect("the market instantiates")
-}
-
-/// [`setup_window`], or why the market refused to instantiate.
+/// [`setup_market`] with the periods a settlement waits for readings, or why the market
+/// refused to instantiate.
 fn try_setup(
     mechanism: Mechanism,
     pool: u64,
@@ -235,6 +216,11 @@ impl Setup {
             .unwrap();
     }
 
+    fn settle(&mut self, who: &str, period: u64) -> Result<Vec<u8>, String> {
+        self.chain
+            .execute(self.market, addr(who), &ExecuteMsg::Settle { period }, 0)
+    }
+
     fn reading(
         &mut self,
         who: &str,
@@ -280,7 +266,7 @@ impl Setup {
 /// period 0 settles at the start of period 3, and a reading in period 2 still counts.
 #[test]
 fn a_longer_readings_window_settles_later_and_takes_late_readings() {
-    let mut s = setup_window(Mechanism::PayAsClear, 10_000_000, None, None, None, Some(2));
+    let mut s = try_setup(Mechanism::PayAsClear, 10_000_000, None, None, None, Some(2)).unwrap();
     s.at(0, -30_000);
     s.offer("wind", 0, 1_000, 150_000).unwrap();
     s.bid("house", 0, 1_000, 250_000).unwrap();
@@ -288,15 +274,7 @@ fn a_longer_readings_window_settles_later_and_takes_late_readings() {
     s.boundary(1);
     s.boundary(2);
     assert!(!s.summary(0).settled, "still waiting for readings");
-    let err = s
-        .chain
-        .execute(
-            s.market,
-            addr("house"),
-            &ExecuteMsg::Settle { period: 0 },
-            0,
-        )
-        .unwrap_err();
+    let err = s.settle("house", 0).unwrap_err();
     assert!(err.contains("can settle from"), "{err}");
     // Late, but inside the window.
     s.at(2, 4_000);
@@ -442,15 +420,7 @@ fn a_period_clears_and_settles() {
     // The market holds nothing for period 0 any more: only the pool is left.
     assert_eq!(s.chain.balance(s.market), stats.pool);
     // Settling again is refused.
-    let err = s
-        .chain
-        .execute(
-            s.market,
-            addr("house"),
-            &ExecuteMsg::Settle { period: 0 },
-            0,
-        )
-        .unwrap_err();
+    let err = s.settle("house", 0).unwrap_err();
     assert!(err.contains("already settled"), "{err}");
 }
 
@@ -585,15 +555,7 @@ fn bad_orders_are_refused_and_change_nothing() {
     assert!(err.contains("gate closed"));
     // Settlement before delivery is over plus a period for readings.
     s.at(1, 5);
-    let err = s
-        .chain
-        .execute(
-            s.market,
-            addr("house"),
-            &ExecuteMsg::Settle { period: 0 },
-            0,
-        )
-        .unwrap_err();
+    let err = s.settle("house", 0).unwrap_err();
     assert!(err.contains("it can settle from"), "{err}");
     // A duplicate reading is refused.
     s.reading("house", 0, 0, 90).unwrap();
