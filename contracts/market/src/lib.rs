@@ -46,6 +46,7 @@
 //! open escrow + open bonds + the subsidy pool.
 
 pub mod auction;
+pub mod book;
 pub mod grid;
 pub mod periods;
 pub mod registry;
@@ -53,7 +54,6 @@ pub mod statement;
 
 pub use auction::TradeRates;
 use auction::{BookOrder, Level};
-use gridledger_sdk::Order as Iter;
 use gridledger_sdk::prelude::*;
 use pricing::{ForecastKind, PriceAnswer};
 use registry::MeterEntry;
@@ -453,8 +453,8 @@ pub enum QueryMsg {
 const CONFIG: Item<Config> = Item::new("config");
 const STATS: Item<Stats> = Item::new("stats");
 const NEXT_ID: Item<u64> = Item::new("next_id");
+/// Orders as placed; from clearing on, a period's current orders are in [`book`].
 const ORDERS: Map<(u64, u64), Order> = Map::new("ord");
-const TRADES: Map<(u64, u64), Trade> = Map::new("trd");
 const READINGS: Map<(u64, Address), Reading> = Map::new("rd");
 const PERIODS: Map<u64, PeriodSummary> = Map::new("per");
 const POINTS: Map<Address, u64> = Map::new("pts");
@@ -498,6 +498,15 @@ fn pay(ctx: &mut Ctx, to: &Address, amount: u64) -> Result<()> {
     Ok(())
 }
 
+/// Orders of a cleared period are in its book ([`book`]): none is added or taken away.
+fn ensure_not_cleared(period: u64) -> Result<()> {
+    ensure!(
+        !PERIODS.may_load(&period)?.is_some_and(|s| s.cleared),
+        "period {period} is already cleared: its book takes no order and no cancellation"
+    );
+    Ok(())
+}
+
 fn place(
     ctx: &mut Ctx,
     period: u64,
@@ -523,6 +532,9 @@ fn place(
         "gate closed: period {period} started at {} ms",
         start_of(&c, period)
     );
+    // The gate and the chain's clock agree when genesis is right; a period cleared early
+    // (another schedule, a hand-set start) must still take nothing once its book is written.
+    ensure_not_cleared(period)?;
     let in_period = ORDER_COUNT.may_load(&period)?.unwrap_or(0);
     ensure!(
         in_period < c.max_orders_per_period,
@@ -694,6 +706,8 @@ impl Contract for Market {
                     ctx.env().time_ms < start_of(&c, period),
                     "gate closed: orders of period {period} can no longer be cancelled"
                 );
+                // Its `ord` entry no longer holds what is left of the escrow (`book`).
+                ensure_not_cleared(period)?;
                 ORDERS.remove(&(period, id));
                 ORDER_COUNT.update(&period, |n| Ok(n.unwrap_or(1).saturating_sub(1)))?;
                 OWNER_ORDERS.update(&(period, order.owner), |n| {
@@ -866,20 +880,10 @@ impl Contract for Market {
             QueryMsg::Stats {} => Response::json(&STATS.may_load()?.unwrap_or_default()),
             QueryMsg::Period { period } => Response::json(&PERIODS.may_load(&period)?),
             QueryMsg::Orders { period, limit } => {
-                let v: Vec<Order> = ORDERS
-                    .prefixed(&period, Iter::Ascending)
-                    .take(limit as usize)
-                    .map(|r| r.map(|(_, o)| o))
-                    .collect::<Result<_>>()?;
-                Response::json(&v)
+                Response::json(&book::orders(period, limit as usize)?)
             }
             QueryMsg::Trades { period, limit } => {
-                let v: Vec<Trade> = TRADES
-                    .prefixed(&period, Iter::Ascending)
-                    .take(limit as usize)
-                    .map(|r| r.map(|(_, t)| t))
-                    .collect::<Result<_>>()?;
-                Response::json(&v)
+                Response::json(&book::trades(period, limit as usize)?)
             }
             QueryMsg::Points { account } => {
                 Response::json(&POINTS.may_load(&account)?.unwrap_or(0))
@@ -887,8 +891,7 @@ impl Contract for Market {
             QueryMsg::Parties { period } => {
                 let mut parties: std::collections::BTreeMap<Address, (u64, u64)> =
                     Default::default();
-                for t in TRADES.prefixed(&period, Iter::Ascending) {
-                    let (_, t) = t?;
+                for t in book::trades(period, usize::MAX)? {
                     parties.entry(t.seller).or_default().0 += t.wh;
                     parties.entry(t.buyer).or_default().1 += t.wh;
                 }

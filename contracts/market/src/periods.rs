@@ -11,7 +11,6 @@
 
 use crate::statement::Lines;
 use crate::*;
-use gridledger_sdk::Order as Iter;
 use pricing::PriceAnswer;
 use std::collections::BTreeMap;
 
@@ -206,10 +205,7 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
         .as_ref()
         .map(|t| grid::limits(&c, t))
         .unwrap_or_default();
-    let orders: Vec<Order> = ORDERS
-        .prefixed(&period, Iter::Ascending)
-        .map(|r| r.map(|(_, o)| o))
-        .collect::<Result<_>>()?;
+    let orders = book::orders(period, usize::MAX)?;
     // Each owner's feeder (`None`: the PCC), looked up once.
     let mut feeder_of: BTreeMap<Address, Option<usize>> = BTreeMap::new();
     for o in &orders {
@@ -248,6 +244,7 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
     };
     let mut by_id: BTreeMap<u64, Order> = orders.into_iter().map(|o| (o.id, o)).collect();
     let mut value: u128 = 0;
+    let mut trades = Vec::with_capacity(cleared.matches.len());
     for (n, m) in cleared.matches.iter().enumerate() {
         let (Some(bid), Some(offer)) = (by_id.get(&m.bid).cloned(), by_id.get(&m.offer).cloned())
         else {
@@ -274,7 +271,6 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
             rates,
             settlement: None,
         };
-        TRADES.save(&(period, n as u64), &trade)?;
         // An event per trade for the first ones; all are in state (the `trades` query).
         if trade_events && n < MAX_TRADE_EVENTS {
             ctx.emit(
@@ -306,7 +302,9 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
         if let Some(o) = by_id.get_mut(&m.offer) {
             o.filled_wh += m.wh;
         }
+        trades.push(trade);
     }
+    book::save_trades(period, &trades)?;
     // Return what unmatched quantities no longer need to secure.
     for o in by_id.values_mut() {
         let keep = match o.side {
@@ -317,12 +315,10 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
         }
         .min(o.escrow);
         let refund = o.escrow - keep;
-        if refund > 0 || o.filled_wh > 0 {
-            o.escrow = keep;
-            ORDERS.save(&(period, o.id), o)?;
-            pay(ctx, &o.owner.clone(), refund)?;
-        }
+        o.escrow = keep;
+        pay(ctx, &o.owner.clone(), refund)?;
     }
+    book::save_orders(period, &by_id.into_values().collect::<Vec<_>>())?;
     summary.cleared = true;
     summary.reference_price = p.price;
     summary.mu = p.mu;
@@ -395,14 +391,11 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
         "period {period} is still being delivered or waiting for readings: it can settle from {ready} ms"
     );
     let p = prices(&c, ctx, period)?;
-    let trades: Vec<(u64, Trade)> = TRADES
-        .prefixed(&period, Iter::Ascending)
-        .map(|r| r.map(|((_, n), t)| (n, t)))
-        .collect::<Result<_>>()?;
-    let mut orders: BTreeMap<u64, Order> = ORDERS
-        .prefixed(&period, Iter::Ascending)
-        .map(|r| r.map(|(_, o)| (o.id, o)))
-        .collect::<Result<_>>()?;
+    let mut trades = book::trades(period, usize::MAX)?;
+    let mut orders: BTreeMap<u64, Order> = book::orders(period, usize::MAX)?
+        .into_iter()
+        .map(|o| (o.id, o))
+        .collect();
     let reading = |who: &Address| READINGS.may_load(&(period, *who));
     let fee_collector = c.fee_collector();
     // Each seller's metered output is allocated to its trades in clearing order.
@@ -410,7 +403,7 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
     let mut buyers: BTreeMap<Address, Party> = Default::default();
     let mut lines: BTreeMap<Address, Lines> = Default::default();
     let mut pool = STATS.may_load()?.unwrap_or_default().pool;
-    for (n, mut t) in trades {
+    for t in &mut trades {
         let left = match output_left.entry(t.seller) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
@@ -511,8 +504,8 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
             subsidy,
             shortfall_penalty: penalty,
         });
-        TRADES.save(&(period, n), &t)?;
     }
+    book::save_trades(period, &trades)?;
     // Buyers: imbalance and over-draw to the grid company, from what is left of their escrow.
     // Each buyer's bids, found once (not a scan of the book per buyer).
     let mut bids_of: BTreeMap<Address, Vec<u64>> = BTreeMap::new();
@@ -575,8 +568,8 @@ pub fn settle_period(ctx: &mut Ctx, period: u64, debt_events: bool) -> Result<Pe
             pay(ctx, &owner, o.escrow)?;
             o.escrow = 0;
         }
-        ORDERS.save(&(period, o.id), o)?;
     }
+    book::save_orders(period, &orders.into_values().collect::<Vec<_>>())?;
     statement::record(period, &lines)?;
     (summary.produced_wh, summary.consumed_wh) = METERED.may_load(&period)?.unwrap_or((0, 0));
     summary.settled = true;

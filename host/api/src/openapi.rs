@@ -51,7 +51,7 @@ pub fn document() -> Value {
             "/v1/state/{key}/proof": get("State proof of any key", vec![param("key", "state key, hex"), height_param()], "Proof bundle"),
             "/v1/state/proofs": {"get": {
                 "summary": "State proofs of several keys into one header, with its finality certificate: a bundle for `gridledger verify`",
-                "description": "A contract's storage key is 04 ‖ contract address ‖ its own key. The SDK encodes a map key as the namespace's bytes (0x00 escaped as 00 ff) ended by 00 00, then each key part: integers big-endian, addresses as their 32 bytes. The market keeps a trade under namespace `trd`, key (period u64, index u64), where index is the trade's position in the `trades` query; a period's summary under `per` (period); a participant's meter reading under `rd` (period, participant). Values are postcard-encoded.",
+                "description": "A contract's storage key is 04 ‖ contract address ‖ its own key. The SDK encodes a map key as the namespace's bytes (0x00 escaped as 00 ff) ended by 00 00, then each key part: integers big-endian, addresses as their 32 bytes. The market keeps a period's trades in pages of 32 under namespace `trp`, key (period u64, page u64): the trade at position index of the `trades` query is item index mod 32 of page index / 32 (the value is a postcard list of trades); a period's summary under `per` (period); a participant's meter reading under `rd` (period, participant). Values are postcard-encoded.",
                 "parameters": [
                     {"name": "keys", "in": "query", "required": true, "description": "1 to 64 state keys, hex, separated by commas", "schema": {"type": "string"}},
                     height_param()

@@ -428,16 +428,20 @@ async function execute(me, contract, msg, funds) {
 const be = (n, bytes) => le(n, bytes).reverse();
 const keyPart = (b) => { const out = []; for (const x of b) { out.push(x); if (x === 0) out.push(0xff); } out.push(0, 0); return new Uint8Array(out); };
 const marketKey = (namespace, ...parts) => hex(cat(new Uint8Array([4]), unhex(state.contracts.market), keyPart(utf8(namespace)), ...parts));
+/// Trades are stored in pages of TRADE_PAGE (contracts/market/src/book.rs): a trade's record is
+/// its page, and the trade is at `index % TRADE_PAGE` in it.
+const TRADE_PAGE = 32;
 const recordKey = {
-  trade: (period, index) => marketKey("trd", be(period, 8), be(index, 8)),
+  trade: (period, index) => marketKey("trp", be(period, 8), be(Math.floor(index / TRADE_PAGE), 8)),
   period: (period) => marketKey("per", be(period, 8)),
   reading: (period, who) => marketKey("rd", be(period, 8), unhex(who)),
 };
 
-/// A market `Trade` from its postcard bytes (varints, addresses as their 32 bytes, a bool or
-/// an enum variant as one varint, an option as a 0/1 byte then its value, a string as a varint
-/// length then UTF-8), fields in the contract's order.
-function decodeTrade(bytes) {
+/// A page of market `Trade`s from its postcard bytes (a varint count, then each trade:
+/// varints, addresses as their 32 bytes, a bool or an enum variant as one varint, an option as
+/// a 0/1 byte then its value, a string as a varint length then UTF-8, fields in the contract's
+/// order).
+function decodeTradePage(bytes) {
   let i = 0;
   const byte = () => { if (i >= bytes.length) throw new Error("the proven trade is truncated"); return bytes[i++]; };
   const varint = () => { let v = 0n, shift = 0n; for (;;) { const b = byte(); v |= BigInt(b & 0x7f) << shift; if (!(b & 0x80)) return Number(v); shift += 7n; } };
@@ -445,15 +449,21 @@ function decodeTrade(bytes) {
   const option = (f) => (byte() === 1 ? f() : null);
   const string = () => { const n = varint(); if (i + n > bytes.length) throw new Error("the proven trade is truncated"); i += n; return new TextDecoder().decode(bytes.subarray(i - n, i)); };
   const record = (names) => Object.fromEntries(names.map((n) => [n, varint()]));
-  const t = { period: varint(), seller: address(), buyer: address(), offer_id: varint(), bid_id: varint(), wh: varint(), price: varint(), renewable: byte() === 1 };
-  t.level = ["feeder", "island"][varint()];
-  t.seller_feeder = option(string);
-  t.buyer_feeder = option(string);
-  Object.assign(t, record(["wheeling_fee", "buyer_fee", "seller_fee", "congestion_fee"]));
-  t.rates = record(["wheeling", "buyer_fee", "seller_fee", "buyer_congestion", "seller_congestion"]);
-  t.settlement = option(() => record(["delivered_wh", "energy", "buyer_paid", "seller_received", "subsidy", "shortfall_penalty"]));
+  const trade = () => {
+    const t = { period: varint(), seller: address(), buyer: address(), offer_id: varint(), bid_id: varint(), wh: varint(), price: varint(), renewable: byte() === 1 };
+    t.level = ["feeder", "island"][varint()];
+    t.seller_feeder = option(string);
+    t.buyer_feeder = option(string);
+    Object.assign(t, record(["wheeling_fee", "buyer_fee", "seller_fee", "congestion_fee"]));
+    t.rates = record(["wheeling", "buyer_fee", "seller_fee", "buyer_congestion", "seller_congestion"]);
+    t.settlement = option(() => record(["delivered_wh", "energy", "buyer_paid", "seller_received", "subsidy", "shortfall_penalty"]));
+    return t;
+  };
+  const count = varint();
+  if (count > TRADE_PAGE) throw new Error("the proven page holds too many trades");
+  const page = Array.from({ length: count }, trade);
   if (i !== bytes.length) throw new Error("the proven trade has trailing bytes");
-  return t;
+  return page;
 }
 
 /// The hash of a block header, as the node computes it: SHA-256 over a tag and the header's
@@ -623,9 +633,15 @@ function saveJson(file, value) {
 // What "verify" found per record (by its keys), kept across the pages' live redraws.
 const proofMarks = new Map();
 
-/// A "verify" link for a record: its state keys, the file name, and the trade shown (if any).
-const proofLink = (keys, file, trade) => proofMarks.get(keys.join(",")) ||
-  `<a href="#" class="record-proof" data-keys="${keys.join(",")}" data-file="${esc(file)}"${trade ? ` data-trade="${esc(JSON.stringify(trade))}"` : ""}>verify</a>`;
+/// A "verify" link for a record: its state keys (each once: trades share pages), the file name,
+/// and the trade shown with its index in its period (if any).
+/// A trade's mark is its own: the 32 trades of a page share their key, not their check.
+const proofLink = (keys, file, trade, index) => {
+  keys = [...new Set(keys)];
+  const markKey = keys.join(",") + (trade ? `@${index}` : "");
+  return proofMarks.get(markKey) ||
+    `<a href="#" class="record-proof" data-keys="${keys.join(",")}" data-mark="${markKey}" data-file="${esc(file)}"${trade ? ` data-trade="${esc(JSON.stringify(trade))}" data-index="${index}"` : ""}>verify</a>`;
+};
 
 /// Wires the "verify" links under `root`. A click fetches the bundle, checks here that it
 /// proves exactly the record's keys, that every one holds a value, that a trade's proven value
@@ -633,7 +649,7 @@ const proofLink = (keys, file, trade) => proofMarks.get(keys.join(",")) ||
 /// certificate's BLS signature); then saves it for `gridledger verify --genesis`.
 function wireRecordProofs(root) {
   const mark = (a, html) => {
-    proofMarks.set(a.dataset.keys, html);
+    proofMarks.set(a.dataset.mark, html);
     // The page may have been redrawn by a live update while the proof was on its way.
     if (a.parentElement) a.outerHTML = html;
   };
@@ -647,7 +663,8 @@ function wireRecordProofs(root) {
         if (bundle.proofs.some((p) => p.value == null)) throw new Error("the record is not in the chain's state");
         if (a.dataset.trade) {
           const shown = JSON.parse(a.dataset.trade);
-          const proven = decodeTrade(unhex(bundle.proofs[0].value));
+          const proven = decodeTradePage(unhex(bundle.proofs[0].value))[Number(a.dataset.index) % TRADE_PAGE];
+          if (!proven) throw new Error("the proven page does not hold the trade");
           for (const k of Object.keys(proven)) if (JSON.stringify(proven[k]) !== JSON.stringify(shown[k] ?? null)) throw new Error(`the proven trade differs in ${k}`);
         }
         const checked = await checkStateBundle(bundle);
@@ -709,7 +726,8 @@ pages.participant = async function (root) {
     .flat().filter((o) => o.owner === me.address);
   const past = [];
   for (let p = current; p >= 0 && p > current - 12; p--) past.push(p);
-  // A trade's index within its period is its position in the `trades` answer: its storage key.
+  // A trade's index within its period is its position in the `trades` answer; its record is
+  // its page (recordKey.trade).
   await Promise.all(past.map(periodSummary));
   const trades = (await Promise.all(past.map(periodTrades)))
     .flatMap((list) => list.map((t, index) => ({ trade: t, index })))
@@ -788,7 +806,7 @@ pages.participant = async function (root) {
   ], trades.map(({ trade: t, index }) => [t.period, t.buyer === me.address ? "bought" : "sold",
     esc(name(t.buyer === me.address ? t.seller : t.buyer)), kwh(t.wh), tok(t.price),
     tok(t.buyer === me.address ? (t.wheeling_fee || 0) + (t.buyer_fee || 0) : (t.seller_fee || 0), 4),
-    proofLink([recordKey.trade(t.period, index)], `trade-${t.period}-${index}.json`, t)]), "no trades in the last 12 periods");
+    proofLink([recordKey.trade(t.period, index)], `trade-${t.period}-${index}.json`, t, index)]), "no trades in the last 12 periods");
   root.querySelector("#my-settlement").innerHTML = table([
     { label: "period", num: true }, { label: "sold", num: true }, { label: "metered out", num: true },
     { label: "bought", num: true }, { label: "metered in", num: true }, { label: "status" },
@@ -933,7 +951,7 @@ pages.supervision = async function (root) {
   trades.forEach((list) => list.forEach((t, index) => rows.push({
     period: t.period, kind: "trade", seller: name(t.seller), buyer: name(t.buyer), kwh: t.wh / 1000,
     price: t.price / TOK, value: Math.floor((t.wh * t.price) / 1000) / TOK, note: t.renewable ? "renewable" : "",
-    proof: () => proofLink([recordKey.trade(t.period, index)], `trade-${t.period}-${index}.json`, t),
+    proof: () => proofLink([recordKey.trade(t.period, index)], `trade-${t.period}-${index}.json`, t, index),
   })));
   summaries.forEach((s) => { if (s && s.settled) rows.push({
     period: s.period, kind: "settlement", seller: "", buyer: "", kwh: s.delivered_wh / 1000, price: s.clearing_price / TOK,

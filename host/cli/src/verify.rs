@@ -128,10 +128,18 @@ pub fn describe(p: &StateProof) -> String {
         return raw();
     };
     let record = match (namespace.as_slice(), &p.value) {
-        (b"trd", v) => <(u64, u64)>::decode_key(&mut key).map(|(period, i)| {
+        (b"trp", v) => <(u64, u64)>::decode_key(&mut key).map(|(period, page)| {
+            let first = page.saturating_mul(market::book::TRADE_PAGE);
+            let held = v
+                .as_deref()
+                .and_then(|b| postcard::take_from_bytes::<Vec<market::Trade>>(b).ok())
+                .map_or(0, |(t, _)| t.len() as u64);
             (
-                format!("trade #{i} of period {period}"),
-                decode::<market::Trade>(v),
+                format!(
+                    "trades #{first}..#{} of period {period}",
+                    (first + held).saturating_sub(1).max(first)
+                ),
+                decode::<Vec<market::Trade>>(v),
             )
         }),
         (b"per", v) => u64::decode_key(&mut key).map(|period| {

@@ -156,7 +156,7 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
     };
     let (ok, said) = verify(&trade_proof);
     assert!(ok, "{said}");
-    assert!(said.contains("market trade #"), "{said}");
+    assert!(said.contains("market trades #"), "{said}");
     assert!(
         said.contains(&format!("\"buyer\":\"{demo_address}\"")),
         "{said}"
@@ -172,7 +172,7 @@ fn pages_load_live_without_errors_and_the_machine_routes_answer() {
     let mut tampered: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&trade_proof).unwrap()).unwrap();
     let value = tampered["proofs"][0]["value"].as_str().unwrap().to_string();
-    // The last byte is the trade's `renewable` flag.
+    // Any changed byte of the proven page breaks its Merkle path (this flips its last).
     let flipped = format!(
         "{}{}",
         &value[..value.len() - 2],
