@@ -16,6 +16,7 @@ pub mod payload;
 mod queries;
 pub mod query_pool;
 pub mod selection;
+mod template;
 pub mod testing;
 pub mod validator;
 
@@ -1103,43 +1104,6 @@ fn check_scheduled_call_gas(
     Ok(())
 }
 
-/// Fills `{account:NAME}`, `{contract:LABEL}`, `{genesis_time_ms}`, `{period_ms}`,
-/// `{market_start_ms}`, `{sudo_gas}`, `{governance}` and `{grid}` in a genesis instantiate
-/// message.
-fn fill_template(
-    msg: &str,
-    genesis: &Genesis,
-    accounts: &std::collections::BTreeMap<String, Address>,
-    contracts: &std::collections::BTreeMap<String, Address>,
-) -> Result<String, NodeError> {
-    let mut out = msg
-        .replace("{genesis_time_ms}", &genesis.genesis_time_ms.to_string())
-        .replace("{governance}", &Address::governance().to_hex())
-        .replace("{grid}", &genesis.grid_json());
-    if let Some(m) = &genesis.market {
-        out = out
-            .replace("{period_ms}", &m.period_ms.to_string())
-            .replace("{sudo_gas}", &m.sudo_gas.to_string())
-            .replace(
-                "{market_start_ms}",
-                &m.start(genesis.genesis_time_ms).to_string(),
-            );
-    }
-    for (name, a) in accounts {
-        out = out.replace(&format!("{{account:{name}}}"), &a.to_hex());
-    }
-    for (label, a) in contracts {
-        out = out.replace(&format!("{{contract:{label}}}"), &a.to_hex());
-    }
-    if let Some(i) = out.find("{account:").or_else(|| out.find("{contract:")) {
-        return Err(NodeError::Config(format!(
-            "genesis message refers to an unknown name: {}",
-            &out[i..out.len().min(i + 40)]
-        )));
-    }
-    Ok(out)
-}
-
 /// The reading rules genesis sets, if it has `[devices]` (which needs `[market]`).
 fn reading_rules(genesis: &Genesis) -> Option<devices::ReadingRules> {
     let (d, m) = (genesis.devices.as_ref()?, genesis.market.as_ref()?);
@@ -1323,7 +1287,7 @@ fn build_genesis(
             creator,
             contract,
             hash,
-            fill_template(&c.msg, genesis, &addresses, &labels)?.as_bytes(),
+            template::fill(&c.msg, genesis, &addresses, &labels)?.as_bytes(),
             c.funds,
             &c.label,
             admin,
