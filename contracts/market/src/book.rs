@@ -15,6 +15,11 @@
 //! current record of them (a cleared period takes no new order and no cancellation, so the
 //! set never changes); its `ord` entries stay as they were placed. Read a period's orders
 //! through [`orders`], never `ord` directly.
+//!
+//! Markets deployed before pages kept each trade under `trd` (period, index) and rewrote
+//! `ord`: code upgraded onto such a market would have to move every cleared, unsettled
+//! period's `trd` entries into `trp` pages and its orders into `book` first (today the market
+//! refuses migration, so no chain holds both layouts).
 
 use crate::{ORDERS, Order, Trade};
 use gridledger_sdk::Order as Iter;
