@@ -184,33 +184,21 @@ pub fn generate(base: &Genesis, base_path: &Path, households: usize) -> Result<G
     }
     grid.feeders.extend(village);
     grid.feeders.retain(|f| !f.accounts.is_empty());
-    // The market's meters repeat the registered devices.
-    let meters: Vec<String> = devices
-        .registered
-        .iter()
-        .map(|d| {
-            format!(
-                r#"{{"device": "{{account:{}}}", "participant": "{{account:{}}}", "kind": "{}", "rated_power_w": {}}}"#,
-                d.device, d.owner, d.kind, d.rated_power_w
-            )
-        })
-        .collect();
     let market = g
         .contracts
         .iter_mut()
         .find(|c| c.label == "market")
         .context("the base genesis has no market")?;
-    market.msg = format!(
-        r#"{{"pricing": "{{contract:pricing}}", "grid_company": "{{account:grid-company}}",
-  "admin": "{{account:grid-company}}", "start_ms": {{market_start_ms}}, "period_ms": {{period_ms}}, "call_gas": {{sudo_gas}},
-  "devices": [{}],
+    // Its meters are the registered devices (`{devices}`), one list for both registries.
+    market.msg = r#"{"pricing": "{contract:pricing}", "grid_company": "{account:grid-company}",
+  "admin": "{account:grid-company}", "start_ms": {market_start_ms}, "period_ms": {period_ms}, "call_gas": {sudo_gas},
+  "devices": {devices},
   "renewable_kinds": ["wind_turbine", "rooftop_pv"],
   "load_kinds": ["household_load", "charging_pile", "water_plant"],
   "energy_period_ms": 900000,
-  "grid": {{grid}}, "fee_collector": "{{account:market-operator}}",
-  "readings_window_periods": 2}}"#,
-        meters.join(",\n    ")
-    );
+  "grid": {grid}, "fee_collector": "{account:market-operator}",
+  "readings_window_periods": 2}"#
+        .to_string();
     Ok(g)
 }
 
@@ -234,7 +222,7 @@ pub fn run_boundaries(
 ) -> Result<Vec<Boundary>> {
     genesis.validators.clear();
     genesis.observers.clear();
-    genesis.devices = None;
+    genesis.drop_device_readings();
     let node = Node::in_memory(genesis.clone(), contracts_dir)?;
     let mut sim = crate::sim::Simulation::from_genesis(node.clone(), &genesis, genesis_path)?
         .context("the genesis has no simulation")?;

@@ -397,7 +397,7 @@ mod tests {
         // One node makes every block; the meters report through the simulation.
         genesis.validators.clear();
         genesis.observers.clear();
-        genesis.devices = None;
+        genesis.drop_device_readings();
         let node = Node::in_memory(genesis.clone(), &repo.join("target/contracts")).unwrap();
         let mut sim = Simulation::from_genesis(node.clone(), &genesis, &path)
             .unwrap()

@@ -655,6 +655,42 @@ impl Genesis {
         serde_json::json!({ "pcc": g.pcc, "feeders": feeders }).to_string()
     }
 
+    /// `[devices.registered]` as a contract's list of meters (`{devices}` in a genesis
+    /// message): `[{"device","participant","kind","rated_power_w"}]`, addresses in hex, `[]`
+    /// without `[devices]`. The market's registry is filled from it, so the chain's device
+    /// registry and the market's cannot disagree at genesis.
+    pub fn devices_json(&self) -> String {
+        let Some(d) = &self.devices else {
+            return "[]".into();
+        };
+        let addresses = self.addresses();
+        let hex = |name: &str| addresses.get(name).map(|a| a.to_hex());
+        let meters: Vec<serde_json::Value> = d
+            .registered
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "device": hex(&r.device),
+                    "participant": hex(&r.owner),
+                    "kind": r.kind,
+                    "rated_power_w": r.rated_power_w,
+                })
+            })
+            .collect();
+        serde_json::Value::from(meters).to_string()
+    }
+
+    /// For runs whose meters report by transaction (one node, no device plugins): drops
+    /// `[devices]` and its readings pipeline, keeping its devices in the messages that name
+    /// them (`{devices}`).
+    pub fn drop_device_readings(&mut self) {
+        let meters = self.devices_json();
+        for c in &mut self.contracts {
+            c.msg = c.msg.replace("{devices}", &meters);
+        }
+        self.devices = None;
+    }
+
     pub fn scheduled_calls(&self) -> Vec<ScheduledCall> {
         let mut out: Vec<ScheduledCall> = Vec::new();
         if let Some(m) = &self.market {
@@ -892,5 +928,38 @@ mod tests {
         let mut other = g.clone();
         other.dev = true;
         assert_ne!(g.hash(), other.hash());
+    }
+
+    /// Found by reading the island: the market's meters were a second list beside
+    /// `[devices.registered]`, kind and rating written out twice. `{devices}` renders the one
+    /// list, and survives dropping the readings pipeline for one-node runs.
+    #[test]
+    fn the_market_gets_its_meters_from_the_registered_devices() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut g = Genesis::load(&repo.join("genesis/island.toml")).unwrap();
+        let addresses = g.addresses();
+        let market = |g: &Genesis| {
+            g.contracts
+                .iter()
+                .find(|c| c.label == "market")
+                .unwrap()
+                .msg
+                .clone()
+        };
+        assert!(market(&g).contains(r#""devices": {devices}"#));
+        let meters: serde_json::Value = serde_json::from_str(&g.devices_json()).unwrap();
+        let registered = &g.devices.as_ref().unwrap().registered;
+        assert_eq!(meters.as_array().unwrap().len(), registered.len());
+        for (m, r) in meters.as_array().unwrap().iter().zip(registered) {
+            assert_eq!(m["device"], addresses[&r.device].to_hex());
+            assert_eq!(m["participant"], addresses[&r.owner].to_hex());
+            assert_eq!(m["kind"], r.kind.as_str());
+            assert_eq!(m["rated_power_w"], r.rated_power_w);
+        }
+        let rendered = g.devices_json();
+        g.drop_device_readings();
+        assert!(g.devices.is_none());
+        assert!(market(&g).contains(&format!(r#""devices": {rendered}"#)));
+        assert_eq!(g.devices_json(), "[]");
     }
 }

@@ -8,7 +8,7 @@ use gridledger_types::Address;
 use std::collections::BTreeMap;
 
 /// Fills `{account:NAME}`, `{contract:LABEL}`, `{genesis_time_ms}`, `{period_ms}`,
-/// `{market_start_ms}`, `{sudo_gas}`, `{governance}` and `{grid}` in a genesis instantiate
+/// `{market_start_ms}`, `{sudo_gas}`, `{governance}`, `{grid}` and `{devices}` in a genesis instantiate
 /// message.
 pub(crate) fn fill(
     msg: &str,
@@ -19,7 +19,8 @@ pub(crate) fn fill(
     let mut out = msg
         .replace("{genesis_time_ms}", &genesis.genesis_time_ms.to_string())
         .replace("{governance}", &Address::governance().to_hex())
-        .replace("{grid}", &genesis.grid_json());
+        .replace("{grid}", &genesis.grid_json())
+        .replace("{devices}", &genesis.devices_json());
     if let Some(m) = &genesis.market {
         out = out
             .replace("{period_ms}", &m.period_ms.to_string())
