@@ -403,6 +403,20 @@ impl Genesis {
     }
 
     fn check(&self) -> Result<(), GenesisError> {
+        // Messages name accounts and contracts as `{account:NAME}`: a brace in a name would
+        // end it early.
+        let braced = |n: &str| n.contains(['{', '}']);
+        if let Some(n) = self
+            .accounts
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(self.contracts.iter().map(|c| c.label.as_str()))
+            .find(|n| braced(n))
+        {
+            return Err(GenesisError::Invalid(format!(
+                "name {n:?}: account names and contract labels may not hold braces"
+            )));
+        }
         let mut names = std::collections::BTreeSet::new();
         for a in &self.accounts {
             if !names.insert(a.name.as_str()) {
@@ -656,22 +670,22 @@ impl Genesis {
     }
 
     /// `[devices.registered]` as a contract's list of meters (`{devices}` in a genesis
-    /// message): `[{"device","participant","kind","rated_power_w"}]`, addresses in hex, `[]`
-    /// without `[devices]`. The market's registry is filled from it, so the chain's device
+    /// message): `[{"device","participant","kind","rated_power_w"}]`, accounts as
+    /// `{account:NAME}`, `[]` without `[devices]`. The market's registry is filled from it, so the chain's device
     /// registry and the market's cannot disagree at genesis.
     pub fn devices_json(&self) -> String {
         let Some(d) = &self.devices else {
             return "[]".into();
         };
-        let addresses = self.addresses();
-        let hex = |name: &str| addresses.get(name).map(|a| a.to_hex());
+        // By name: filling the message resolves them, and refuses an unknown one.
+        let named = |name: &str| format!("{{account:{name}}}");
         let meters: Vec<serde_json::Value> = d
             .registered
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "device": hex(&r.device),
-                    "participant": hex(&r.owner),
+                    "device": named(&r.device),
+                    "participant": named(&r.owner),
                     "kind": r.kind,
                     "rated_power_w": r.rated_power_w,
                 })
@@ -951,8 +965,9 @@ mod tests {
         let registered = &g.devices.as_ref().unwrap().registered;
         assert_eq!(meters.as_array().unwrap().len(), registered.len());
         for (m, r) in meters.as_array().unwrap().iter().zip(registered) {
-            assert_eq!(m["device"], addresses[&r.device].to_hex());
-            assert_eq!(m["participant"], addresses[&r.owner].to_hex());
+            assert_eq!(m["device"], format!("{{account:{}}}", r.device));
+            assert_eq!(m["participant"], format!("{{account:{}}}", r.owner));
+            assert!(addresses.contains_key(&r.device) && addresses.contains_key(&r.owner));
             assert_eq!(m["kind"], r.kind.as_str());
             assert_eq!(m["rated_power_w"], r.rated_power_w);
         }
@@ -961,5 +976,15 @@ mod tests {
         assert!(g.devices.is_none());
         assert!(market(&g).contains(&format!(r#""devices": {rendered}"#)));
         assert_eq!(g.devices_json(), "[]");
+        // A brace in a name would end `{account:NAME}` early.
+        for braced in ["wind}1", "{wind"] {
+            let mut b = island();
+            b.accounts[0].name = braced.into();
+            let e = b.check().unwrap_err().to_string();
+            assert!(e.contains("may not hold braces"), "{e}");
+        }
+        let mut b = island();
+        b.contracts[0].label = "pri}cing".into();
+        assert!(b.check().is_err());
     }
 }

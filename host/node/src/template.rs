@@ -19,8 +19,18 @@ pub(crate) fn fill(
     let mut out = msg
         .replace("{genesis_time_ms}", &genesis.genesis_time_ms.to_string())
         .replace("{governance}", &Address::governance().to_hex())
-        .replace("{grid}", &genesis.grid_json())
-        .replace("{devices}", &genesis.devices_json());
+        .replace("{grid}", &genesis.grid_json());
+    if out.contains("{devices}") {
+        // Without `[devices]` the list would be empty: a market with no meters, silently.
+        if genesis.devices.is_none() {
+            return Err(NodeError::Config(
+                "a genesis message uses {devices}, but genesis has no [devices] (one-node runs \
+                 that drop the readings pipeline keep the list with drop_device_readings)"
+                    .into(),
+            ));
+        }
+        out = out.replace("{devices}", &genesis.devices_json());
+    }
     if let Some(m) = &genesis.market {
         out = out
             .replace("{period_ms}", &m.period_ms.to_string())
@@ -100,6 +110,22 @@ mod tests {
                 Address([2; 32]).to_hex()
             )
         );
+    }
+
+    /// Found by review: without `[devices]`, `{devices}` rendered `[]`, a market with no
+    /// meters that refused every forecast and offer without saying why.
+    #[test]
+    fn devices_without_a_devices_section_are_refused() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut g = Genesis::load(&repo.join("genesis/island.toml")).unwrap();
+        let (a, c) = (g.addresses(), BTreeMap::new());
+        let listed = fill(r#"{"devices": {devices}}"#, &g, &a, &c).unwrap();
+        assert!(listed.contains(&a["meter-wind-1"].to_hex()), "{listed}");
+        g.devices = None;
+        let e = fill(r#"{"devices": {devices}}"#, &g, &a, &c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("genesis has no [devices]"), "{e}");
     }
 
     #[test]
