@@ -277,30 +277,76 @@ fn worth_checking(
 }
 
 impl Executor {
+    /// Registers a device on chain and, when readings are reported to a contract (the
+    /// market), with that contract too, in the same transaction: `{"register_device":
+    /// {"device","participant","kind","rated_power_w"}}`, called by the sender (the market
+    /// takes it from its admin only). If the contract refuses, nothing is registered: the
+    /// chain's registry and the market's meters stay one list, as genesis starts them
+    /// (`{devices}`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn register_device(
         &self,
+        block: &BlockEnv,
         state: &mut StateStack,
         sender: Address,
         device: Address,
         owner: Address,
         kind: &str,
         rated_power_w: u64,
+        budget: u64,
     ) -> Result<Done, Fail> {
         self.require_role(state, &sender, Roles::GRID_COMPANY, "registering a device")?;
         register(state, device, owner, kind, rated_power_w)?;
+        let mut events = vec![chain_event(
+            "device_registered",
+            &[
+                ("device", device.to_hex()),
+                ("owner", owner.to_hex()),
+                ("kind", kind.to_string()),
+                ("rated_power_w", rated_power_w.to_string()),
+            ],
+        )];
+        let mut gas = 0;
+        if let Some(contract) = self.reading_contract(state)? {
+            let msg = serde_json::json!({"register_device": {
+                "device": device.to_hex(),
+                "participant": owner.to_hex(),
+                "kind": kind,
+                "rated_power_w": rated_power_w,
+            }});
+            let done = self.call(
+                block,
+                state,
+                contract,
+                Entry::Execute,
+                Some(sender),
+                0,
+                msg.to_string().as_bytes(),
+                budget,
+            )?;
+            gas = done.gas;
+            events.extend(done.events);
+        }
         Ok(Done {
-            gas: 0,
+            gas,
             result: Vec::new(),
-            events: vec![chain_event(
-                "device_registered",
-                &[
-                    ("device", device.to_hex()),
-                    ("owner", owner.to_hex()),
-                    ("kind", kind.to_string()),
-                    ("rated_power_w", rated_power_w.to_string()),
-                ],
-            )],
+            events,
         })
+    }
+
+    /// The contract accepted readings are reported to, if genesis names one and it exists.
+    fn reading_contract(&self, state: &StateStack) -> Result<Option<Address>, Fail> {
+        let Some(label) = self
+            .params
+            .readings
+            .as_ref()
+            .and_then(|r| r.reading_contract.as_ref())
+        else {
+            return Ok(None);
+        };
+        Ok(state
+            .get(&crate::label_key(label))?
+            .and_then(|b| Address::from_slice(&b)))
     }
 
     pub(crate) fn revoke_device(
@@ -352,12 +398,7 @@ impl Executor {
                 format!("a batch holds 1 to {MAX_READINGS_PER_TX} readings"),
             ));
         }
-        let contract = match &rules.reading_contract {
-            Some(l) => state
-                .get(&crate::label_key(l))?
-                .and_then(|b| Address::from_slice(&b)),
-            None => None,
-        };
+        let contract = self.reading_contract(state)?;
         // Every reading's lookup is paid before any is looked up.
         let sched = &self.vm.config().gas;
         let lookups = sched.reading_lookup.saturating_mul(readings.len() as u64);

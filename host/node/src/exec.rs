@@ -531,7 +531,16 @@ impl Executor {
                 owner,
                 kind,
                 rated_power_w,
-            } => self.register_device(state, sender, *device, *owner, kind, *rated_power_w),
+            } => self.register_device(
+                block,
+                state,
+                sender,
+                *device,
+                *owner,
+                kind,
+                *rated_power_w,
+                budget,
+            ),
             Payload::RevokeDevice { device } => self.revoke_device(state, sender, *device),
             Payload::Readings { readings } => self.readings(block, state, readings, budget),
             Payload::Burn { amount, payout_ref } => {

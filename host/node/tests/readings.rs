@@ -308,6 +308,52 @@ fn device_keys_sign_readings_not_transactions() {
     assert_eq!(chain.node.devices().unwrap().len(), 3);
 }
 
+/// Found by reading the two registries: a device registered on chain was not the market's
+/// meter (the grid company had to register it twice, and nothing checked the two agreed), so
+/// its readings were accepted and its energy then refused by the market ("not a registered
+/// meter"). Registering on chain now registers it with the reading contract in the same
+/// transaction, or not at all.
+#[test]
+fn a_device_registered_on_chain_is_the_markets_meter_too() {
+    let mut chain = chain();
+    let market = chain.node.contract_by_label("market").unwrap().unwrap();
+    let gc = chain.grid_company.clone();
+    let owner = key("stranger").address();
+    let meter_of = |chain: &TestChain| {
+        chain
+            .query(
+                market,
+                &format!(r#"{{"meter":{{"participant":"{}"}}}}"#, owner.to_hex()),
+            )
+            .unwrap()
+    };
+    let register = |device: &Keypair| Payload::RegisterDevice {
+        device: device.address(),
+        owner,
+        kind: "rooftop_pv".into(),
+        rated_power_w: 5_000,
+    };
+    assert!(meter_of(&chain).is_null(), "{}", meter_of(&chain));
+    // Gas for the transaction but not for the market's call: nothing is registered anywhere.
+    let starved = Keypair::from_seed_phrase("a starved meter");
+    let tx = chain.sign(&gc, register(&starved), 40_000);
+    let hash = chain.node.submit(&tx.encode()).expect("admitted");
+    chain.next_block();
+    let r = included(&chain, &hash);
+    assert!(r.error.is_some(), "the market's call ran out of gas");
+    assert_eq!(chain.node.devices().unwrap().len(), 2);
+    assert!(meter_of(&chain).is_null());
+    // With gas for both: one registration, in both registries.
+    let new_meter = Keypair::from_seed_phrase("a new meter");
+    let r = chain.send(&gc, register(&new_meter));
+    assert!(r.is_success(), "{:?}", r.error);
+    assert_eq!(chain.node.devices().unwrap().len(), 3);
+    let m = meter_of(&chain);
+    assert_eq!(m["device"], new_meter.address().to_hex(), "{m}");
+    assert_eq!(m["kind"], "rooftop_pv", "{m}");
+    assert_eq!(m["rated_power_w"], 5_000, "{m}");
+}
+
 #[test]
 fn settlement_uses_the_energy_of_accepted_readings() {
     let mut chain = chain();
