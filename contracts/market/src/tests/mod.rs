@@ -250,6 +250,20 @@ impl Setup {
             + self.chain.balance(fee_collector())
     }
 
+    /// The `orders` query: the period's orders in id order, at most `limit`.
+    fn orders(&self, period: u64, limit: u32) -> Vec<Order> {
+        self.chain
+            .query(self.market, &QueryMsg::Orders { period, limit })
+            .unwrap()
+    }
+
+    /// The `trades` query: the period's trades in clearing order, at most `limit`.
+    fn trades(&self, period: u64, limit: u32) -> Vec<Trade> {
+        self.chain
+            .query(self.market, &QueryMsg::Trades { period, limit })
+            .unwrap()
+    }
+
     fn summary(&self, period: u64) -> PeriodSummary {
         let s: Option<PeriodSummary> = self
             .chain
@@ -332,27 +346,9 @@ fn a_period_clears_and_settles_in_a_few_writes() {
     // clock's bookkeeping: not 64 + 32.
     let writes = changed(&before, &cleared);
     assert!(writes <= 10, "clearing changed {writes} entries");
-    let trades: Vec<Trade> = s
-        .chain
-        .query(
-            s.market,
-            &QueryMsg::Trades {
-                period: 0,
-                limit: 100,
-            },
-        )
-        .unwrap();
+    let trades = s.trades(0, 100);
     assert_eq!(trades.len(), 32);
-    let orders: Vec<Order> = s
-        .chain
-        .query(
-            s.market,
-            &QueryMsg::Orders {
-                period: 0,
-                limit: 100,
-            },
-        )
-        .unwrap();
+    let orders = s.orders(0, 100);
     assert_eq!(orders.len(), 64);
     assert!(
         orders.iter().all(|o| o.filled_wh == 1_000),
@@ -373,27 +369,9 @@ fn a_period_clears_and_settles_in_a_few_writes() {
     // The book and trade pages again, statements of the four, the summary, stats, clock.
     let writes = changed(&read, &s.chain.storage(s.market));
     assert!(writes <= 20, "settlement changed {writes} entries");
-    let orders: Vec<Order> = s
-        .chain
-        .query(
-            s.market,
-            &QueryMsg::Orders {
-                period: 0,
-                limit: 100,
-            },
-        )
-        .unwrap();
+    let orders = s.orders(0, 100);
     assert!(orders.iter().all(|o| o.escrow == 0), "all escrow is out");
-    let trades: Vec<Trade> = s
-        .chain
-        .query(
-            s.market,
-            &QueryMsg::Trades {
-                period: 0,
-                limit: 100,
-            },
-        )
-        .unwrap();
+    let trades = s.trades(0, 100);
     assert!(trades.iter().all(|t| t.settlement.is_some()));
 }
 
@@ -456,32 +434,22 @@ fn a_book_over_several_pages_is_queried_and_settled_whole() {
         }
     }
     s.boundary(0);
-    let orders = |s: &Setup, limit| -> Vec<Order> {
-        s.chain
-            .query(s.market, &QueryMsg::Orders { period: 0, limit })
-            .unwrap()
-    };
-    let trades = |s: &Setup, limit| -> Vec<Trade> {
-        s.chain
-            .query(s.market, &QueryMsg::Trades { period: 0, limit })
-            .unwrap()
-    };
     for (limit, n) in [(100, 100), (129, 129), (1_000, 288)] {
-        let o = orders(&s, limit);
+        let o = s.orders(0, limit);
         assert_eq!(o.len(), n);
         assert!(o.windows(2).all(|w| w[0].id < w[1].id), "in id order");
         assert!(o.iter().all(|o| o.filled_wh == 1_000));
     }
     for (limit, n) in [(33, 33), (1_000, 144)] {
-        assert_eq!(trades(&s, limit).len(), n);
+        assert_eq!(s.trades(0, limit).len(), n);
     }
     assert_eq!(s.summary(0).trades, 144);
     // No readings: every seller falls short and pays its bond; settlement spans every page.
     s.boundary(1);
     s.boundary(2);
     assert!(s.summary(0).settled);
-    assert!(trades(&s, 1_000).iter().all(|t| t.settlement.is_some()));
-    assert!(orders(&s, 1_000).iter().all(|o| o.escrow == 0));
+    assert!(s.trades(0, 1_000).iter().all(|t| t.settlement.is_some()));
+    assert!(s.orders(0, 1_000).iter().all(|o| o.escrow == 0));
     let end_total: u64 = sellers
         .iter()
         .chain(&buyers)
@@ -549,16 +517,7 @@ fn a_period_clears_and_settles() {
         sum.clearing_price, 150_000,
         "300 Wh of diesel at 150k are left unsold: the interval is [150k, min(200k, 150k)]"
     );
-    let trades: Vec<Trade> = s
-        .chain
-        .query(
-            s.market,
-            &QueryMsg::Trades {
-                period: 0,
-                limit: 10,
-            },
-        )
-        .unwrap();
+    let trades = s.trades(0, 10);
     assert_eq!(trades.len(), 3);
     assert!(trades.iter().all(|t| t.price == 150_000));
     assert_eq!(
@@ -796,16 +755,7 @@ fn pay_as_bid_charges_each_bid_its_price() {
     s.bid("house", 0, 300, 300_000).unwrap();
     s.bid("pump", 0, 300, 200_000).unwrap();
     s.boundary(0);
-    let trades: Vec<Trade> = s
-        .chain
-        .query(
-            s.market,
-            &QueryMsg::Trades {
-                period: 0,
-                limit: 10,
-            },
-        )
-        .unwrap();
+    let trades = s.trades(0, 10);
     assert_eq!(
         trades.iter().map(|t| t.price).collect::<Vec<_>>(),
         vec![300_000, 200_000]
@@ -861,7 +811,7 @@ proptest! {
         prop_assert_eq!(s.total(), total);
         s.boundary(0);
         prop_assert_eq!(s.total(), total);
-        let trades: Vec<Trade> = s.chain.query(s.market, &QueryMsg::Trades { period: 0, limit: 100 }).unwrap();
+        let trades = s.trades(0, 100);
         s.at(1, 1);
         for (i, (p, c)) in readings.iter().enumerate() {
             s.reading(PEOPLE[i], 0, *p, *c).unwrap();
@@ -944,16 +894,7 @@ fn green_is_what_the_meter_is_and_only_the_admin_says_what_a_meter_is() {
     s.offer("diesel", 0, 1_000, 100_000).unwrap();
     s.bid("house", 0, 1_000, 300_000).unwrap();
     s.boundary(0);
-    let trades: Vec<Trade> = s
-        .chain
-        .query(
-            s.market,
-            &QueryMsg::Trades {
-                period: 0,
-                limit: 10,
-            },
-        )
-        .unwrap();
+    let trades = s.trades(0, 10);
     assert!(!trades[0].renewable);
     s.at(1, 5);
     s.reading("diesel", 0, 1_000, 0).unwrap();
@@ -1003,16 +944,7 @@ fn green_is_what_the_meter_is_and_only_the_admin_says_what_a_meter_is() {
         .unwrap();
     s.at(3, -1_000);
     s.offer("diesel", 3, 1_000, 100_000).unwrap();
-    let orders: Vec<Order> = s
-        .chain
-        .query(
-            s.market,
-            &QueryMsg::Orders {
-                period: 3,
-                limit: 10,
-            },
-        )
-        .unwrap();
+    let orders = s.orders(3, 10);
     assert!(orders[0].renewable);
 }
 
@@ -1435,8 +1367,8 @@ proptest! {
             s.chain.execute(s.market, owner, &msg, funds).unwrap();
         }
         s.boundary(0);
-        let trades: Vec<Trade> = s.chain.query(s.market, &QueryMsg::Trades { period: 0, limit: 1_000 }).unwrap();
-        let book: Vec<Order> = s.chain.query(s.market, &QueryMsg::Orders { period: 0, limit: 1_000 }).unwrap();
+        let trades = s.trades(0, 1_000);
+        let book = s.orders(0, 1_000);
         let figures: PriceAnswer = s.chain.query(s.market, &QueryMsg::Price { period: 0 }).unwrap();
         let stats: Stats = s.chain.query(s.market, &QueryMsg::Stats {}).unwrap();
         s.at(1, 1);

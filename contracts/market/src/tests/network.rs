@@ -39,12 +39,6 @@ fn schedule(wheeling_feeder: u64, wheeling_island: u64, fee: u64, share: u64) ->
 }
 
 impl Setup {
-    fn trades(&self, period: u64) -> Vec<Trade> {
-        self.chain
-            .query(self.market, &QueryMsg::Trades { period, limit: 100 })
-            .unwrap()
-    }
-
     fn statement(&self, who: &str, first: u64, last: u64) -> Statement {
         self.chain
             .query(
@@ -93,7 +87,7 @@ fn a_full_period_with_fees_and_a_binding_feeder_limit() {
     s.boundary(0);
     let sum = s.summary(0);
     // The park exports at most 500 Wh: the rest of the town's 1,200 Wh comes from diesel.
-    let trades = s.trades(0);
+    let trades = s.trades(0, 100);
     let from = |who: &str| -> u64 {
         trades
             .iter()
@@ -159,7 +153,7 @@ fn a_full_period_with_fees_and_a_binding_feeder_limit() {
     );
     assert_eq!(s.total(), total, "tokens are conserved");
     // Each trade's line items add up, and its fees stand for the energy delivered.
-    for t in s.trades(0) {
+    for t in s.trades(0, 100) {
         let st = t.settlement.expect("settled");
         assert_eq!(
             st.buyer_paid,
@@ -224,7 +218,7 @@ fn a_fee_change_takes_effect_at_its_height_and_never_touches_a_cleared_period() 
             s.reading("pump", period, 0, 300).unwrap();
             s.boundary(period + 2);
         }
-        (s.summary(0), s.summary(1), s.trades(1))
+        (s.summary(0), s.summary(1), s.trades(1, 100))
     };
     let (calm0, calm1, _) = run(false);
     let (changed0, changed1, trades1) = run(true);
@@ -379,7 +373,7 @@ proptest! {
             for (k, f) in sum.feeders.iter().enumerate() {
                 prop_assert!(f.export_wh <= f.export_limit_wh && f.import_wh <= f.import_limit_wh, "feeder {}: {:?}", k, f);
             }
-            for t in s.trades(period) {
+            for t in s.trades(period, 100) {
                 let seller = PEOPLE.iter().position(|p| addr(p) == t.seller).unwrap();
                 let buyer = PEOPLE.iter().position(|p| addr(p) == t.buyer).unwrap();
                 let want = if at[seller] == at[buyer] && at[seller] < 2 { Level::Feeder } else { Level::Island };
