@@ -831,7 +831,7 @@ impl Contract for Market {
                     ctx.caller()? == CONFIG.load()?.admin,
                     "only the market admin registers meters"
                 );
-                registry::register(&MeterEntry {
+                let replaced = registry::register(&MeterEntry {
                     device,
                     participant,
                     kind: kind.clone(),
@@ -843,7 +843,8 @@ impl Contract for Market {
                         .attr("participant", participant)
                         .attr("kind", kind),
                 );
-                Ok(Response::new())
+                // The participant's meter it replaced, if any: `{"replaced": ADDR | null}`.
+                Response::json(&registry::Registered { replaced })
             }
             ExecuteMsg::SetGrid { grid, from_period } => {
                 let c = CONFIG.load()?;

@@ -49,16 +49,24 @@ const FORECASTS: Map<(u64, Address), (u8, u64)> = Map::new("fc");
 /// Period → (supply Wh, demand Wh), the totals of its forecasts.
 const TOTALS: Map<u64, (u64, u64)> = Map::new("fc_total");
 
+/// What `register_device` answers: the participant's meter it let go, if another device.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub struct Registered {
+    pub replaced: Option<Address>,
+}
+
 /// Registers (or re-registers) `e.device` as `e.participant`'s meter. A participant's
 /// earlier meter, and a device's earlier participant, are let go: one meter per participant.
-pub fn register(e: &MeterEntry) -> Result<()> {
+/// Returns the participant's earlier meter if it was another device (the chain revokes it).
+pub fn register(e: &MeterEntry) -> Result<Option<Address>> {
     ensure!(
         !e.kind.is_empty() && e.kind.len() <= MAX_KIND_BYTES,
         "a device kind has 1 to {MAX_KIND_BYTES} bytes"
     );
-    if let Some(old) = METER_OF.may_load(&e.participant)?
-        && old != e.device
-    {
+    let replaced = METER_OF
+        .may_load(&e.participant)?
+        .filter(|old| *old != e.device);
+    if let Some(old) = replaced {
         METERS.remove(&old);
     }
     if let Some(old) = METERS.may_load(&e.device)?
@@ -74,7 +82,8 @@ pub fn register(e: &MeterEntry) -> Result<()> {
             rated_power_w: e.rated_power_w,
         },
     )?;
-    METER_OF.save(&e.participant, &e.device)
+    METER_OF.save(&e.participant, &e.device)?;
+    Ok(replaced)
 }
 
 /// The meter record of a device.

@@ -280,9 +280,10 @@ impl Executor {
     /// Registers a device on chain and, when readings are reported to a contract (the
     /// market), with that contract too, in the same transaction: `{"register_device":
     /// {"device","participant","kind","rated_power_w"}}`, called by the sender (the market
-    /// takes it from its admin only). If the contract refuses, nothing is registered: the
-    /// chain's registry and the market's meters stay one list, as genesis starts them
-    /// (`{devices}`).
+    /// takes it from its admin only). If the contract refuses, nothing is registered. The
+    /// market keeps one meter per participant: a device it answers it replaced
+    /// (`{"replaced": ADDR}`) is revoked on chain in the same transaction. So the chain's live
+    /// devices and the market's meters stay one list, as genesis starts them (`{devices}`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn register_device(
         &self,
@@ -326,6 +327,24 @@ impl Executor {
             )?;
             gas = done.gas;
             events.extend(done.events);
+            // The market keeps one meter per participant: the one this replaced is let go
+            // on chain too, or its readings would be accepted and their energy refused.
+            let replaced = serde_json::from_slice::<serde_json::Value>(&done.result)
+                .ok()
+                .and_then(|v| v["replaced"].as_str().map(str::to_owned))
+                .and_then(|h| gridledger_types::hash::parse_hex32(&h).ok())
+                .map(Address);
+            if let Some(old) = replaced.filter(|old| *old != device)
+                && let Some(mut rec) = self::device(state, &old)?
+                && !rec.revoked
+            {
+                rec.revoked = true;
+                save(state, &old, &rec);
+                events.push(chain_event(
+                    "device_revoked",
+                    &[("device", old.to_hex()), ("replaced_by", device.to_hex())],
+                ));
+            }
         }
         Ok(Done {
             gas,

@@ -352,6 +352,34 @@ fn a_device_registered_on_chain_is_the_markets_meter_too() {
     assert_eq!(m["device"], new_meter.address().to_hex(), "{m}");
     assert_eq!(m["kind"], "rooftop_pv", "{m}");
     assert_eq!(m["rated_power_w"], 5_000, "{m}");
+    // Found by review: the market keeps one meter per participant, so a second device for the
+    // same owner replaced the first there while the chain kept it live (its readings accepted,
+    // their energy refused). The replaced device is revoked on chain in the same transaction.
+    let revoked = |chain: &TestChain, d: &Keypair| {
+        chain
+            .node
+            .devices()
+            .unwrap()
+            .into_iter()
+            .find(|(id, _)| *id == d.address())
+            .map(|(_, rec)| rec.revoked)
+    };
+    assert_eq!(revoked(&chain, &new_meter), Some(false));
+    let newer = Keypair::from_seed_phrase("a newer meter");
+    let r = chain.send(&gc, register(&newer));
+    assert!(r.is_success(), "{:?}", r.error);
+    assert_eq!(meter_of(&chain)["device"], newer.address().to_hex());
+    assert_eq!(
+        revoked(&chain, &new_meter),
+        Some(true),
+        "the replaced meter"
+    );
+    assert_eq!(revoked(&chain, &newer), Some(false));
+    assert!(
+        r.events.iter().any(|e| e.kind == "device_revoked"),
+        "{:?}",
+        r.events
+    );
 }
 
 #[test]
