@@ -24,6 +24,7 @@
 use crate::{ORDERS, Order, Trade};
 use gridledger_sdk::Order as Iter;
 use gridledger_sdk::prelude::*;
+use serde::de::DeserializeOwned;
 
 /// Orders per `book` entry: a page of 128 orders is about 8 KB.
 pub const BOOK_PAGE: usize = 128;
@@ -34,21 +35,10 @@ pub const TRADE_PAGE: u64 = 32;
 const BOOK: Map<(u64, u64), Vec<Order>> = Map::new("book");
 const TRADES: Map<(u64, u64), Vec<Trade>> = Map::new("trp");
 
-/// The state key's page of the trade at `index` of its period.
-pub fn trade_page(index: u64) -> u64 {
-    index / TRADE_PAGE
-}
-
 /// The period's orders in id order, at most `limit`: its book once it has cleared, the orders
 /// as placed before.
 pub fn orders(period: u64, limit: usize) -> Result<Vec<Order>> {
-    let mut out = Vec::new();
-    for page in BOOK.prefixed(&period, Iter::Ascending) {
-        if out.len() >= limit {
-            break;
-        }
-        out.extend(page?.1);
-    }
+    let out = load(&BOOK, period, limit)?;
     if out.is_empty() {
         // Not cleared (or cleared empty, when `ord` holds nothing either).
         return ORDERS
@@ -57,22 +47,32 @@ pub fn orders(period: u64, limit: usize) -> Result<Vec<Order>> {
             .map(|r| r.map(|(_, o)| o))
             .collect();
     }
-    out.truncate(limit);
     Ok(out)
 }
 
 /// Writes the period's whole book (`orders` in id order) as its current record.
 pub fn save_orders(period: u64, orders: &[Order]) -> Result<()> {
-    for (n, page) in orders.chunks(BOOK_PAGE).enumerate() {
-        BOOK.save(&(period, n as u64), &page.to_vec())?;
-    }
-    Ok(())
+    save(&BOOK, period, orders, BOOK_PAGE)
 }
 
 /// The period's trades in clearing order (a trade's index is its place), at most `limit`.
 pub fn trades(period: u64, limit: usize) -> Result<Vec<Trade>> {
+    load(&TRADES, period, limit)
+}
+
+/// Writes all of the period's trades, in clearing order.
+pub fn save_trades(period: u64, trades: &[Trade]) -> Result<()> {
+    save(&TRADES, period, trades, TRADE_PAGE as usize)
+}
+
+/// The first `limit` items of a period's pages, in order (only the pages they are on).
+fn load<T: Serialize + DeserializeOwned>(
+    pages: &Map<(u64, u64), Vec<T>>,
+    period: u64,
+    limit: usize,
+) -> Result<Vec<T>> {
     let mut out = Vec::new();
-    for page in TRADES.prefixed(&period, Iter::Ascending) {
+    for page in pages.prefixed(&period, Iter::Ascending) {
         if out.len() >= limit {
             break;
         }
@@ -82,10 +82,16 @@ pub fn trades(period: u64, limit: usize) -> Result<Vec<Trade>> {
     Ok(out)
 }
 
-/// Writes all of the period's trades, in clearing order.
-pub fn save_trades(period: u64, trades: &[Trade]) -> Result<()> {
-    for (n, page) in trades.chunks(TRADE_PAGE as usize).enumerate() {
-        TRADES.save(&(period, n as u64), &page.to_vec())?;
+/// Writes `items` as the period's pages of `per_page`. The count never shrinks once written
+/// (a cleared period's book and trades are fixed), so no stale page is left behind.
+fn save<T: Serialize + DeserializeOwned + Clone>(
+    pages: &Map<(u64, u64), Vec<T>>,
+    period: u64,
+    items: &[T],
+    per_page: usize,
+) -> Result<()> {
+    for (n, page) in items.chunks(per_page).enumerate() {
+        pages.save(&(period, n as u64), &page.to_vec())?;
     }
     Ok(())
 }
