@@ -285,6 +285,15 @@ impl<K: Key, V: Serialize + DeserializeOwned> Map<K, V> {
     }
 }
 
+impl<K: Key, T: Serialize + DeserializeOwned> Map<K, Vec<T>> {
+    /// Saves `items` as the `Vec<T>` at `key` (the same bytes [`Map::save`] writes for a
+    /// vector of them), without first copying them into one.
+    pub fn save_slice(&self, key: &K, items: &[T]) -> Result<()> {
+        backend::storage_set(&self.full_key(key), &postcard::to_allocvec(items)?);
+        Ok(())
+    }
+}
+
 /// Iterator over a [`Map`]; yields an error if stored bytes do not decode.
 pub struct MapIter<K, V> {
     scan_prefix: Vec<u8>,
@@ -342,6 +351,12 @@ mod tests {
             let mut rest = ka.as_slice();
             prop_assert_eq!(<(i64, Vec<u8>, u32)>::decode_key(&mut rest), Some(a));
             prop_assert!(rest.is_empty());
+        }
+
+        /// A slice saved with `save_slice` is the vector `save` would have written.
+        #[test]
+        fn a_saved_slice_is_the_vector(items in proptest::collection::vec(any::<(u64, String)>(), 0..20)) {
+            prop_assert_eq!(postcard::to_allocvec(&items[..]).unwrap(), postcard::to_allocvec(&items).unwrap());
         }
 
         #[test]

@@ -84,14 +84,14 @@ fn load<T: Serialize + DeserializeOwned>(
 
 /// Writes `items` as the period's pages of `per_page`. The count never shrinks once written
 /// (a cleared period's book and trades are fixed), so no stale page is left behind.
-fn save<T: Serialize + DeserializeOwned + Clone>(
+fn save<T: Serialize + DeserializeOwned>(
     pages: &Map<(u64, u64), Vec<T>>,
     period: u64,
     items: &[T],
     per_page: usize,
 ) -> Result<()> {
     for (n, page) in items.chunks(per_page).enumerate() {
-        pages.save(&(period, n as u64), &page.to_vec())?;
+        pages.save_slice(&(period, n as u64), page)?;
     }
     Ok(())
 }

@@ -205,28 +205,43 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
         .as_ref()
         .map(|t| grid::limits(&c, t))
         .unwrap_or_default();
-    let orders = book::orders(period, usize::MAX)?;
-    // Each owner's feeder (`None`: the PCC), looked up once.
-    let mut feeder_of: BTreeMap<Address, Option<usize>> = BTreeMap::new();
-    for o in &orders {
-        if let std::collections::btree_map::Entry::Vacant(e) = feeder_of.entry(o.owner) {
-            e.insert(match &topology {
-                Some(t) => grid::feeder_of(t, &o.owner)?,
-                None => None,
-            });
-        }
+    let mut orders = book::orders(period, usize::MAX)?;
+    // In id order (`book::orders`), which finding matches by id below relies on.
+    if !orders.is_sorted_by_key(|o| o.id) {
+        orders.sort_by_key(|o| o.id);
     }
-    let at = |owner: &Address| feeder_of.get(owner).copied().flatten();
+    // Each order's connection point (`usize::MAX`: the PCC), each owner's looked up once. A
+    // market without a topology has everyone at the PCC, and no lookup.
+    let at: Vec<usize> = match &topology {
+        None => vec![usize::MAX; orders.len()],
+        Some(t) => {
+            let mut feeder_of: BTreeMap<Address, usize> = BTreeMap::new();
+            let mut at = Vec::with_capacity(orders.len());
+            for o in &orders {
+                let f = match feeder_of.get(&o.owner) {
+                    Some(f) => *f,
+                    None => {
+                        let f = grid::feeder_of(t, &o.owner)?.unwrap_or(usize::MAX);
+                        feeder_of.insert(o.owner, f);
+                        f
+                    }
+                };
+                at.push(f);
+            }
+            at
+        }
+    };
     let book = |side| -> Vec<BookOrder> {
         orders
             .iter()
-            .filter(|o| o.side == side)
-            .map(|o| BookOrder {
+            .zip(&at)
+            .filter(|(o, _)| o.side == side)
+            .map(|(o, &at)| BookOrder {
                 id: o.id,
                 wh: o.wh,
                 price: o.price,
                 renewable: o.renewable,
-                at: at(&o.owner).unwrap_or(usize::MAX),
+                at,
             })
             .collect()
     };
@@ -238,18 +253,17 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
         &fees,
         p.mechanism,
     );
-    let feeder_name = |f: Option<usize>| -> Option<String> {
-        let t = topology.as_ref()?;
-        Some(t.feeders.get(f?)?.name.clone())
-    };
-    let mut by_id: BTreeMap<u64, Order> = orders.into_iter().map(|o| (o.id, o)).collect();
+    let feeder_name =
+        |i: usize| -> Option<String> { Some(topology.as_ref()?.feeders.get(at[i])?.name.clone()) };
+    let index_of = |id: u64| orders.binary_search_by_key(&id, |o| o.id).ok();
     let mut value: u128 = 0;
     let mut trades = Vec::with_capacity(cleared.matches.len());
+    let mut fills = Vec::with_capacity(cleared.matches.len());
     for (n, m) in cleared.matches.iter().enumerate() {
-        let (Some(bid), Some(offer)) = (by_id.get(&m.bid).cloned(), by_id.get(&m.offer).cloned())
-        else {
+        let (Some(b), Some(s)) = (index_of(m.bid), index_of(m.offer)) else {
             fail!("matched an unknown order");
         };
+        let (bid, offer) = (&orders[b], &orders[s]);
         let rates = m.rates;
         let items = Items::of(&rates, m.price, m.wh);
         let trade = Trade {
@@ -262,8 +276,8 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
             price: m.price,
             renewable: offer.renewable,
             level: m.level,
-            seller_feeder: feeder_name(at(&offer.owner)),
-            buyer_feeder: feeder_name(at(&bid.owner)),
+            seller_feeder: feeder_name(s),
+            buyer_feeder: feeder_name(b),
             wheeling_fee: items.wheeling,
             buyer_fee: items.buyer_fee,
             seller_fee: items.seller_fee,
@@ -296,17 +310,16 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
             summary.renewable_wh += m.wh;
         }
         value += m.wh as u128 * m.price as u128;
-        if let Some(o) = by_id.get_mut(&m.bid) {
-            o.filled_wh += m.wh;
-        }
-        if let Some(o) = by_id.get_mut(&m.offer) {
-            o.filled_wh += m.wh;
-        }
+        fills.push((b, s, m.wh));
         trades.push(trade);
+    }
+    for (b, s, wh) in fills {
+        orders[b].filled_wh += wh;
+        orders[s].filled_wh += wh;
     }
     book::save_trades(period, &trades)?;
     // Return what unmatched quantities no longer need to secure.
-    for o in by_id.values_mut() {
+    for o in orders.iter_mut() {
         let keep = match o.side {
             // A bid keeps what its fills could cost at its own limit: that covers any trade's
             // energy and fees, which add up to at most the limit.
@@ -316,9 +329,9 @@ pub fn clear_period(ctx: &mut Ctx, period: u64, trade_events: bool) -> Result<Pe
         .min(o.escrow);
         let refund = o.escrow - keep;
         o.escrow = keep;
-        pay(ctx, &o.owner.clone(), refund)?;
+        pay(ctx, &o.owner, refund)?;
     }
-    book::save_orders(period, &by_id.into_values().collect::<Vec<_>>())?;
+    book::save_orders(period, &orders)?;
     summary.cleared = true;
     summary.reference_price = p.price;
     summary.mu = p.mu;

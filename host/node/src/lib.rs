@@ -104,6 +104,9 @@ pub struct CommittedBlock {
     pub header: Header,
     pub receipts: Vec<Receipt>,
     pub tx_hashes: Vec<Hash32>,
+    /// Wall time this node spent in the block's scheduled calls (`bench market` reports it):
+    /// this node's own measurement, not part of the block.
+    pub scheduled_calls_time: std::time::Duration,
 }
 
 pub struct Node {
@@ -841,7 +844,9 @@ impl Node {
             state.discard_layer();
         }
         receipts.extend(self.exec.enact_due(&block_env, &mut state)?);
+        let scheduled_start = std::time::Instant::now();
         receipts.extend(self.scheduled_calls(&block_env, parent.time_ms, &mut state)?);
+        let scheduled_calls_time = scheduled_start.elapsed();
         state.set(
             schema::meta_key(schema::META_HEIGHT),
             codec::encode(&height),
@@ -913,6 +918,7 @@ impl Node {
             header,
             receipts,
             tx_hashes: txs.iter().map(|t| t.hash()).collect(),
+            scheduled_calls_time,
         });
         let _ = self.blocks.send(committed.clone());
         Ok(committed)

@@ -1336,6 +1336,18 @@ fn model_settlement(
 }
 
 proptest! {
+    /// Values in u64 when the product fits, in u128 when not: the same as u128 throughout.
+    #[test]
+    fn values_round_as_in_wide_arithmetic(wh in any::<u64>(), price in any::<u64>(), small in 0u64..1 << 32) {
+        for (w, p) in [(wh, price), (small, price), (wh, small), (small, small)] {
+            let exact = w as u128 * p as u128;
+            prop_assert_eq!(value_floor(w, p) as u128, exact / 1000 % (1 << 64));
+            prop_assert_eq!(value_ceil(w, p) as u128, exact.div_ceil(1000) % (1 << 64));
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
     /// The contract's settlement against the model, on random books, forecasts (so μ above,
     /// below and at 1), readings (some missing), pools (some too small) and mechanisms.
