@@ -96,7 +96,7 @@ impl Ctx {
     }
 
     pub fn emit(&mut self, event: Event) {
-        backend::emit(&event.kind, &event.attributes);
+        backend::emit(&event.kind, event.attributes);
     }
 
     pub fn balance(&self, account: &Address) -> u64 {

@@ -38,7 +38,7 @@ impl<T: Serialize + DeserializeOwned> Item<T> {
     }
 
     pub fn save(&self, value: &T) -> Result<()> {
-        backend::storage_set(self.key.as_bytes(), &postcard::to_allocvec(value)?);
+        store(self.key.as_bytes(), value)?;
         Ok(())
     }
 
@@ -181,6 +181,23 @@ impl<A: Key, B: Key, C: Key> Key for (A, B, C) {
     }
 }
 
+/// Writes `value`'s encoding at `key`, encoded into a buffer kept between writes: a call that
+/// saves many large entries (a cleared period's pages) grows one buffer once rather than a new
+/// one, doubling, for each. The host copies the bytes, so the buffer is free again after.
+fn store<T: Serialize + ?Sized>(key: &[u8], value: &T) -> Result<()> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|b| {
+        let mut buffer = std::mem::take(&mut *b.borrow_mut());
+        buffer.clear();
+        let buffer = postcard::to_extend(value, buffer)?;
+        backend::storage_set(key, &buffer);
+        *b.borrow_mut() = buffer;
+        Ok(())
+    })
+}
+
 /// Iteration order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
@@ -234,7 +251,7 @@ impl<K: Key, V: Serialize + DeserializeOwned> Map<K, V> {
     }
 
     pub fn save(&self, key: &K, value: &V) -> Result<()> {
-        backend::storage_set(&self.full_key(key), &postcard::to_allocvec(value)?);
+        store(&self.full_key(key), value)?;
         Ok(())
     }
 
@@ -289,7 +306,7 @@ impl<K: Key, T: Serialize + DeserializeOwned> Map<K, Vec<T>> {
     /// Saves `items` as the `Vec<T>` at `key` (the same bytes [`Map::save`] writes for a
     /// vector of them), without first copying them into one.
     pub fn save_slice(&self, key: &K, items: &[T]) -> Result<()> {
-        backend::storage_set(&self.full_key(key), &postcard::to_allocvec(items)?);
+        store(&self.full_key(key), items)?;
         Ok(())
     }
 }

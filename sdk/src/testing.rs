@@ -430,14 +430,14 @@ pub mod backend {
         })
     }
 
-    pub fn emit(kind: &str, attributes: &[(String, String)]) {
+    pub fn emit(kind: &str, attributes: Vec<(String, String)>) {
         let c = writable();
         WORLD.with(|w| {
             w.borrow_mut().events.push((
                 c,
                 Event {
                     kind: kind.to_string(),
-                    attributes: attributes.to_vec(),
+                    attributes,
                 },
             ))
         });

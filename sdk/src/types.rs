@@ -62,7 +62,14 @@ fn hex_encode(b: &[u8]) -> String {
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        // On the stack: events format addresses by the thousand.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 64];
+        for (pair, x) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[(x >> 4) as usize];
+            pair[1] = DIGITS[(x & 15) as usize];
+        }
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -131,7 +138,7 @@ impl Event {
     pub fn new(kind: impl Into<String>) -> Event {
         Event {
             kind: kind.into(),
-            attributes: Vec::new(),
+            attributes: Vec::with_capacity(8),
         }
     }
 
@@ -182,3 +189,20 @@ impl From<&str> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// An address displays as its 64 hex digits, which parse back to it.
+        #[test]
+        fn an_address_displays_as_its_hex(bytes in any::<[u8; 32]>()) {
+            let a = Address(bytes);
+            let shown = a.to_string();
+            prop_assert_eq!(&shown, &a.to_hex());
+            prop_assert_eq!(Address::parse(&shown).unwrap(), a);
+        }
+    }
+}

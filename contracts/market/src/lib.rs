@@ -466,19 +466,22 @@ pub(crate) const METERED: Map<u64, (u64, u64)> = Map::new("metered");
 
 /// `wh × price_per_kwh`, in micro-tokens, rounded up (what a party must put up).
 pub fn value_ceil(wh: u64, price: u64) -> u64 {
-    // u64 arithmetic when the product fits (nearly always): a u128 division is a library
-    // call in wasm, and clearing does this for every order and trade.
-    match wh.checked_mul(price) {
-        Some(v) => v.div_ceil(1000),
-        None => ((wh as u128 * price as u128).div_ceil(1000)) as u64,
+    // u64 arithmetic when both fit in 32 bits (nearly always), so the product cannot
+    // overflow: u128 arithmetic (and an overflow-checked u64 multiply) are library calls in
+    // wasm, and clearing does this for every order and trade.
+    if (wh | price) >> 32 == 0 {
+        (wh * price).div_ceil(1000)
+    } else {
+        ((wh as u128 * price as u128).div_ceil(1000)) as u64
     }
 }
 
 /// `wh × price_per_kwh`, rounded down (what a party is paid).
 pub fn value_floor(wh: u64, price: u64) -> u64 {
-    match wh.checked_mul(price) {
-        Some(v) => v / 1000,
-        None => ((wh as u128 * price as u128) / 1000) as u64,
+    if (wh | price) >> 32 == 0 {
+        wh * price / 1000
+    } else {
+        ((wh as u128 * price as u128) / 1000) as u64
     }
 }
 
