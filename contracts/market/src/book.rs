@@ -40,12 +40,14 @@ const TRADES: Map<(u64, u64), Vec<Trade>> = Map::new("trp");
 pub fn orders(period: u64, limit: usize) -> Result<Vec<Order>> {
     let out = load(&BOOK, period, limit)?;
     if out.is_empty() {
-        // Not cleared (or cleared empty, when `ord` holds nothing either).
-        return ORDERS
-            .prefixed(&period, Iter::Ascending)
-            .take(limit)
-            .map(|r| r.map(|(_, o)| o))
-            .collect();
+        // Not cleared (or cleared empty, when `ord` holds nothing either). Sized by the
+        // period's count up front: clearing loads thousands.
+        let count = crate::ORDER_COUNT.may_load(&period)?.unwrap_or(0) as usize;
+        let mut placed = Vec::with_capacity(count.min(limit));
+        for entry in ORDERS.prefixed(&period, Iter::Ascending).take(limit) {
+            placed.push(entry?.1);
+        }
+        return Ok(placed);
     }
     Ok(out)
 }
