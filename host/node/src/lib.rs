@@ -489,7 +489,7 @@ impl Node {
             .lock()
             .select(max)
             .into_iter()
-            .map(|(t, _)| t)
+            .map(|p| p.tx)
             .collect()
     }
 
@@ -749,7 +749,7 @@ impl Node {
                 );
             }
         }
-        pool.insert(tx, encoded_len);
+        pool.insert_hashed(tx, encoded_len, hash);
         self.dropped.lock().forget(&hash);
         Ok(hash)
     }
@@ -761,7 +761,7 @@ impl Node {
             .lock()
             .select(MAX_BLOCK_TXS)
             .into_iter()
-            .map(|(tx, len)| (tx, len, SignatureCheck::AlreadyVerified))
+            .map(|p| (p.tx, p.len, SignatureCheck::AlreadyVerified))
             .collect();
         self.build_block(now_ms, candidates, None)
     }
@@ -843,6 +843,9 @@ impl Node {
             }
             state.discard_layer();
         }
+        // Each included transaction's receipt carries its hash, computed once by execution.
+        let tx_hashes: Vec<Hash32> = receipts.iter().map(|r| r.tx_hash).collect();
+        let senders: Vec<Address> = txs.iter().map(|t| t.body.sender).collect();
         receipts.extend(self.exec.enact_due(&block_env, &mut state)?);
         let scheduled_start = std::time::Instant::now();
         receipts.extend(self.scheduled_calls(&block_env, parent.time_ms, &mut state)?);
@@ -873,7 +876,7 @@ impl Node {
             height,
             time_ms,
             consensus.as_ref().map_or(self.proposer, |c| c.proposer),
-            txs.clone(),
+            txs,
             &receipts,
             &changes,
             consensus.as_ref().map(|c| gridledger_state::Finalized {
@@ -889,12 +892,11 @@ impl Node {
         {
             let snap = self.store.snapshot()?;
             let mut pool = self.mempool.lock();
-            let mut senders: Vec<Address> = txs.iter().map(|t| t.body.sender).collect();
+            let mut senders = senders;
             senders.extend(refused.iter().copied());
             senders.sort();
             senders.dedup();
-            let included: std::collections::HashSet<Hash32> =
-                txs.iter().map(|t| t.hash()).collect();
+            let included: std::collections::HashSet<Hash32> = tx_hashes.iter().copied().collect();
             let mut dropped = self.dropped.lock();
             for s in senders {
                 let next = ledger::account(&snap, &s)?.nonce;
@@ -917,7 +919,7 @@ impl Node {
         let committed = Arc::new(CommittedBlock {
             header,
             receipts,
-            tx_hashes: txs.iter().map(|t| t.hash()).collect(),
+            tx_hashes,
             scheduled_calls_time,
         });
         let _ = self.blocks.send(committed.clone());

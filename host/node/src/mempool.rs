@@ -26,8 +26,18 @@ pub fn is_reserved(tx: &SignedTx) -> bool {
     )
 }
 
+/// A waiting transaction with what the pool knows of it: its encoded length and its hash,
+/// computed once at admission (a transaction is looked at by every proposal until it is
+/// included, and hashing a large one each time cost validators more than checking it).
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub tx: SignedTx,
+    pub len: usize,
+    pub hash: Hash32,
+}
+
 pub struct Mempool {
-    by_sender: BTreeMap<Address, BTreeMap<u64, (SignedTx, usize)>>,
+    by_sender: BTreeMap<Address, BTreeMap<u64, Pending>>,
     /// Senders in the order they first had a pending transaction: fair block filling.
     senders: VecDeque<Address>,
     hashes: HashSet<Hash32>,
@@ -74,7 +84,7 @@ impl Mempool {
     pub fn pending_bytes_of(&self, sender: &Address) -> usize {
         self.by_sender
             .get(sender)
-            .map_or(0, |q| q.values().map(|(_, len)| len).sum())
+            .map_or(0, |q| q.values().map(|p| p.len).sum())
     }
 
     /// How many transactions `sender` has waiting, and the sum of their gas limits.
@@ -82,7 +92,7 @@ impl Mempool {
         self.by_sender.get(sender).map_or((0, 0), |q| {
             let gas = q
                 .values()
-                .map(|(t, _)| t.body.gas_limit)
+                .map(|p| p.tx.body.gas_limit)
                 .fold(0u64, u64::saturating_add);
             (q.len(), gas)
         })
@@ -104,14 +114,30 @@ impl Mempool {
 
     /// Adds an admitted transaction (the caller checked its nonce follows the pending ones).
     pub fn insert(&mut self, tx: SignedTx, encoded_len: usize) {
+        let hash = tx.hash();
+        self.insert_hashed(tx, encoded_len, hash);
+    }
+
+    /// [`Mempool::insert`], with the hash the caller computed (`hash` must be `tx.hash()`).
+    pub fn insert_hashed(&mut self, tx: SignedTx, encoded_len: usize, hash: Hash32) {
+        debug_assert_eq!(hash, tx.hash());
         let sender = tx.body.sender;
-        self.hashes.insert(tx.hash());
+        self.hashes.insert(hash);
         let queue = self.by_sender.entry(sender).or_default();
         if queue.is_empty() {
             self.senders.push_back(sender);
         }
-        if let Some((_, old)) = queue.insert(tx.body.nonce, (tx, encoded_len)) {
-            self.bytes -= old;
+        let nonce = tx.body.nonce;
+        let entry = Pending {
+            tx,
+            len: encoded_len,
+            hash,
+        };
+        if let Some(old) = queue.insert(nonce, entry) {
+            self.bytes -= old.len;
+            if old.hash != hash {
+                self.hashes.remove(&old.hash);
+            }
         }
         self.bytes += encoded_len;
     }
@@ -135,8 +161,8 @@ impl Mempool {
             .iter()
             .filter(|(s, q)| *s != newcomer && q.len() > newcomer_pending + 1)
             .filter_map(|(s, q)| {
-                let (nonce, (tx, _)) = q.last_key_value()?;
-                (!is_reserved(tx)).then_some((q.len(), std::cmp::Reverse(*s), *nonce))
+                let (nonce, last) = q.last_key_value()?;
+                (!is_reserved(&last.tx)).then_some((q.len(), std::cmp::Reverse(*s), *nonce))
             })
             .max()
             .map(|(_, std::cmp::Reverse(s), nonce)| (s, nonce))
@@ -145,10 +171,10 @@ impl Mempool {
     /// Removes `sender`'s transaction `nonce` (one [`Mempool::eviction_for`] chose): its hash.
     pub fn evict(&mut self, sender: &Address, nonce: u64) -> Option<Hash32> {
         let queue = self.by_sender.get_mut(sender)?;
-        let (tx, len) = queue.remove(&nonce)?;
-        let hash = tx.hash();
+        let gone = queue.remove(&nonce)?;
+        let hash = gone.hash;
         self.hashes.remove(&hash);
-        self.bytes -= len;
+        self.bytes -= gone.len;
         if queue.is_empty() {
             self.by_sender.remove(sender);
             self.senders.retain(|s| s != sender);
@@ -165,16 +191,12 @@ impl Mempool {
     /// one per sender in turn, each sender's in nonce order and only while its next one is
     /// admitted: a lane for one kind of transaction that does not wait behind every sender's
     /// others, as a window of [`Mempool::select`] would.
-    pub fn select_heads(
-        &self,
-        admit: impl Fn(&SignedTx, usize) -> bool,
-        max: usize,
-    ) -> Vec<(SignedTx, usize)> {
+    pub fn select_heads(&self, admit: impl Fn(&Pending) -> bool, max: usize) -> Vec<Pending> {
         let mut runs: Vec<_> = self
             .senders
             .iter()
             .filter_map(|s| self.by_sender.get(s))
-            .map(|q| q.values().take_while(|(tx, len)| admit(tx, *len)))
+            .map(|q| q.values().take_while(|p| admit(p)))
             .collect();
         let mut out = Vec::new();
         // Each turn visits only the runs still going: a long run (the gateway's backlog) does
@@ -185,8 +207,8 @@ impl Mempool {
                     return true;
                 }
                 match run.next() {
-                    Some((tx, len)) => {
-                        out.push((tx.clone(), *len));
+                    Some(p) => {
+                        out.push(p.clone());
                         true
                     }
                     None => false,
@@ -197,7 +219,7 @@ impl Mempool {
     }
 
     /// Up to `max` transactions, taking one per sender in turn, each sender's in nonce order.
-    pub fn select(&self, max: usize) -> Vec<(SignedTx, usize)> {
+    pub fn select(&self, max: usize) -> Vec<Pending> {
         let mut iters: Vec<_> = self
             .senders
             .iter()
@@ -211,8 +233,8 @@ impl Mempool {
                 if out.len() >= max {
                     break;
                 }
-                if let Some((tx, len)) = it.next() {
-                    out.push((tx.clone(), *len));
+                if let Some(p) = it.next() {
+                    out.push(p.clone());
                     any = true;
                 }
             }
@@ -241,11 +263,10 @@ impl Mempool {
             queue.split_off(&next_nonce)
         };
         let mut dropped = Vec::with_capacity(queue.len());
-        for (tx, len) in queue.values() {
-            let hash = tx.hash();
-            self.hashes.remove(&hash);
-            self.bytes -= len;
-            dropped.push(hash);
+        for p in queue.values() {
+            self.hashes.remove(&p.hash);
+            self.bytes -= p.len;
+            dropped.push(p.hash);
         }
         *queue = keep;
         if queue.is_empty() {

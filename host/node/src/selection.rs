@@ -12,6 +12,7 @@
 //!
 //! [`Mempool::select`]: crate::mempool::Mempool::select
 
+use crate::mempool::Pending;
 use crate::{Node, heavy_tx_gas, payload};
 use gridledger_types::{Address, Hash32, SignedTx};
 use std::collections::HashSet;
@@ -47,8 +48,9 @@ impl Fill {
         self.out.len() >= self.max
     }
 
-    /// Takes `t` if it fits every cap.
-    fn take(&mut self, t: &SignedTx, len: usize) -> bool {
+    /// Takes `p` if it fits every cap.
+    fn take(&mut self, p: &Pending) -> bool {
+        let (t, len) = (&p.tx, p.len);
         let (heavy_from, heavy_cap) = (heavy_tx_gas(self.max_gas), self.max_gas / 2);
         let (big_from, big_cap) = (64 << 10, payload::MAX_PAYLOAD_BYTES / 2);
         let g = t.body.gas_limit;
@@ -72,7 +74,7 @@ impl Fill {
             self.big_bytes += len;
         }
         self.readings += r;
-        self.taken.insert(t.hash());
+        self.taken.insert(p.hash);
         self.out.push(t.clone());
         true
     }
@@ -115,40 +117,39 @@ impl Node {
         // the turns below.
         let lane = reserved_first_gas(max_gas);
         let heads = self.mempool.lock().select_heads(
-            |t, len| {
-                self.in_readings_lane(t, len)
-                    || (!in_flight.is_empty() && in_flight.contains(&t.hash()))
-            },
+            |p| self.in_readings_lane(&p.tx, p.len) || in_flight.contains(&p.hash),
             max + in_flight.len(),
         );
         let mut stopped: HashSet<Address> = HashSet::new();
-        for (t, len) in &heads {
+        for p in &heads {
             if fill.full() {
                 break;
             }
-            if in_flight.contains(&t.hash()) || stopped.contains(&t.body.sender) {
+            let sender = p.tx.body.sender;
+            if in_flight.contains(&p.hash) || stopped.contains(&sender) {
                 continue;
             }
-            let within = fill.gas.saturating_add(t.body.gas_limit) <= lane;
-            if !within || !fill.take(t, *len) {
-                stopped.insert(t.body.sender);
+            let within = fill.gas.saturating_add(p.tx.body.gas_limit) <= lane;
+            if !within || !fill.take(p) {
+                stopped.insert(sender);
             }
         }
         // Then everything else, one per sender in turn.
         let mut skipped: HashSet<Address> = HashSet::new();
-        for (t, len) in &waiting {
+        for p in &waiting {
             if fill.full() {
                 break;
             }
-            if in_flight.contains(&t.hash())
-                || fill.taken.contains(&t.hash())
-                || skipped.contains(&t.body.sender)
+            let sender = p.tx.body.sender;
+            if in_flight.contains(&p.hash)
+                || fill.taken.contains(&p.hash)
+                || skipped.contains(&sender)
             {
                 continue;
             }
-            if !fill.take(t, *len) {
+            if !fill.take(p) {
                 // Its later nonces cannot apply without it: they wait for another block.
-                skipped.insert(t.body.sender);
+                skipped.insert(sender);
             }
         }
         fill.out
