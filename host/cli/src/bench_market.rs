@@ -187,7 +187,8 @@ fn system_gas(b: &CommittedBlock, event: &str) -> Result<u64> {
 struct Cleared {
     /// Wall time of the block that clears it.
     block_ms: f64,
-    /// Of which the market's call (the block's scheduled calls, as the node timed them).
+    /// Of which the market's calls (the block's scheduled calls, as the node timed them: the
+    /// empty period 0 and period 1, whose orders these are).
     call_ms: f64,
     gas: u64,
     scenario: Scenario,
@@ -286,7 +287,7 @@ pub fn run(json: bool, contracts_dir: &Path) -> Result<()> {
     let (clear_10000_ms, clear_10000_gas) = (c10000.block_ms, c10000.gas);
     let call_ms = c10000.call_ms;
     println!(
-        "clear 10,000 orders: {clear_10000_ms:.1} ms, {clear_10000_gas} gas (median of 3); the market's call {call_ms:.1} ms of it, the rest the block's state root and commit"
+        "clear 10,000 orders: {clear_10000_ms:.1} ms, {clear_10000_gas} gas (median of 3); the market's calls {call_ms:.1} ms of it (empty period 0, then period 1's orders), the rest the block's other work, mostly its state root and commit"
     );
     let native_ms = clear_native_ms(10_000);
     println!(
