@@ -17,13 +17,13 @@ mod imp {
     pub fn storage_remove(key: &[u8]) {
         host::storage_remove(key)
     }
-    pub fn storage_scan(
+    pub fn storage_scan_packed(
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: u32,
         descending: bool,
-    ) -> Vec<(Vec<u8>, Vec<u8>)> {
-        host::storage_scan(prefix, start_after, limit, descending)
+    ) -> Vec<u8> {
+        host::storage_scan_packed(prefix, start_after, limit, descending)
     }
     pub fn emit(kind: &str, attributes: Vec<(String, String)>) {
         // Moved, not copied: a period's clearing emits a thousand events of eight attributes.

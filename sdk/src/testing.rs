@@ -430,6 +430,23 @@ pub mod backend {
         })
     }
 
+    /// `storage_scan`'s page in the host's packed layout (see the WIT's `storage-scan-packed`).
+    pub fn storage_scan_packed(
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+        descending: bool,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, v) in storage_scan(prefix, start_after, limit, descending) {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(&k);
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(&v);
+        }
+        out
+    }
+
     pub fn emit(kind: &str, attributes: Vec<(String, String)>) {
         let c = writable();
         WORLD.with(|w| {

@@ -41,6 +41,11 @@ pub enum QueryMsg {
     Write {},
     /// A query that computes until its gas runs out.
     Spin {},
+    /// Every stored entry after `after`, in key order or reversed (tests of scan paging).
+    List {
+        after: Option<String>,
+        descending: bool,
+    },
 }
 
 const KV: Map<String, String> = Map::new("kv");
@@ -137,6 +142,16 @@ impl Contract for Misbehave {
     fn query(_ctx: &Ctx, msg: QueryMsg) -> Result<Response> {
         match msg {
             QueryMsg::Get { key } => Response::json(&KV.may_load(&key)?),
+            QueryMsg::List { after, descending } => {
+                let order = if descending {
+                    Order::Descending
+                } else {
+                    Order::Ascending
+                };
+                let listed: Result<Vec<(String, String)>> =
+                    KV.range(after.as_ref(), order).collect();
+                Response::json(&listed?)
+            }
             QueryMsg::Spin {} => {
                 let mut sink = [0u64; 16];
                 let mut i = 0u64;

@@ -73,6 +73,77 @@ pub(crate) struct AttributeRecord {
 
 type Ctx<'a> = StoreContextMut<'a, HostState>;
 
+/// Storage entries as (full key, value) pairs.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One scan page of the calling contract's storage, paid before it is done (both
+/// `storage-scan` forms): the entries with their full keys, and how many leading key bytes are
+/// the contract's own namespace (to strip before the contract sees them).
+fn scan(
+    store: &mut Ctx<'_>,
+    prefix: &[u8],
+    start_after: Option<Vec<u8>>,
+    limit: u32,
+    descending: bool,
+) -> wasmtime::Result<(Entries, usize)> {
+    let gas = store.data().vm.config().gas.clone();
+    let limit = limit.min(MAX_SCAN_ENTRIES);
+    charge(store, gas.host_call)?;
+    check_key(store, prefix)?;
+    if let Some(a) = &start_after {
+        check_key(store, a)?;
+    }
+    let full_prefix = storage_key(store, prefix);
+    let strip = full_prefix.len() - prefix.len();
+    let full_after = start_after.map(|a| storage_key(store, &a));
+    // Paid before it is done: the scan may visit only as many entries (pending writes and
+    // deletions included) as the gas left pays for, and at most MAX_SCAN_VISITS.
+    let affordable = store.get_fuel()? / gas.scan_per_entry.max(1);
+    let scan = match store.data().state.scan_metered(
+        &full_prefix,
+        full_after.as_deref(),
+        limit as usize,
+        descending,
+        affordable.min(MAX_SCAN_VISITS),
+    ) {
+        Ok(scan) => scan,
+        Err(gridledger_state::ScanError::OverBudget(_)) if affordable <= MAX_SCAN_VISITS => {
+            store.set_fuel(0)?;
+            return Err(HostTrap::OutOfGas.into());
+        }
+        Err(gridledger_state::ScanError::OverBudget(n)) => {
+            return Err(HostTrap::Refused(format!(
+                "a scan may step over at most {n} entries (pending deletions included); page with start_after"
+            ))
+            .into());
+        }
+        Err(gridledger_state::ScanError::Read(e)) => return Err(fault(store, e)),
+    };
+    charge(store, gas.scan_per_entry * scan.visited)?;
+    let bytes: usize = scan.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+    charge(store, gas.storage_read_per_byte * bytes as u64)?;
+    Ok((scan.entries, strip))
+}
+
+/// `storage-scan-packed`'s layout: per entry a u32 LE key length, the key (without its first
+/// `strip` bytes), a u32 LE value length, the value. Keys and values are far below 4 GiB (the
+/// state's own limits), so the lengths fit.
+fn pack_entries(entries: &[(Vec<u8>, Vec<u8>)], strip: usize) -> Vec<u8> {
+    let size: usize = entries
+        .iter()
+        .map(|(k, v)| 8 + k.len() - strip + v.len())
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for (k, v) in entries {
+        let key = &k[strip..];
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
 /// Takes `gas` from the call's fuel, or stops it.
 fn charge(store: &mut Ctx<'_>, gas: u64) -> wasmtime::Result<()> {
     let fuel = store.get_fuel()?;
@@ -215,48 +286,21 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "storage-scan",
         |mut store: Ctx<'_>,
          (prefix, start_after, limit, descending): (Vec<u8>, Option<Vec<u8>>, u32, bool)| {
-            let gas = store.data().vm.config().gas.clone();
-            let limit = limit.min(MAX_SCAN_ENTRIES);
-            charge(&mut store, gas.host_call)?;
-            check_key(&store, &prefix)?;
-            if let Some(a) = &start_after {
-                check_key(&store, a)?;
-            }
-            let full_prefix = storage_key(&store, &prefix);
-            let strip = full_prefix.len() - prefix.len();
-            let full_after = start_after.map(|a| storage_key(&store, &a));
-            // Paid before it is done: the scan may visit only as many entries (pending writes
-            // and deletions included) as the gas left pays for, and at most MAX_SCAN_VISITS.
-            let affordable = store.get_fuel()? / gas.scan_per_entry.max(1);
-            let scan = match store.data().state.scan_metered(
-                &full_prefix,
-                full_after.as_deref(),
-                limit as usize,
-                descending,
-                affordable.min(MAX_SCAN_VISITS),
-            ) {
-                Ok(scan) => scan,
-                Err(gridledger_state::ScanError::OverBudget(_)) if affordable <= MAX_SCAN_VISITS => {
-                    store.set_fuel(0)?;
-                    return Err(HostTrap::OutOfGas.into());
-                }
-                Err(gridledger_state::ScanError::OverBudget(n)) => {
-                    return Err(HostTrap::Refused(format!(
-                        "a scan may step over at most {n} entries (pending deletions included); page with start_after"
-                    ))
-                    .into());
-                }
-                Err(gridledger_state::ScanError::Read(e)) => return Err(fault(&mut store, e)),
-            };
-            charge(&mut store, gas.scan_per_entry * scan.visited)?;
-            let entries = scan.entries;
-            let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
-            charge(&mut store, gas.storage_read_per_byte * bytes as u64)?;
+            let (entries, strip) = scan(&mut store, &prefix, start_after, limit, descending)?;
             let out: Vec<(Vec<u8>, Vec<u8>)> = entries
                 .into_iter()
                 .map(|(k, v)| (k[strip..].to_vec(), v))
                 .collect();
             Ok((out,))
+        },
+    )?;
+
+    host.func_wrap(
+        "storage-scan-packed",
+        |mut store: Ctx<'_>,
+         (prefix, start_after, limit, descending): (Vec<u8>, Option<Vec<u8>>, u32, bool)| {
+            let (entries, strip) = scan(&mut store, &prefix, start_after, limit, descending)?;
+            Ok((pack_entries(&entries, strip),))
         },
     )?;
 
@@ -446,5 +490,31 @@ pub(crate) fn env_record(
         contract: contract.0.to_vec(),
         caller: caller.map(|c| c.0.to_vec()).unwrap_or_default(),
         funds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pack_entries;
+
+    /// The packed layout the SDK decodes: lengths little-endian, the namespace stripped.
+    #[test]
+    fn packed_entries_are_length_prefixed_keys_and_values() {
+        let entries = vec![
+            (b"nsab".to_vec(), b"xyz".to_vec()),
+            (b"ns".to_vec(), Vec::new()),
+        ];
+        let packed = pack_entries(&entries, 2);
+        let want: Vec<u8> = [
+            &2u32.to_le_bytes()[..],
+            b"ab",
+            &3u32.to_le_bytes(),
+            b"xyz",
+            &0u32.to_le_bytes(),
+            &0u32.to_le_bytes(),
+        ]
+        .concat();
+        assert_eq!(packed, want);
+        assert!(pack_entries(&[], 2).is_empty());
     }
 }

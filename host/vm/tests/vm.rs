@@ -692,3 +692,48 @@ fn a_query_deadline_does_not_count_compiling_the_contract() {
         other => panic!("expected the market's own error: {other:?}"),
     }
 }
+
+/// A contract's `Map` iteration through the host's packed scan: every entry once, in order,
+/// across pages (64 a page) and across state layers (a newer layer overwriting older values).
+#[test]
+fn scans_return_what_is_stored_across_pages() {
+    let (vm, mut state, c) = setup("misbehave");
+    let mut want = std::collections::BTreeMap::new();
+    let mut put = |state: &mut StateStack, key: String, value: String| {
+        let msg = serde_json::json!({ "put": { "key": key, "value": value } }).to_string();
+        call(&vm, state, c, Entry::Execute, &msg, GAS)
+            .result
+            .unwrap();
+        want.insert(key, value);
+    };
+    for i in 0..150 {
+        put(&mut state, format!("k{i:03}"), format!("v{i}"));
+    }
+    state.push_layer();
+    for i in (0..150).step_by(2) {
+        put(&mut state, format!("k{i:03}"), format!("newer {i}"));
+    }
+    let list = |state: &mut StateStack, after: Option<&str>, descending: bool| {
+        let msg =
+            serde_json::json!({ "list": { "after": after, "descending": descending } }).to_string();
+        let out = call(&vm, state, c, Entry::Query, &msg, 100 * GAS);
+        serde_json::from_slice::<Vec<(String, String)>>(&out.result.unwrap()).unwrap()
+    };
+    let all: Vec<(String, String)> = want.clone().into_iter().collect();
+    assert_eq!(list(&mut state, None, false), all);
+    let mut reversed = all.clone();
+    reversed.reverse();
+    assert_eq!(list(&mut state, None, true), reversed);
+    let after: Vec<_> = all
+        .iter()
+        .filter(|(k, _)| k.as_str() > "k063")
+        .cloned()
+        .collect();
+    assert_eq!(list(&mut state, Some("k063"), false), after);
+    let before: Vec<_> = reversed
+        .iter()
+        .filter(|(k, _)| k.as_str() < "k100")
+        .cloned()
+        .collect();
+    assert_eq!(list(&mut state, Some("k100"), true), before);
+}
