@@ -317,7 +317,7 @@ impl<K: Key, T: Serialize + DeserializeOwned> Map<K, Vec<T>> {
 pub struct MapIter<K, V> {
     scan_prefix: Vec<u8>,
     strip: usize,
-    /// The last key of the last full page: the next page starts after it.
+    /// The last key of the page fetched last: the next page starts after it.
     cursor: Option<Vec<u8>>,
     order: Order,
     /// The current page in the host's packed layout (see [`packed_part`]), read up to `at`.
